@@ -1,0 +1,69 @@
+"""The competition's metric: multiclass Jaccard index from an aggregated confusion matrix.
+
+It equals ``torchmetrics.JaccardIndex(task="multiclass", num_classes=49)`` (macro average): the
+mean, over classes whose union is non-empty, of ``TP / (TP + FP + FN)``, computed from one
+confusion matrix accumulated over every pixel of every frame. Per-batch IoUs are never averaged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vidseg.data.classes import NUM_CLASSES
+
+__all__ = ["confusion_matrix", "jaccard_from_confusion", "jaccard_index", "JaccardAccumulator"]
+
+
+def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """(num_classes, num_classes) int64 counts, rows = target class, columns = predicted class.
+
+    Computed with one ``bincount`` on the tensors' device. Values outside ``0..num_classes-1``
+    raise ``ValueError``.
+    """
+    preds = torch.as_tensor(preds)
+    target = torch.as_tensor(target, device=preds.device)
+    if preds.shape != target.shape:
+        raise ValueError(f"preds shape {tuple(preds.shape)} differs from target shape {tuple(target.shape)}")
+    preds = preds.reshape(-1).long()
+    target = target.reshape(-1).long()
+    if preds.numel():
+        lo = torch.minimum(preds.min(), target.min()).item()
+        hi = torch.maximum(preds.max(), target.max()).item()
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"class ids must lie in 0..{num_classes - 1}, found {lo}..{hi}")
+    counts = torch.bincount(target * num_classes + preds, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def jaccard_from_confusion(confmat: torch.Tensor) -> torch.Tensor:
+    """Macro Jaccard index over the classes present in target or prediction (0-dim float tensor)."""
+    confmat = confmat.double()
+    intersection = confmat.diagonal()
+    union = confmat.sum(0) + confmat.sum(1) - intersection
+    present = union > 0
+    if not bool(present.any()):
+        return torch.zeros((), dtype=torch.float32, device=confmat.device)
+    return (intersection[present] / union[present]).mean().float()
+
+
+def jaccard_index(preds: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Jaccard index of integer masks ``preds`` against ``target`` of any equal shape."""
+    return jaccard_from_confusion(confusion_matrix(preds, target, num_classes))
+
+
+class JaccardAccumulator:
+    """Accumulates one confusion matrix over a whole split; ``compute()`` gives its Jaccard index."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, device: torch.device | str | None = None) -> None:
+        self.num_classes = num_classes
+        self.confmat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        cm = confusion_matrix(preds, target, self.num_classes)
+        self.confmat += cm.to(self.confmat.device)
+
+    def compute(self) -> float:
+        return float(jaccard_from_confusion(self.confmat))
+
+    def reset(self) -> None:
+        self.confmat.zero_()
