@@ -28,6 +28,7 @@ class Solid:
     position: np.ndarray  # (3,)
     rotation: np.ndarray  # (3, 3) local -> world
     metal: bool
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # albedo, 0..1; tints metal reflections
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,13 @@ def shade(
     solids: list[Solid],
     shadow_factor: float = 0.55,
     specular: tuple[tuple[float, float], ...] = ((0.85, 60.0), (0.25, 8.0)),
+    reflectivity: float = 0.6,
 ) -> np.ndarray:
     """Add cast shadows and metal highlights to a TinyRenderer frame; returns uint8 (H, W, 3).
 
     ``specular`` lists (strength, exponent) Phong lobes for metal: a sharp highlight and a
-    broad sheen. Rubber gets none.
+    broad sheen. ``reflectivity`` is the share of a metal pixel that mirrors the environment.
+    Rubber gets neither.
     """
     light = np.asarray(light_dir, dtype=np.float64)
     light = light / np.linalg.norm(light)
@@ -172,16 +175,24 @@ def shade(
     for solid in solids:
         if not solid.metal:
             continue
-        on = (owners == solid.body) & lit
+        on = owners == solid.body
         if not on.any():
             continue
         p = points[on]
         normal = surface_normals(p, solid)
         view = eye - p
         view /= np.linalg.norm(view, axis=1, keepdims=True)
+        # Metal mirrors its surroundings, tinted by its colour: the bright sky above, the grey
+        # floor below. This is what makes a metal cube's faces read as shiny, not just its edges.
+        mirror = 2.0 * (normal * view).sum(1, keepdims=True) * normal - view
+        sky = np.clip(mirror[:, 2], 0.0, 1.0)
+        environment = np.where(mirror[:, 2] > 0, 0.3 + 0.75 * np.sqrt(sky), 0.12)
+        tint = 0.25 + 0.75 * np.asarray(solid.color, dtype=np.float32)
+        shadow = np.where(lit[on], 1.0, shadow_factor)[:, None]
+        out[on] = out[on] * (1.0 - reflectivity) + 255.0 * reflectivity * environment[:, None] * tint * shadow
         n_dot_l = normal @ light
         reflect = 2.0 * n_dot_l[:, None] * normal - light
-        r_dot_v = np.clip((reflect * view).sum(1), 0.0, 1.0) * (n_dot_l > 0)
+        r_dot_v = np.clip((reflect * view).sum(1), 0.0, 1.0) * (n_dot_l > 0) * lit[on]
         highlight[on] = sum(strength * r_dot_v**exponent for strength, exponent in specular)
     out += 255.0 * highlight[:, None]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(rgb.shape[:2] + (3,))

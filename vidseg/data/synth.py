@@ -267,6 +267,7 @@ def simulate(scene: SceneSpec, config: SynthConfig, num_frames: int | None = Non
 
     lut = np.zeros(len(scene.objects) + 2, dtype=np.uint8)  # body id -> class id; floor and empty -> 0
     bodies: list[tuple[int, ObjectSpec]] = []
+    albedo: dict[int, tuple[float, float, float]] = {}
     for spec in scene.objects:
         a = spec.attributes
         rgb = np.asarray(classes.COLOR_RGB[a.color]) / 255.0
@@ -285,6 +286,7 @@ def simulate(scene: SceneSpec, config: SynthConfig, num_frames: int | None = Non
         if body >= len(lut):
             lut = np.pad(lut, (0, body + 1 - len(lut)))
         lut[body] = spec.class_id
+        albedo[body] = tuple(float(v) for v in np.asarray(classes.COLOR_RGB[a.color]) / 255.0)
         bodies.append((body, spec))
 
     substeps = max(1, round(config.frame_dt * config.physics_hz))
@@ -312,7 +314,7 @@ def simulate(scene: SceneSpec, config: SynthConfig, num_frames: int | None = Non
             pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
             rot = np.asarray(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
             solids.append(Solid(body, spec.attributes.shape, spec.half_size, np.asarray(pos), rot,
-                                spec.attributes.material == "metal"))
+                                spec.attributes.material == "metal", albedo[body]))
         frames[t] = shade(np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4), np.asarray(depth).reshape(h, w),
                           seg, camera, LIGHT_DIR, solids)
         masks[t] = lut[np.clip(seg, 0, len(lut) - 1)] * (seg >= 0)
