@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from vidseg.data import synth
-from vidseg.data.check import check_dataset
+from vidseg.data.check import check_dataset, print_errors
 
 log = logging.getLogger("vidseg.search")
 
@@ -52,9 +53,7 @@ def prepare_demo_data(data_dir: Path, seed: int, workers: int, smoke: bool) -> P
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import os
-
-    workers = args.workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
     try:
         if workers < 1:
             raise ValueError(f"--workers is {workers}, but must be >= 1")
@@ -62,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, synth.SettingsMismatch) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {err.filename or args.data_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
     report = check_dataset(root, progress=sys.stderr.isatty())
     if not report.ok:
-        for line in report.errors:
-            print(f"error: {line}", file=sys.stderr)
+        print_errors(report, max_errors=50)
         return 2
     print(f"dataset ok: {root} (" + ", ".join(f"{k} {v}" for k, v in report.counts.items()) + ")")
     return 0

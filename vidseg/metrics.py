@@ -24,6 +24,8 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
     target = torch.as_tensor(target, device=preds.device)
     if preds.shape != target.shape:
         raise ValueError(f"preds shape {tuple(preds.shape)} differs from target shape {tuple(target.shape)}")
+    if preds.is_floating_point() or target.is_floating_point():
+        raise ValueError(f"masks must hold integer class ids, got {preds.dtype} and {target.dtype}")
     preds = preds.reshape(-1).long()
     target = target.reshape(-1).long()
     if preds.numel():

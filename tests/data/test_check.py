@@ -87,7 +87,21 @@ def corrupt_unreadable_mask(root):
     return path
 
 
-CORRUPTIONS = [corrupt_truncated_png, corrupt_garbage_png, corrupt_missing_png, corrupt_extra_frame,
+def corrupt_padded_frame_name(root):
+    src = root / "train/video_00002/image_5.png"
+    src.rename(src.with_name("image_05.png"))
+    return src.parent
+
+
+def corrupt_npz_mask(root):
+    path = root / "val/video_00004/mask.npy"
+    mask = np.load(path)
+    with open(path, "wb") as f:
+        np.savez(f, mask=mask)
+    return path
+
+
+CORRUPTIONS = [corrupt_padded_frame_name, corrupt_npz_mask, corrupt_truncated_png, corrupt_garbage_png, corrupt_missing_png, corrupt_extra_frame,
                corrupt_mask_shape, corrupt_mask_float, corrupt_class_range, corrupt_empty_split,
                corrupt_frame_size, corrupt_unreadable_mask]
 
@@ -103,6 +117,17 @@ def test_each_corruption_fails_naming_the_file(dataset_copy, capsys, corrupt):
     assert "Traceback" not in err
 
 
+def test_a_stray_file_does_not_hide_the_rest_of_its_split(dataset_copy, capsys):
+    stray = dataset_copy / "train" / "README.txt"
+    stray.write_text("notes")
+    bad_mask = corrupt_mask_float(dataset_copy)
+    bad_train = corrupt_mask_shape(dataset_copy)
+    code, _, err = check(dataset_copy, capsys)
+    assert code == 2
+    assert f"error: {stray}: unexpected entry" in err
+    assert f"error: {bad_mask}: " in err and f"error: {bad_train}: " in err
+
+
 def test_missing_root(tmp_path, capsys):
     code, _, err = check(tmp_path / "nowhere", capsys)
     assert code == 2 and err.strip() == f"error: {tmp_path / 'nowhere'}: no such dataset folder"
@@ -115,7 +140,9 @@ def test_keeps_checking_after_the_first_problem_up_to_a_cap(dataset_copy, capsys
     for path in paths:
         assert f"error: {path}: " in err
     code, _, err = check(dataset_copy, capsys, "--max-errors=2")
-    assert code == 2 and len(err.strip().splitlines()) == 3 and "stopped after 2 problems" in err
+    assert code == 2 and len(err.strip().splitlines()) == 3 and "more problems after the first 2" in err
+    code, _, err = check(dataset_copy, capsys, "--max-errors=3")
+    assert code == 2 and len(err.strip().splitlines()) == 3 and "more problems" not in err
 
 
 def test_cli_process_exit_code_and_no_traceback(dataset_copy):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from vidseg.data.classes import CLASS_NAMES, NUM_CLASSES
-from vidseg.data.layout import FRAME_SIZE, FRAMES, REQUIRED_SPLITS, SPLITS, LayoutError, list_videos, read_frame, read_mask
+from vidseg.data.layout import FRAME_SIZE, FRAMES, SPLITS, LayoutError, read_frame, read_mask, walk_splits
 
-__all__ = ["CheckReport", "check_dataset", "main"]
+__all__ = ["CheckReport", "check_dataset", "print_errors", "main"]
 
 
 class _TooManyErrors(Exception):
@@ -48,38 +48,32 @@ def check_dataset(root: Path | str, size: tuple[int, int] = FRAME_SIZE, max_erro
     root = Path(root)
     report = CheckReport(root)
 
-    def problem(err: LayoutError | str) -> None:
-        report.errors.append(str(err))
+    def problem(err: LayoutError) -> None:
         if len(report.errors) >= max_errors:
             report.truncated = True
             raise _TooManyErrors
+        report.errors.append(str(err))
 
     try:
-        if not root.is_dir():
-            problem(LayoutError(root, "no such dataset folder" if not root.exists() else "not a folder"))
-            return report
-        videos = []
-        for split in SPLITS:
-            split_dir = root / split
-            if not split_dir.is_dir():
-                if split in REQUIRED_SPLITS:
-                    problem(LayoutError(split_dir, f"missing {split} split"))
-                continue
-            try:
-                found = list_videos(split_dir, split)
-            except LayoutError as err:
-                problem(err)
-                continue
-            if not found:
-                problem(LayoutError(split_dir, "empty split: no video_<N> folders"))
-            report.counts[split] = len(found)
-            videos += found
+        splits = walk_splits(root, problem)
+        report.counts = {split: len(videos) for split, videos in splits.items()}
+        videos = [video for split_videos in splits.values() for video in split_videos]
         for video in tqdm(videos, desc="checking", unit="video", disable=not progress, dynamic_ncols=True):
             _check_video(video, size, report, problem)
-        _check_hidden_answers(root, report.counts.get("hidden", 0), size, problem)
+        if root.is_dir():
+            _check_hidden_answers(root, report.counts.get("hidden", 0), size, problem)
     except _TooManyErrors:
         pass
     return report
+
+
+def print_errors(report: CheckReport, max_errors: int, file=None) -> None:
+    """One ``error: <path>: <problem>`` line per problem, and a last line if some were left out."""
+    file = file or sys.stderr
+    for line in report.errors:
+        print(f"error: {line}", file=file)
+    if report.truncated:
+        print(f"error: {report.root}: more problems after the first {max_errors}", file=file)
 
 
 def _check_video(video, size, report: CheckReport, problem) -> None:
@@ -89,7 +83,7 @@ def _check_video(video, size, report: CheckReport, problem) -> None:
         problem(err)
     for t in range(FRAMES[video.split]):
         path = video.frame_path(t)
-        if path.exists():
+        if path.exists():  # a missing frame is already reported by the frame count
             try:
                 read_frame(path, size)
             except LayoutError as err:
@@ -126,7 +120,7 @@ def _summary(report: CheckReport, size: tuple[int, int]) -> str:
         seen = int((report.class_videos[1:] > 0).sum())
         lines.append(f"classes: {seen} of {NUM_CLASSES - 1} object classes appear in the masks; "
                      f"background is {report.class_pixels[0] / total:.1%} of labeled pixels")
-        top = np.argsort(-report.class_videos[1:])[:5] + 1
+        top = [c for c in np.argsort(-report.class_videos[1:], kind="stable")[:5] + 1 if report.class_videos[c]]
         lines.append("most frequent: " + ", ".join(f"{CLASS_NAMES[c]} ({report.class_videos[c]} videos)" for c in top))
     return "\n".join(lines)
 
@@ -153,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.ok:
         print(_summary(report, args.size))
         return 0
-    for line in report.errors:
-        print(f"error: {line}", file=sys.stderr)
-    if report.truncated:
-        print(f"error: {args.root}: stopped after {args.max_errors} problems", file=sys.stderr)
+    print_errors(report, args.max_errors)
     return 2
 
 

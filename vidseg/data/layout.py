@@ -13,6 +13,7 @@ Every problem raises :class:`LayoutError`, whose message names the file.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from vidseg.data.classes import NUM_CLASSES
 __all__ = [
     "SPLITS",
     "LABELED_SPLITS",
+    "video_name",
+    "walk_splits",
     "FRAMES",
     "FRAME_SIZE",
     "LayoutError",
@@ -35,12 +38,11 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "unlabeled", "hidden")
-REQUIRED_SPLITS = ("train", "val")
-LABELED_SPLITS = ("train", "val")
+LABELED_SPLITS = ("train", "val")  # these carry mask.npy, and a dataset root must have both
 FRAMES = {"train": 22, "val": 22, "unlabeled": 22, "hidden": 11}
 FRAME_SIZE = (160, 240)  # (height, width)
 _VIDEO_RE = re.compile(r"video_(\d+)")
-_FRAME_RE = re.compile(r"image_(\d+)\.png")
+_FRAME_RE = re.compile(r"image_(0|[1-9]\d*)\.png")  # image_5.png, never image_05.png
 
 
 class LayoutError(ValueError):
@@ -57,7 +59,7 @@ def read_frame(path: Path, size: tuple[int, int] | None = FRAME_SIZE) -> np.ndar
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = np.array(image.convert("RGB"))
     except FileNotFoundError:
         raise LayoutError(path, "missing frame") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -76,6 +78,8 @@ def read_mask(path: Path, num_frames: int = 22, size: tuple[int, int] | None = F
         raise LayoutError(path, "missing mask") from None
     except (OSError, ValueError, EOFError) as err:
         raise LayoutError(path, f"unreadable .npy ({err})") from None
+    if not isinstance(mask, np.ndarray):
+        raise LayoutError(path, "not a .npy array (an .npz archive?)")
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
         raise LayoutError(path, f"mask dtype is {mask.dtype}, expected an integer dtype")
     expected = (num_frames, *size) if size is not None else None
@@ -135,6 +139,7 @@ class Video:
 
     def frames(self, size: tuple[int, int] | None = FRAME_SIZE, count: int | None = None) -> np.ndarray:
         """Frames 0..count-1 as uint8 (T, H, W, 3)."""
+        self.check_frame_count()
         count = self.num_frames if count is None else count
         return np.stack([read_frame(self.frame_path(t), size) for t in range(count)])
 
@@ -145,20 +150,57 @@ class Video:
         return read_mask(self.mask_path, FRAMES[self.split], size)
 
 
-def list_videos(split_dir: Path, split: str) -> list[Video]:
-    """The videos of one split folder, ordered numerically; hidden entries (".*") are ignored."""
+def video_name(video_id: int) -> str:
+    """The zero-padded folder name this project writes, e.g. ``video_00042``."""
+    return f"video_{video_id:05d}"
+
+
+def _raise(err: LayoutError) -> None:
+    raise err
+
+
+def list_videos(split_dir: Path, split: str, on_error: Callable[[LayoutError], None] = _raise) -> list[Video]:
+    """The videos of one split folder, ordered numerically; hidden entries (".*") are ignored.
+
+    Each bad entry goes to ``on_error`` (by default raised) and is left out.
+    """
     videos: dict[int, Video] = {}
-    for entry in split_dir.iterdir():
+    for entry in sorted(split_dir.iterdir()):
         if entry.name.startswith("."):
             continue
         m = _VIDEO_RE.fullmatch(entry.name)
         if not m or not entry.is_dir():
-            raise LayoutError(entry, "unexpected entry; a split holds only video_<N> folders")
+            on_error(LayoutError(entry, "unexpected entry; a split holds only video_<N> folders"))
+            continue
         vid = int(m.group(1))
         if vid in videos:
-            raise LayoutError(entry, f"video number {vid} also used by {videos[vid].path.name}")
+            on_error(LayoutError(entry, f"video number {vid} also used by {videos[vid].path.name}"))
+            continue
         videos[vid] = Video(split, vid, entry)
     return [videos[k] for k in sorted(videos)]
+
+
+def walk_splits(root: Path, on_error: Callable[[LayoutError], None] = _raise) -> dict[str, list[Video]]:
+    """The videos of each split folder present under ``root``.
+
+    ``train`` and ``val`` must exist; ``unlabeled`` and ``hidden`` are optional. A split folder
+    that exists must hold at least one video. Problems go to ``on_error`` (by default raised).
+    """
+    if not root.is_dir():
+        on_error(LayoutError(root, "no such dataset folder" if not root.exists() else "not a folder"))
+        return {}
+    splits: dict[str, list[Video]] = {}
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            if split in LABELED_SPLITS:
+                on_error(LayoutError(split_dir, f"missing {split} split"))
+            continue
+        videos = list_videos(split_dir, split, on_error)
+        if not videos and not any(not e.name.startswith(".") for e in split_dir.iterdir()):
+            on_error(LayoutError(split_dir, "empty split: no video_<N> folders"))
+        splits[split] = videos
+    return splits
 
 
 @dataclass(frozen=True)
@@ -170,26 +212,9 @@ class Dataset:
 
     @classmethod
     def open(cls, root: Path | str) -> "Dataset":
-        """List a root's splits and videos. Raises :class:`LayoutError` on a bad structure.
-
-        ``train`` and ``val`` must exist; ``unlabeled`` and ``hidden`` are optional. A split
-        folder that exists must hold at least one video.
-        """
+        """List a root's splits and videos (see :func:`walk_splits`); raises :class:`LayoutError`."""
         root = Path(root)
-        if not root.is_dir():
-            raise LayoutError(root, "no such dataset folder" if not root.exists() else "not a folder")
-        splits: dict[str, list[Video]] = {}
-        for split in SPLITS:
-            split_dir = root / split
-            if not split_dir.is_dir():
-                if split in REQUIRED_SPLITS:
-                    raise LayoutError(split_dir, f"missing {split} split")
-                continue
-            videos = list_videos(split_dir, split)
-            if not videos:
-                raise LayoutError(split_dir, "empty split: no video_<N> folders")
-            splits[split] = videos
-        return cls(root, splits)
+        return cls(root, walk_splits(root))
 
     def videos(self, split: str) -> list[Video]:
         if split not in SPLITS:

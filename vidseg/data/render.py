@@ -41,6 +41,13 @@ class Camera:
     height: int
 
     @property
+    def clip_matrix(self) -> np.ndarray:
+        """(4, 4) world -> clip space: projection @ view."""
+        view = np.asarray(self.view, dtype=np.float64).reshape(4, 4).T
+        proj = np.asarray(self.projection, dtype=np.float64).reshape(4, 4).T
+        return proj @ view
+
+    @property
     def eye(self) -> np.ndarray:
         view = np.asarray(self.view, dtype=np.float64).reshape(4, 4).T
         return np.linalg.inv(view)[:3, 3]
@@ -49,9 +56,7 @@ class Camera:
 def unproject(depth: np.ndarray, camera: Camera) -> np.ndarray:
     """World positions (H, W, 3) of the pixels of an OpenGL-style depth buffer (H, W) in [0, 1]."""
     h, w = depth.shape
-    view = np.asarray(camera.view, dtype=np.float64).reshape(4, 4).T
-    proj = np.asarray(camera.projection, dtype=np.float64).reshape(4, 4).T
-    inv = np.linalg.inv(proj @ view)
+    inv = np.linalg.inv(camera.clip_matrix)
     cols = (np.arange(w) + 0.5) / w * 2.0 - 1.0
     rows = 1.0 - (np.arange(h) + 0.5) / h * 2.0
     ndc = np.empty((h, w, 4))

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from vidseg.data import classes
+from vidseg.data.layout import FRAMES, SPLITS, video_name
 from vidseg.data.render import Camera, Solid, shade
 
 __all__ = [
@@ -44,9 +45,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
-SPLITS = ("train", "val", "unlabeled", "hidden")
-HIDDEN_FRAMES = 11
+GENERATOR_VERSION = "1.1"  # bump whenever the same seed would give other files
+HIDDEN_FRAMES = FRAMES["hidden"]
+MAX_OBJECTS = 16  # more do not fit the floor without overlap
 ROLES = ("rest", "slide", "enter")
 _BASE_HALF_SIZE = {"cube": 0.34, "sphere": 0.4, "cylinder": 0.36}
 
@@ -72,8 +73,11 @@ class SynthConfig:
     restitution: float = 0.6
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_objects <= self.max_objects <= classes.NUM_CLASSES - 1:
-            raise ValueError(f"need 1 <= min_objects <= max_objects <= 48, got {self.min_objects}..{self.max_objects}")
+        if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
+            raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, "
+                             f"got {self.min_objects}..{self.max_objects}")
+        if self.seed < 0:
+            raise ValueError(f"seed is {self.seed}, but must be >= 0")
         if self.motion < 0:
             raise ValueError(f"motion is {self.motion}, but must be >= 0")
         if self.num_frames < 2 or self.width < 8 or self.height < 8:
@@ -133,10 +137,8 @@ def make_camera(width: int, height: int) -> Camera:
 
 def _project(camera: Camera, xy: np.ndarray) -> np.ndarray:
     """Pixel (col, row) of floor points (N, 2)."""
-    view = np.asarray(camera.view).reshape(4, 4).T
-    proj = np.asarray(camera.projection).reshape(4, 4).T
     pts = np.concatenate([xy, np.zeros((len(xy), 1)), np.ones((len(xy), 1))], 1)
-    clip = pts @ (proj @ view).T
+    clip = pts @ camera.clip_matrix.T
     ndc = clip[:, :2] / clip[:, 3:4]
     col = (ndc[:, 0] + 1) / 2 * camera.width
     row = (1 - ndc[:, 1]) / 2 * camera.height
@@ -183,7 +185,7 @@ def sample_scene(rng: np.random.Generator, config: SynthConfig, camera: Camera) 
             xy = rng.uniform((-5.5, -3.5), (5.5, 7.0))
             if _in_view(camera, xy, margin_px=14)[0] and free(xy, r):
                 return xy
-        raise RuntimeError("could not place an object without overlap")
+        raise ValueError(f"could not place {n} objects without overlap; lower max_objects")
 
     order = sorted(range(n), key=lambda i: roles[i] == "enter")  # in-view objects first
     objects: dict[int, ObjectSpec] = {}
@@ -340,10 +342,6 @@ def _split_plan(counts: dict[str, int]) -> list[tuple[str, int]]:
     return plan
 
 
-def _video_name(video_id: int) -> str:
-    return f"video_{video_id:05d}"
-
-
 def _save_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, compress_level=3)
 
@@ -352,20 +350,20 @@ def _write_video(task: tuple[str, int, str, SynthConfig]) -> dict:
     """Generate one video into a temporary folder, then rename it into place (atomic)."""
     split, video_id, out, config = task
     out_dir = Path(out)
-    final = out_dir / split / _video_name(video_id)
+    final = out_dir / split / video_name(video_id)
     staging = out_dir / ".synth"
-    meta_path = staging / f"{_video_name(video_id)}.json"
+    meta_path = staging / f"{video_name(video_id)}.json"
     if final.is_dir() and meta_path.is_file():
         return json.loads(meta_path.read_text())
     clip = render_video(video_id, config)
-    tmp = out_dir / split / f".{_video_name(video_id)}.tmp{os.getpid()}"
+    tmp = out_dir / split / f".{video_name(video_id)}.tmp"  # hidden from readers; one per video
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     frames = HIDDEN_FRAMES if split == "hidden" else config.num_frames
     for t in range(frames):
         _save_png(tmp / f"image_{t}.png", clip.frames[t])
     if split == "hidden":
-        _atomic_save_npy(staging / f"{_video_name(video_id)}.answer.npy", clip.masks[-1])
+        _atomic_save_npy(staging / f"{video_name(video_id)}.answer.npy", clip.masks[-1])
     elif split != "unlabeled":
         np.save(tmp / "mask.npy", clip.masks)
     meta = {
@@ -403,7 +401,7 @@ def copy_last_frame_iou(out: Path, video_ids: list[int], split: str = "val") -> 
         return None
     acc = JaccardAccumulator()
     for vid in video_ids:
-        mask = np.load(out / split / _video_name(vid) / "mask.npy")
+        mask = np.load(out / split / video_name(vid) / "mask.npy")
         acc.update(torch.from_numpy(mask[10].astype(np.int64)), torch.from_numpy(mask[-1].astype(np.int64)))
     return acc.compute()
 
@@ -418,12 +416,11 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
     settings_path = out / ".synth" / "settings.json"
     manifest_path = out / "dataset.json"
     if settings_path.is_file():
-        previous = json.loads(settings_path.read_text())
-        if previous != settings:
+        if _read_json(settings_path) != settings:
             raise SettingsMismatch(f"{out}: holds an unfinished dataset made with other settings; "
                                    "use another --out, or delete it")
     elif manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = _read_json(manifest_path)
         if {k: manifest.get(k) for k in settings} == settings:
             log.info("%s is already complete", out)
             return manifest
@@ -439,24 +436,27 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
 
     plan = _split_plan(counts)
     tasks = [(split, vid, str(out), config) for split, vid in plan]
+    for stale in out.glob("*/.video_*.tmp"):  # left by a killed run
+        shutil.rmtree(stale)
     metas: list[dict] = []
-    bar = tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True)
-    if workers <= 1:
-        for task in tasks:
-            metas.append(_write_video(task))
-            bar.update()
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
+            for task in tasks:
+                metas.append(_write_video(task))
+                bar.update()
     else:
+        # Fork the pool before tqdm starts its monitor thread.
         ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers) as pool, tqdm(total=len(tasks), desc="videos", unit="video",
+                                               disable=not progress, dynamic_ncols=True) as bar:
             for meta in pool.imap_unordered(_write_video, tasks, chunksize=1):
                 metas.append(meta)
                 bar.update()
-    bar.close()
-
     metas.sort(key=lambda m: m["video_id"])
     hidden_ids = [m["video_id"] for m in metas if m["split"] == "hidden"]
     if hidden_ids:
-        answers = np.stack([np.load(out / ".synth" / f"{_video_name(v)}.answer.npy") for v in hidden_ids])
+        answers = np.stack([np.load(out / ".synth" / f"{video_name(v)}.answer.npy") for v in hidden_ids])
         _atomic_save_npy(out / "hidden_answers.npy", answers)
     val_ids = [m["video_id"] for m in metas if m["split"] == "val"]
     manifest = {
@@ -468,13 +468,14 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
                            "first_video": next((v for s, v in plan if s == split), None)} for split in SPLITS},
         "hidden_answers": "hidden_answers.npy" if hidden_ids else None,
         "num_classes": classes.NUM_CLASSES,
-        "classes": list(classes.CLASS_NAMES),
+        "classes": _class_table(),
         "motion": {
             "copy_last_frame_iou_val": copy_last_frame_iou(out, val_ids),
             "videos_with_contact": sum(bool(m["contacts"]) for m in metas) / max(len(metas), 1),
             "mean_objects": float(np.mean([len(m["objects"]) for m in metas])) if metas else 0.0,
         },
-        "videos": metas,
+        # Hidden videos' scenes would tell which classes frame 22 holds: they stay out.
+        "videos": [m for m in metas if m["split"] != "hidden"],
     }
     _atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     shutil.rmtree(out / ".synth")
@@ -483,6 +484,25 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
 
 class SettingsMismatch(Exception):
     """The output folder holds data made with other settings."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SettingsMismatch(f"{path}: unreadable ({err})") from None
+    if not isinstance(value, dict):
+        raise SettingsMismatch(f"{path}: not a JSON object")
+    return value
+
+
+def _class_table() -> list[dict]:
+    table = [{"id": 0, "name": "background", "palette": classes.PALETTE[0].tolist()}]
+    for cid in range(1, classes.NUM_CLASSES):
+        a = classes.attributes(cid)
+        table.append({"id": cid, "name": classes.CLASS_NAMES[cid], "shape": a.shape, "material": a.material,
+                      "color": a.color, "palette": classes.PALETTE[cid].tolist()})
+    return table
 
 
 def _config_json(config: SynthConfig) -> dict:
@@ -537,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         manifest = generate(args.out, counts, config, workers=args.workers, progress=not args.quiet)
     except (ValueError, SettingsMismatch) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     iou = manifest["motion"]["copy_last_frame_iou_val"]
     print(f"wrote {sum(counts.values())} videos to {args.out}"

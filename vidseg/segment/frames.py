@@ -1,0 +1,78 @@
+"""Frames and masks of a dataset root as a torch ``Dataset`` of single frames, for the UNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset as TorchDataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from vidseg.data.layout import Video, read_frame
+
+__all__ = ["resize_images", "resize_masks", "FrameDataset", "augmentation"]
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float images (..., 3, H, W) to ``size`` by area averaging (exact for integer factors)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    lead = images.shape[:-3]
+    flat = images.reshape(-1, *images.shape[-3:])
+    return F.interpolate(flat, size=size, mode="area").reshape(*lead, images.shape[-3], *size)
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Integer masks (..., H, W) to ``size`` by nearest neighbour, keeping the dtype."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    lead = masks.shape[:-2]
+    flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+    out = F.interpolate(flat, size=size, mode="nearest")
+    return out.reshape(*lead, *size).to(masks.dtype)
+
+
+def augmentation(size: tuple[int, int], rotate_degrees: float = 10.0) -> v2.Transform:
+    """The paper's augmentation, applied to image and mask together: flips, crops, rotations."""
+    fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: 0}
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.RandomRotation(rotate_degrees, fill=fill)], p=0.3),
+        v2.RandomApply([v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(size[1] / size[0],) * 2,
+                                             antialias=True)], p=0.5),
+    ])
+
+
+class FrameDataset(TorchDataset):
+    """Every (video, frame) of some labeled videos: ``(image (3, H, W) float 0..1, mask (H, W) int64)``.
+
+    Frames are decoded on demand (DataLoader workers parallelise that) and resized to ``size``.
+    """
+
+    def __init__(self, videos: list[Video], size: tuple[int, int], frames: list[int] | None = None,
+                 augment: bool = False) -> None:
+        for video in videos:
+            if not video.labeled:
+                raise ValueError(f"{video.path}: the {video.split} split has no masks to train on")
+        self.videos = videos
+        self.size = tuple(size)
+        self.frames = list(range(22)) if frames is None else list(frames)
+        self.transform = augmentation(self.size) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.videos) * len(self.frames)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        video = self.videos[index // len(self.frames)]
+        t = self.frames[index % len(self.frames)]
+        image = torch.from_numpy(read_frame(video.frame_path(t), size=None)).permute(2, 0, 1).float() / 255.0
+        mask = np.load(video.mask_path, mmap_mode="r")[t]
+        mask = torch.from_numpy(np.asarray(mask, dtype=np.int64))
+        image = resize_images(image, self.size)
+        mask = resize_masks(mask, self.size)
+        if self.transform is not None:
+            image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        return image, mask

@@ -1,0 +1,223 @@
+"""Train the UNet on single frames, as the paper did: per-frame cross-entropy, Adam, flips, crops
+and rotations, and model selection by val Jaccard.
+
+Each epoch writes ``unet_last.pt`` (everything needed to resume) and, when val Jaccard improves,
+``unet_best.pt``. Both carry the config, so a checkpoint alone rebuilds its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from vidseg.data.classes import NUM_CLASSES
+from vidseg.data.layout import Dataset
+from vidseg.metrics import JaccardAccumulator
+from vidseg.models import UNet
+from vidseg.segment.frames import FrameDataset
+
+__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "file_sha256", "pick_device"]
+
+log = logging.getLogger(__name__)
+
+LAST, BEST = "unet_last.pt", "unet_best.pt"
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """How the segmentation UNet is trained."""
+
+    width: int = 16  # channels of the first block; 64 is the paper's full model
+    size: tuple[int, int] = (160, 240)  # (H, W) the UNet sees; frames are area-downscaled to it
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3  # Adam, cosine-annealed to zero over `epochs`
+    augment: bool = True  # flips, crops and rotations, on image and mask together
+    val_frame_stride: int = 1  # validate on every k-th frame of each val video
+    max_train_videos: int | None = None  # cap on train videos (None: all)
+    num_workers: int = 1  # DataLoader processes decoding PNGs
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        checks = [
+            (self.width >= 2 and self.width % 2 == 0, f"width is {self.width}, but must be an even number >= 2"),
+            (len(self.size) == 2 and min(self.size) >= 16, f"size is {self.size}, but must be (H, W) with H, W >= 16"),
+            (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
+            (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
+            (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
+            (self.val_frame_stride >= 1, f"val_frame_stride is {self.val_frame_stride}, but must be >= 1"),
+            (self.num_workers >= 0, f"num_workers is {self.num_workers}, but must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "UNetConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown UNet config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class UNetResult:
+    checkpoint: Path  # the best checkpoint
+    val_iou: float
+    epochs_done: int
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_unet(checkpoint: Path | str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
+    """Rebuild a UNet from a checkpoint; returns the model (eval mode) and the checkpoint dict."""
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    config = UNetConfig.from_dict(state["config"])
+    model = UNet(3, NUM_CLASSES, bilinear=False, width=config.width).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.inference_mode()
+def evaluate(model: UNet, loader: DataLoader, device: torch.device, amp: bool = True) -> float:
+    """Jaccard index over every pixel of every frame the loader gives (one confusion matrix)."""
+    model.eval()
+    acc = JaccardAccumulator(device=device)
+    for images, masks in loader:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(images)
+        acc.update(logits.argmax(1), masks)
+    return acc.compute()
+
+
+def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, device: str = "auto",
+               progress: bool = True) -> UNetResult:
+    """Train (or resume, or reuse) the UNet in ``out_dir``; returns the best checkpoint and its val IoU."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    dataset = Dataset.open(data_root)
+    train_videos = dataset.videos("train")[: config.max_train_videos]
+    val_videos = dataset.videos("val")
+
+    model = UNet(3, NUM_CLASSES, bilinear=False, width=config.width).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    start_epoch, best_iou, history = 0, -1.0, []
+
+    last = out_dir / LAST
+    if last.is_file():
+        state = torch.load(last, map_location=dev, weights_only=False)
+        saved = dict(state["config"])
+        if {**saved, "epochs": config.epochs} != config.to_dict():
+            raise ValueError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if saved["epochs"] == config.epochs:
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # more epochs asked for: keep the learning rate where it was, anneal over the new horizon
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                                   last_epoch=state["epoch"] - 1)
+        start_epoch, best_iou, history = state["epoch"], state["best_val_iou"], state["history"]
+        if start_epoch >= config.epochs:
+            log.info("UNet already trained: %s (val IoU %.4f)", out_dir / BEST, best_iou)
+            return UNetResult(out_dir / BEST, best_iou, start_epoch, history)
+        log.info("resuming UNet training at epoch %d of %d", start_epoch + 1, config.epochs)
+
+    stride = config.val_frame_stride
+    val_set = FrameDataset(val_videos, config.size, frames=list(range(0, 22, stride)))
+    train_set = FrameDataset(train_videos, config.size, augment=config.augment)
+    workers = config.num_workers
+    loader_args = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, shuffle=False, **loader_args)
+    (out_dir / "unet_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(config.seed * 100_003 + epoch)  # reproducible across resumes
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=False,
+                                  generator=generator, num_workers=workers, pin_memory=dev.type == "cuda")
+        model.train()
+        started = time.perf_counter()
+        total_loss, seen = 0.0, 0
+        bar = tqdm(train_loader, desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        for images, masks in bar:
+            images, masks = images.to(dev, non_blocking=True), masks.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev, config.amp):
+                loss = F.cross_entropy(model(images), masks)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"UNet loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(images)
+            seen += len(images)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        scheduler.step()
+        val_iou = evaluate(model, val_loader, dev, config.amp)
+        record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "val_iou": val_iou,
+                  "seconds": time.perf_counter() - started}
+        history.append(record)
+        improved = val_iou > best_iou
+        best_iou = max(best_iou, val_iou)
+        log.info("unet epoch %d/%d  loss %.4f  val IoU %.4f%s  (%.0f s)", epoch + 1, config.epochs,
+                 record["train_loss"], val_iou, "  best" if improved else "", record["seconds"])
+        state = {"config": config.to_dict(), "model": model.state_dict(), "epoch": epoch + 1,
+                 "val_iou": val_iou, "best_val_iou": best_iou, "history": history}
+        if improved:
+            _atomic_torch_save(state, out_dir / BEST)
+        _atomic_torch_save({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                           last)
+    return UNetResult(out_dir / BEST, best_iou, config.epochs, history)
