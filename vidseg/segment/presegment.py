@@ -1,0 +1,203 @@
+"""Pre-segment every split with the trained UNet into Arrow shards, one shard per Ray task.
+
+This is the one module of ``vidseg`` that uses Ray. On a cluster each task takes a GPU share
+where there are GPUs; on one machine the same code runs on a local Ray instance. Shards are
+written atomically, and a rerun skips every shard that is already complete and valid.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidseg.data.layout import FRAMES, LABELED_SPLITS, Dataset, Video
+from vidseg.data.shards import ShardError, read_shard, sha256_file, write_manifest, write_shard
+from vidseg.models import UNet
+from vidseg.segment.frames import resize_images, resize_masks
+
+__all__ = ["ShardPlan", "plan_shards", "segment_video", "presegment"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    split: str
+    file: str  # name inside the shard folder
+    video_ids: tuple[int, ...]
+    video_paths: tuple[str, ...]
+
+    @property
+    def labeled(self) -> bool:
+        return self.split in LABELED_SPLITS
+
+
+def plan_shards(dataset: Dataset, videos_per_shard: int) -> list[ShardPlan]:
+    """Cut each split's videos, in numeric order, into shards of ``videos_per_shard``."""
+    if videos_per_shard < 1:
+        raise ValueError(f"videos_per_shard is {videos_per_shard}, but must be >= 1")
+    plans = []
+    for split, videos in dataset.splits.items():
+        for index, start in enumerate(range(0, len(videos), videos_per_shard)):
+            chunk = videos[start:start + videos_per_shard]
+            plans.append(ShardPlan(split, f"{split}-{index:05d}.arrow", tuple(v.video_id for v in chunk),
+                                   tuple(str(v.path) for v in chunk)))
+    return plans
+
+
+@torch.inference_mode()
+def segment_video(model: UNet, video: Video, unet_size: tuple[int, int], out_size: tuple[int, int],
+                  device: torch.device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """The UNet's masks of every frame (T, H, W) uint8 at ``out_size``, and the true masks if labeled."""
+    frames = torch.from_numpy(video.frames(size=None)).permute(0, 3, 1, 2)  # (T, 3, H0, W0) uint8
+    predicted = []
+    for start in range(0, len(frames), batch_size):
+        images = resize_images(frames[start:start + batch_size].to(device).float() / 255.0, unet_size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(images)
+        predicted.append(logits.argmax(1).to(torch.uint8))
+    unet_masks = resize_masks(torch.cat(predicted), out_size).cpu().numpy()
+    true_masks = None
+    if video.labeled:
+        true = torch.from_numpy(video.masks(size=None).astype(np.uint8))
+        true_masks = resize_masks(true, out_size).numpy()
+    return unet_masks, true_masks
+
+
+def _shard_entry(path: Path, plan: ShardPlan) -> dict[str, Any]:
+    return {"file": plan.file, "video_ids": list(plan.video_ids), "num_videos": len(plan.video_ids),
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _valid_existing(path: Path, plan: ShardPlan, out_size: tuple[int, int], unet_sha: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        info, _, _ = read_shard(path)
+    except ShardError as err:
+        log.warning("redoing %s", err)
+        return False
+    return (info.split, info.frames, (info.height, info.width), info.labeled, tuple(info.video_ids),
+            info.unet_sha256) == (plan.split, FRAMES[plan.split], tuple(out_size), plan.labeled, plan.video_ids,
+                                  unet_sha)
+
+
+def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: str, unet_size: tuple[int, int],
+                   out_size: tuple[int, int], device: str, threads: int) -> dict[str, Any]:
+    """One unit of work: load the UNet, segment a shard's videos, write the shard atomically."""
+    from vidseg.data.layout import Video
+    from vidseg.segment.train import load_unet, pick_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    model, _ = load_unet(io.BytesIO(checkpoint), dev)
+    unet_masks, true_masks = [], []
+    for vid, path in zip(plan.video_ids, plan.video_paths):
+        unet, true = segment_video(model, Video(plan.split, vid, Path(path)), unet_size, out_size, dev)
+        unet_masks.append(unet)
+        if true is not None:
+            true_masks.append(true)
+    path = Path(out_dir) / plan.file
+    write_shard(path, plan.split, np.asarray(plan.video_ids), np.stack(unet_masks),
+                np.stack(true_masks) if plan.labeled else None, unet_sha)
+    return _shard_entry(path, plan)
+
+
+def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | str,
+               out_size: tuple[int, int] = (160, 240), videos_per_shard: int = 64, address: str | None = None,
+               use_ray: bool = True, device: str = "auto", progress: bool = True,
+               extra_manifest: dict[str, Any] | None = None) -> Path:
+    """Write every split's shards and ``manifest.json``; returns the manifest's path.
+
+    With ``use_ray`` (the default) each shard is a Ray task: on the cluster at ``address``, or on
+    a local Ray instance started here. Without it the shards are made one by one in this process.
+    """
+    from tqdm import tqdm
+
+    data_root, out_dir, checkpoint = Path(data_root), Path(out_dir), Path(checkpoint)
+    dataset = Dataset.open(data_root)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    unet_sha = sha256_file(checkpoint)
+    unet_size = tuple(state["config"]["size"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plans = plan_shards(dataset, videos_per_shard)
+    entries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for plan in plans:
+        path = out_dir / plan.file
+        if _valid_existing(path, plan, out_size, unet_sha):
+            entries[plan.file] = _shard_entry(path, plan)
+        else:
+            todo.append(plan)
+    if entries:
+        log.info("reusing %d finished shard(s); %d to make", len(entries), len(todo))
+    started = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo, dynamic_ncols=True)
+    if todo and use_ray:
+        entries.update(_run_on_ray(todo, checkpoint.read_bytes(), unet_sha, out_dir, unet_size, out_size, device,
+                                   address, bar))
+    else:
+        payload = checkpoint.read_bytes()
+        for plan in todo:
+            entries[plan.file] = _segment_shard(plan, payload, unet_sha, str(out_dir), unet_size, out_size,
+                                                device, 0)
+            bar.update()
+    bar.close()
+    if todo:
+        seconds = time.perf_counter() - started
+        videos = sum(len(p.video_ids) for p in todo)
+        log.info("segmented %d videos in %.1f s (%.1f videos/s)", videos, seconds, videos / max(seconds, 1e-9))
+
+    splits: dict[str, Any] = {}
+    for plan in plans:
+        split = splits.setdefault(plan.split, {"frames": FRAMES[plan.split], "labeled": plan.labeled,
+                                               "num_videos": 0, "shards": []})
+        split["num_videos"] += len(plan.video_ids)
+        split["shards"].append(entries[plan.file])
+    manifest = {
+        "resolution": {"height": out_size[0], "width": out_size[1]},
+        "num_classes": 49,
+        "dataset": {"root": str(data_root.resolve())},
+        "unet": {"checkpoint": str(checkpoint.resolve()), "sha256": unet_sha, "val_iou": state.get("val_iou"),
+                 "epoch": state.get("epoch"), "width": state["config"]["width"], "size": list(unet_size)},
+        "splits": splits,
+        **(extra_manifest or {}),
+    }
+    return write_manifest(out_dir, manifest)
+
+
+def _run_on_ray(todo: list[ShardPlan], checkpoint: bytes, unet_sha: str, out_dir: Path, unet_size, out_size,
+                device: str, address: str | None, bar) -> dict[str, dict[str, Any]]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        use_gpu = gpus > 0 and device in ("auto", "cuda")
+        # On GPUs a shard is light work: share each GPU between a few tasks.
+        task = ray.remote(_segment_shard).options(num_cpus=1, num_gpus=0.25 if use_gpu else 0, max_retries=2)
+        threads = 0 if use_gpu else 1
+        ref_checkpoint = ray.put(checkpoint)
+        pending = {task.remote(plan, ref_checkpoint, unet_sha, str(out_dir), unet_size, out_size,
+                               "cuda" if use_gpu else "cpu", threads): plan for plan in todo}
+        entries = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                plan = pending.pop(ref)
+                entries[plan.file] = ray.get(ref)
+                bar.update()
+        return entries
+    finally:
+        if started_here:
+            ray.shutdown()
