@@ -1,0 +1,107 @@
+"""The segmentation stage: UNet training that resumes, pre-segmentation that resumes, and the CLI."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SHARD_SIZE, run_cli
+from vidseg.data.layout import Dataset
+from vidseg.data.shards import MANIFEST, ShardSet
+from vidseg.segment import UNetConfig, load_unet, train_unet
+from vidseg.segment.presegment import presegment, segment_video
+
+SMALL = dict(width=4, size=(32, 48), batch_size=8, num_workers=0, val_frame_stride=7)
+
+
+def test_training_learns_resumes_and_refuses_other_settings(tiny_dataset, tmp_path):
+    out = tmp_path / "unet"
+    first = train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
+    assert first.epochs_done == 1 and (out / "unet_best.pt").is_file()
+    resumed = train_unet(tiny_dataset, out, UNetConfig(epochs=3, **SMALL), progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert resumed.history[0] == first.history[0]  # epoch 1 was kept, not redone
+    assert resumed.history[2]["train_loss"] < resumed.history[0]["train_loss"]
+    again = train_unet(tiny_dataset, out, UNetConfig(epochs=3, **SMALL), progress=False)
+    assert again.history == resumed.history  # finished: reused
+    model, state = load_unet(out / "unet_best.pt")
+    assert state["config"]["width"] == 4 and state["val_iou"] == max(r["val_iou"] for r in resumed.history)
+    with pytest.raises(ValueError, match="other settings"):
+        train_unet(tiny_dataset, out, UNetConfig(epochs=3, **{**SMALL, "width": 8}), progress=False)
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown UNet config key.*lerning_rate"):
+        UNetConfig.from_dict({"lerning_rate": 1e-3})
+    with pytest.raises(ValueError, match="background_weight is 0"):
+        UNetConfig(background_weight=0)
+
+
+def test_shards_hold_what_the_unet_predicts(tiny_shards, tiny_dataset):
+    model, _ = load_unet(tiny_shards / "unet" / "unet_best.pt")
+    video = Dataset.open(tiny_dataset).videos("hidden")[1]
+    unet, true = segment_video(model, video, (80, 120), SHARD_SIZE, torch.device("cpu"))
+    assert true is None
+    assert np.array_equal(ShardSet.open(tiny_shards).split("hidden").unet[1], unet)
+
+
+def test_interrupted_presegmentation_resumes(shards_copy, tiny_dataset):
+    reference = {p.name: p.read_bytes() for p in shards_copy.glob("*.arrow")}
+    kept = shards_copy / "train-00000.arrow"
+    stamp = kept.stat().st_mtime_ns
+    # What a killed run leaves: no manifest, some shards not yet written, one left as a temp file.
+    (shards_copy / MANIFEST).unlink()
+    (shards_copy / "val-00000.arrow").unlink()
+    half = shards_copy / "hidden-00000.arrow"
+    half.rename(shards_copy / ".hidden-00000.arrow.tmp999")
+    presegment(tiny_dataset, shards_copy, shards_copy / "unet" / "unet_best.pt", out_size=SHARD_SIZE,
+               videos_per_shard=3, use_ray=False, progress=False)
+    assert kept.stat().st_mtime_ns == stamp  # a complete, valid shard is not redone
+    assert {p.name: p.read_bytes() for p in shards_copy.glob("*.arrow")} == reference
+    ShardSet.open(shards_copy)
+
+
+def test_a_damaged_shard_is_redone(shards_copy, tiny_dataset):
+    path = shards_copy / "unlabeled-00000.arrow"
+    original = path.read_bytes()
+    path.write_bytes(original[:100])
+    presegment(tiny_dataset, shards_copy, shards_copy / "unet" / "unet_best.pt", out_size=SHARD_SIZE,
+               videos_per_shard=3, use_ray=False, progress=False)
+    assert path.read_bytes() == original
+
+
+def test_other_unet_means_new_shards(shards_copy, tiny_dataset, tmp_path):
+    other = train_unet(tiny_dataset, tmp_path / "other", UNetConfig(epochs=1, **{**SMALL, "seed": 3}),
+                       progress=False)
+    manifest = json.loads(presegment(tiny_dataset, shards_copy, other.checkpoint, out_size=SHARD_SIZE,
+                                     videos_per_shard=3, use_ray=False, progress=False).read_text())
+    shards = ShardSet.open(shards_copy)
+    assert manifest["unet"]["checkpoint"] == str(other.checkpoint.resolve())
+    assert shards.split("val").unet.shape == (2, 22, *SHARD_SIZE)
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_dataset):
+    result = run_cli("-m", "vidseg.segment", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such dataset folder"
+    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                     "--size", "big")
+    assert result.returncode == 2 and "'big' is not HxW" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"),
+                     "--epochs", "0")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "error: epochs is 0, but must be >= 1")
+
+
+def test_cli_reuses_finished_work(tiny_shards, tiny_dataset, tmp_path):
+    copy = tmp_path / "again"
+    shutil.copytree(tiny_shards, copy)
+    stamp = (copy / "val-00000.arrow").stat().st_mtime_ns
+    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(copy), "--size=40x60",
+                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
+                     "--no-ray", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "UNet already trained" in result.stderr and "reusing 5 finished shard(s); 0 to make" in result.stderr
+    assert (copy / "val-00000.arrow").stat().st_mtime_ns == stamp
