@@ -1,0 +1,28 @@
+"""The copy-last-frame baseline: frame 11's mask taken as frame 22's, scored over a split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vidseg.data.shards import ShardSet
+from vidseg.metrics import JaccardAccumulator
+
+__all__ = ["copy_last_frame"]
+
+
+def copy_last_frame(shards: ShardSet, split: str = "val", batch: int = 64) -> dict[str, float]:
+    """``{"unet": IoU with the UNet's frame-11 mask, "true": IoU with the true one}`` against true frame 22."""
+    part = shards.split(split)
+    if part.true is None:
+        raise ValueError(f"split {split!r} has no true masks to score against")
+    scores = {}
+    for kind in ("unet", "true"):
+        acc = JaccardAccumulator()
+        for start in range(0, len(part), batch):
+            index = range(start, min(start + batch, len(part)))
+            last_input = np.stack([getattr(part, kind)[i][10] for i in index])
+            target = np.stack([part.true[i][21] for i in index])
+            acc.update(torch.from_numpy(last_input), torch.from_numpy(target))
+        scores[kind] = acc.compute()
+    return scores

@@ -1,0 +1,274 @@
+"""SimVP video prediction: the architecture of A4Bio/SimVP (``model.py``, ``modules.py``), which the paper used.
+
+With ``translator="incep"`` it is that model layer for layer, with the same parameter count: a
+strided-conv Encoder applied per frame, the Inception U-Net translator (``Mid_Xnet``) on the frames
+stacked along channels, and a Decoder with a skip from the first encoder block. ``translator="gsta"``
+swaps in the gated spatiotemporal attention translator of SimVPv2 (OpenSTL's ``MidMetaNet`` with
+``model_type='gSTA'``). Unlike the reference, a group count that does not divide the channels it
+meets is an error, not a silent fallback to one group.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
+
+INCEPTION_KERNELS = (3, 5, 7, 11)
+
+
+def _strides(num_blocks: int) -> list[int]:
+    """Encoder strides 1, 2, 1, 2, ... (the reference's ``stride_generator``)."""
+    return [1 + i % 2 for i in range(num_blocks)]
+
+
+class ConvSC(nn.Module):
+    """3x3 conv (transposed when upsampling by 2) => GroupNorm(2) => LeakyReLU(0.2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, transpose: bool = False) -> None:
+        super().__init__()
+        if transpose and stride > 1:
+            self.conv: nn.Module = nn.ConvTranspose2d(
+                in_channels, out_channels, 3, stride=stride, padding=1, output_padding=stride // 2
+            )
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.norm = nn.GroupNorm(2, out_channels)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class Encoder(nn.Module):
+    """``num_blocks`` ConvSC with strides 1, 2, 1, 2, ...; returns the latent and the first block's output."""
+
+    def __init__(self, in_channels: int, hid_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        channels = [in_channels] + [hid_channels] * num_blocks
+        self.blocks = nn.ModuleList(
+            ConvSC(channels[i], hid_channels, stride=s) for i, s in enumerate(_strides(num_blocks))
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.blocks[0](x)  # (N, hid_S, H, W)
+        latent = skip
+        for block in self.blocks[1:]:
+            latent = block(latent)  # (N, hid_S, H / 2**(N_S // 2), W / 2**(N_S // 2)) at the end
+        return latent, skip
+
+
+class Decoder(nn.Module):
+    """Mirror of the Encoder (transposed convs), the skip concatenated before the last block, then a 1x1 readout."""
+
+    def __init__(self, hid_channels: int, out_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        strides = _strides(num_blocks)[::-1]
+        self.blocks = nn.ModuleList(ConvSC(hid_channels, hid_channels, s, transpose=True) for s in strides[:-1])
+        self.blocks.append(ConvSC(2 * hid_channels, hid_channels, strides[-1], transpose=True))
+        self.readout = nn.Conv2d(hid_channels, out_channels, 1)
+
+    def forward(self, latent: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks[:-1]:
+            latent = block(latent)  # (N, hid_S, H, W) at the end
+        y = self.blocks[-1](torch.cat([latent, skip], dim=1))  # (N, 2 hid_S, H, W) -> (N, hid_S, H, W)
+        return self.readout(y)  # (N, C_out, H, W)
+
+
+class GroupConv(nn.Module):
+    """k x k group conv => GroupNorm(groups) => LeakyReLU(0.2): one branch of an Inception block."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups)
+        self.norm = nn.GroupNorm(groups, out_channels)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class Inception(nn.Module):
+    """1x1 conv to ``mid_channels``, then the sum of GroupConv branches with kernels 3, 5, 7, 11."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, groups: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(in_channels, mid_channels, 1)
+        self.branches = nn.ModuleList(GroupConv(mid_channels, out_channels, k, groups) for k in INCEPTION_KERNELS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reduce(x)
+        return sum(branch(x) for branch in self.branches)
+
+
+class IncepTranslator(nn.Module):
+    """SimVP's ``Mid_Xnet``: ``depth`` Inception blocks down, ``depth`` up, with U-Net-like skips."""
+
+    def __init__(self, in_channels: int, hid_channels: int, depth: int, groups: int) -> None:
+        super().__init__()
+        mid = hid_channels // 2
+        # Every GroupConv reads ``mid`` channels and writes hid_channels (or in_channels, for the last).
+        for count, what in ((mid, "channels of the translator's Inception branch (hid_T // 2)"),
+                            (hid_channels, "output channels of the translator's Inception blocks (hid_T)"),
+                            (in_channels, "output channels of the translator's last block (T * hid_S)")):
+            if count % groups:
+                raise ValueError(f"groups {groups} does not divide the {count} {what}")
+        self.down = nn.ModuleList(
+            Inception(in_channels if i == 0 else hid_channels, mid, hid_channels, groups) for i in range(depth)
+        )
+        self.up = nn.ModuleList(
+            Inception(hid_channels if i == 0 else 2 * hid_channels, mid,
+                      in_channels if i == depth - 1 else hid_channels, groups)
+            for i in range(depth)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            z = block(z)  # (B, hid_T, h, w)
+            if i < len(self.down) - 1:
+                skips.append(z)
+        z = self.up[0](z)
+        for block, skip in zip(self.up[1:], reversed(skips)):
+            z = block(torch.cat([z, skip], dim=1))  # (B, 2 hid_T, h, w) -> (B, hid_T or T hid_S, h, w)
+        return z
+
+
+class LargeKernelAttention(nn.Module):
+    """Depthwise 5x5, depthwise 7x7 dilated by 3 (a 21x21 field), 1x1 to value and gate: sigmoid(gate) * value."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
+        self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
+        self.conv1 = nn.Conv2d(dim, 2 * dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.conv1(self.conv_spatial(self.conv0(x))).chunk(2, dim=1)
+        return torch.sigmoid(gate) * value
+
+
+class SpatialAttention(nn.Module):
+    """1x1 => GELU => LargeKernelAttention => 1x1, plus a shortcut."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj_1 = nn.Conv2d(dim, dim, 1)
+        self.activation = nn.GELU()
+        self.spatial_gating_unit = LargeKernelAttention(dim)
+        self.proj_2 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj_2(self.spatial_gating_unit(self.activation(self.proj_1(x))))
+
+
+class ConvMlp(nn.Module):
+    """1x1 => depthwise 3x3 => GELU => 1x1 (OpenSTL's MixMlp)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1(x))))
+
+
+class GSTABlock(nn.Module):
+    """gSTA block (OpenSTL's GASubBlock): BN => attention and BN => MLP, each a layer-scaled residual."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-2) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.attn = SpatialAttention(dim)
+        self.norm2 = nn.BatchNorm2d(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
+        self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # OpenSTL's init: He-normal on fan-out, zero bias
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.layer_scale_1 * self.attn(self.norm1(x))
+        return x + self.layer_scale_2 * self.mlp(self.norm2(x))
+
+
+class GSTATranslator(nn.Module):
+    """SimVPv2's ``MidMetaNet`` (gSTA): ``depth`` GSTABlocks, 1x1 convs into and out of ``hid_channels``."""
+
+    def __init__(self, in_channels: int, hid_channels: int, depth: int, mlp_ratio: float = 8.0) -> None:
+        super().__init__()
+        widths = [in_channels] + [hid_channels] * (depth - 1) + [in_channels]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers.append(GSTABlock(width_in, mlp_ratio))
+            if width_in != width_out:
+                layers.append(nn.Conv2d(width_in, width_out, 1))
+        self.blocks = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blocks(z)  # (B, T hid_S, h, w) -> (B, hid_T, h, w) -> ... -> (B, T hid_S, h, w)
+
+
+_TRANSLATORS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
+    "incep": lambda in_ch, hid_ch, depth, groups: IncepTranslator(in_ch, hid_ch, depth, groups),
+    "gsta": lambda in_ch, hid_ch, depth, groups: GSTATranslator(in_ch, hid_ch, depth),  # groups do not apply
+}
+
+
+class SimVP(nn.Module):
+    """``SimVP(in_shape=(T, C, H, W), ...)``: (B, T, C, H, W) frames -> (B, T, C_out, H, W) predicted frames."""
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int, int],
+        hid_S: int = 16,
+        hid_T: int = 256,
+        N_S: int = 4,
+        N_T: int = 8,
+        groups: int = 4,
+        out_channels: int | None = None,
+        translator: str = "incep",
+    ) -> None:
+        super().__init__()
+        if translator not in _TRANSLATORS:
+            raise ValueError(f"unknown translator {translator!r}; valid names are {sorted(_TRANSLATORS)}")
+        if len(in_shape) != 4 or min(in_shape) < 1:
+            raise ValueError(f"in_shape is {tuple(in_shape)}, but must be four positive sizes (T, C, H, W)")
+        T, C, H, W = in_shape
+        if N_S < 1:
+            raise ValueError(f"N_S is {N_S}, but must be >= 1")
+        if N_T < 2:
+            raise ValueError(f"N_T is {N_T}, but must be >= 2")
+        if hid_S < 2 or hid_S % 2:  # every ConvSC normalises with GroupNorm(2, hid_S)
+            raise ValueError(f"hid_S is {hid_S}, but must be an even number >= 2")
+        if hid_T < 2:  # the Inception branches see hid_T // 2 channels
+            raise ValueError(f"hid_T is {hid_T}, but must be >= 2")
+        if out_channels is not None and out_channels < 1:
+            raise ValueError(f"out_channels is {out_channels}, but must be >= 1 or None")
+        if translator == "incep" and groups < 1:
+            raise ValueError(f"groups is {groups}, but must be >= 1")
+        scale = 2 ** (N_S // 2)
+        if H % scale or W % scale:  # otherwise the upsampled latent misses the skip's size
+            raise ValueError(f"H x W is {H} x {W}, but N_S={N_S} needs both divisible by {scale}")
+        self.in_shape, self.out_channels, self.translator = (T, C, H, W), out_channels or C, translator
+        self.enc = Encoder(C, hid_S, N_S)
+        self.hid = _TRANSLATORS[translator](T * hid_S, hid_T, N_T, groups)
+        self.dec = Decoder(hid_S, self.out_channels, N_S)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C, H, W = x.shape  # (B, T, C, H, W)
+        latent, skip = self.enc(x.reshape(B * T, C, H, W))  # (B T, hid_S, h, w), (B T, hid_S, H, W)
+        _, hid_S, h, w = latent.shape
+        z = self.hid(latent.reshape(B, T * hid_S, h, w))  # frames stacked on channels: (B, T hid_S, h, w)
+        y = self.dec(z.reshape(B * T, hid_S, h, w), skip)  # (B T, C_out, H, W)
+        return y.reshape(B, T, -1, H, W)  # (B, T, C_out, H, W)

@@ -1,0 +1,86 @@
+"""One SimVP trial's configuration: a frozen dataclass, built once from a flat dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS"]
+
+LOSSES = ("mse", "ce", "weighted_ce")
+TRAIN_INPUTS = ("true", "unet", "mix")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one trial needs. Unknown keys and invalid values are refused."""
+
+    # SimVP's scale (A4Bio/SimVP's names)
+    N_S: int = 2  # ConvSC blocks in the encoder (and decoder)
+    N_T: int = 4  # translator blocks
+    hid_S: int = 16  # spatial hidden channels
+    hid_T: int = 64  # temporal hidden channels
+    groups: int = 2  # group convolutions in the Inception translator; must divide its channels
+    translator: str = "incep"  # "incep" (SimVP) or "gsta" (SimVPv2)
+    # loss, as in the paper
+    loss: str = "weighted_ce"  # "mse" (1-channel ids), "ce" (49-channel one-hot), "weighted_ce"
+    last_frame_weight: float = 3.0  # weighted_ce: the last frame's loss is scaled by this, then normalised
+    mse_rounding: str = "floor"  # mse: "floor" (the paper) or "round" of the clamped output
+    # data
+    train_inputs: str = "true"  # frames 1-11 from "true" masks, "unet" masks, or a "mix"
+    unet_input_fraction: float = 0.5  # mix: share of training clips whose inputs are UNet masks
+    pseudo_labels: bool = False  # also train on the unlabeled videos' UNet masks (inputs and targets)
+    max_train_videos: int | None = None  # cap on labeled train videos (None: all)
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 2e-3  # Adam, cosine-annealed over `epochs`
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # max gradient norm (None: no clipping)
+    # speed
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.N_S >= 1, f"N_S is {self.N_S}, but must be >= 1"),
+            (self.N_T >= 2, f"N_T is {self.N_T}, but must be >= 2"),
+            (self.hid_S >= 1 and self.hid_T >= 1, f"hid_S {self.hid_S} and hid_T {self.hid_T} must be >= 1"),
+            (self.groups >= 1, f"groups is {self.groups}, but must be >= 1"),
+            (self.translator in ("incep", "gsta"), f"translator is {self.translator!r}; valid: incep, gsta"),
+            (self.loss in LOSSES, f"loss is {self.loss!r}; valid: {', '.join(LOSSES)}"),
+            (self.last_frame_weight > 0, f"last_frame_weight is {self.last_frame_weight}, but must be > 0"),
+            (self.mse_rounding in ("floor", "round"), f"mse_rounding is {self.mse_rounding!r}; valid: floor, round"),
+            (self.train_inputs in TRAIN_INPUTS, f"train_inputs is {self.train_inputs!r}; valid: {', '.join(TRAIN_INPUTS)}"),
+            (0 <= self.unet_input_fraction <= 1, f"unet_input_fraction is {self.unet_input_fraction}, but must be in [0, 1]"),
+            (self.max_train_videos is None or self.max_train_videos >= 1,
+             f"max_train_videos is {self.max_train_videos}, but must be >= 1"),
+            (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
+            (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
+            (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
+            (self.weight_decay >= 0, f"weight_decay is {self.weight_decay}, but must be >= 0"),
+            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip is {self.grad_clip}, but must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def channels(self) -> int:
+        """Channels per frame in and out of SimVP: 1 for mse, 49 for the CE losses."""
+        return 1 if self.loss == "mse" else 49
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

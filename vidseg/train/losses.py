@@ -1,0 +1,44 @@
+"""The paper's three losses, and how each turns masks into SimVP inputs and outputs into masks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vidseg.data.classes import NUM_CLASSES
+
+__all__ = ["encode_inputs", "compute_loss", "predict_masks"]
+
+
+def encode_inputs(masks: torch.Tensor, loss: str) -> torch.Tensor:
+    """Integer masks (B, T, H, W) to SimVP input (B, T, C, H, W): class ids for mse, one-hot for CE."""
+    if loss == "mse":
+        return masks.unsqueeze(2).float()  # (B, T, 1, H, W), raw class ids as in the paper
+    one_hot = F.one_hot(masks.long(), NUM_CLASSES)  # (B, T, H, W, 49)
+    return one_hot.permute(0, 1, 4, 2, 3).float()  # (B, T, 49, H, W)
+
+
+def compute_loss(output: torch.Tensor, target: torch.Tensor, loss: str, last_frame_weight: float = 1.0) -> torch.Tensor:
+    """Loss of SimVP's output (B, T, C, H, W) against integer target masks (B, T, H, W).
+
+    ``weighted_ce`` scales the last frame's cross-entropy by ``last_frame_weight`` and divides the
+    sum by ``T - 1 + last_frame_weight``, so a weight of 1 equals plain ``ce``.
+    """
+    if loss == "mse":
+        return F.mse_loss(output[:, :, 0].float(), target.float())
+    b, t = target.shape[:2]
+    per_pixel = F.cross_entropy(output.flatten(0, 1).float(), target.flatten(0, 1).long(), reduction="none")
+    per_frame = per_pixel.reshape(b, t, -1).mean(-1)  # (B, T)
+    if loss == "ce":
+        return per_frame.mean()
+    weights = torch.ones(t, device=output.device)
+    weights[-1] = last_frame_weight
+    return (per_frame * weights).sum(1).mean() / weights.sum()
+
+
+def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
+    """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W)."""
+    if loss == "mse":
+        ids = output[:, :, 0].float().clamp(0, NUM_CLASSES - 1)
+        return (ids.floor() if mse_rounding == "floor" else ids.round()).long()
+    return output.argmax(2)
