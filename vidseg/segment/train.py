@@ -7,8 +7,6 @@ Each epoch writes ``unet_last.pt`` (everything needed to resume) and, when val J
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -22,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import UNet
 from vidseg.segment.frames import FrameDataset
 
-__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "file_sha256", "pick_device"]
+__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "pick_device"]
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +66,11 @@ class UNetConfig:
             (self.train_frame_stride >= 1, f"train_frame_stride is {self.train_frame_stride}, but must be >= 1"),
             (self.num_workers >= 0, f"num_workers is {self.num_workers}, but must be >= 0"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        validate(checks)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "UNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown UNet config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        return from_dict(cls, values, "UNet config")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -95,14 +88,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

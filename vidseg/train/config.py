@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from vidseg.config import from_dict, validate
 
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS"]
 
@@ -65,9 +66,7 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay is {self.weight_decay}, but must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip is {self.grad_clip}, but must be > 0"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        validate(checks)
 
     @property
     def channels(self) -> int:
@@ -76,11 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        return from_dict(cls, values, "config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
