@@ -28,8 +28,8 @@ def test_one_epoch_reports_every_metric(tiny_shards, loss, translator):
 
 
 def test_loss_falls_and_iou_rises_on_a_tiny_overfit_set(overfit_shards):
-    reports = []  # one clip per step, so that 160 steps leave the all-background plateau
-    config = TrainConfig(loss="weighted_ce", epochs=40, lr=1e-2, **{**TINY, "hid_S": 16, "hid_T": 32, "batch_size": 1})
+    reports = []  # one clip per step, so that 240 steps leave the all-background plateau
+    config = TrainConfig(loss="weighted_ce", epochs=60, lr=1e-2, **{**TINY, "hid_S": 16, "hid_T": 32, "batch_size": 1})
     fit(config, overfit_shards, reports.append)
     assert reports[-1]["train_loss"] < 0.5 * reports[0]["train_loss"]
     assert reports[-1]["val_iou"] > reports[0]["val_iou"] + 0.2
@@ -65,7 +65,7 @@ def test_resume_with_another_config_is_refused(tiny_shards, tmp_path):
 
 def test_divergence_raises_trial_diverged(tiny_shards):
     config = TrainConfig(loss="mse", lr=1e30, epochs=3, **TINY)
-    with pytest.raises(TrialDiverged, match="inf|nan"):
+    with pytest.raises(TrialDiverged, match="(?i)inf|nan"):
         fit(config, tiny_shards, lambda m: None)
 
 

@@ -123,6 +123,8 @@ def _validate(model: torch.nn.Module, val: SplitShards, config: TrainConfig, dev
             masks = _gather([(val, kind, i) for i in index], slice(0, INPUT_FRAMES)).to(device)
             with _autocast(device, config.amp):
                 output = model(encode_inputs(masks, config.loss))
+            if not bool(torch.isfinite(output).all()):
+                raise TrialDiverged("the model's output became NaN or infinite (validation)")
             acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1])
             if kind == "unet":
                 loss_sum += float(compute_loss(output, target, config.loss, config.last_frame_weight)) * len(index)
@@ -147,6 +149,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" \
         else torch.device(config.device)
     height, width = shards.resolution
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = build_model(config, height, width).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
