@@ -20,14 +20,14 @@ from pathlib import Path
 from vidseg.data.synth import SynthConfig, generate
 
 
-def run(videos: int, workers: int, seed: int) -> float:
+def run(videos: int, workers: int, seed: int) -> tuple[float, float]:
     val = max(1, videos // 4)
     counts = {"train": videos - val, "val": val, "unlabeled": 0, "hidden": 0}
     out = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     try:
         start = time.perf_counter()
-        generate(out / "d", counts, SynthConfig(seed=seed), workers=workers, progress=False)
-        return time.perf_counter() - start
+        manifest = generate(out / "d", counts, SynthConfig(seed=seed), workers=workers, progress=False)
+        return time.perf_counter() - start, manifest["motion"]["copy_last_frame_iou_val"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -42,11 +42,13 @@ def main() -> None:
     print(f"{'workers':>7} {'videos':>6} {'seconds':>8} {'videos/s':>9} {'videos/s/core':>14}")
     rows = []
     for workers in sorted({1, cores}):
-        seconds = run(args.videos, workers, args.seed)
+        seconds, copy_last_iou = run(args.videos, workers, args.seed)
         rate = args.videos / seconds
         rows.append((workers, rate))
         print(f"{workers:>7} {args.videos:>6} {seconds:>8.1f} {rate:>9.2f} {rate / workers:>14.2f}")
     best = max(rows, key=lambda r: r[1])
+    print(f"copy-last-frame IoU over the {max(1, args.videos // 4)} val videos: {copy_last_iou:.3f} "
+          "(the default motion aims at 0.2-0.5)")
     print(f"summary: {best[1]:.2f} videos/s on {best[0]} workers "
           f"({rows[0][1]:.2f} videos/s per core single-process)")
 
