@@ -41,8 +41,11 @@ def test_reads_are_zero_copy_memory_maps(tiny_shards):
     train = shards.split("train")
     video = train.true[3]
     assert pa.total_allocated_bytes() == before  # nothing was read into Arrow's memory pool
-    for part in train.true.parts + train.unet.parts:
-        assert not part.flags.owndata and not part.flags.writeable
+    for split in shards.splits:  # all four
+        part = shards.split(split)
+        for array in part.unet.parts + (part.true.parts if part.true else []):
+            assert not array.flags.owndata and not array.flags.writeable
+            assert isinstance(array.base, memoryview) or array.base is not None
     assert np.shares_memory(video, train.true.parts[1])
     batch = train.true.take([0, 3])
     assert batch.flags.owndata and np.array_equal(batch[1], video)
@@ -127,6 +130,13 @@ def test_manifest_that_disagrees_with_the_files(shards_copy):
     with pytest.raises(ShardError, match="disagrees with the manifest on video ids") as err:
         ShardSet.open(shards_copy)
     assert err.value.path == shards_copy / "unlabeled-00000.arrow"
+
+
+def test_malformed_manifest(shards_copy):
+    _rewrite_manifest(shards_copy, lambda m: _entry(m, "val-00000.arrow").pop("bytes"))
+    with pytest.raises(ShardError, match="malformed manifest") as err:
+        ShardSet.open(shards_copy)
+    assert err.value.path == shards_copy / MANIFEST
 
 
 def test_missing_shard_and_missing_manifest(shards_copy):

@@ -32,6 +32,13 @@ def test_training_learns_resumes_and_refuses_other_settings(tiny_dataset, tmp_pa
         train_unet(tiny_dataset, out, UNetConfig(epochs=3, **{**SMALL, "width": 8}), progress=False)
 
 
+def test_same_seed_same_unet(tiny_dataset, tmp_path):
+    runs = [train_unet(tiny_dataset, tmp_path / name, UNetConfig(epochs=1, **SMALL), progress=False)
+            for name in ("a", "b")]
+    strip = [{k: v for k, v in r.history[0].items() if k != "seconds"} for r in runs]
+    assert strip[0] == strip[1]
+
+
 def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ValueError, match="unknown UNet config key.*lerning_rate"):
         UNetConfig.from_dict({"lerning_rate": 1e-3})
@@ -59,6 +66,7 @@ def test_interrupted_presegmentation_resumes(shards_copy, tiny_dataset):
     presegment(tiny_dataset, shards_copy, shards_copy / "unet" / "unet_best.pt", out_size=SHARD_SIZE,
                videos_per_shard=3, use_ray=False, progress=False)
     assert kept.stat().st_mtime_ns == stamp  # a complete, valid shard is not redone
+    assert not list(shards_copy.glob(".*"))  # the temp file is swept
     assert {p.name: p.read_bytes() for p in shards_copy.glob("*.arrow")} == reference
     ShardSet.open(shards_copy)
 

@@ -8,6 +8,7 @@ import torch
 from tests.conftest import SHARD_SIZE, run_cli
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
+from vidseg.metrics import jaccard_index
 from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
@@ -85,9 +86,28 @@ def test_config_validation():
         TrainConfig(train_inputs="both")
 
 
+def test_config_rejects_wrong_types_and_devices():
+    for bad in ({"pseudo_labels": "false"}, {"epochs": "5"}, {"hid_S": 16.5}, {"compile": 1}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))}=.* is not of type"):
+            TrainConfig.from_dict(bad)
+    assert TrainConfig.from_dict({"lr": 1, "max_train_videos": None}).lr == 1
+    with pytest.raises(ValueError, match="device is 'gpu'"):
+        TrainConfig(device="gpu")
+
+
+def test_pseudo_labels_need_an_unlabeled_split(overfit_shards):
+    with pytest.raises(ValueError, match="pseudo_labels needs an unlabeled split"):
+        fit(TrainConfig(pseudo_labels=True, epochs=1, **TINY), overfit_shards, lambda m: None)
+
+
 def test_copy_last_frame_baseline(tiny_shards):
-    scores = copy_last_frame(ShardSet.open(tiny_shards))
-    assert set(scores) == {"unet", "true"} and 0 <= scores["unet"] <= 1 and 0 < scores["true"] < 1
+    shards = ShardSet.open(tiny_shards)
+    scores = copy_last_frame(shards)
+    val = shards.split("val")
+    target = torch.from_numpy(val.true.take(range(len(val)))[:, 21])
+    for kind in ("unet", "true"):
+        frame_11 = torch.from_numpy(getattr(val, kind).take(range(len(val)))[:, 10])
+        assert scores[kind] == pytest.approx(float(jaccard_index(frame_11, target)))
 
 
 def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path):
@@ -97,6 +117,12 @@ def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "copy-last-frame val IoU" in result.stdout and "final val IoU" in result.stdout
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    again = run_cli(*args)  # resumes from the finished checkpoint: nothing left to train
+    assert again.returncode == 0, again.stderr
+    assert not [line for line in again.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert "final val IoU" in again.stdout
+    other = run_cli(*[("3" if a == "1" and args[i - 1] == "--epochs" else a) for i, a in enumerate(args)])
+    assert other.returncode == 2 and "differs in epochs" in other.stderr
     bad = run_cli(*args[:4], "--loss", "l1")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: loss is 'l1'; valid: mse, ce, weighted_ce"
     bad = run_cli(*args[:4], "--groups", "7", "--hid-T", "256")

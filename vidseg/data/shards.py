@@ -13,6 +13,7 @@ beside the UNet's. Every problem raises :class:`ShardError`, whose message names
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -142,7 +143,7 @@ def read_shard(path: Path) -> tuple[ShardInfo, np.ndarray, np.ndarray | None]:
         return column.values.to_numpy(zero_copy_only=True).reshape(shape)
 
     ids = batch.column("video_id").to_numpy().tolist()
-    info = ShardInfo(**{**info.__dict__, "video_ids": ids})
+    info = dataclasses.replace(info, video_ids=ids)
     return info, view("unet_masks"), view("true_masks") if info.labeled else None
 
 
@@ -253,9 +254,14 @@ def load_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         found = manifest.get("schema_version") if isinstance(manifest, dict) else None
         raise ShardError(path, f"schema version {found}, this reader knows {SCHEMA_VERSION}")
-    for key in ("resolution", "splits", "unet"):
-        if key not in manifest:
-            raise ShardError(path, f"manifest lacks {key!r}")
+    try:
+        int(manifest["resolution"]["height"]), int(manifest["resolution"]["width"]), manifest["unet"]["sha256"]
+        for entry in manifest["splits"].values():
+            int(entry["frames"]), bool(entry["labeled"])
+            for shard in entry["shards"]:
+                str(shard["file"]), int(shard["bytes"]), str(shard["sha256"]), list(shard["video_ids"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ShardError(path, f"malformed manifest ({type(err).__name__}: {err})") from None
     return manifest
 
 

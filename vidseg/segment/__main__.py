@@ -14,8 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-from vidseg.data.layout import LayoutError
-from vidseg.data.shards import ShardError
 from vidseg.segment.presegment import presegment
 from vidseg.segment.train import UNetConfig, train_unet
 
@@ -69,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.videos_per_shard < 1:
+            raise ValueError(f"--videos-per-shard is {args.videos_per_shard}, but must be >= 1")
         config = UNetConfig(width=args.width, size=args.unet_size or args.size, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, background_weight=args.background_weight,
                             train_frame_stride=args.train_frame_stride, val_frame_stride=args.val_frame_stride,
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = presegment(args.data, args.out, result.checkpoint, out_size=args.size,
                               videos_per_shard=args.videos_per_shard, address=args.address,
                               use_ray=not args.no_ray, device=args.device, progress=not args.quiet)
-    except (LayoutError, ShardError, ValueError) as err:
+    except ValueError as err:  # LayoutError and ShardError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vidseg.data.layout import FRAMES, LABELED_SPLITS, Dataset, Video
-from vidseg.data.shards import ShardError, read_shard, sha256_file, write_manifest, write_shard
+from vidseg.data.shards import MANIFEST, ShardError, read_shard, sha256_file, write_manifest, write_shard
 from vidseg.models import UNet
 from vidseg.segment.frames import resize_images, resize_masks
 
@@ -92,7 +92,6 @@ def _valid_existing(path: Path, plan: ShardPlan, out_size: tuple[int, int], unet
 def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: str, unet_size: tuple[int, int],
                    out_size: tuple[int, int], device: str, threads: int) -> dict[str, Any]:
     """One unit of work: load the UNet, segment a shard's videos, write the shard atomically."""
-    from vidseg.data.layout import Video
     from vidseg.segment.train import load_unet, pick_device
 
     if threads:
@@ -113,8 +112,7 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
 
 def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | str,
                out_size: tuple[int, int] = (160, 240), videos_per_shard: int = 64, address: str | None = None,
-               use_ray: bool = True, device: str = "auto", progress: bool = True,
-               extra_manifest: dict[str, Any] | None = None) -> Path:
+               use_ray: bool = True, device: str = "auto", progress: bool = True) -> Path:
     """Write every split's shards and ``manifest.json``; returns the manifest's path.
 
     With ``use_ray`` (the default) each shard is a Ray task: on the cluster at ``address``, or on
@@ -129,6 +127,8 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
     unet_size = tuple(state["config"]["size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     plans = plan_shards(dataset, videos_per_shard)
+    for stale in out_dir.glob(".*.arrow.tmp*"):  # half-written by a killed run
+        stale.unlink()
     entries: dict[str, dict[str, Any]] = {}
     todo = []
     for plan in plans:
@@ -139,6 +139,8 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
             todo.append(plan)
     if entries:
         log.info("reusing %d finished shard(s); %d to make", len(entries), len(todo))
+    if todo:  # the old manifest no longer describes the folder
+        (out_dir / MANIFEST).unlink(missing_ok=True)
     started = time.perf_counter()
     bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo, dynamic_ncols=True)
     if todo and use_ray:
@@ -169,7 +171,6 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
         "unet": {"checkpoint": str(checkpoint.resolve()), "sha256": unet_sha, "val_iou": state.get("val_iou"),
                  "epoch": state.get("epoch"), "width": state["config"]["width"], "size": list(unet_size)},
         "splits": splits,
-        **(extra_manifest or {}),
     }
     return write_manifest(out_dir, manifest)
 
@@ -195,7 +196,11 @@ def _run_on_ray(todo: list[ShardPlan], checkpoint: bytes, unet_sha: str, out_dir
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 plan = pending.pop(ref)
-                entries[plan.file] = ray.get(ref)
+                try:
+                    entries[plan.file] = ray.get(ref)
+                except ray.exceptions.RayTaskError as err:
+                    cause = getattr(err, "cause", None)
+                    raise (cause if isinstance(cause, Exception) else RuntimeError(str(err).splitlines()[0])) from None
                 bar.update()
         return entries
     finally:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vidseg.config import from_dict, validate
+from vidseg.config import check_device, from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
 from vidseg.metrics import JaccardAccumulator
@@ -63,7 +63,10 @@ class UNetConfig:
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
             (0 < self.background_weight <= 1, f"background_weight is {self.background_weight}, but must be in (0, 1]"),
             (self.val_frame_stride >= 1, f"val_frame_stride is {self.val_frame_stride}, but must be >= 1"),
-            (self.train_frame_stride >= 1, f"train_frame_stride is {self.train_frame_stride}, but must be >= 1"),
+            (1 <= self.train_frame_stride <= 22, f"train_frame_stride is {self.train_frame_stride}, but must be in 1..22"),
+            (self.val_frame_stride <= 22, f"val_frame_stride is {self.val_frame_stride}, but must be <= 22"),
+            (self.max_train_videos is None or self.max_train_videos >= 1,
+             f"max_train_videos is {self.max_train_videos}, but must be >= 1"),
             (self.num_workers >= 0, f"num_workers is {self.num_workers}, but must be >= 0"),
         ]
         validate(checks)
@@ -85,6 +88,7 @@ class UNetResult:
 
 
 def pick_device(device: str = "auto") -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -137,6 +141,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     train_videos = dataset.videos("train")[: config.max_train_videos]
     val_videos = dataset.videos("val")
 
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = UNet(3, NUM_CLASSES, bilinear=False, width=config.width).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -148,7 +153,9 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     if last.is_file():
         state = torch.load(last, map_location=dev, weights_only=False)
         saved = dict(state["config"])
-        if {**saved, "epochs": config.epochs} != config.to_dict():
+        runtime = ("epochs", "num_workers", "amp")  # these may change on a resume
+        if {k: v for k, v in saved.items() if k not in runtime} != {
+                k: v for k, v in config.to_dict().items() if k not in runtime}:
             raise ValueError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

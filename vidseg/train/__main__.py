@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 
 from vidseg.baselines import copy_last_frame
-from vidseg.data.shards import ShardError, ShardSet
+from vidseg.data.shards import ShardSet
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
 
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(values, dict):
                 raise ValueError(f"{args.config}: not a JSON object")
         config = TrainConfig.from_dict({**values, **overrides})
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
         shards = ShardSet.open(args.shards, verify=not args.no_verify)
         baseline = copy_last_frame(shards)
         print(f"copy-last-frame val IoU: {baseline['unet']:.4f} (UNet frame 11), {baseline['true']:.4f} (true frame 11)")
@@ -85,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                             for c in _COLUMNS), flush=True)
 
         result = fit(config, shards, show, checkpoint=resume, checkpoint_dir=args.out)
-    except (ValueError, ShardError, KeyError) as err:
+    except (ValueError, KeyError) as err:  # ShardError is a ValueError
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     except TrialDiverged as err:
         print(f"error: the trial diverged: {err}", file=sys.stderr)

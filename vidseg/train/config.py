@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from vidseg.config import from_dict, validate
+from vidseg.data.classes import NUM_CLASSES
 
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS"]
 
 LOSSES = ("mse", "ce", "weighted_ce")
+RUNTIME_FIELDS = ("amp", "channels_last", "compile", "device")
 TRAIN_INPUTS = ("true", "unet", "mix")
 
 
@@ -39,7 +43,7 @@ class TrainConfig:
     lr: float = 2e-3  # Adam, cosine-annealed over `epochs`
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
-    # speed
+    # speed: these do not change what is learned beyond rounding, so a resume may change them
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the model
@@ -50,7 +54,8 @@ class TrainConfig:
         checks = [
             (self.N_S >= 1, f"N_S is {self.N_S}, but must be >= 1"),
             (self.N_T >= 2, f"N_T is {self.N_T}, but must be >= 2"),
-            (self.hid_S >= 1 and self.hid_T >= 1, f"hid_S {self.hid_S} and hid_T {self.hid_T} must be >= 1"),
+            (self.hid_S >= 2 and self.hid_S % 2 == 0, f"hid_S is {self.hid_S}, but must be even and >= 2 (GroupNorm(2))"),
+            (self.hid_T >= 1, f"hid_T is {self.hid_T}, but must be >= 1"),
             (self.groups >= 1, f"groups is {self.groups}, but must be >= 1"),
             (self.translator in ("incep", "gsta"), f"translator is {self.translator!r}; valid: incep, gsta"),
             (self.loss in LOSSES, f"loss is {self.loss!r}; valid: {', '.join(LOSSES)}"),
@@ -65,13 +70,15 @@ class TrainConfig:
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
             (self.weight_decay >= 0, f"weight_decay is {self.weight_decay}, but must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip is {self.grad_clip}, but must be > 0"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+             f"device is {self.device!r}; valid: auto, cpu, cuda, cuda:N"),
         ]
         validate(checks)
 
     @property
     def channels(self) -> int:
         """Channels per frame in and out of SimVP: 1 for mse, 49 for the CE losses."""
-        return 1 if self.loss == "mse" else 49
+        return 1 if self.loss == "mse" else NUM_CLASSES
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -79,3 +86,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that decide what a trial learns (a resume must keep them)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}

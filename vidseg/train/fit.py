@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidseg.config import check_device
 from vidseg.data.shards import ShardSet, SplitShards
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import SimVP
@@ -110,7 +111,8 @@ def _save_checkpoint(state: dict, directory: Path) -> None:
 
 
 @torch.inference_mode()
-def _validate(model: torch.nn.Module, val: SplitShards, config: TrainConfig, device: torch.device) -> dict[str, float]:
+def _validate(model: torch.nn.Module, val: SplitShards, config: TrainConfig, device: torch.device,
+              amp: bool) -> dict[str, float]:
     """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss."""
     model.eval()
     test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
@@ -121,7 +123,7 @@ def _validate(model: torch.nn.Module, val: SplitShards, config: TrainConfig, dev
         target = _gather([(val, "true", i) for i in index], slice(INPUT_FRAMES, None)).to(device).long()
         for kind, acc in (("unet", test_time), ("true", oracle)):
             masks = _gather([(val, kind, i) for i in index], slice(0, INPUT_FRAMES)).to(device)
-            with _autocast(device, config.amp):
+            with _autocast(device, amp):
                 output = model(encode_inputs(masks, config.loss))
             if not bool(torch.isfinite(output).all()):
                 raise TrialDiverged("the model's output became NaN or infinite (validation)")
@@ -144,10 +146,15 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     """
     from tqdm import tqdm
 
+    check_device(config.device)
     if not isinstance(shards, ShardSet):
-        shards = ShardSet.open(shards)
+        shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
+    if config.pseudo_labels and "unlabeled" not in shards.splits:
+        raise ValueError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" \
         else torch.device(config.device)
+    # bf16 cannot hold class ids 32..48 exactly: the mse readout stays in fp32.
+    amp = config.amp and config.loss != "mse"
     height, width = shards.resolution
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = build_model(config, height, width).to(device)
@@ -159,8 +166,10 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     start_epoch = 0
     state = _load_checkpoint(checkpoint, device)
     if state is not None:
-        if state["config"] != config.to_dict():
-            differing = sorted(k for k in state["config"] if state["config"][k] != config.to_dict().get(k))
+        saved = TrainConfig.from_dict(state["config"]).result_fields()
+        wanted = config.result_fields()
+        if saved != wanted:
+            differing = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
             raise ValueError(f"checkpoint was made with another config (differs in {', '.join(differing)})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -185,7 +194,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             inputs = _gather([clips.inputs[i] for i in chosen], slice(0, INPUT_FRAMES)).to(device, non_blocking=True)
             target = _gather([clips.targets[i] for i in chosen], slice(INPUT_FRAMES, None)).to(device).long()
             data_seconds += time.perf_counter() - fetch
-            with _autocast(device, config.amp):
+            with _autocast(device, amp):
                 output = step_model(encode_inputs(inputs, config.loss))  # (B, 11, C, H, W)
                 loss = compute_loss(output, target, config.loss, config.last_frame_weight)
             if not torch.isfinite(loss):
@@ -200,7 +209,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_seconds = time.perf_counter() - started
-        metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), **_validate(model, val, config, device),
+        metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), **_validate(model, val, config, device, amp),
                    "lr": lr, "epoch_seconds": time.perf_counter() - started,
                    "samples_per_second": seen / max(train_seconds, 1e-9),
                    "data_fraction": data_seconds / max(train_seconds, 1e-9)}
