@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from vidseg.atomic import atomic_path
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -89,10 +90,8 @@ def write_shard(path: Path, split: str, video_ids: np.ndarray, unet_masks: np.nd
     if true_masks is not None:
         columns.append(_mask_column(true_masks, frames * height * width))
     batch = pa.record_batch(columns, schema=schema)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         writer.write_batch(batch)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,6 @@ def load_manifest(root: Path) -> dict[str, Any]:
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` atomically."""
     path = root / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=1))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=1))
     return path

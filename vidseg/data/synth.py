@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vidseg.atomic import atomic_path
 from vidseg.data import classes
 from vidseg.data.layout import FRAMES, SPLITS, video_name
 from vidseg.data.render import Camera, Solid, shade
@@ -380,15 +381,13 @@ def _write_video(task: tuple[str, int, str, SynthConfig]) -> dict:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
 
 
 def copy_last_frame_iou(out: Path, video_ids: list[int], split: str = "val") -> float | None:

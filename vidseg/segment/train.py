@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from vidseg.atomic import atomic_path
 from vidseg.config import check_device, from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
@@ -95,9 +95,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_unet(checkpoint: Path | str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:

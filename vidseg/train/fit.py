@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidseg.atomic import atomic_path
 from vidseg.config import check_device
 from vidseg.data.shards import ShardSet, SplitShards
 from vidseg.metrics import JaccardAccumulator
@@ -105,9 +105,8 @@ def _load_checkpoint(checkpoint: dict | str | Path | None, device: torch.device)
 
 def _save_checkpoint(state: dict, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{CHECKPOINT}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, directory / CHECKPOINT)
+    with atomic_path(directory / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
 
 
 @torch.inference_mode()
