@@ -71,6 +71,11 @@ def _entry(manifest, file):
     return next(s for split in manifest["splits"].values() for s in split["shards"] if s["file"] == file)
 
 
+def _manifest_agrees_with(root, path):
+    """Record a shard's new size and checksum, so only the file's own content is wrong."""
+    _rewrite_manifest(root, lambda m: _entry(m, path.name).update(bytes=path.stat().st_size, sha256=sha256_file(path)))
+
+
 def test_truncated_shard(shards_copy):
     path = shards_copy / "val-00000.arrow"
     path.write_bytes(path.read_bytes()[:-500])
@@ -82,11 +87,7 @@ def test_truncated_shard(shards_copy):
 def test_truncated_shard_that_the_manifest_agrees_with(shards_copy):
     path = shards_copy / "val-00000.arrow"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-    def agree(manifest):
-        _entry(manifest, path.name).update(bytes=path.stat().st_size, sha256=sha256_file(path))
-
-    _rewrite_manifest(shards_copy, agree)
+    _manifest_agrees_with(shards_copy, path)
     with pytest.raises(ShardError, match="not a readable Arrow IPC file") as err:
         ShardSet.open(shards_copy)
     assert err.value.path == path
@@ -115,11 +116,7 @@ def test_wrong_schema(shards_copy):
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     tmp.replace(path)
-
-    def agree(manifest):
-        _entry(manifest, path.name).update(bytes=path.stat().st_size, sha256=sha256_file(path))
-
-    _rewrite_manifest(shards_copy, agree)
+    _manifest_agrees_with(shards_copy, path)
     with pytest.raises(ShardError, match="wrong schema") as err:
         ShardSet.open(shards_copy)
     assert err.value.path == path
