@@ -7,6 +7,7 @@ written atomically, and a rerun skips every shard that is already complete and v
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -122,8 +123,9 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
 
     data_root, out_dir, checkpoint = Path(data_root), Path(out_dir), Path(checkpoint)
     dataset = Dataset.open(data_root)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    unet_sha = sha256_file(checkpoint)
+    payload = checkpoint.read_bytes()  # read once: hashed here, loaded by every task
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    unet_sha = hashlib.sha256(payload).hexdigest()
     unet_size = tuple(state["config"]["size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     plans = plan_shards(dataset, videos_per_shard)
@@ -144,10 +146,9 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
     started = time.perf_counter()
     bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo, dynamic_ncols=True)
     if todo and use_ray:
-        entries.update(_run_on_ray(todo, checkpoint.read_bytes(), unet_sha, out_dir, unet_size, out_size, device,
+        entries.update(_run_on_ray(todo, payload, unet_sha, out_dir, unet_size, out_size, device,
                                    address, bar))
     else:
-        payload = checkpoint.read_bytes()
         for plan in todo:
             entries[plan.file] = _segment_shard(plan, payload, unet_sha, str(out_dir), unet_size, out_size,
                                                 device, 0)
