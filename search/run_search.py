@@ -1,75 +1,382 @@
-"""vidseg-search: the entry point.
+"""vidseg-search: find SimVP's configuration with Ray Tune, Optuna (TPE) and ASHA.
 
-    python search/run_search.py                  # embedded demo: synthetic data, generated and checked
-    python search/run_search.py --data DIR       # check a real dataset root in the competition layout
+    python search/run_search.py                              # the embedded demo, on a local Ray
+    python search/run_search.py --profile full --data DIR --address auto
+    python search/run_search.py --resume                     # continue the latest search
+    tensorboard --logdir results                             # watch and compare trials
 
-With no arguments it prepares the embedded demo dataset (a small physics-based synthetic set,
-cached under data/demo and reused on later runs) and validates it. The UNet, shard and search
-stages plug in after this step as they land.
+With no arguments it prepares the demo data under data/ (a synthetic dataset, a UNet, and Arrow
+shards of pre-segmented masks; each step is cached and reused), then runs a demo search on a
+local Ray instance: about 15 minutes on a 2-core CPU. `--data DIR` takes a real dataset root in
+the competition layout instead, and `--shards DIR` an existing shard set (skipping the UNet).
+
+Every trial trains SimVP on the shards and reports val IoU (frame 22, the competition's metric)
+each epoch. Optuna's TPE proposes trials, starting from the paper's configurations that fit the
+profile; ASHA stops weak ones early. Results go to STORAGE/NAME/: Ray Tune's trial folders with
+TensorBoard events, leaderboard.csv, report.md, best_config.json, the best checkpoint, and the
+hidden split's predictions in the competition's submission format.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import socket
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
-from vidseg.data import synth
-from vidseg.data.check import check_dataset, print_errors
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from search.space import PROFILES, Profile, SearchSpace, points_to_evaluate  # noqa: E402
 
 log = logging.getLogger("vidseg.search")
 
-DEMO_COUNTS = {"train": 40, "val": 20, "unlabeled": 20, "hidden": 10}
-SMOKE_COUNTS = {"train": 4, "val": 2, "unlabeled": 2, "hidden": 2}
+STATE = "search.json"  # our own record of a search's settings, for --resume
+
+
+class UsageError(ValueError):
+    """Bad input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python search/run_search.py",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--data", type=Path, default=None,
-                        help="a dataset root in the competition layout (default: generate the demo set)")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"),
-                        help="where generated data is cached (default: data/)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the demo dataset (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes for generation (default: all cores)")
-    parser.add_argument("--smoke-test", action="store_true", help="a tiny dataset, for tests")
+    parser = argparse.ArgumentParser(prog="python search/run_search.py", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_argument_group("data and cluster")
+    where.add_argument("--data", type=Path, default=None,
+                       help="a dataset root in the competition layout (default: generate the demo set)")
+    where.add_argument("--shards", type=Path, default=None,
+                       help="an existing shard set (python -m vidseg.segment's --out); skips data, UNet and shards")
+    where.add_argument("--data-dir", type=Path, default=Path("data"),
+                       help="where prepared data (dataset, UNet, shards) is cached (default: data/)")
+    where.add_argument("--address", default=None,
+                       help="a running Ray cluster to join ('auto', or HOST:PORT; default: $RAY_ADDRESS, "
+                            "else a local Ray)")
+    where.add_argument("--storage", default="results",
+                       help="where results go: a local path or a cloud URI such as s3://bucket/results "
+                            "(default: results/)")
+    where.add_argument("--workers", type=int, default=None,
+                       help="processes for demo data generation (default: all cores)")
+    search = parser.add_argument_group("search (defaults come from the profile)")
+    search.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="search scale: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+                             + " (default: demo, or smoke with --smoke-test)")
+    search.add_argument("--num-samples", type=int, default=None, help="trials to run")
+    search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that ASHA never stops")
+    search.add_argument("--grace-period", type=int, default=None, help="epochs before ASHA may stop a trial")
+    search.add_argument("--reduction-factor", type=int, default=None,
+                        help="ASHA keeps the top 1/factor of trials at each rung")
+    search.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    search.add_argument("--max-failures", type=int, default=2,
+                        help="retries of a trial whose worker died, each from its last checkpoint (default 2)")
+    search.add_argument("--seed", type=int, default=0, help="seed of the demo data, Optuna's TPE and every trial")
+    search.add_argument("--name", default=None,
+                        help="experiment name (default: simvp-PROFILE-DATE_TIME)")
+    search.add_argument("--resume", action="store_true",
+                        help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
+                             "searcher and scheduler state are kept, unfinished trials go on from their checkpoints")
+    search.add_argument("--smoke-test", action="store_true",
+                        help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
     return parser
 
 
-def prepare_demo_data(data_dir: Path, seed: int, workers: int, smoke: bool) -> Path:
-    counts = SMOKE_COUNTS if smoke else DEMO_COUNTS
-    root = data_dir / ("smoke" if smoke else "demo") / f"seed{seed}"
-    log.info("demo dataset: %s (%s)", root, ", ".join(f"{k} {v}" for k, v in counts.items()))
-    manifest = synth.generate(root, counts, synth.SynthConfig(seed=seed), workers=workers)
-    iou = manifest["motion"]["copy_last_frame_iou_val"]
-    log.info("copy-last-frame IoU on val: %.3f", iou)
+# ----------------------------------------------------------------------------------------------
+# settings
+
+
+def _positive(args: argparse.Namespace, name: str, minimum: int = 1) -> None:
+    value = getattr(args, name)
+    if value is not None and value < minimum:
+        raise UsageError(f"--{name.replace('_', '-')} is {value}, but must be >= {minimum}")
+
+
+def resolve_settings(args: argparse.Namespace) -> dict:
+    """The search's settings: flags over the profile's defaults. Raises UsageError."""
+    for name in ("num_samples", "max_epochs", "grace_period", "max_concurrent", "workers"):
+        _positive(args, name)
+    _positive(args, "reduction_factor", 2)
+    _positive(args, "max_failures", 0)
+    if args.profile and args.smoke_test and args.profile != "smoke":
+        raise UsageError(f"--smoke-test runs the smoke profile, not --profile {args.profile}")
+    if args.data is not None and args.shards is not None:
+        raise UsageError("give --data or --shards, not both")
+    profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
+    settings = {
+        "profile": profile.name,
+        "num_samples": args.num_samples or profile.num_samples,
+        "max_epochs": args.max_epochs or profile.max_epochs,
+        "grace_period": args.grace_period or profile.grace_period,
+        "reduction_factor": args.reduction_factor or profile.reduction_factor,
+        "max_concurrent": args.max_concurrent or profile.max_concurrent,
+        "max_failures": args.max_failures,
+        "seed": args.seed,
+    }
+    if settings["grace_period"] > settings["max_epochs"]:
+        raise UsageError(f"--grace-period {settings['grace_period']} is more than --max-epochs {settings['max_epochs']}")
+    return settings
+
+
+def storage_root(storage: str) -> str:
+    """A URI stays as it is; a local path becomes absolute (Ray Tune needs that)."""
+    if "://" in storage:
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
+def _local(storage: str) -> Path | None:
+    return None if "://" in storage else Path(storage)
+
+
+# ----------------------------------------------------------------------------------------------
+# data: dataset -> UNet -> shards
+
+
+def prepare_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Path | None:
+    """The dataset root, generated for the demo and checked; None when --shards is given.
+
+    This runs before Ray starts: the generator's worker processes must not inherit Ray's handlers.
+    """
+    from vidseg.data.check import check_dataset, print_errors
+    from vidseg.data.shards import ShardSet
+
+    if args.shards is not None:
+        ShardSet.open(args.shards, verify=True)  # ShardError names the file
+        return None
+    if args.data is not None:
+        if not args.data.is_dir():
+            raise UsageError(f"{args.data}: no such dataset folder")
+        root = args.data
+    else:
+        root = prepare_demo_dataset(args, profile, seed)
+    log.info("[1/4] checking the dataset %s", root)
+    report = check_dataset(root, progress=sys.stderr.isatty())
+    if not report.ok:
+        print_errors(report, max_errors=20)
+        raise UsageError(f"{root}: not a valid dataset (see the errors above)")
     return root
+
+
+def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: Path | None) -> Path:
+    """The shard set the trials read: given, or made (and cached) from the dataset root."""
+    from vidseg.segment.presegment import presegment
+    from vidseg.segment.train import UNetConfig, train_unet
+
+    if root is None:
+        return args.shards.resolve()
+    if args.data is not None:
+        cache = args.data_dir / "shards" / f"{root.resolve().name}-{profile.name}"
+    else:
+        cache = root.parent / f"shards-{profile.resolution[0]}x{profile.resolution[1]}"
+    progress = sys.stderr.isatty()
+    unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
+                      train_frame_stride=profile.unet_frame_stride, num_workers=0, seed=seed)
+    log.info("[2/4] UNet (width %d at %dx%d, %d epochs) in %s", unet.width, *unet.size, unet.epochs, cache / "unet")
+    started = time.perf_counter()
+    result = train_unet(root, cache / "unet", unet, progress=progress)
+    log.info("      UNet val IoU %.3f (%.0f s)", result.val_iou, time.perf_counter() - started)
+    log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
+    started = time.perf_counter()
+    presegment(root, cache, result.checkpoint, out_size=profile.resolution,
+               videos_per_shard=16 if profile.name != "full" else 64, progress=progress)
+    log.info("      shards ready (%.0f s)", time.perf_counter() - started)
+    return cache.resolve()
+
+
+def prepare_demo_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Path:
+    from vidseg.data import synth
+
+    root = args.data_dir / profile.name / f"seed{seed}"
+    log.info("[0/4] demo dataset %s (%s)", root, ", ".join(f"{k} {v}" for k, v in profile.counts.items()))
+    workers = args.workers or os.cpu_count() or 1
+    started = time.perf_counter()
+    manifest = synth.generate(root, profile.counts, synth.SynthConfig(seed=seed), workers=workers)
+    log.info("      copy-last-frame IoU on val: %.3f (%.0f s)", manifest["motion"]["copy_last_frame_iou_val"],
+             time.perf_counter() - started)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+
+
+def check_address(address: str) -> None:
+    """Fail fast, in one line, when nothing listens at HOST:PORT (ray.init would retry for a minute)."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as err:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if address:
+        check_address(address)
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    except ConnectionError as err:
+        raise UsageError(f"--address {address}: {str(err).splitlines()[0]}") from None
+    resources = ray.cluster_resources()
+    log.info("Ray: %d CPU, %g GPU across %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0),
+             len([n for n in ray.nodes() if n["Alive"]]))
+
+
+# ----------------------------------------------------------------------------------------------
+# the search
+
+
+def latest_experiment(storage: str) -> str:
+    root = _local(storage)
+    if root is None:
+        raise UsageError("--resume with a cloud --storage needs --name")
+    found = sorted((p for p in root.glob(f"*/{STATE}")), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UsageError(f"{root}: no search to resume here")
+    return found[-1].parent.name
+
+
+def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_available: bool):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.trainable import train_simvp, trial_resources
+
+    profile = PROFILES[settings["profile"]]
+    points = list(points_to_evaluate(profile).values())
+    searcher = OptunaSearch(space=SearchSpace(profile, settings["max_epochs"], settings["seed"]),
+                            metric="val_iou", mode="max", points_to_evaluate=points or None,
+                            seed=settings["seed"])
+    scheduler = ASHAScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=settings["max_epochs"],
+                              grace_period=settings["grace_period"],
+                              reduction_factor=settings["reduction_factor"])
+    trainable = tune.with_resources(
+        tune.with_parameters(train_simvp, shards=shards),
+        trial_resources(profile.cpus_per_trial, gpus_available, profile.resolution, profile.gpu_memory_gb))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings["max_concurrent"]),
+                                    scheduler=scheduler, num_samples=settings["num_samples"],
+                                    trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
+        run_config=_run_config(settings, storage, name),
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _run_config(settings: dict, storage: str, name: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
+                                                checkpoint_score_order="max"),
+        verbose=1,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    storage = storage_root(args.storage)
+    local = _local(storage)
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    # The experiment's state is saved often, so a killed driver loses little (--resume).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    # num_to_keep=1 snapshots the experiment at every checkpoint: wanted here, so no warning about it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if args.resume:
+        name = args.name or latest_experiment(storage)
+        state_file = (local / name / STATE) if local else None
+        if state_file is not None and not state_file.is_file():
+            raise UsageError(f"{local / name}: no search to resume here")
+        state = json.loads(state_file.read_text())
+        settings, shards = state["settings"], state["shards"]
+        log.info("resuming %s (%s profile) from %s", name, settings["profile"], storage)
+    else:
+        settings = resolve_settings(args)
+        name = args.name or f"simvp-{settings['profile']}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        if local is not None and (local / name).exists():
+            raise UsageError(f"{local / name} already exists: pass --resume to continue it, or another --name")
+    profile = PROFILES[settings["profile"]]
+    root = None if args.resume else prepare_dataset(args, profile, settings["seed"])
+
+    init_ray(address)
+    try:
+        if not args.resume:
+            shards = str(prepare_shards(args, profile, settings["seed"], root))
+            if local is not None:
+                from vidseg.atomic import atomic_path
+
+                (local / name).mkdir(parents=True, exist_ok=True)
+                with atomic_path(local / name / STATE) as tmp:
+                    tmp.write_text(json.dumps({"settings": settings, "shards": shards,
+                                               "started": datetime.now().isoformat(timespec="seconds")}, indent=2))
+        gpus = ray.cluster_resources().get("GPU", 0) > 0
+        log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
+                 name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
+                 settings["grace_period"], settings["reduction_factor"])
+        from ray import tune
+
+        from search.trainable import train_simvp, trial_resources
+
+        if args.resume:
+            trainable = tune.with_resources(
+                tune.with_parameters(train_simvp, shards=shards),
+                trial_resources(profile.cpus_per_trial, gpus, profile.resolution, profile.gpu_memory_gb))
+            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = build_tuner(settings, shards, storage, name, gpus)
+        started = time.perf_counter()
+        results = tuner.fit()
+        log.info("search finished in %.0f s", time.perf_counter() - started)
+
+        from search.report import write_results
+
+        out = write_results(results, settings, shards, f"{storage}/{name}")
+    finally:
+        ray.shutdown()
+    print(f"\nresults: {out}")
+    print(f"  best config: {out}/best_config.json   report: {out}/report.md   leaderboard: {out}/leaderboard.csv")
+    print(f"  watch and compare trials: tensorboard --logdir {args.storage}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    from vidseg.data import synth
+
     try:
-        if workers < 1:
-            raise ValueError(f"--workers is {workers}, but must be >= 1")
-        root = args.data or prepare_demo_data(args.data_dir, args.seed, workers, args.smoke_test)
-    except (ValueError, synth.SettingsMismatch) as err:
+        return run(args)
+    except (UsageError, synth.SettingsMismatch) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # LayoutError, ShardError and config errors name their file or value
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"error: {err.filename or args.data_dir}: {err.strerror or err}", file=sys.stderr)
         return 2
-    report = check_dataset(root, progress=sys.stderr.isatty())
-    if not report.ok:
-        print_errors(report, max_errors=50)
-        return 2
-    print(f"dataset ok: {root} (" + ", ".join(f"{k} {v}" for k, v in report.counts.items()) + ")")
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted: continue with  python search/run_search.py --resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,339 @@
+"""After a search: the leaderboard, the report, the best config and checkpoint, pictures, a submission.
+
+Everything is written into the experiment folder beside Ray Tune's trial folders. For a cloud
+``--storage`` it is written to a local staging folder first and uploaded with ``pyarrow.fs``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from search.space import PAPER, PROFILES, SEARCHED, paper_configs
+from vidseg.atomic import atomic_path
+from vidseg.baselines import copy_last_frame
+from vidseg.data.classes import colorize
+from vidseg.data.shards import ShardSet
+from vidseg.metrics import JaccardAccumulator
+from vidseg.train.config import TrainConfig
+from vidseg.train.fit import CHECKPOINT, INPUT_FRAMES, build_model
+from vidseg.train.losses import encode_inputs, predict_masks
+
+__all__ = ["write_results", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
+
+log = logging.getLogger("vidseg.search")
+
+SUBMISSION_SIZE = (160, 240)  # the competition's mask size
+IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
+LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
+                      "val_iou_true_inputs", "stopped_early", "paper_config", *SEARCHED, "error")
+
+
+# ----------------------------------------------------------------------------------------------
+# rows
+
+
+def _paper_name(config: dict[str, Any]) -> str:
+    keys = ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss", "translator", "train_inputs", "pseudo_labels")
+    for name, point in paper_configs().items():
+        if all(config.get(k) == point[k] for k in keys):
+            return name
+    return ""
+
+
+def trial_rows(results, max_epochs: int) -> list[dict[str, Any]]:
+    """One row per trial, best first: config, epochs run, best val_iou, and how it ended."""
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        config = result.config or {}
+        has_history = history is not None and len(history) and "val_iou" in history
+        epochs = int(history["epoch"].max()) if has_history else 0
+        if has_history:
+            best = history.loc[history["val_iou"].idxmax()]
+            best_iou, best_epoch = float(best["val_iou"]), int(best["epoch"])
+            last_iou, oracle = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
+        else:
+            best_iou = best_epoch = last_iou = oracle = float("nan")
+        error = "" if result.error is None else str(result.error).strip().splitlines()[-1][:200]
+        status = "ERROR" if result.error is not None else "TERMINATED"
+        rows.append({
+            "trial_id": Path(result.path).name.removeprefix("trial_"), "status": status, "epochs": epochs,
+            "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
+            "val_iou_true_inputs": oracle,
+            "stopped_early": status == "TERMINATED" and epochs < max_epochs,
+            "paper_config": _paper_name(config),
+            **{k: config.get(k, "") for k in SEARCHED}, "error": error,
+            "_path": result.path, "_result": result,
+        })
+    rows.sort(key=lambda r: (math.isnan(r["best_val_iou"]), -r["best_val_iou"] if not math.isnan(r["best_val_iou"]) else 0))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# predictions
+
+
+def load_trial_model(checkpoint_file: Path, resolution: tuple[int, int]) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(config, *resolution)
+    model.load_state_dict(state["model"])
+    return model.eval(), config, state
+
+
+@torch.inference_mode()
+def predict_last_frame(model: torch.nn.Module, config: TrainConfig, masks: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Frame 22 (N, H, W) uint8 from frames 1-11 (N, >=11, H, W) of integer masks."""
+    out = []
+    for start in range(0, len(masks), batch):
+        inputs = torch.from_numpy(np.ascontiguousarray(masks[start:start + batch, :INPUT_FRAMES]))
+        output = model(encode_inputs(inputs, config.loss))
+        out.append(predict_masks(output, config.loss, config.mse_rounding)[:, -1].to(torch.uint8).numpy())
+    return np.concatenate(out) if out else np.zeros((0, *masks.shape[2:]), np.uint8)
+
+
+def _best_checkpoint(row: dict[str, Any]) -> Path | None:
+    result = row["_result"]
+    checkpoint = result.get_best_checkpoint("val_iou", "max") if result.best_checkpoints else result.checkpoint
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:  # local storage: the folder itself; cloud: a download
+        file = Path(folder) / CHECKPOINT
+        if not file.is_file():
+            return None
+        keep = Path(tempfile.mkdtemp(prefix="vidseg-best-")) / CHECKPOINT
+        shutil.copyfile(file, keep)
+        return keep
+
+
+def _prediction_image(unet_last: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rows of videos; columns: the UNet's frame 11, predicted frame 22, true frame 22. (3, H, W) uint8."""
+    gap = np.full((pred.shape[1], 2, 3), 255, np.uint8)
+    rows = [np.concatenate([colorize(a), gap, colorize(b), gap, colorize(c)], axis=1)
+            for a, b, c in zip(unet_last, pred, truth)]
+    spacer = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([x for row in rows for x in (row, spacer)][:-1], axis=0)
+    return grid.transpose(2, 0, 1)
+
+
+def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, checkpoints: dict[str, Path]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    val = shards.split("val")
+    n = min(IMAGE_VIDEOS, len(val))
+    if n == 0:
+        return
+    unet_masks = np.stack([val.unet[i] for i in range(n)])
+    truth = np.stack([val.true[i][-1] for i in range(n)])
+    for row in rows[:IMAGE_TRIALS]:
+        file = checkpoints.get(row["trial_id"])
+        if file is None:
+            continue
+        model, config, state = load_trial_model(file, shards.resolution)
+        pred = predict_last_frame(model, config, unet_masks)
+        writer = SummaryWriter(log_dir=str(staging / Path(row["_path"]).name), filename_suffix=".predictions")
+        writer.add_image("predictions/val_frame22 (UNet frame 11 | predicted | true)",
+                         _prediction_image(unet_masks[:, INPUT_FRAMES - 1], pred, truth), global_step=state["epoch"])
+        writer.close()
+
+
+def _submission(model, config: TrainConfig, shards: ShardSet) -> tuple[torch.Tensor, np.ndarray]:
+    hidden = shards.split("hidden")
+    masks = np.stack([hidden.unet[i] for i in range(len(hidden))])
+    pred = torch.from_numpy(predict_last_frame(model, config, masks))
+    if tuple(pred.shape[1:]) != SUBMISSION_SIZE:  # nearest, as masks are always resized
+        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=SUBMISSION_SIZE, mode="nearest")[:, 0]
+    return pred.to(torch.uint8).contiguous(), hidden.video_ids
+
+
+def _hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarray) -> float | None:
+    root = Path(shards.manifest.get("dataset", {}).get("root", ""))
+    answers_file, manifest_file = root / "hidden_answers.npy", root / "dataset.json"
+    if not answers_file.is_file() or not manifest_file.is_file():
+        return None
+    answers = np.load(answers_file)
+    first = json.loads(manifest_file.read_text())["splits"]["hidden"]["first_video"]
+    expected = np.arange(first, first + len(answers))
+    if answers.shape != tuple(prediction.shape) or not np.array_equal(expected, video_ids):
+        return None
+    acc = JaccardAccumulator()
+    acc.update(prediction.long(), torch.from_numpy(answers).long())
+    return acc.compute()
+
+
+# ----------------------------------------------------------------------------------------------
+# importances and the report
+
+
+def parameter_importances(rows: list[dict[str, Any]], profile_name: str) -> dict[str, float] | str:
+    """Optuna's PED-ANOVA importances of the dimensions every finished trial has, for best val_iou.
+
+    PED-ANOVA is Optuna's own (fANOVA would add scikit-learn), and it works from few trials."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    profile = PROFILES[profile_name]
+    dists = {k: CategoricalDistribution(list(getattr(profile, k)))
+             for k in ("N_S", "N_T", "hid_S", "hid_T", "translator", "loss", "batch_size", "train_inputs", "pseudo_labels")}
+    dists["lr"] = FloatDistribution(*profile.lr_range, log=True)
+    done = [r for r in rows if r["status"] == "TERMINATED" and not math.isnan(r["best_val_iou"])]
+    if len(done) < 3:
+        return f"needs at least 3 finished trials ({len(done)} finished)"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for row in done:
+        params = {k: row[k] for k in dists}
+        if any(v not in d.choices for k, d in dists.items() if isinstance(d, CategoricalDistribution)
+               for v in [params[k]]):
+            continue
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["best_val_iou"]))
+    try:
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (RuntimeError, ValueError) as err:
+        return f"not computable: {err}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
+    max_epochs = settings["max_epochs"]
+    run = sum(r["epochs"] for r in rows)
+    full = len(rows) * max_epochs
+    stopped = sum(r["stopped_early"] for r in rows)
+    failed = sum(r["status"] == "ERROR" for r in rows)
+    lines = [f"# Search report: {settings.get('name', '')}", "",
+             f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; ASHA grace "
+             f"{settings['grace_period']}, reduction factor {settings['reduction_factor']}; seed {settings['seed']}.", ""]
+    lines += ["## Best trial against the baselines and the paper's configurations", "",
+              "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
+              "| What | val IoU | Note |", "|---|---|---|"]
+    if best_row is not None:
+        lines.append(f"| **Best trial** `{best_row['trial_id']}` | **{_fmt(best_row['best_val_iou'])}** | "
+                     f"epoch {best_row['best_epoch']}; {_config_text(best_row)} |")
+        lines.append(f"| Best trial, true masks as inputs (oracle) | {_fmt(best_row['val_iou_true_inputs'])} | "
+                     "what a perfect UNet would give this model |")
+    lines.append(f"| Copy last frame (UNet frame 11) | {_fmt(baselines['unet'])} | the test-time baseline |")
+    lines.append(f"| Copy last frame (true frame 11) | {_fmt(baselines['true'])} | with a perfect UNet |")
+    seen = {r["paper_config"]: r for r in rows if r["paper_config"]}
+    for name, *_ in PAPER:
+        row = seen.get(name)
+        if row is None:
+            lines.append(f"| Paper `{name}` | | not in this profile's space |")
+        else:
+            note = f"{row['epochs']} epochs" + (", stopped by ASHA" if row["stopped_early"] else "") + \
+                   (f", failed: {row['error']}" if row["status"] == "ERROR" else "")
+            lines.append(f"| Paper `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
+    if best_row is not None and baselines["unet"] > 0:
+        lines += ["", f"Best against copy-last-frame: {best_row['best_val_iou'] / baselines['unet']:.2f}x."]
+    lines += ["", "## ASHA's savings", "",
+              f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
+              f"{stopped} trial(s) stopped early, {failed} failed.", ""]
+    lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", ""]
+    if isinstance(importances, str):
+        lines.append(f"Not given: {importances}.")
+    else:
+        lines += ["| Parameter | Importance |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in importances.items()]
+    lines += ["", "## Hidden split", ""]
+    if hidden is None:
+        lines.append("No hidden split in the shard set.")
+    else:
+        lines.append(f"`submission.pt`: the best model's frame-22 predictions, {hidden['shape']} uint8 "
+                     "(the competition's format).")
+        if hidden["score"] is not None:
+            lines.append(f"Score against the known answers: **{hidden['score']:.4f}** IoU.")
+    lines += ["", "## All trials", "", "See `leaderboard.csv`; `tensorboard --logdir` this folder compares them.", ""]
+    return "\n".join(lines)
+
+
+def _config_text(row: dict[str, Any]) -> str:
+    text = f"{row['N_S']}/{row['N_T']}/{row['hid_S']}/{row['hid_T']} g{row['groups']} {row['translator']}, {row['loss']}"
+    if row["loss"] == "weighted_ce" and row["last_frame_weight"] != "":
+        text += f" (w {row['last_frame_weight']:.2f})"
+    return text + f", lr {row['lr']:.2g}, batch {row['batch_size']}, inputs {row['train_inputs']}" + \
+        (" + pseudo-labels" if row["pseudo_labels"] else "")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str) -> str:
+    """Write everything about a finished search into ``experiment``; returns it."""
+    local = "://" not in experiment
+    staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
+    staging.mkdir(parents=True, exist_ok=True)
+    settings = {**settings, "name": Path(experiment).name}
+    shards = ShardSet.open(shards_dir, verify=False)
+    rows = trial_rows(results, settings["max_epochs"])
+
+    with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+
+    checkpoints = {}
+    for row in rows[:IMAGE_TRIALS]:
+        if row["status"] == "TERMINATED" and not math.isnan(row["best_val_iou"]):
+            file = _best_checkpoint(row)
+            if file is not None:
+                checkpoints[row["trial_id"]] = file
+    best_row = next((r for r in rows if r["trial_id"] in checkpoints), None)
+    hidden = None
+    if best_row is not None:
+        best_dir = staging / "best"
+        best_dir.mkdir(exist_ok=True)
+        with atomic_path(best_dir / CHECKPOINT) as tmp:
+            shutil.copyfile(checkpoints[best_row["trial_id"]], tmp)
+        model, config, state = load_trial_model(best_dir / CHECKPOINT, shards.resolution)
+        best = {"trial_id": best_row["trial_id"], "val_iou": best_row["best_val_iou"], "epoch": state["epoch"],
+                "val_iou_true_inputs": best_row["val_iou_true_inputs"], "checkpoint": "best/checkpoint.pt",
+                "shards": shards_dir, "config": config.to_dict()}
+        with atomic_path(staging / "best_config.json") as tmp:
+            tmp.write_text(json.dumps(best, indent=2) + "\n")
+        if "hidden" in shards.splits and len(shards.split("hidden")):
+            prediction, ids = _submission(model, config, shards)
+            with atomic_path(staging / "submission.pt") as tmp:
+                torch.save(prediction, tmp)
+            hidden = {"shape": tuple(prediction.shape), "score": _hidden_score(shards, prediction, ids)}
+        _write_images(rows, shards, staging, checkpoints)
+    baselines = copy_last_frame(shards)
+    importances = parameter_importances(rows, settings["profile"])
+    with atomic_path(staging / "report.md") as tmp:
+        tmp.write_text(_report(rows, settings, baselines, importances, hidden, best_row))
+    for file in checkpoints.values():
+        shutil.rmtree(file.parent, ignore_errors=True)
+
+    _log_summary(rows, baselines, best_row)
+    if not local:
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(str(staging), experiment)
+        shutil.rmtree(staging, ignore_errors=True)
+    return experiment
+
+
+def _log_summary(rows, baselines, best_row) -> None:
+    stopped = sum(r["stopped_early"] for r in rows)
+    log.info("%d trials: %d stopped early by ASHA, %d failed", len(rows), stopped,
+             sum(r["status"] == "ERROR" for r in rows))
+    if best_row is not None:
+        log.info("best val IoU %.4f (trial %s: %s); copy-last-frame %.4f", best_row["best_val_iou"],
+                 best_row["trial_id"], _config_text(best_row), baselines["unet"])
+    else:
+        log.info("no trial finished with a checkpoint")
+

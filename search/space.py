@@ -1,0 +1,224 @@
+"""The search space as data: profiles, their dimensions, and the paper's configurations.
+
+A profile is everything a search needs to know about its scale: the shard resolution, how the
+demo data is prepared, the ranges of each dimension, and the search's default budget. ``full`` is
+for GPU clusters at the competition's 160x240; ``demo`` fits a 2-core CPU in about 15 minutes;
+``smoke`` is the tests' tiny run.
+
+Optuna samples through a define-by-run function (``SearchSpace``), so that conditional dimensions
+stay conditional: ``last_frame_weight`` exists only for ``weighted_ce``, ``groups`` only for the
+Inception translator, and ``unet_input_fraction`` only for mixed inputs. ``groups`` is suggested
+from the profile's choices; where a choice does not divide the chosen widths, the trial runs the
+largest valid divisor below it (the reference SimVP silently fell back to 1 instead), and that is
+the value the trial's config carries. So every trial runs a valid group count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from vidseg.train.config import TrainConfig
+
+__all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
+           "points_to_evaluate", "SEARCHED", "INPUT_FRAMES"]
+
+INPUT_FRAMES = 11
+
+# The dimensions Optuna searches, in the order they are suggested.
+SEARCHED = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "loss", "last_frame_weight", "lr",
+            "batch_size", "train_inputs", "unet_input_fraction", "pseudo_labels")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One scale of search. Choices are tuples (categorical); ``*_range`` are (low, high) floats."""
+
+    name: str
+    description: str
+    resolution: tuple[int, int]  # the shards' H x W
+    # demo data preparation (ignored when --data or --shards is given)
+    counts: dict[str, int]
+    unet_size: tuple[int, int]
+    unet_width: int
+    unet_epochs: int
+    unet_frame_stride: int
+    # the space
+    N_S: tuple[int, ...]
+    N_T: tuple[int, ...]
+    hid_S: tuple[int, ...]
+    hid_T: tuple[int, ...]
+    groups: tuple[int, ...]
+    translator: tuple[str, ...]
+    loss: tuple[str, ...]
+    last_frame_weight_range: tuple[float, float]
+    lr_range: tuple[float, float]
+    batch_size: tuple[int, ...]
+    train_inputs: tuple[str, ...]
+    pseudo_labels: tuple[bool, ...]
+    # the search's defaults
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    max_concurrent: int
+    cpus_per_trial: float
+    gpu_memory_gb: float = 80.0  # one GPU's memory, for sizing each trial's GPU fraction
+    fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
+
+    def check(self) -> None:
+        """Every combination of the profile's widths must build at its resolution."""
+        h, w = self.resolution
+        for n_s in self.N_S:
+            scale = 2 ** (n_s // 2)
+            if h % scale or w % scale:
+                raise ValueError(f"profile {self.name}: N_S={n_s} needs H and W divisible by {scale}, "
+                                 f"but the resolution is {h}x{w}")
+        for hid_s in self.hid_S:
+            for hid_t in self.hid_T:
+                if not valid_groups(hid_s, hid_t):
+                    raise ValueError(f"profile {self.name}: no group count fits hid_S={hid_s}, hid_T={hid_t}")
+        low, high = self.lr_range
+        if not 0 < low < high:
+            raise ValueError(f"profile {self.name}: lr_range {self.lr_range} must be 0 < low < high")
+
+
+def valid_groups(hid_S: int, hid_T: int, candidates=(1, 2, 4, 8, 16)) -> list[int]:
+    """Group counts the Inception translator accepts: they divide hid_T // 2, hid_T and 11 * hid_S."""
+    return [g for g in candidates if (hid_T // 2) % g == 0 and hid_T % g == 0 and (INPUT_FRAMES * hid_S) % g == 0]
+
+
+def correct_groups(groups: int, hid_S: int, hid_T: int) -> int:
+    """The largest valid group count not above ``groups`` (1 always divides)."""
+    return max(g for g in valid_groups(hid_S, hid_T, range(1, groups + 1)))
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(
+        name="full",
+        description="GPU clusters: 160x240 shards, ranges up to the paper's largest model (8/16/64/512)",
+        resolution=(160, 240),
+        counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
+        unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
+        N_S=(2, 4, 8), N_T=(4, 8, 16), hid_S=(4, 8, 16, 32, 64), hid_T=(32, 64, 128, 256, 512),
+        groups=(1, 2, 4, 8), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        last_frame_weight_range=(1.0, 16.0), lr_range=(1e-4, 1e-2), batch_size=(4, 8, 16, 32),
+        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
+        num_samples=64, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=8,
+        cpus_per_trial=2, fixed={"amp": True, "channels_last": True, "device": "auto"},
+    ),
+    "demo": Profile(
+        name="demo",
+        description="a 2-core CPU in about 15 minutes: 40x60 shards, small models",
+        resolution=(40, 60),
+        counts={"train": 120, "val": 24, "unlabeled": 24, "hidden": 12},
+        unet_size=(80, 120), unet_width=16, unet_epochs=6, unet_frame_stride=2,
+        N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64, 128),
+        groups=(1, 2, 4), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        last_frame_weight_range=(1.0, 16.0), lr_range=(3e-4, 1e-2), batch_size=(4, 8, 16),
+        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
+        num_samples=12, max_epochs=8, grace_period=2, reduction_factor=2, max_concurrent=2,
+        cpus_per_trial=1, fixed={"device": "cpu"},
+    ),
+    "smoke": Profile(
+        name="smoke",
+        description="the tests' tiny run: a few videos, 2-3 epochs, about 3 minutes on CPU",
+        resolution=(40, 60),
+        counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
+        unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1,
+        N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32),
+        groups=(1, 2), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        last_frame_weight_range=(1.0, 16.0), lr_range=(1e-3, 1e-2), batch_size=(2, 4),
+        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
+        num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
+        cpus_per_trial=1, fixed={"device": "cpu"},
+    ),
+}
+
+for _profile in PROFILES.values():
+    _profile.check()
+
+
+# The paper's configurations (N_S, N_T, hid_S, hid_T, groups, loss): its Table 1 (MSE) and its final
+# CE model, 4_8_64_256_7. With hid_T=256 the Inception branch has 128 channels, which 7 does not
+# divide, so the reference code ran groups=1: that is the count enqueued here.
+PAPER = (
+    ("paper-mse-8_16_64_512_8", 8, 16, 64, 512, 8, "mse"),
+    ("paper-mse-8_16_64_256_8", 8, 16, 64, 256, 8, "mse"),
+    ("paper-mse-4_8_64_256_4", 4, 8, 64, 256, 4, "mse"),
+    ("paper-mse-4_8_16_64_4", 4, 8, 16, 64, 4, "mse"),
+    ("paper-mse-2_4_4_32_1", 2, 4, 4, 32, 1, "mse"),
+    ("paper-ce-4_8_64_256_1", 4, 8, 64, 256, 7, "ce"),
+)
+
+
+def reference_groups(groups: int, hid_S: int, hid_T: int) -> int:
+    """The group count A4Bio/SimVP's code actually ran: its GroupConv2d fell back to 1 where the
+    count did not divide its input channels."""
+    return groups if groups in valid_groups(hid_S, hid_T, (groups,)) else 1
+
+
+def paper_configs() -> dict[str, dict[str, Any]]:
+    """The paper's six configurations, as search points, groups corrected to what actually ran."""
+    out = {}
+    for name, n_s, n_t, hid_s, hid_t, groups, loss in PAPER:
+        out[name] = {"N_S": n_s, "N_T": n_t, "hid_S": hid_s, "hid_T": hid_t, "translator": "incep",
+                     "groups": reference_groups(groups, hid_s, hid_t), "loss": loss,
+                     "train_inputs": "true", "pseudo_labels": False}
+    return out
+
+
+def _within(profile: Profile, point: dict[str, Any]) -> bool:
+    return all(point[k] in getattr(profile, k) for k in ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss"))
+
+
+def points_to_evaluate(profile: Profile) -> dict[str, dict[str, Any]]:
+    """The paper's configurations that lie in this profile's space, run first in every search.
+
+    Learning rate and batch size, which the paper does not give, are the profile's middle values.
+    """
+    lr = math.sqrt(profile.lr_range[0] * profile.lr_range[1])
+    batch = profile.batch_size[len(profile.batch_size) // 2]
+    return {name: {**p, "lr": float(f"{lr:.3g}"), "batch_size": batch}
+            for name, p in paper_configs().items() if _within(profile, p)}
+
+
+class SearchSpace:
+    """Optuna's define-by-run space for one profile (picklable, so a resumed searcher keeps it)."""
+
+    def __init__(self, profile: Profile, max_epochs: int, seed: int) -> None:
+        self.profile, self.max_epochs, self.seed = profile, max_epochs, seed
+
+    def __call__(self, trial) -> dict[str, Any]:
+        p = self.profile
+        hid_S = trial.suggest_categorical("hid_S", p.hid_S)
+        hid_T = trial.suggest_categorical("hid_T", p.hid_T)
+        config: dict[str, Any] = {
+            "N_S": trial.suggest_categorical("N_S", p.N_S),
+            "N_T": trial.suggest_categorical("N_T", p.N_T),
+            "hid_S": hid_S,
+            "hid_T": hid_T,
+            "translator": trial.suggest_categorical("translator", p.translator),
+        }
+        if config["translator"] == "incep":
+            config["groups"] = correct_groups(trial.suggest_categorical("groups", p.groups), hid_S, hid_T)
+        else:
+            config["groups"] = 1  # gSTA has no group convolutions
+        config["loss"] = trial.suggest_categorical("loss", p.loss)
+        if config["loss"] == "weighted_ce":
+            config["last_frame_weight"] = trial.suggest_float("last_frame_weight", *p.last_frame_weight_range, log=True)
+        config["lr"] = trial.suggest_float("lr", *p.lr_range, log=True)
+        config["batch_size"] = trial.suggest_categorical("batch_size", p.batch_size)
+        config["train_inputs"] = trial.suggest_categorical("train_inputs", p.train_inputs)
+        if config["train_inputs"] == "mix":
+            config["unet_input_fraction"] = trial.suggest_float("unet_input_fraction", 0.1, 0.9)
+        config["pseudo_labels"] = trial.suggest_categorical("pseudo_labels", p.pseudo_labels)
+        return {**p.fixed, **config, "epochs": self.max_epochs, "seed": self.seed}
+
+
+def train_config(trial_config: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a trial's config (Optuna's raw suggestions such as a pre-correction
+    ``groups`` are overridden by the space's returned values, which Ray merges last)."""
+    fields = TrainConfig.__dataclass_fields__
+    return TrainConfig.from_dict({k: v for k, v in trial_config.items() if k in fields})
