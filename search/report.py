@@ -22,6 +22,7 @@ from search.space import PAPER, PROFILES, SEARCHED, paper_configs
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
 from vidseg.data.classes import colorize
+from vidseg.data.remote import cached_shards
 from vidseg.data.shards import ShardSet
 from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
@@ -43,7 +44,8 @@ LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "b
 
 
 def _paper_name(config: dict[str, Any]) -> str:
-    keys = ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss", "translator", "train_inputs", "pseudo_labels")
+    keys = ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss", "translator", "train_inputs", "pseudo_labels",
+            "last_frame_skip")
     for name, point in paper_configs().items():
         if all(config.get(k) == point[k] for k in keys):
             return name
@@ -186,7 +188,8 @@ def parameter_importances(rows: list[dict[str, Any]], profile_name: str) -> dict
 
     profile = PROFILES[profile_name]
     dists = {k: CategoricalDistribution(list(getattr(profile, k)))
-             for k in ("N_S", "N_T", "hid_S", "hid_T", "translator", "loss", "batch_size", "train_inputs", "pseudo_labels")}
+             for k in ("N_S", "N_T", "hid_S", "hid_T", "translator", "last_frame_skip", "loss", "batch_size",
+                       "train_inputs", "pseudo_labels")}
     dists["lr"] = FloatDistribution(*profile.lr_range, log=True)
     done = [r for r in rows if r["status"] == "TERMINATED" and not math.isnan(r["best_val_iou"])]
     if len(done) < 3:
@@ -265,6 +268,7 @@ def _config_text(row: dict[str, Any]) -> str:
     text = f"{row['N_S']}/{row['N_T']}/{row['hid_S']}/{row['hid_T']} g{row['groups']} {row['translator']}, {row['loss']}"
     if row["loss"] == "weighted_ce" and row["last_frame_weight"] != "":
         text += f" (w {row['last_frame_weight']:.2f})"
+    text += " + last-frame skip" if row["last_frame_skip"] else ""
     return text + f", lr {row['lr']:.2g}, batch {row['batch_size']}, inputs {row['train_inputs']}" + \
         (" + pseudo-labels" if row["pseudo_labels"] else "")
 
@@ -278,7 +282,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
     settings = {**settings, "name": Path(experiment).name}
-    shards = ShardSet.open(shards_dir, verify=False)
+    shards = ShardSet.open(cached_shards(shards_dir), verify=False)
     rows = trial_rows(results, settings["max_epochs"])
 
     with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:

@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_argument_group("data and cluster")
     where.add_argument("--data", type=Path, default=None,
                        help="a dataset root in the competition layout (default: generate the demo set)")
-    where.add_argument("--shards", type=Path, default=None,
-                       help="an existing shard set (python -m vidseg.segment's --out); skips data, UNet and shards")
+    where.add_argument("--shards", default=None,
+                       help="an existing shard set, a folder or a URI (python -m vidseg.segment's --out); "
+                            "skips data, UNet and shards")
     where.add_argument("--data-dir", type=Path, default=Path("data"),
                        help="where prepared data (dataset, UNet, shards) is cached (default: data/)")
     where.add_argument("--address", default=None,
@@ -142,10 +143,11 @@ def prepare_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Pa
     This runs before Ray starts: the generator's worker processes must not inherit Ray's handlers.
     """
     from vidseg.data.check import check_dataset, print_errors
+    from vidseg.data.remote import cached_shards
     from vidseg.data.shards import ShardSet
 
     if args.shards is not None:
-        ShardSet.open(args.shards, verify=True)  # ShardError names the file
+        ShardSet.open(cached_shards(args.shards), verify=True)  # ShardError names the file
         return None
     if args.data is not None:
         if not args.data.is_dir():
@@ -161,13 +163,13 @@ def prepare_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Pa
     return root
 
 
-def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: Path | None) -> Path:
+def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: Path | None) -> str:
     """The shard set the trials read: given, or made (and cached) from the dataset root."""
     from vidseg.segment.presegment import presegment
     from vidseg.segment.train import UNetConfig, train_unet
 
     if root is None:
-        return args.shards.resolve()
+        return args.shards if "://" in args.shards else str(Path(args.shards).resolve())
     if args.data is not None:
         cache = args.data_dir / "shards" / f"{root.resolve().name}-{profile.name}"
     else:
@@ -184,7 +186,7 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
     presegment(root, cache, result.checkpoint, out_size=profile.resolution,
                videos_per_shard=16 if profile.name != "full" else 64, progress=progress)
     log.info("      shards ready (%.0f s)", time.perf_counter() - started)
-    return cache.resolve()
+    return str(cache.resolve())
 
 
 def prepare_demo_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Path:
@@ -236,14 +238,58 @@ def init_ray(address: str | None) -> None:
 # the search
 
 
+def _filesystem(storage: str):
+    """(pyarrow filesystem, path) of a local path or a cloud URI (s3://, gs://, ...)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(storage if "://" in storage else Path(storage).resolve().as_uri())
+    except (pa.ArrowInvalid, OSError) as err:
+        raise UsageError(f"--storage {storage}: {err}") from None
+
+
+def read_state(storage: str, name: str) -> dict | None:
+    fs, root = _filesystem(storage)
+    try:
+        with fs.open_input_stream(f"{root}/{name}/{STATE}") as f:
+            return json.loads(f.read().decode())
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def write_state(storage: str, name: str, state: dict) -> None:
+    text = json.dumps(state, indent=2) + "\n"
+    local = _local(storage)
+    if local is not None:  # atomically: a killed driver leaves the old file or the new one
+        from vidseg.atomic import atomic_path
+
+        (local / name).mkdir(parents=True, exist_ok=True)
+        with atomic_path(local / name / STATE) as tmp:
+            tmp.write_text(text)
+        return
+    fs, root = _filesystem(storage)
+    fs.create_dir(f"{root}/{name}", recursive=True)
+    with fs.open_output_stream(f"{root}/{name}/{STATE}") as f:  # an object store writes whole objects
+        f.write(text.encode())
+
+
 def latest_experiment(storage: str) -> str:
-    root = _local(storage)
-    if root is None:
-        raise UsageError("--resume with a cloud --storage needs --name")
-    found = sorted((p for p in root.glob(f"*/{STATE}")), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UsageError(f"{root}: no search to resume here")
-    return found[-1].parent.name
+    """The name of the most recently started search in ``storage``."""
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(storage)
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except OSError:
+        entries = []
+    found = [info for info in entries if info.type == pafs.FileType.Directory]
+    states = [fs.get_file_info(f"{info.path}/{STATE}") for info in found]
+    states = [info for info in states if info.type == pafs.FileType.File]
+    if not states:
+        raise UsageError(f"{storage_root(storage)}: no search to resume here")
+    latest = max(states, key=lambda info: (info.mtime is not None, info.mtime))
+    return Path(latest.path).parent.name
 
 
 def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_available: bool):
@@ -251,8 +297,6 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
-
-    from search.trainable import train_simvp, trial_resources
 
     profile = PROFILES[settings["profile"]]
     points = list(points_to_evaluate(profile).values())
@@ -262,16 +306,24 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
     scheduler = ASHAScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=settings["max_epochs"],
                               grace_period=settings["grace_period"],
                               reduction_factor=settings["reduction_factor"])
-    trainable = tune.with_resources(
-        tune.with_parameters(train_simvp, shards=shards),
-        trial_resources(profile.cpus_per_trial, gpus_available, profile.resolution, profile.gpu_memory_gb))
     return tune.Tuner(
-        trainable,
+        make_trainable(profile, shards, gpus_available),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings["max_concurrent"]),
                                     scheduler=scheduler, num_samples=settings["num_samples"],
                                     trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
         run_config=_run_config(settings, storage, name),
     )
+
+
+def make_trainable(profile: Profile, shards: str, gpus_available: bool):
+    """The trainable with its shards and its per-trial resources (a GPU share where there are GPUs)."""
+    from ray import tune
+
+    from search.trainable import train_simvp, trial_resources
+
+    return tune.with_resources(
+        tune.with_parameters(train_simvp, shards=shards),
+        trial_resources(profile.cpus_per_trial, gpus_available, profile.resolution, profile.gpu_memory_gb))
 
 
 def _trial_dirname(trial) -> str:
@@ -302,45 +354,38 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if args.resume:
         name = args.name or latest_experiment(storage)
-        state_file = (local / name / STATE) if local else None
-        if state_file is not None and not state_file.is_file():
-            raise UsageError(f"{local / name}: no search to resume here")
-        state = json.loads(state_file.read_text())
+        state = read_state(storage, name)
+        if state is None:
+            raise UsageError(f"{storage}/{name}: no search to resume here")
         settings, shards = state["settings"], state["shards"]
         log.info("resuming %s (%s profile) from %s", name, settings["profile"], storage)
     else:
         settings = resolve_settings(args)
         name = args.name or f"simvp-{settings['profile']}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
-        if local is not None and (local / name).exists():
-            raise UsageError(f"{local / name} already exists: pass --resume to continue it, or another --name")
+        if read_state(storage, name) is not None or (local is not None and (local / name).exists()):
+            raise UsageError(f"{storage}/{name} already exists: pass --resume to continue it, or another --name")
     profile = PROFILES[settings["profile"]]
     root = None if args.resume else prepare_dataset(args, profile, settings["seed"])
 
     init_ray(address)
     try:
         if not args.resume:
-            shards = str(prepare_shards(args, profile, settings["seed"], root))
-            if local is not None:
-                from vidseg.atomic import atomic_path
+            shards = prepare_shards(args, profile, settings["seed"], root)
+            if "://" in storage and "://" not in shards:  # trials on other nodes read them from the bucket
+                from vidseg.data.remote import publish_shards
 
-                (local / name).mkdir(parents=True, exist_ok=True)
-                with atomic_path(local / name / STATE) as tmp:
-                    tmp.write_text(json.dumps({"settings": settings, "shards": shards,
-                                               "started": datetime.now().isoformat(timespec="seconds")}, indent=2))
+                shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
+            write_state(storage, name, {"settings": settings, "shards": shards,
+                                        "started": datetime.now().isoformat(timespec="seconds")})
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
                  name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
                  settings["grace_period"], settings["reduction_factor"])
         from ray import tune
 
-        from search.trainable import train_simvp, trial_resources
-
         if args.resume:
-            trainable = tune.with_resources(
-                tune.with_parameters(train_simvp, shards=shards),
-                trial_resources(profile.cpus_per_trial, gpus, profile.resolution, profile.gpu_memory_gb))
-            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_unfinished=True,
-                                       resume_errored=True)
+            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=make_trainable(profile, shards, gpus),
+                                       resume_unfinished=True, resume_errored=False)
         else:
             tuner = build_tuner(settings, shards, storage, name, gpus)
         started = time.perf_counter()

@@ -27,7 +27,7 @@ __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups
 INPUT_FRAMES = 11
 
 # The dimensions Optuna searches, in the order they are suggested.
-SEARCHED = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "loss", "last_frame_weight", "lr",
+SEARCHED = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "last_frame_skip", "loss", "last_frame_weight", "lr",
             "batch_size", "train_inputs", "unet_input_fraction", "pseudo_labels")
 
 
@@ -51,6 +51,7 @@ class Profile:
     hid_T: tuple[int, ...]
     groups: tuple[int, ...]
     translator: tuple[str, ...]
+    last_frame_skip: tuple[bool, ...]
     loss: tuple[str, ...]
     last_frame_weight_range: tuple[float, float]
     lr_range: tuple[float, float]
@@ -102,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
         unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
         N_S=(2, 4, 8), N_T=(4, 8, 16), hid_S=(4, 8, 16, 32, 64), hid_T=(32, 64, 128, 256, 512),
-        groups=(1, 2, 4, 8), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        groups=(1, 2, 4, 8), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
         last_frame_weight_range=(1.0, 16.0), lr_range=(1e-4, 1e-2), batch_size=(4, 8, 16, 32),
         train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
         num_samples=64, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=8,
@@ -113,12 +114,12 @@ PROFILES: dict[str, Profile] = {
         description="a 2-core CPU in about 15 minutes: 40x60 shards, small models",
         resolution=(40, 60),
         counts={"train": 120, "val": 24, "unlabeled": 24, "hidden": 12},
-        unet_size=(80, 120), unet_width=16, unet_epochs=6, unet_frame_stride=2,
+        unet_size=(80, 120), unet_width=16, unet_epochs=8, unet_frame_stride=2,
         N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64, 128),
-        groups=(1, 2, 4), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        groups=(1, 2, 4), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
         last_frame_weight_range=(1.0, 16.0), lr_range=(3e-4, 1e-2), batch_size=(4, 8, 16),
         train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
-        num_samples=12, max_epochs=8, grace_period=2, reduction_factor=2, max_concurrent=2,
+        num_samples=10, max_epochs=6, grace_period=2, reduction_factor=2, max_concurrent=2,
         cpus_per_trial=1, fixed={"device": "cpu"},
     ),
     "smoke": Profile(
@@ -128,7 +129,7 @@ PROFILES: dict[str, Profile] = {
         counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
         unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1,
         N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32),
-        groups=(1, 2), translator=("incep", "gsta"), loss=("mse", "ce", "weighted_ce"),
+        groups=(1, 2), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
         last_frame_weight_range=(1.0, 16.0), lr_range=(1e-3, 1e-2), batch_size=(2, 4),
         train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
         num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
@@ -165,7 +166,7 @@ def paper_configs() -> dict[str, dict[str, Any]]:
     for name, n_s, n_t, hid_s, hid_t, groups, loss in PAPER:
         out[name] = {"N_S": n_s, "N_T": n_t, "hid_S": hid_s, "hid_T": hid_t, "translator": "incep",
                      "groups": reference_groups(groups, hid_s, hid_t), "loss": loss,
-                     "train_inputs": "true", "pseudo_labels": False}
+                     "train_inputs": "true", "pseudo_labels": False, "last_frame_skip": False}
     return out
 
 
@@ -205,6 +206,7 @@ class SearchSpace:
             config["groups"] = correct_groups(trial.suggest_categorical("groups", p.groups), hid_S, hid_T)
         else:
             config["groups"] = 1  # gSTA has no group convolutions
+        config["last_frame_skip"] = trial.suggest_categorical("last_frame_skip", p.last_frame_skip)
         config["loss"] = trial.suggest_categorical("loss", p.loss)
         if config["loss"] == "weighted_ce":
             config["last_frame_weight"] = trial.suggest_float("last_frame_weight", *p.last_frame_weight_range, log=True)

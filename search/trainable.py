@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from vidseg.data.remote import cached_shards
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, fit
 
@@ -24,7 +25,8 @@ GIB = 1024 ** 3
 
 
 def train_simvp(config: dict[str, Any], shards: str) -> None:
-    """Ray Tune function trainable; ``shards`` comes through ``tune.with_parameters``."""
+    """Ray Tune function trainable; ``shards`` (a path, or a URI cached once per node) comes through
+    ``tune.with_parameters``."""
     from ray import tune
     from ray.tune import Checkpoint
 
@@ -42,7 +44,7 @@ def train_simvp(config: dict[str, Any], shards: str) -> None:
             # fit saved this epoch's checkpoint to ``folder`` just before; Ray copies it to storage now.
             tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
-        fit(train, shards, report, checkpoint=state, checkpoint_dir=folder)
+        fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
 
 
 def estimate_gpu_bytes(config: TrainConfig, resolution: tuple[int, int]) -> int:

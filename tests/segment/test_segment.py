@@ -46,10 +46,28 @@ def test_config_rejects_unknown_keys_and_bad_values():
         UNetConfig(background_weight=0)
 
 
+def test_prior_correction_undoes_the_background_weight():
+    from vidseg.models import UNet
+    from vidseg.segment.train import predict, prior_correction
+
+    torch.manual_seed(0)
+    model = UNet(3, 49, width=2).eval()
+    with torch.no_grad():  # constant logits: class 5 beats background by 1.0 < log(1 / 0.1)
+        model.outc.conv.weight.zero_()
+        model.outc.conv.bias.zero_()
+        model.outc.conv.bias[5] = 1.0
+    images = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert (predict(model, images, prior_correction(1.0)) == 5).all()  # weight 1: no change
+        assert (predict(model, images, prior_correction(0.1)) == 0).all()  # log 10 = 2.3 > 1.0
+        assert (predict(model, images, prior_correction(0.5)) == 5).all()  # log 2 = 0.69 < 1.0
+
+
 def test_shards_hold_what_the_unet_predicts(tiny_shards, tiny_dataset):
-    model, _ = load_unet(tiny_shards / "unet" / "unet_best.pt")
+    model, state = load_unet(tiny_shards / "unet" / "unet_best.pt")
     video = Dataset.open(tiny_dataset).videos("hidden")[1]
-    unet, true = segment_video(model, video, (80, 120), SHARD_SIZE, torch.device("cpu"))
+    unet, true = segment_video(model, video, (80, 120), SHARD_SIZE, torch.device("cpu"),
+                               background_weight=state["config"]["background_weight"])
     assert true is None
     assert np.array_equal(ShardSet.open(tiny_shards).split("hidden").unet[1], unet)
 

@@ -127,3 +127,21 @@ def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == "error: loss is 'l1'; valid: mse, ce, weighted_ce"
     bad = run_cli(*args[:4], "--groups", "7", "--hid-T", "256")
     assert bad.returncode == 2 and bad.stderr.startswith("error: groups 7") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss):
+    from vidseg.train.losses import encode_inputs, predict_masks
+
+    config = TrainConfig(loss=loss, last_frame_skip=True, **TINY)
+    torch.manual_seed(0)
+    model = build_model(config, *SHARD_SIZE).eval()
+    assert any(name.endswith("scale") for name, _ in model.named_parameters())  # learnable
+    masks = torch.from_numpy(ShardSet.open(tiny_shards).split("val").true.take(range(2))[:, :11])
+    with torch.no_grad():
+        predicted = predict_masks(model(encode_inputs(masks, loss)), loss, "round")
+    same = (predicted == masks[:, -1:]).float().mean().item()  # every output frame is near the last input
+    plain = build_model(TrainConfig(loss=loss, **TINY), *SHARD_SIZE).eval()
+    with torch.no_grad():
+        plain_same = (predict_masks(plain(encode_inputs(masks, loss)), loss, "round") == masks[:, -1:]).float().mean().item()
+    assert same > 0.95 and same > plain_same

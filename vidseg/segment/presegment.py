@@ -55,15 +55,20 @@ def plan_shards(dataset: Dataset, videos_per_shard: int) -> list[ShardPlan]:
 
 @torch.inference_mode()
 def segment_video(model: UNet, video: Video, unet_size: tuple[int, int], out_size: tuple[int, int],
-                  device: torch.device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-    """The UNet's masks of every frame (T, H, W) uint8 at ``out_size``, and the true masks if labeled."""
+                  device: torch.device, batch_size: int = 32,
+                  background_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The UNet's masks of every frame (T, H, W) uint8 at ``out_size``, and the true masks if labeled.
+
+    ``background_weight`` is the one the UNet was trained with; its effect is undone (prior_correction).
+    """
+    from vidseg.segment.train import predict, prior_correction
+
+    bias = prior_correction(background_weight, device)
     frames = torch.from_numpy(video.frames(size=None)).permute(0, 3, 1, 2)  # (T, 3, H0, W0) uint8
     predicted = []
     for start in range(0, len(frames), batch_size):
         images = resize_images(frames[start:start + batch_size].to(device).float() / 255.0, unet_size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(images)
-        predicted.append(logits.argmax(1).to(torch.uint8))
+        predicted.append(predict(model, images, bias).to(torch.uint8))
     unet_masks = resize_masks(torch.cat(predicted), out_size).cpu().numpy()
     true_masks = None
     if video.labeled:
@@ -98,10 +103,12 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    model, _ = load_unet(io.BytesIO(checkpoint), dev)
+    model, state = load_unet(io.BytesIO(checkpoint), dev)
+    background_weight = state["config"]["background_weight"]
     unet_masks, true_masks = [], []
     for vid, path in zip(plan.video_ids, plan.video_paths):
-        unet, true = segment_video(model, Video(plan.split, vid, Path(path)), unet_size, out_size, dev)
+        unet, true = segment_video(model, Video(plan.split, vid, Path(path)), unet_size, out_size, dev,
+                                   background_weight=background_weight)
         unet_masks.append(unet)
         if true is not None:
             true_masks.append(true)

@@ -28,6 +28,8 @@ class TrainConfig:
     hid_T: int = 64  # temporal hidden channels
     groups: int = 2  # group convolutions in the Inception translator; must divide its channels
     translator: str = "incep"  # "incep" (SimVP) or "gsta" (SimVPv2)
+    last_frame_skip: bool = False  # add a learnable multiple of the last input frame to every output
+    # (this project's extension: the model starts near copy-last-frame and learns the motion)
     # loss, as in the paper
     loss: str = "weighted_ce"  # "mse" (1-channel ids), "ce" (49-channel one-hot), "weighted_ce"
     last_frame_weight: float = 3.0  # weighted_ce: the last frame's loss is scaled by this, then normalised

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 CHECKPOINT = "checkpoint.pt"
+SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
 
 
 class TrialDiverged(FloatingPointError):
@@ -50,10 +51,31 @@ class FitResult:
         return max((r["val_iou"] for r in self.history), default=float("nan"))
 
 
-def build_model(config: TrainConfig, height: int, width: int) -> SimVP:
+class LastFrameSkip(torch.nn.Module):
+    """SimVP plus a learnable multiple of the last input frame, added to every predicted frame.
+
+    With one-hot inputs (the CE losses) the skip adds ``scale`` to the logit of each pixel's last
+    seen class; with class ids (mse) it adds the last frame's ids. At initialisation the model thus
+    predicts about what copy-last-frame predicts, and training learns the motion on top of it.
+    This is this project's extension (``TrainConfig.last_frame_skip``), not the reference SimVP.
+    """
+
+    def __init__(self, simvp: SimVP, scale: float) -> None:
+        super().__init__()
+        self.simvp = simvp
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) -> (B, T, C, H, W)
+        return self.simvp(x) + self.scale * x[:, -1:]
+
+
+def build_model(config: TrainConfig, height: int, width: int) -> torch.nn.Module:
     """SimVP for 11 frames of (channels, height, width); raises ValueError for invalid groups."""
-    return SimVP((INPUT_FRAMES, config.channels, height, width), hid_S=config.hid_S, hid_T=config.hid_T,
-                 N_S=config.N_S, N_T=config.N_T, groups=config.groups, translator=config.translator)
+    model = SimVP((INPUT_FRAMES, config.channels, height, width), hid_S=config.hid_S, hid_T=config.hid_T,
+                  N_S=config.N_S, N_T=config.N_T, groups=config.groups, translator=config.translator)
+    if config.last_frame_skip:
+        return LastFrameSkip(model, 1.0 if config.loss == "mse" else SKIP_LOGIT)
+    return model
 
 
 @dataclass

@@ -1,0 +1,170 @@
+"""A real three-node Ray cluster on loopback, with token authentication: the smoke search runs on it,
+one worker node is killed midway, and the search still finishes with nothing lost.
+
+The nodes are ``ray start --block`` processes owned by this test (one logical GPU each); every
+process started here is stopped by pid. A shared local folder (``file://``) stands in for the bucket:
+results go there, and each node caches the shards from it once.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import run_cli
+
+RAY = str(Path(sys.executable).with_name("ray"))
+READY = "This command will now block"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=20)
+
+
+class Node:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp: Path, temp_dir: Path) -> None:
+        self.name, self.log = name, tmp / f"{name}.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1",
+                                             "--num-gpus=1", "--node-ip-address=127.0.0.1",
+                                             "--object-store-memory=100000000", f"--temp-dir={temp_dir / name}",
+                                             *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while READY not in self.log.read_text():
+            assert self.process.poll() is None, f"{self.name} exited:\n{self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"{self.name} did not start:\n{self.log.read_text()[-2000:]}"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        processes = _tree(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        _kill(processes)  # whatever outlived its node, by pid
+        self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A head and two worker nodes on 127.0.0.1, token authentication on; yields (address, env, nodes)."""
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_AUTH_TOKEN", None)
+    port = _free_port()
+    nodes = []
+    short = Path(tempfile.mkdtemp(prefix="vr-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
+    try:
+        head = Node("head", ["--head", f"--port={port}", "--include-dashboard=false"],
+                    {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / "cache-head")}, tmp_path, short)
+        nodes.append(head)
+        head.wait_ready()
+        for name in ("w1", "w2"):
+            nodes.append(Node(name, [f"--address=127.0.0.1:{port}", "--dashboard-agent-listen-port=0"],
+                              {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / f"cache-{name}")}, tmp_path, short))
+        for node in nodes[1:]:
+            node.wait_ready()
+        yield f"127.0.0.1:{port}", env, {n.name: n for n in nodes}
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_clients_without_the_token_are_refused(cluster):
+    address, env, _ = cluster
+    probe = f"import ray; ray.init(address={address!r}); print('nodes', len(ray.nodes()))"
+    fast = {"RAY_gcs_server_port_wait_time_s": "3"}  # refused after 3 retries, not 20
+    allowed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert allowed.returncode == 0 and "nodes 3" in allowed.stdout, allowed.stderr[-2000:]
+    without = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    wrong_file = Path(env["RAY_AUTH_TOKEN_PATH"]).with_name("wrong_token")
+    wrong_file.write_text(secrets.token_hex(32))
+    for bad in ({**without, **fast}, {**env, **fast, "RAY_AUTH_TOKEN_PATH": str(wrong_file)}):
+        refused = subprocess.run([sys.executable, "-c", probe], env=bad, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "nodes" not in refused.stdout
+        assert "Failed to connect to Ray cluster" in refused.stderr or "Unauthenticated" in refused.stderr
+
+
+def _trial_on_node(experiment: Path, node_pids: set[int]) -> Path | None:
+    """A trial folder whose process runs on the node (by pid) and has reported at least one epoch."""
+    for result in experiment.glob("trial_*/result.json"):
+        lines = result.read_text().splitlines()
+        if lines and json.loads(lines[-1])["pid"] in node_pids and json.loads(lines[-1])["epoch"] < 6:
+            return result.parent
+    return None
+
+
+def test_search_survives_a_lost_worker_node(cluster, tiny_shards, tmp_path):
+    address, env, nodes = cluster
+    bucket = tmp_path / "bucket"
+    name = "cluster"
+    args = [sys.executable, "search/run_search.py", "--smoke-test", "--address", address, "--shards", str(tiny_shards),
+            "--storage", bucket.as_uri(), "--name", name, "--num-samples=3", "--max-concurrent=3",
+            "--max-epochs=6", "--grace-period=6"]
+    driver_env = {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / "cache-driver")}
+    driver = subprocess.Popen(args, env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    victim = nodes["w1"]
+    experiment = bucket / name
+    try:
+        deadline, lost = time.monotonic() + 240, None
+        while lost is None:
+            assert driver.poll() is None, driver.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no trial reported from worker node w1"
+            lost = _trial_on_node(experiment, {p.pid for p in _tree(victim.process.pid)})
+            time.sleep(0.2)
+        before = [json.loads(line)["epoch"] for line in (lost / "result.json").read_text().splitlines()]
+        _kill(_tree(victim.process.pid))  # the node's raylet and workers, by pid: a lost machine
+        output, _ = driver.communicate(timeout=400)
+    finally:
+        if driver.poll() is None:
+            _kill(_tree(driver.pid))
+            driver.wait(timeout=20)
+    assert driver.returncode == 0, output[-3000:]
+    after = [json.loads(line)["epoch"] for line in (lost / "result.json").read_text().splitlines()]
+    assert after[-1] == 6 and after.count(1) == 1, (before, after)  # resumed from a checkpoint, not epoch 0
+    import csv
+
+    with open(experiment / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(r["status"] == "TERMINATED" and r["epochs"] == "6" for r in rows)
+    # the shards came from the bucket: each node that ran a trial cached them once
+    caches = [p for n in ("head", "w1", "w2") for p in (tmp_path / f"cache-{n}").glob("*/manifest.json")]
+    assert 1 <= len(caches) <= 3 and (bucket / "shards").is_dir()

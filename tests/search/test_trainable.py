@@ -1,0 +1,44 @@
+"""The Ray Tune trainable on real Ray: a failed trial is recorded as failed, and the others go on."""
+
+import csv
+import json
+
+import pytest
+import ray
+from ray import tune
+
+from search.report import write_results
+from search.trainable import train_simvp
+
+COMMON = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, loss="ce", batch_size=4, epochs=2, device="cpu", seed=0,
+              translator="incep", lr=5e-3, train_inputs="true", pseudo_labels=False, last_frame_skip=False)
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards, tmp_path):
+    # groups 3 does not divide hid_T // 2 = 8: that trial raises ValueError when it builds its model
+    tuner = tune.Tuner(
+        tune.with_parameters(train_simvp, shards=str(tiny_shards)),
+        param_space={**COMMON, "groups": tune.grid_search([1, 3])},
+        tune_config=tune.TuneConfig(metric="val_iou", mode="max"),
+        run_config=tune.RunConfig(name="failing", storage_path=str(tmp_path),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results.errors) == 1
+    settings = {"profile": "smoke", "max_epochs": 2, "grace_period": 1, "reduction_factor": 2, "seed": 0}
+    write_results(results, settings, str(tiny_shards), str(tmp_path / "failing"))
+    with open(tmp_path / "failing" / "leaderboard.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["TERMINATED", "ERROR"]
+    assert rows[0]["epochs"] == "2" and rows[0]["groups"] == "1"
+    assert "groups 3 does not divide" in rows[1]["error"] and rows[1]["best_val_iou"] == ""
+    best = json.loads((tmp_path / "failing" / "best_config.json").read_text())
+    assert best["trial_id"] == rows[0]["trial_id"] and best["config"]["groups"] == 1
+    assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
