@@ -221,8 +221,11 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     stopped = sum(r["stopped_early"] for r in rows)
     failed = sum(r["status"] == "ERROR" for r in rows)
     lines = [f"# Search report: {settings.get('name', '')}", "",
-             f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; ASHA grace "
-             f"{settings['grace_period']}, reduction factor {settings['reduction_factor']}; seed {settings['seed']}.", ""]
+             f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; "
+             f"searcher {settings.get('searcher', 'tpe')}; "
+             + (f"ASHA grace {settings['grace_period']}, reduction factor {settings['reduction_factor']}"
+                if settings.get("scheduler", "asha") == "asha" else "no early stopping (FIFO)")
+             + f"; seed {settings['seed']}.", ""]
     lines += ["## Best trial against the baselines and the paper's configurations", "",
               "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--reduction-factor", type=int, default=None,
                         help="ASHA keeps the top 1/factor of trials at each rung")
     search.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    search.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
+                        help="Optuna's sampler: tpe (the default) or random, for comparisons")
+    search.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
+                        help="asha stops weak trials early (the default); fifo runs every trial to --max-epochs")
     search.add_argument("--max-failures", type=int, default=2,
                         help="retries of a trial whose worker died, each from its last checkpoint (default 2)")
     search.add_argument("--seed", type=int, default=0, help="seed of the demo data, Optuna's TPE and every trial")
@@ -116,6 +120,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         "max_concurrent": args.max_concurrent or profile.max_concurrent,
         "max_failures": args.max_failures,
         "seed": args.seed,
+        "searcher": args.searcher,
+        "scheduler": args.scheduler,
     }
     if settings["grace_period"] > settings["max_epochs"]:
         raise UsageError(f"--grace-period {settings['grace_period']} is more than --max-epochs {settings['max_epochs']}")
@@ -173,7 +179,7 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
     if args.data is not None:
         cache = args.data_dir / "shards" / f"{root.resolve().name}-{profile.name}"
     else:
-        cache = root.parent / f"shards-{profile.resolution[0]}x{profile.resolution[1]}"
+        cache = root.parent / f"{root.name}-shards-{profile.resolution[0]}x{profile.resolution[1]}"
     progress = sys.stderr.isatty()
     unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
                       train_frame_stride=profile.unet_frame_stride, num_workers=0, seed=seed)
@@ -223,8 +229,6 @@ def check_address(address: str) -> None:
 def init_ray(address: str | None) -> None:
     import ray
 
-    if address:
-        check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
     except ConnectionError as err:
@@ -300,12 +304,22 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
 
     profile = PROFILES[settings["profile"]]
     points = list(points_to_evaluate(profile).values())
+    sampler = None
+    if settings.get("searcher", "tpe") == "random":
+        import optuna
+
+        sampler = optuna.samplers.RandomSampler(seed=settings["seed"])
     searcher = OptunaSearch(space=SearchSpace(profile, settings["max_epochs"], settings["seed"]),
                             metric="val_iou", mode="max", points_to_evaluate=points or None,
-                            seed=settings["seed"])
-    scheduler = ASHAScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=settings["max_epochs"],
-                              grace_period=settings["grace_period"],
-                              reduction_factor=settings["reduction_factor"])
+                            sampler=sampler, seed=None if sampler else settings["seed"])
+    if settings.get("scheduler", "asha") == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=settings["max_epochs"],
+                                  grace_period=settings["grace_period"],
+                                  reduction_factor=settings["reduction_factor"])
+    else:
+        from ray.tune.schedulers import FIFOScheduler
+
+        scheduler = FIFOScheduler()
     return tune.Tuner(
         make_trainable(profile, shards, gpus_available),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings["max_concurrent"]),
@@ -365,6 +379,8 @@ def run(args: argparse.Namespace) -> int:
         if read_state(storage, name) is not None or (local is not None and (local / name).exists()):
             raise UsageError(f"{storage}/{name} already exists: pass --resume to continue it, or another --name")
     profile = PROFILES[settings["profile"]]
+    if address:
+        check_address(address)  # before any data work
     root = None if args.resume else prepare_dataset(args, profile, settings["seed"])
 
     init_ray(address)

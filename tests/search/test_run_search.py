@@ -99,6 +99,15 @@ def test_rerun_reuses_data_and_refuses_an_existing_name(smoke):
                                     "continue it, or another --name")
 
 
+def _epochs_by_trial(experiment: Path) -> dict[Path, list[int]]:
+    """Each trial folder's reported epochs, from Ray Tune's result.json (one JSON object a line)."""
+    out = {}
+    for result in experiment.glob("trial_*/result.json"):
+        lines = [line for line in result.read_text().splitlines() if line.endswith("}")]  # skip a half-written line
+        out[result.parent] = [json.loads(line)["epoch"] for line in lines]
+    return out
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -114,17 +123,20 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     args = [sys.executable, SCRIPT, "--smoke-test", "--data-dir", str(tmp / "data"), "--storage", str(storage),
             "--name", "kill", "--max-epochs=6", "--grace-period=6", "--max-concurrent=1", "--num-samples=3"]
     driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    started = []
+    finished = interrupted = None
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            started = sorted(experiment.glob("trial_*/progress.csv"), key=lambda p: p.stat().st_ctime)
-            if len(started) >= 2 and len(started[-1].read_text().splitlines()) >= 3:  # header + 2 epochs
+            epochs = _epochs_by_trial(experiment)
+            done = [t for t, e in epochs.items() if e and e[-1] == 6]
+            running = [t for t, e in epochs.items() if e and 2 <= e[-1] < 6]
+            if done and running:
+                finished, interrupted = done[0], running[0]
                 break
             assert driver.poll() is None, "the search ended before it could be killed"
             time.sleep(0.2)
         else:
-            pytest.fail("the second trial never reached its second epoch")
+            pytest.fail("no trial finished while another was past its second epoch")
         processes = [psutil.Process(driver.pid), *_descendants(driver.pid)]
         os.killpg(driver.pid, signal.SIGKILL)
     finally:
@@ -139,7 +151,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
         except psutil.NoSuchProcess:
             pass
 
-    finished, interrupted = started[0].parent, started[-1].parent
     finished_log = (finished / "result.json").read_text()
     assert len(finished_log.splitlines()) == 6
     epochs_before = [json.loads(line)["epoch"] for line in (interrupted / "result.json").read_text().splitlines()]

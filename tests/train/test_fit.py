@@ -129,8 +129,8 @@ def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: groups 7") and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("loss", ["ce", "mse"])
-def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss):
+@pytest.mark.parametrize("loss, at_least", [("ce", 0.95), ("mse", 0.5)])  # raw ids make mse's start noisier
+def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
     from vidseg.train.losses import encode_inputs, predict_masks
 
     config = TrainConfig(loss=loss, last_frame_skip=True, **TINY)
@@ -140,8 +140,10 @@ def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss):
     masks = torch.from_numpy(ShardSet.open(tiny_shards).split("val").true.take(range(2))[:, :11])
     with torch.no_grad():
         predicted = predict_masks(model(encode_inputs(masks, loss)), loss, "round")
-    same = (predicted == masks[:, -1:]).float().mean().item()  # every output frame is near the last input
+    objects = (masks[:, -1:] > 0).expand_as(predicted)  # object pixels: background alone would say little
+    same = (predicted == masks[:, -1:])[objects].float().mean().item()  # every output frame repeats the last input
     plain = build_model(TrainConfig(loss=loss, **TINY), *SHARD_SIZE).eval()
     with torch.no_grad():
-        plain_same = (predict_masks(plain(encode_inputs(masks, loss)), loss, "round") == masks[:, -1:]).float().mean().item()
-    assert same > 0.95 and same > plain_same
+        plain_predicted = predict_masks(plain(encode_inputs(masks, loss)), loss, "round")
+    plain_same = (plain_predicted == masks[:, -1:])[objects].float().mean().item()
+    assert same > at_least and same > plain_same + 0.3
