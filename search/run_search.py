@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true",
                         help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
                              "searcher and scheduler state are kept, unfinished trials go on from their checkpoints")
+    search.add_argument("--prepare-only", action="store_true",
+                        help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop")
     search.add_argument("--smoke-test", action="store_true",
                         help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
     return parser
@@ -387,6 +389,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.resume:
             shards = prepare_shards(args, profile, settings["seed"], root)
+            if args.prepare_only:
+                print(f"shards ready: {shards}")
+                return 0
             if "://" in storage and "://" not in shards:  # trials on other nodes read them from the bucket
                 from vidseg.data.remote import publish_shards
 

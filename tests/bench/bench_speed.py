@@ -11,7 +11,10 @@ The model is the paper's final configuration (N_S 4, N_T 8, hid_S 64, hid_T 256,
 TrainConfig's speed flags do in ``fit``: channels_last (on CUDA in ``fit``; measured on any device
 here), ``torch.compile``, and bf16 autocast (CUDA only, so its variants only run there). Warm-up
 steps are excluded; the median of the timed steps is reported, and the first step's extra time of a
-compiled variant is reported separately as its compile time. Not part of the tests.
+compiled variant is reported separately as its compile time: from a fresh, empty Inductor cache
+unless ``--warm-cache`` (a trial on a node that compiled the same model before gets the warm figure).
+The variants run one after another, so a busy machine skews them unequally: compare min and max.
+Not part of the tests.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import gc
 import os
 import platform
 import statistics
+import tempfile
 import time
 
 import torch
@@ -97,7 +101,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first, the first included (default 1; --full: 5)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="use the usual Inductor/Triton caches (default: a fresh empty one, so compile time is cold)")
     args = parser.parse_args()
+    cache = None
+    if not args.warm_cache:
+        cache = tempfile.TemporaryDirectory(prefix="bench_speed_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
+        os.environ["TRITON_CACHE_DIR"] = os.path.join(cache.name, "triton")
     size = tuple(int(v) for v in (args.size or ("160x240" if args.full else "40x60")).split("x"))
     batch = args.batch_size or (8 if args.full else 2)
     steps = args.steps or (20 if args.full else 3)
@@ -128,6 +139,8 @@ def main() -> None:
         print(f"  measuring {name} ...", flush=True)
         result = measure(config, size, batch, device, channels_last, compile_model, amp, warmup, steps)
         rows.append((name, compile_model, result))
+    if cache is not None:
+        print("  (compile times from an empty Inductor cache)")
 
     base = rows[0][2]["median"]
     gpu = device.type == "cuda"
@@ -142,6 +155,8 @@ def main() -> None:
     best_name, _, best = min(rows, key=lambda row: row[2]["median"])
     print(f"summary: fastest is {best_name}, {1e3 * best['median']:.0f} ms per step of {batch} clips "
           f"({base / best['median']:.2f}x eager fp32's {1e3 * base:.0f} ms) on {machine.split(' (')[0]}")
+    if cache is not None:
+        cache.cleanup()
 
 
 if __name__ == "__main__":

@@ -99,6 +99,17 @@ def test_rerun_reuses_data_and_refuses_an_existing_name(smoke):
                                     "continue it, or another --name")
 
 
+def test_prepare_only_reuses_the_cached_data_and_runs_no_search(smoke):
+    tmp, _ = smoke
+    storage = tmp / "prepare-only"
+    result = run_cli(SCRIPT, "--smoke-test", "--prepare-only", "--data-dir", str(tmp / "data"), "--storage", str(storage))
+    assert result.returncode == 0, result.stderr[-2000:]
+    shards = tmp / "data" / "smoke" / "seed0-shards-40x60"
+    assert f"shards ready: {shards.resolve()}" in result.stdout
+    assert "UNet already trained" in result.stderr and "reusing" in result.stderr
+    assert not storage.exists()
+
+
 def _epochs_by_trial(experiment: Path) -> dict[Path, list[int]]:
     """Each trial folder's reported epochs, from Ray Tune's result.json (one JSON object a line)."""
     out = {}
