@@ -91,14 +91,13 @@ def prepare_shards(out: Path, profile: str, data_dir: Path | None, seed: int) ->
     from search.space import PROFILES
 
     height, width = PROFILES[profile].resolution
-X
+    shards = data_dir / profile / f"seed{seed}-shards-{height}x{width}"  # where run_search caches them
     if (shards / "manifest.json").is_file():
         print(f"shards: {shards} (cached)")
         return shards
-    print(f"shards: preparing {shards} (dataset, UNet, pre-segmentation; one 1-epoch trial) ...", flush=True)
-    seconds = run_entry(["--profile", profile, "--data-dir", str(data_dir), "--num-samples", "1", "--max-epochs", "1",
-                         "--grace-period", "1", "--seed", str(seed), "--storage", str(out / "prep"),
-                         "--name", f"prep-{datetime.now():%Y%m%d-%H%M%S}"], out / "logs" / "prep.log")
+    print(f"shards: preparing {shards} (dataset, UNet, pre-segmentation) ...", flush=True)
+    seconds = run_entry(["--profile", profile, "--data-dir", str(data_dir), "--seed", str(seed), "--prepare-only"],
+                        out / "logs" / "prep.log")
     if not (shards / "manifest.json").is_file():
         sys.exit(f"error: the preparation run finished, but {shards}/manifest.json is missing: see {out}/logs/prep.log")
     print(f"        ready in {seconds:.0f} s")

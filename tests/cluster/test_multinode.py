@@ -21,7 +21,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import run_cli
 
 RAY = str(Path(sys.executable).with_name("ray"))
 READY = "This command will now block"
