@@ -306,14 +306,15 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
 
     profile = PROFILES[settings["profile"]]
     points = list(points_to_evaluate(profile).values())
-    sampler = None
-    if settings.get("searcher", "tpe") == "random":
-        import optuna
+    import optuna
 
+    if settings.get("searcher", "tpe") == "random":
         sampler = optuna.samplers.RandomSampler(seed=settings["seed"])
+    else:  # Optuna's default of 10 random start-up trials would make a 10-trial search purely random
+        sampler = optuna.samplers.TPESampler(seed=settings["seed"],
+                                             n_startup_trials=startup_trials(settings["num_samples"]))
     searcher = OptunaSearch(space=SearchSpace(profile, settings["max_epochs"], settings["seed"]),
-                            metric="val_iou", mode="max", points_to_evaluate=points or None,
-                            sampler=sampler, seed=None if sampler else settings["seed"])
+                            metric="val_iou", mode="max", points_to_evaluate=points or None, sampler=sampler)
     if settings.get("scheduler", "asha") == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=settings["max_epochs"],
                                   grace_period=settings["grace_period"],
@@ -329,6 +330,11 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
                                     trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
         run_config=_run_config(settings, storage, name),
     )
+
+
+def startup_trials(num_samples: int) -> int:
+    """TPE's random start-up trials: Optuna's 10 for big searches, a quarter (at least 3) for small ones."""
+    return min(10, max(3, num_samples // 4))
 
 
 def make_trainable(profile: Profile, shards: str, gpus_available: bool):
