@@ -29,21 +29,17 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.loopback
 
-from search.trainable import train_simvp
+from search.trainable import train_simvp  # noqa: E402
+from tests.loopback import RayNode as Node, free_port  # noqa: E402
 
-RAY = str(Path(sys.executable).with_name("ray"))
-READY = "This command will now block"
 SIMVP = {"N_S": 2, "N_T": 2, "hid_S": 8, "hid_T": 32, "groups": 1, "translator": "incep", "loss": "ce",
          "epochs": 1, "batch_size": 2, "device": "cpu", "seed": 0}
 
@@ -184,57 +180,6 @@ def part_trial(args: argparse.Namespace, tmp: Path) -> None:
 # (b) trials per hour against worker nodes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-class Node:
-    """One ``ray start --block`` process, owned here and stopped by pid (it and its children)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path, temp_dir: Path) -> None:
-        self.name, self.log = name, logs / f"{name}.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [RAY, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
-                 "--object-store-memory=100000000", f"--temp-dir={temp_dir / name}", *args],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while READY not in self.log.read_text():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ray node {self.name} exited:\n{self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ray node {self.name} did not start:\n{self.log.read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        processes = _tree(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        for process in processes:  # whatever outlived its node, by pid
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(processes, timeout=20)
-        self.process.wait(timeout=20)
-
-
 def _wait_for_cpus(cpus: int, timeout: float = 60) -> None:
     import ray
 
@@ -251,7 +196,7 @@ def part_cluster(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> No
 
     counts = sorted({int(n) for n in args.nodes.split(",")})
     short = Path(tempfile.mkdtemp(prefix="vb-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
-    port = _free_port()
+    port = free_port()
     nodes: list[Node] = []
     runs = []
     try:

@@ -10,72 +10,17 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.loopback import RayNode, free_port, kill_processes, process_tree
 
-RAY = str(Path(sys.executable).with_name("ray"))
-READY = "This command will now block"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _kill(processes: list[psutil.Process]) -> None:
-    for process in processes:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=20)
-
-
-class Node:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp: Path, temp_dir: Path) -> None:
-        self.name, self.log = name, tmp / f"{name}.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1",
-                                             "--num-gpus=1", "--node-ip-address=127.0.0.1",
-                                             "--object-store-memory=100000000", f"--temp-dir={temp_dir / name}",
-                                             *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while READY not in self.log.read_text():
-            assert self.process.poll() is None, f"{self.name} exited:\n{self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"{self.name} did not start:\n{self.log.read_text()[-2000:]}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        processes = _tree(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        _kill(processes)  # whatever outlived its node, by pid
-        self.process.wait(timeout=20)
+ONE_GPU = ["--num-cpus=1", "--num-gpus=1"]  # a logical GPU: trials ask for GPU shares as on a real cluster
 
 
 @pytest.fixture
@@ -86,16 +31,16 @@ def cluster(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_AUTH_TOKEN", None)
-    port = _free_port()
+    port = free_port()
     nodes = []
     short = Path(tempfile.mkdtemp(prefix="vr-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
     try:
-        head = Node("head", ["--head", f"--port={port}", "--include-dashboard=false"],
+        head = RayNode("head", ["--head", f"--port={port}", "--include-dashboard=false", *ONE_GPU],
                     {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / "cache-head")}, tmp_path, short)
         nodes.append(head)
         head.wait_ready()
         for name in ("w1", "w2"):
-            nodes.append(Node(name, [f"--address=127.0.0.1:{port}", "--dashboard-agent-listen-port=0"],
+            nodes.append(RayNode(name, [f"--address=127.0.0.1:{port}", "--dashboard-agent-listen-port=0", *ONE_GPU],
                               {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / f"cache-{name}")}, tmp_path, short))
         for node in nodes[1:]:
             node.wait_ready()
@@ -147,14 +92,14 @@ def test_search_survives_a_lost_worker_node(cluster, tiny_shards, tmp_path):
         while lost is None:
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "no trial reported from worker node w1"
-            lost = _trial_on_node(experiment, {p.pid for p in _tree(victim.process.pid)})
+            lost = _trial_on_node(experiment, {p.pid for p in process_tree(victim.process.pid)})
             time.sleep(0.2)
         before = [json.loads(line)["epoch"] for line in (lost / "result.json").read_text().splitlines()]
-        _kill(_tree(victim.process.pid))  # the node's raylet and workers, by pid: a lost machine
+        victim.kill_tree()  # the node's raylet and workers, by pid: a lost machine
         output, _ = driver.communicate(timeout=400)
     finally:
         if driver.poll() is None:
-            _kill(_tree(driver.pid))
+            kill_processes(process_tree(driver.pid))
             driver.wait(timeout=20)
     assert driver.returncode == 0, output[-3000:]
     after = [json.loads(line)["epoch"] for line in (lost / "result.json").read_text().splitlines()]
