@@ -333,8 +333,8 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
 
 
 def startup_trials(num_samples: int) -> int:
-    """TPE's random start-up trials: Optuna's 10 for big searches, a quarter (at least 3) for small ones."""
-    return min(10, max(3, num_samples // 4))
+    """TPE's random start-up trials: Optuna's 10 for big searches, half the budget (at least 3) for small ones."""
+    return min(10, max(3, num_samples // 2))
 
 
 def make_trainable(profile: Profile, shards: str, gpus_available: bool):
