@@ -27,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.loopback
+
+from tests.loopback import kill_processes, process_tree  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,16 +89,7 @@ def run(command: list[str], env: dict[str, str], log_path: Path, echo: bool) -> 
         code = process.wait()
     finally:
         if process.poll() is None:  # interrupted: stop the job and its children, by pid
-            try:
-                processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                processes = []
-            for p in processes:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(processes, timeout=20)
+            kill_processes(process_tree(process.pid))
             process.wait()
     return code, seen, logged, time.perf_counter() - started
 
