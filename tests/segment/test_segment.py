@@ -46,6 +46,48 @@ def test_config_rejects_unknown_keys_and_bad_values():
         UNetConfig(background_weight=0)
 
 
+def test_crops_keep_the_frame_scale_and_pair_image_with_mask():
+    from torchvision import tv_tensors
+
+    from vidseg.segment.frames import augmentation
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 49, (32, 48))
+    image = (ids.float() / 255).expand(3, -1, -1).clone()
+    for crop, rescales in (((16, 24), False), (None, True)):
+        transform = augmentation((32, 48), rotate_degrees=0, crop=crop)
+        exact = []
+        for _ in range(20):
+            out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(ids))
+            assert out_mask.shape == (crop or (32, 48))
+            exact.append(torch.equal((out_image[0] * 255).round().long(), out_mask.as_subclass(torch.Tensor)))
+        # a pure crop (and flips) moves pixels without resampling; the paper's crop rescales some
+        assert all(exact) if not rescales else not all(exact)
+
+
+def test_training_on_crops(tiny_dataset, tmp_path):
+    out = tmp_path / "unet"
+    result = train_unet(tiny_dataset, out, UNetConfig(epochs=1, crop=(16, 24), **SMALL), progress=False)
+    _, state = load_unet(result.checkpoint)
+    assert state["config"]["crop"] == [16, 24] and 0 <= result.val_iou <= 1
+    assert UNetConfig.from_dict(state["config"]).crop == (16, 24)
+    with pytest.raises(ValueError, match="other settings"):
+        train_unet(tiny_dataset, out, UNetConfig(epochs=2, crop=(32, 32), **SMALL), progress=False)
+    with pytest.raises(ValueError, match=r"crop is \(40, 24\), but must be"):
+        UNetConfig(crop=(40, 24), **SMALL)
+
+
+def test_amp_uses_bf16_on_cpus_that_have_it():
+    from vidseg.segment.train import _autocast, cpu_has_bf16
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with _autocast(torch.device("cpu"), True):
+        out = conv(torch.rand(1, 3, 8, 8))
+    assert out.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    with _autocast(torch.device("cpu"), False):
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.float32
+
+
 def test_prior_correction_undoes_the_background_weight():
     from vidseg.models import UNet
     from vidseg.segment.train import predict, prior_correction

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unet-size", type=_size, default=None, metavar="HxW",
                         help="resolution the UNet trains and segments at (default: --size; frames are "
                              "downscaled by area)")
+    parser.add_argument("--crop", type=_size, default=None, metavar="HxW",
+                        help="train on random HxW crops at --unet-size, without rescaling (default: the paper's "
+                             "scale-changing crops of whole frames); 96x128 of 160x240 trains 3x faster a frame")
     parser.add_argument("--width", type=int, default=defaults.width, help=f"UNet width; 64 is the paper's (default {defaults.width})")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"UNet epochs (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         config = UNetConfig(width=args.width, size=args.unet_size or args.size, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, background_weight=args.background_weight,
                             train_frame_stride=args.train_frame_stride, val_frame_stride=args.val_frame_stride,
-                            max_train_videos=args.max_train_videos,
+                            max_train_videos=args.max_train_videos, crop=args.crop,
                             num_workers=args.num_workers, seed=args.seed)
         result = train_unet(args.data, args.out / "unet", config, device=args.device, progress=not args.quiet)
         log.info("UNet: %s, val IoU %.4f", result.checkpoint, result.val_iou)

@@ -33,15 +33,24 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size).to(masks.dtype)
 
 
-def augmentation(size: tuple[int, int], rotate_degrees: float = 10.0) -> v2.Transform:
-    """The paper's augmentation, applied to image and mask together: flips, crops, rotations."""
+def augmentation(size: tuple[int, int], rotate_degrees: float = 10.0,
+                 crop: tuple[int, int] | None = None) -> v2.Transform:
+    """The paper's augmentation, applied to image and mask together: flips, crops, rotations.
+
+    With ``crop``, every sample is a random ``crop``-sized window of the frame, at the frame's own
+    scale; without, half the frames are cropped and scaled back up to ``size``.
+    """
     fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: 0}
+    if crop is not None:
+        cropping = v2.RandomCrop(crop)
+    else:
+        cropping = v2.RandomApply([v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(size[1] / size[0],) * 2,
+                                                        antialias=True)], p=0.5)
     return v2.Compose([
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomApply([v2.RandomRotation(rotate_degrees, fill=fill)], p=0.3),
-        v2.RandomApply([v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(size[1] / size[0],) * 2,
-                                             antialias=True)], p=0.5),
+        cropping,
     ])
 
 
@@ -52,14 +61,16 @@ class FrameDataset(TorchDataset):
     """
 
     def __init__(self, videos: list[Video], size: tuple[int, int], frames: list[int] | None = None,
-                 augment: bool = False) -> None:
+                 augment: bool = False, crop: tuple[int, int] | None = None) -> None:
         for video in videos:
             if not video.labeled:
                 raise ValueError(f"{video.path}: the {video.split} split has no masks to train on")
         self.videos = videos
         self.size = tuple(size)
         self.frames = list(range(22)) if frames is None else list(frames)
-        self.transform = augmentation(self.size) if augment else None
+        if crop is not None and not augment:
+            raise ValueError("crop needs augment: the crops are random")
+        self.transform = augmentation(self.size, crop=crop) if augment else None
 
     def __len__(self) -> int:
         return len(self.videos) * len(self.frames)

@@ -50,14 +50,21 @@ class UNetConfig:
     val_frame_stride: int = 1  # validate on every k-th frame of each val video
     max_train_videos: int | None = None  # cap on train videos (None: all)
     num_workers: int = 1  # DataLoader processes decoding PNGs
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    crop: tuple[int, int] | None = None  # train on random (h, w) crops at `size`, without rescaling; None:
+    # the paper's scale-changing crop of whole frames. A 96x128 crop of 160x240 costs a third of a frame
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX or AVX512-BF16)
     seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        if self.crop is not None:
+            object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
         checks = [
             (self.width >= 2 and self.width % 2 == 0, f"width is {self.width}, but must be an even number >= 2"),
             (len(self.size) == 2 and min(self.size) >= 16, f"size is {self.size}, but must be (H, W) with H, W >= 16"),
+            (self.crop is None or (len(self.crop) == 2 and 16 <= min(self.crop)
+                                   and all(c <= s for c, s in zip(self.crop, self.size))),
+             f"crop is {self.crop}, but must be (h, w) with 16 <= h <= {self.size[0]} and 16 <= w <= {self.size[1]}"),
             (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
             (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
@@ -109,9 +116,18 @@ def load_unet(checkpoint: Path | str, device: torch.device | str = "cpu") -> tup
     return model, state
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where autocast pays off.
+
+    Measured on a 2-core Xeon with AMX, UNet width 16 on 96x128 crops: 29 ms a frame in fp32,
+    14.5 ms in bf16 with channels_last.
+    """
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
 def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 
@@ -161,8 +177,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
 
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = UNet(3, NUM_CLASSES, bilinear=False, width=config.width).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # faster on CUDA, and on CPU (1.1x measured)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     start_epoch, best_iou, history = 0, -1.0, []
@@ -202,7 +217,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         offset = epoch % config.train_frame_stride
         train_set = FrameDataset(train_videos, config.size, frames=list(range(offset, 22, config.train_frame_stride)),
-                                 augment=config.augment)
+                                 augment=config.augment, crop=config.crop)
         train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                   generator=generator, num_workers=workers, pin_memory=dev.type == "cuda")
         model.train()
@@ -212,8 +227,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
                    disable=not progress, leave=False, dynamic_ncols=True)
         for images, masks in bar:
             images, masks = images.to(dev, non_blocking=True), masks.to(dev, non_blocking=True)
-            if dev.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
             with _autocast(dev, config.amp):
                 loss = F.cross_entropy(model(images), masks, weight=class_weight)
             if not math.isfinite(loss.item()):
