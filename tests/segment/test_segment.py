@@ -65,6 +65,22 @@ def test_crops_keep_the_frame_scale_and_pair_image_with_mask():
         assert all(exact) if not rescales else not all(exact)
 
 
+def test_foreground_crops_hold_objects(tiny_dataset):
+    from vidseg.segment.frames import FrameDataset
+
+    videos = Dataset.open(tiny_dataset).videos("train")
+    torch.manual_seed(0)
+    share = {}
+    for p in (0.0, 1.0):
+        frames = FrameDataset(videos, (80, 120), augment=True, crop=(16, 16), foreground_crops=p)
+        crops = [frames[i][1] for i in range(0, len(frames), 3)]
+        assert all(c.shape == (16, 16) for c in crops)
+        share[p] = np.mean([(c > 0).any().item() for c in crops])
+    assert share[1.0] == 1.0 and share[0.0] < 0.8, share  # frames without objects excepted; tiny has none
+    with pytest.raises(ValueError, match="foreground_crops is 0.5, but must be"):
+        UNetConfig(foreground_crops=0.5)
+
+
 def test_training_on_crops(tiny_dataset, tmp_path):
     out = tmp_path / "unet"
     result = train_unet(tiny_dataset, out, UNetConfig(epochs=1, crop=(16, 24), **SMALL), progress=False)

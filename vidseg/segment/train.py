@@ -52,6 +52,7 @@ class UNetConfig:
     num_workers: int = 1  # DataLoader processes decoding PNGs
     crop: tuple[int, int] | None = None  # train on random (h, w) crops at `size`, without rescaling; None:
     # the paper's scale-changing crop of whole frames. A 96x128 crop of 160x240 costs a third of a frame
+    foreground_crops: float = 0.0  # share of crops centred on an object pixel (nnU-Net uses 1/3); needs crop
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX or AVX512-BF16)
     seed: int = 0
 
@@ -65,6 +66,8 @@ class UNetConfig:
             (self.crop is None or (len(self.crop) == 2 and 16 <= min(self.crop)
                                    and all(c <= s for c, s in zip(self.crop, self.size))),
              f"crop is {self.crop}, but must be (h, w) with 16 <= h <= {self.size[0]} and 16 <= w <= {self.size[1]}"),
+            (0 <= self.foreground_crops <= 1 and (self.crop is not None or self.foreground_crops == 0),
+             f"foreground_crops is {self.foreground_crops}, but must be in [0, 1], and 0 without a crop"),
             (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
             (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
@@ -217,7 +220,8 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         offset = epoch % config.train_frame_stride
         train_set = FrameDataset(train_videos, config.size, frames=list(range(offset, 22, config.train_frame_stride)),
-                                 augment=config.augment, crop=config.crop)
+                                 augment=config.augment, crop=config.crop,
+                                 foreground_crops=config.foreground_crops)
         train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                   generator=generator, num_workers=workers, pin_memory=dev.type == "cuda")
         model.train()
