@@ -184,7 +184,8 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
         cache = root.parent / f"{root.name}-shards-{profile.resolution[0]}x{profile.resolution[1]}"
     progress = sys.stderr.isatty()
     unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
-                      train_frame_stride=profile.unet_frame_stride, num_workers=0, seed=seed)
+                      train_frame_stride=profile.unet_frame_stride, crop=profile.unet_crop,
+                      foreground_crops=profile.unet_foreground_crops, num_workers=0, seed=seed)
     log.info("[2/4] UNet (width %d at %dx%d, %d epochs) in %s", unet.width, *unet.size, unet.epochs, cache / "unet")
     started = time.perf_counter()
     result = train_unet(root, cache / "unet", unet, progress=progress)

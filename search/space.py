@@ -66,6 +66,9 @@ class Profile:
     max_concurrent: int
     cpus_per_trial: float
     gpu_memory_gb: float = 80.0  # one GPU's memory, for sizing each trial's GPU fraction
+    # the UNet's training windows (UNetConfig.crop, .foreground_crops); None: the paper's whole frames
+    unet_crop: tuple[int, int] | None = None
+    unet_foreground_crops: float = 0.0
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
 
     def check(self) -> None:
@@ -102,6 +105,7 @@ PROFILES: dict[str, Profile] = {
         resolution=(160, 240),
         counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
         unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
+        unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (README)
         N_S=(2, 4, 8), N_T=(4, 8, 16), hid_S=(4, 8, 16, 32, 64), hid_T=(32, 64, 128, 256, 512),
         groups=(1, 2, 4, 8), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
         last_frame_weight_range=(1.0, 16.0), lr_range=(1e-4, 1e-2), batch_size=(4, 8, 16, 32),

@@ -80,3 +80,13 @@ def test_gpu_fraction_packs_small_trials_and_gives_big_ones_more():
     assert gpu_fraction(small, (160, 240), 80) == 0.125
     assert 0.125 < gpu_fraction(big, (160, 240), 80) <= 1.0
     assert gpu_fraction(big, (160, 240), 8) == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_trains_a_valid_unet(name):
+    from vidseg.segment.train import UNetConfig
+
+    p = PROFILES[name]
+    config = UNetConfig(width=p.unet_width, size=p.unet_size, epochs=p.unet_epochs, crop=p.unet_crop,
+                        train_frame_stride=p.unet_frame_stride, foreground_crops=p.unet_foreground_crops)
+    assert config.crop is None or all(c < s for c, s in zip(config.crop, config.size))
