@@ -174,7 +174,7 @@ def prepare_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Pa
 def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: Path | None) -> str:
     """The shard set the trials read: given, or made (and cached) from the dataset root."""
     from vidseg.segment.presegment import presegment
-    from vidseg.segment.train import UNetConfig, train_unet
+    from vidseg.segment.train import UNetConfig, settings_key, train_unet
 
     if root is None:
         return args.shards if "://" in args.shards else str(Path(args.shards).resolve())
@@ -185,10 +185,12 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
     progress = sys.stderr.isatty()
     unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
                       train_frame_stride=profile.unet_frame_stride, crop=profile.unet_crop,
-                      foreground_crops=profile.unet_foreground_crops, num_workers=0, seed=seed)
-    log.info("[2/4] UNet (width %d at %dx%d, %d epochs) in %s", unet.width, *unet.size, unet.epochs, cache / "unet")
+                      foreground_crops=profile.unet_foreground_crops, lr=profile.unet_lr, num_workers=0,
+                      seed=seed)
+    unet_dir = cache / f"unet-{settings_key(unet)}"  # a profile's new UNet recipe trains anew, beside the old
+    log.info("[2/4] UNet (width %d at %dx%d, %d epochs) in %s", unet.width, *unet.size, unet.epochs, unet_dir)
     started = time.perf_counter()
-    result = train_unet(root, cache / "unet", unet, progress=progress)
+    result = train_unet(root, unet_dir, unet, progress=progress)
     log.info("      UNet val IoU %.3f (%.0f s)", result.val_iou, time.perf_counter() - started)
     log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
     started = time.perf_counter()

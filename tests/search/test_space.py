@@ -88,5 +88,6 @@ def test_every_profile_trains_a_valid_unet(name):
 
     p = PROFILES[name]
     config = UNetConfig(width=p.unet_width, size=p.unet_size, epochs=p.unet_epochs, crop=p.unet_crop,
-                        train_frame_stride=p.unet_frame_stride, foreground_crops=p.unet_foreground_crops)
+                        train_frame_stride=p.unet_frame_stride, foreground_crops=p.unet_foreground_crops,
+                        lr=p.unet_lr)
     assert config.crop is None or all(c < s for c, s in zip(config.crop, config.size))

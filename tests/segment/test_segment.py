@@ -32,6 +32,21 @@ def test_training_learns_resumes_and_refuses_other_settings(tiny_dataset, tmp_pa
         train_unet(tiny_dataset, out, UNetConfig(epochs=3, **{**SMALL, "width": 8}), progress=False)
 
 
+def test_a_checkpoint_from_before_new_settings_still_resumes(tiny_dataset, tmp_path):
+    from vidseg.segment.train import settings_key
+
+    out = tmp_path / "unet"
+    first = train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
+    state = torch.load(out / "unet_last.pt", weights_only=False)
+    for key in ("crop", "foreground_crops"):  # added in session 3, absent from older checkpoints
+        del state["config"][key]
+    torch.save(state, out / "unet_last.pt")
+    again = train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
+    assert again.history == first.history
+    keys = {settings_key(UNetConfig(epochs=e, **SMALL)) for e in (1, 5)}
+    assert len(keys) == 1 and settings_key(UNetConfig(crop=(16, 16), **SMALL)) not in keys
+
+
 def test_same_seed_same_unet(tiny_dataset, tmp_path):
     runs = [train_unet(tiny_dataset, tmp_path / name, UNetConfig(epochs=1, **SMALL), progress=False)
             for name in ("a", "b")]

@@ -7,6 +7,7 @@ Each epoch writes ``unet_last.pt`` (everything needed to resume) and, when val J
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -27,11 +28,12 @@ from vidseg.metrics import JaccardAccumulator
 from vidseg.models import UNet
 from vidseg.segment.frames import FrameDataset
 
-__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "pick_device"]
+__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "pick_device", "settings_key"]
 
 log = logging.getLogger(__name__)
 
 LAST, BEST = "unet_last.pt", "unet_best.pt"
+RUNTIME = ("epochs", "num_workers", "amp")  # UNetConfig fields that may change on a resume
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,13 @@ class UNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def settings_key(config: UNetConfig) -> str:
+    """8 hex digits naming the settings a UNet folder can resume with (all but RUNTIME), so that a
+    cache keeps one folder per recipe instead of refusing a changed one."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUNTIME}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -188,10 +197,9 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     last = out_dir / LAST
     if last.is_file():
         state = torch.load(last, map_location=dev, weights_only=False)
-        saved = dict(state["config"])
-        runtime = ("epochs", "num_workers", "amp")  # these may change on a resume
-        if {k: v for k, v in saved.items() if k not in runtime} != {
-                k: v for k, v in config.to_dict().items() if k not in runtime}:
+        saved = UNetConfig.from_dict(state["config"]).to_dict()  # settings added since take their defaults
+        if {k: v for k, v in saved.items() if k not in RUNTIME} != {
+                k: v for k, v in config.to_dict().items() if k not in RUNTIME}:
             raise ValueError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
