@@ -22,12 +22,8 @@ import torch.nn.functional as F
 
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.models import UNet
+from vidseg.segment.__main__ import _size  # the CLI's HxW parser, with its error message
 from vidseg.segment.train import _autocast, cpu_has_bf16, pick_device
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 def step_ms(width: int, size: tuple[int, int], batch: int, bf16: bool, channels_last: bool,
