@@ -14,11 +14,13 @@ from vidseg.data.classes import NUM_CLASSES
 __all__ = ["confusion_matrix", "jaccard_from_confusion", "jaccard_index", "JaccardAccumulator"]
 
 
-def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES,
+                     check_range: bool = True) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts, rows = target class, columns = predicted class.
 
     Computed with one ``bincount`` on the tensors' device. Values outside ``0..num_classes-1``
-    raise ``ValueError``.
+    raise ``ValueError``; that check reads the range back to the host, so a training loop that
+    knows its ids are valid passes ``check_range=False`` and stays free of host syncs.
     """
     preds = torch.as_tensor(preds)
     target = torch.as_tensor(target, device=preds.device)
@@ -28,7 +30,7 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
         raise ValueError(f"masks must hold integer class ids, got {preds.dtype} and {target.dtype}")
     preds = preds.reshape(-1).long()
     target = target.reshape(-1).long()
-    if preds.numel():
+    if check_range and preds.numel():
         lo = torch.minimum(preds.min(), target.min()).item()
         hi = torch.maximum(preds.max(), target.max()).item()
         if lo < 0 or hi >= num_classes:
@@ -60,8 +62,8 @@ class JaccardAccumulator:
         self.num_classes = num_classes
         self.confmat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        cm = confusion_matrix(preds, target, self.num_classes)
+    def update(self, preds: torch.Tensor, target: torch.Tensor, check_range: bool = True) -> None:
+        cm = confusion_matrix(preds, target, self.num_classes, check_range)
         self.confmat += cm.to(self.confmat.device)
 
     def compute(self) -> float:

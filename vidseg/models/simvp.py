@@ -65,8 +65,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Mirror of the Encoder (transposed convs), the skip concatenated before the last block, then a 1x1 readout."""
 
-    def __init__(self, hid_channels: int, out_channels: int, num_blocks: int) -> None:
+    def __init__(self, hid_channels: int, out_channels: int, num_blocks: int, fp32_readout: bool = False) -> None:
         super().__init__()
+        self.fp32_readout = fp32_readout  # regression outputs (mse's class ids) need fp32 precision
         strides = _strides(num_blocks)[::-1]
         self.blocks = nn.ModuleList(ConvSC(hid_channels, hid_channels, s, transpose=True) for s in strides[:-1])
         self.blocks.append(ConvSC(2 * hid_channels, hid_channels, strides[-1], transpose=True))
@@ -76,6 +77,9 @@ class Decoder(nn.Module):
         for block in self.blocks[:-1]:
             latent = block(latent)  # (N, hid_S, H, W) at the end
         y = self.blocks[-1](torch.cat([latent, skip], dim=1))  # (N, 2 hid_S, H, W) -> (N, hid_S, H, W)
+        if self.fp32_readout:  # under bf16 autocast, ids near 48 would be rounded to steps of 0.25
+            with torch.autocast(y.device.type, enabled=False):
+                return self.readout(y.float())  # (N, C_out, H, W) in fp32
         return self.readout(y)  # (N, C_out, H, W)
 
 
@@ -226,7 +230,10 @@ _TRANSLATORS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
 
 
 class SimVP(nn.Module):
-    """``SimVP(in_shape=(T, C, H, W), ...)``: (B, T, C, H, W) frames -> (B, T, C_out, H, W) predicted frames."""
+    """``SimVP(in_shape=(T, C, H, W), ...)``: (B, T, C, H, W) frames -> (B, T, C_out, H, W) predicted frames.
+
+    ``fp32_readout`` keeps the last 1x1 conv in fp32 under autocast (for regression outputs).
+    """
 
     def __init__(
         self,
@@ -238,6 +245,7 @@ class SimVP(nn.Module):
         groups: int = 4,
         out_channels: int | None = None,
         translator: str = "incep",
+        fp32_readout: bool = False,
     ) -> None:
         super().__init__()
         if translator not in _TRANSLATORS:
@@ -263,7 +271,7 @@ class SimVP(nn.Module):
         self.in_shape, self.out_channels, self.translator = (T, C, H, W), out_channels or C, translator
         self.enc = Encoder(C, hid_S, N_S)
         self.hid = _TRANSLATORS[translator](T * hid_S, hid_T, N_T, groups)
-        self.dec = Decoder(hid_S, self.out_channels, N_S)
+        self.dec = Decoder(hid_S, self.out_channels, N_S, fp32_readout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C, H, W = x.shape  # (B, T, C, H, W)

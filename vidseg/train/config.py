@@ -13,7 +13,8 @@ from vidseg.data.classes import NUM_CLASSES
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS"]
 
 LOSSES = ("mse", "ce", "weighted_ce")
-RUNTIME_FIELDS = ("amp", "channels_last", "compile", "device")
+RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
+                  "memory_budget_gb")
 TRAIN_INPUTS = ("true", "unet", "mix")
 
 
@@ -45,11 +46,16 @@ class TrainConfig:
     lr: float = 2e-3  # Adam, cosine-annealed over `epochs`
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
-    # speed: these do not change what is learned beyond rounding, so a resume may change them
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the model
+    # speed and memory: these do not change what is learned beyond rounding, so a resume may change them
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (mse keeps its readout and loss in fp32)
+    channels_last: bool | None = None  # None: the device's measured default (vidseg.accel.FAST_DEFAULTS)
+    compile: bool | None = None  # torch.compile the model; None: the device's measured default
+    tf32: bool | None = None  # TF32 matmuls and convs on CUDA; None: the device's measured default
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    micro_batch_size: int | None = None  # gradient accumulation in micro-batches of this size (None: none);
+    # the effective batch stays batch_size (exact for GroupNorm models; gSTA's BatchNorm sees the micro-batch)
+    data_on_device: bool | None = None  # keep the trial's masks on the GPU; None: where they fit the budget
+    memory_budget_gb: float | None = None  # this trial's share of its GPU, enforced on CUDA (None: the whole GPU)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +75,10 @@ class TrainConfig:
              f"max_train_videos is {self.max_train_videos}, but must be >= 1"),
             (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
             (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
+            (self.micro_batch_size is None or 1 <= self.micro_batch_size <= self.batch_size,
+             f"micro_batch_size is {self.micro_batch_size}, but must be in 1..batch_size ({self.batch_size})"),
+            (self.memory_budget_gb is None or self.memory_budget_gb > 0,
+             f"memory_budget_gb is {self.memory_budget_gb}, but must be > 0"),
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
             (self.weight_decay >= 0, f"weight_decay is {self.weight_decay}, but must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip is {self.grad_clip}, but must be > 0"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,21 +18,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidseg.accel import bf16_dtype, fast_defaults
 from vidseg.atomic import atomic_path
 from vidseg.config import check_device
-from vidseg.data.shards import ShardSet, SplitShards
+from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import SimVP
 from vidseg.train.config import TrainConfig
 from vidseg.train.losses import compute_loss, encode_inputs, predict_masks
 
-__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "CHECKPOINT"]
+__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "pick_device", "MaskTable", "finite_check_steps",
+           "CHECKPOINT"]
 
 log = logging.getLogger(__name__)
 
 INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 CHECKPOINT = "checkpoint.pt"
 SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
+FINITE_CHECKS_PER_EPOCH = 4  # host reads of the divergence flag per epoch (each one waits for the device)
+MIN_STEPS_BETWEEN_CHECKS = 32
+GIB = 1024 ** 3
 
 
 class TrialDiverged(FloatingPointError):
@@ -72,48 +78,114 @@ class LastFrameSkip(torch.nn.Module):
 def build_model(config: TrainConfig, height: int, width: int) -> torch.nn.Module:
     """SimVP for 11 frames of (channels, height, width); raises ValueError for invalid groups."""
     model = SimVP((INPUT_FRAMES, config.channels, height, width), hid_S=config.hid_S, hid_T=config.hid_T,
-                  N_S=config.N_S, N_T=config.N_T, groups=config.groups, translator=config.translator)
+                  N_S=config.N_S, N_T=config.N_T, groups=config.groups, translator=config.translator,
+                  fp32_readout=config.loss == "mse")
     if config.last_frame_skip:
         return LastFrameSkip(model, 1.0 if config.loss == "mse" else SKIP_LOGIT)
     return model
 
 
+def pick_device(config: TrainConfig) -> torch.device:
+    check_device(config.device)
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+class MaskTable:
+    """Some mask arrays of a shard set as the rows of one (M, 22, H, W) uint8 table.
+
+    On the device (``on_device``) the table is one tensor, uploaded once, and a batch is one
+    on-device gather. Otherwise the rows stay memory-mapped views of the shards: a batch is
+    stacked straight into one (pinned, on CUDA) buffer, its only copy, and sent with
+    ``non_blocking`` so that the host gathers the next batch while the device computes.
+    """
+
+    def __init__(self, arrays: list[ShardedArray], device: torch.device, on_device: bool) -> None:
+        self.arrays, self.device = arrays, device
+        self.starts = np.cumsum([0] + [len(a) for a in arrays])
+        self.table: torch.Tensor | None = None
+        if on_device:
+            shape = (int(self.starts[-1]), *arrays[0].shape[1:])
+            self.table = torch.empty(shape, dtype=torch.uint8, device=device)
+            row = 0
+            with warnings.catch_warnings():  # the shards are read-only maps; the copy never writes them
+                warnings.simplefilter("ignore", UserWarning)
+                for array in arrays:
+                    for part in array.parts:
+                        self.table[row:row + len(part)].copy_(torch.from_numpy(part))
+                        row += len(part)
+
+    @staticmethod
+    def nbytes(arrays: list[ShardedArray]) -> int:
+        return sum(int(np.prod(a.shape)) for a in arrays)
+
+    def row(self, array: int, index: int) -> int:
+        return int(self.starts[array]) + index
+
+    def gather(self, rows: np.ndarray, frames: slice) -> torch.Tensor:
+        """The chosen frames of some rows, (B, T, H, W) uint8 on the device."""
+        if self.table is not None:
+            return self.table[torch.as_tensor(rows, device=self.device), frames]
+        views = []
+        for r in rows:
+            a = int(np.searchsorted(self.starts, r, side="right")) - 1
+            views.append(self.arrays[a][int(r - self.starts[a])][frames])
+        pin = self.device.type == "cuda"
+        batch = torch.empty((len(views), *views[0].shape), dtype=torch.uint8, pin_memory=pin)
+        np.stack(views, out=batch.numpy())
+        return batch.to(self.device, non_blocking=pin)
+
+
 @dataclass
 class _Clips:
-    """Training clips: where each clip's input and target masks come from (no copies)."""
+    """Training clips as rows of the trial's mask table: inputs (frames 1-11) and targets (12-22)."""
 
-    inputs: list[tuple[SplitShards, str, int]]  # (split, "true" | "unet", index)
-    targets: list[tuple[SplitShards, str, int]]
+    inputs: np.ndarray  # (N,) rows
+    targets: np.ndarray  # (N,) rows
 
     def __len__(self) -> int:
         return len(self.inputs)
 
 
-def _training_clips(shards: ShardSet, config: TrainConfig, rng: np.random.Generator) -> _Clips:
+def _train_arrays(shards: ShardSet, config: TrainConfig) -> dict[str, ShardedArray]:
+    """The arrays a trial trains on, in table order: train true, train UNet (if used), unlabeled UNet."""
+    train = shards.split("train")
+    arrays = {"true": train.true}
+    if config.train_inputs != "true":
+        arrays["unet"] = train.unet
+    if config.pseudo_labels and "unlabeled" in shards.splits:
+        arrays["pseudo"] = shards.split("unlabeled").unet
+    return arrays
+
+
+def _training_clips(shards: ShardSet, config: TrainConfig, rng: np.random.Generator, starts: dict[str, int]) -> _Clips:
     train = shards.split("train")
     n = len(train) if config.max_train_videos is None else min(len(train), config.max_train_videos)
+    true_rows = starts["true"] + np.arange(n)
     if config.train_inputs == "mix":
-        sources = np.where(rng.random(n) < config.unet_input_fraction, "unet", "true")
+        unet_rows = starts["unet"] + np.arange(n)
+        inputs = np.where(rng.random(n) < config.unet_input_fraction, unet_rows, true_rows)
     else:
-        sources = [config.train_inputs] * n
-    inputs = [(train, str(src), i) for i, src in enumerate(sources)]
-    targets = [(train, "true", i) for i in range(n)]
-    if config.pseudo_labels and "unlabeled" in shards.splits:
-        unlabeled = shards.split("unlabeled")
-        inputs += [(unlabeled, "unet", i) for i in range(len(unlabeled))]
-        targets += [(unlabeled, "unet", i) for i in range(len(unlabeled))]
+        inputs = starts["unet"] + np.arange(n) if config.train_inputs == "unet" else true_rows
+    targets = true_rows
+    if "pseudo" in starts:
+        pseudo = starts["pseudo"] + np.arange(len(shards.split("unlabeled")))
+        inputs, targets = np.concatenate([inputs, pseudo]), np.concatenate([targets, pseudo])
     return _Clips(inputs, targets)
 
 
-def _gather(items: list[tuple[SplitShards, str, int]], frames: slice) -> torch.Tensor:
-    """Stack the chosen frames of some videos into one new (B, T, H, W) uint8 batch."""
-    return torch.from_numpy(np.stack([getattr(split, kind)[i][frames] for split, kind, i in items]))
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+def finite_check_steps(steps: int, checks: int = FINITE_CHECKS_PER_EPOCH, spacing: int = MIN_STEPS_BETWEEN_CHECKS) -> set[int]:
+    """After which steps (0-based) of an epoch the host reads the divergence flag: at most
+    ``checks`` times an epoch, at least ``spacing`` steps apart, and always after the last step."""
+    count = max(1, min(checks, steps // spacing))
+    return {round(steps * (k + 1) / count) - 1 for k in range(count)}
 
 
 def _load_checkpoint(checkpoint: dict | str | Path | None, device: torch.device) -> dict | None:
@@ -132,28 +204,32 @@ def _save_checkpoint(state: dict, directory: Path) -> None:
 
 
 @torch.inference_mode()
-def _validate(model: torch.nn.Module, val: SplitShards, config: TrainConfig, device: torch.device,
-              amp: bool) -> dict[str, float]:
-    """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss."""
+def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainConfig, device: torch.device,
+              dtype: torch.dtype | None, batch: int) -> dict[str, float]:
+    """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss.
+
+    ``val`` holds the true masks in rows 0..count-1 and the UNet's after them. Everything is
+    accumulated on the device; the host reads it back once, at the end.
+    """
     model.eval()
     test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
-    loss_sum, count = 0.0, 0
-    batch = max(config.batch_size, 1) * 2
-    for start in range(0, len(val), batch):
-        index = range(start, min(start + batch, len(val)))
-        target = _gather([(val, "true", i) for i in index], slice(INPUT_FRAMES, None)).to(device).long()
-        for kind, acc in (("unet", test_time), ("true", oracle)):
-            masks = _gather([(val, kind, i) for i in index], slice(0, INPUT_FRAMES)).to(device)
-            with _autocast(device, amp):
-                output = model(encode_inputs(masks, config.loss))
-            if not bool(torch.isfinite(output).all()):
-                raise TrialDiverged("the model's output became NaN or infinite (validation)")
-            acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1])
-            if kind == "unet":
-                loss_sum += float(compute_loss(output, target, config.loss, config.last_frame_weight)) * len(index)
-                count += len(index)
-    return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(),
-            "val_loss": loss_sum / max(count, 1)}
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    for start in range(0, count, batch):
+        rows = np.arange(start, min(start + batch, count))
+        target = val.gather(rows, slice(INPUT_FRAMES, None))
+        for offset, acc in ((count, test_time), (0, oracle)):
+            masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
+            with _autocast(device, dtype):
+                output = model(encode_inputs(masks, config.loss, dtype or torch.float32))
+            finite &= torch.isfinite(output).all()
+            acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1], check_range=False)
+            if offset:
+                loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight).double() * len(rows)
+    val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
+    if not ok:
+        raise TrialDiverged("the model's output became NaN or infinite (validation)")
+    return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss}
 
 
 def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[dict[str, Any]], Any],
@@ -164,24 +240,42 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     ``checkpoint`` (a dict, a ``checkpoint.pt`` or its folder) resumes where it stopped. With
     ``checkpoint_dir``, each epoch's state (model, optimizer, scheduler, epoch, config) is saved
     there, atomically, before ``report`` is called.
+
+    The step loop never waits for the device: the loss is summed and checked for NaN on the
+    device, and the host reads that back a constant number of times per epoch
+    (``finite_check_steps``). On CUDA the trial's masks live on the GPU where they fit its memory
+    budget (``data_on_device``), the budget is enforced on the allocator, and each report adds
+    ``gpu_busy_fraction`` (CUDA events around each step against the epoch's wall time) and
+    ``peak_memory_gb``.
     """
     from tqdm import tqdm
 
-    check_device(config.device)
+    from vidseg.train.memory import estimate_peak_bytes
+
+    device = pick_device(config)
     if not isinstance(shards, ShardSet):
         shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
     if config.pseudo_labels and "unlabeled" not in shards.splits:
         raise ValueError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" \
-        else torch.device(config.device)
-    # bf16 cannot hold class ids 32..48 exactly: the mse readout stays in fp32.
-    amp = config.amp and config.loss != "mse"
+    speed = {k: v if (v := getattr(config, k)) is not None else default for k, default in fast_defaults(device).items()}
+    dtype = bf16_dtype(device, config.amp)  # mse too: its readout (fp32_readout) and loss stay in fp32
+    micro = config.micro_batch_size or config.batch_size
     height, width = shards.resolution
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = speed["tf32"]
+        total = torch.cuda.get_device_properties(device).total_memory
+        budget = total if config.memory_budget_gb is None else min(total, int(config.memory_budget_gb * GIB))
+        if config.memory_budget_gb is not None:
+            torch.cuda.set_per_process_memory_fraction(budget / total, device)
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = build_model(config, height, width).to(device)
-    if device.type == "cuda" and config.channels_last:
+    if speed["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 **({"fused": True} if cuda else {}))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -196,44 +290,74 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], list(state["history"])
-    step_model = torch.compile(model) if config.compile else model
-    val = shards.split("val")
+    step_model = torch.compile(model) if speed["compile"] else model
+
+    arrays = _train_arrays(shards, config)
+    val_split = shards.split("val")
+    val_arrays = [val_split.true, val_split.unet]
+    on_device = config.data_on_device
+    if on_device is None:  # where the masks fit the budget beside the model's modelled peak
+        need = MaskTable.nbytes([*arrays.values(), *val_arrays]) + estimate_peak_bytes(config, (height, width), micro)
+        on_device = cuda and need <= budget
+    train_table = MaskTable(list(arrays.values()), device, on_device)
+    starts = dict(zip(arrays, (int(s) for s in train_table.starts)))
+    val_table = MaskTable(val_arrays, device, on_device)
 
     for epoch in range(start_epoch, config.epochs):
         seed = config.seed * 1_000_003 + epoch  # per epoch, so a resumed run matches an uninterrupted one
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        clips = _training_clips(shards, config, rng)
+        clips = _training_clips(shards, config, rng, starts)
         order = rng.permutation(len(clips))
         model.train()
         started = time.perf_counter()
-        data_seconds, loss_sum, seen = 0.0, 0.0, 0
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+        data_seconds = 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        finite = torch.ones((), dtype=torch.bool, device=device)
+        steps = math.ceil(len(order) / config.batch_size)
+        checks = finite_check_steps(steps)
+        events = []
+        for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
             fetch = time.perf_counter()
-            chosen = order[start:start + config.batch_size]
-            inputs = _gather([clips.inputs[i] for i in chosen], slice(0, INPUT_FRAMES)).to(device, non_blocking=True)
-            target = _gather([clips.targets[i] for i in chosen], slice(INPUT_FRAMES, None)).to(device).long()
+            chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
+            inputs = train_table.gather(clips.inputs[chosen], slice(0, INPUT_FRAMES))
+            target = train_table.gather(clips.targets[chosen], slice(INPUT_FRAMES, None))
             data_seconds += time.perf_counter() - fetch
-            with _autocast(device, amp):
-                output = step_model(encode_inputs(inputs, config.loss))  # (B, 11, C, H, W)
-                loss = compute_loss(output, target, config.loss, config.last_frame_weight)
-            if not torch.isfinite(loss):
-                raise TrialDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, batch {start // config.batch_size + 1}")
+            if cuda:
+                events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+                events[-1][0].record()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for part in range(0, len(chosen), micro):
+                with _autocast(device, dtype):
+                    output = step_model(encode_inputs(inputs[part:part + micro], config.loss, dtype or torch.float32))
+                    loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight)
+                share = min(micro, len(chosen) - part)
+                (loss * (share / len(chosen))).backward()
+                loss = loss.detach()
+                loss_sum += loss.double() * share
+                finite &= torch.isfinite(loss)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            loss_sum += loss.item() * len(chosen)
-            seen += len(chosen)
+            if cuda:
+                events[-1][1].record()
+            if step in checks and not bool(finite):  # a host sync, a constant number of times per epoch
+                raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})")
+        train_loss = float(loss_sum) / max(len(order), 1)
+        if cuda:
+            torch.cuda.synchronize(device)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_seconds = time.perf_counter() - started
-        metrics = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), **_validate(model, val, config, device, amp),
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss,
+                   **_validate(model, val_table, len(val_split), config, device, dtype, 2 * micro),
                    "lr": lr, "epoch_seconds": time.perf_counter() - started,
-                   "samples_per_second": seen / max(train_seconds, 1e-9),
+                   "samples_per_second": len(order) / max(train_seconds, 1e-9),
                    "data_fraction": data_seconds / max(train_seconds, 1e-9)}
+        if cuda:
+            busy = sum(a.elapsed_time(b) for a, b in events) / 1e3
+            metrics["gpu_busy_fraction"] = busy / max(train_seconds, 1e-9)
+            metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / GIB
         if not math.isfinite(metrics["val_loss"]):
             raise TrialDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch + 1}")
         history.append(metrics)

@@ -10,12 +10,15 @@ from vidseg.data.classes import NUM_CLASSES
 __all__ = ["encode_inputs", "compute_loss", "predict_masks"]
 
 
-def encode_inputs(masks: torch.Tensor, loss: str) -> torch.Tensor:
-    """Integer masks (B, T, H, W) to SimVP input (B, T, C, H, W): class ids for mse, one-hot for CE."""
+def encode_inputs(masks: torch.Tensor, loss: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Integer masks (B, T, H, W) to SimVP input (B, T, C, H, W) in ``dtype``: class ids for mse,
+    one-hot for CE. The one-hot is written straight into ``dtype`` (no int64 or fp32 copy of it);
+    bf16 holds the ids 0..48 exactly."""
     if loss == "mse":
-        return masks.unsqueeze(2).float()  # (B, T, 1, H, W), raw class ids as in the paper
-    one_hot = F.one_hot(masks.long(), NUM_CLASSES)  # (B, T, H, W, 49)
-    return one_hot.permute(0, 1, 4, 2, 3).float()  # (B, T, 49, H, W)
+        return masks.unsqueeze(2).to(dtype)  # (B, T, 1, H, W), raw class ids as in the paper
+    b, t, h, w = masks.shape
+    one_hot = torch.zeros((b, t, NUM_CLASSES, h, w), dtype=dtype, device=masks.device)
+    return one_hot.scatter_(2, masks.unsqueeze(2).long(), 1)  # (B, T, 49, H, W)
 
 
 def compute_loss(output: torch.Tensor, target: torch.Tensor, loss: str, last_frame_weight: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,186 @@
+"""How much GPU memory a trial needs, and how a trial is packed onto a GPU.
+
+``estimate_peak_bytes`` is the memory model: an analytic formula (fast enough to run over a whole
+search space), calibrated against ``probe_activation_bytes``, which traces the real model's
+forward pass on fake tensors (no memory, no GPU) and adds up every tensor autograd keeps for
+the backward pass. ``tests/bench/device_suite.py`` checks both against measured CUDA peaks.
+
+``plan_trial`` turns the model into a packing decision for one GPU of a given size: the share
+of the GPU in eighths (Ray's fractional ``num_gpus``), the micro-batch that makes the trial fit
+(gradient accumulation keeps the effective batch), and whether its masks ride on the GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vidseg.train.config import TrainConfig
+
+__all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
+           "parameter_count"]
+
+GIB = 1024 ** 3
+CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # per process, outside the caching allocator (CUDA context, cuDNN handles)
+INPUT_FRAMES = 11
+
+
+@functools.lru_cache(maxsize=4096)
+def _parameter_count(key: tuple) -> int:
+    from vidseg.train.fit import build_model
+
+    config = TrainConfig(**dict(key[:-1]))
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(config, *key[-1]).parameters())
+
+
+def _model_key(config: TrainConfig, resolution: tuple[int, int]) -> tuple:
+    fields = ("N_S", "N_T", "hid_S", "hid_T", "groups", "translator", "loss", "last_frame_skip")
+    return (*((f, getattr(config, f)) for f in fields), tuple(resolution))
+
+
+def parameter_count(config: TrainConfig, resolution: tuple[int, int]) -> int:
+    """Parameters of the trial's model (built on the meta device: no memory, cached)."""
+    return _parameter_count(_model_key(config, resolution))
+
+
+def _strides(num_blocks: int) -> list[int]:
+    return [1 + i % 2 for i in range(num_blocks)]
+
+
+def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int, device_type: str = "cuda") -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one step at ``batch`` clips,
+    counted layer by layer the way ``probe_activation_bytes`` traces them.
+
+    Under bf16 autocast convs keep bf16 inputs; CUDA autocast runs GroupNorm in fp32 (so it keeps
+    fp32 copies), CPU autocast in bf16. The bf16 copies of the weights count here too.
+    """
+    h, w = resolution
+    amp = config.amp
+    a = 2 if amp else 4  # a conv's kept input
+    n = 4 if (not amp or device_type == "cuda") else 2  # a GroupNorm's kept input and output
+    # Where the norm's output has the conv's dtype, the next conv keeps that same tensor: count it once.
+    chained = 0 if n == a else 1
+    frames = INPUT_FRAMES * batch
+    hid_s, hid_t, c = config.hid_S, config.hid_T, config.channels
+    total = 0
+    # encoder: ConvSC blocks, strides 1, 2, 1, 2, ...: the conv's input, the norm's input and output
+    pixels, channels_in = h * w, c
+    for i, stride in enumerate(_strides(config.N_S)):
+        out_pixels = pixels // (stride * stride)
+        total += frames * (channels_in * pixels * a * (1 if i == 0 else chained) + 2 * hid_s * out_pixels * n)
+        pixels, channels_in = out_pixels, hid_s
+    latent = pixels  # per frame
+    # translator, on (batch, T hid_S, h, w)
+    t_in = INPUT_FRAMES * hid_s
+    if config.translator == "incep":
+        mid = hid_t // 2
+
+        def inception(cin: int, cout: int) -> int:  # 1x1 reduce keeps its input and output, 4 branches
+            return batch * latent * (cin * a + mid * a + 4 * 2 * cout * n)
+        depth = config.N_T
+        for i in range(depth):
+            total += inception(t_in if i == 0 else hid_t, hid_t)
+        for i in range(depth):
+            total += inception(hid_t if i == 0 else 2 * hid_t, t_in if i == depth - 1 else hid_t)
+    else:
+        widths = [t_in] + [hid_t] * (config.N_T - 1) + [t_in]
+        for dim, dim_out in zip(widths[:-1], widths[1:]):
+            total += batch * latent * dim * (12 * a + 4 + 3 * 8 * a)  # BN, attention, BN, 8x MLP
+            if dim != dim_out:
+                total += batch * latent * dim * a  # the 1x1 conv between widths
+    # decoder: transposed ConvSC blocks back up, the last one on the skip's concatenation
+    for i, stride in enumerate(_strides(config.N_S)[::-1][:-1]):
+        out_pixels = pixels * stride * stride
+        total += frames * (hid_s * pixels * a * (1 if i == 0 else chained) + 2 * hid_s * out_pixels * n)
+        pixels = out_pixels
+    total += frames * (2 * hid_s * pixels * a + 2 * hid_s * pixels * n)
+    readout = 4 if config.loss == "mse" else a  # mse's readout is fp32
+    total += frames * hid_s * pixels * readout * (1 if readout != n else chained)
+    # the loss: log-softmax in fp32 and the int64 targets (CE), or input and target in fp32 (mse)
+    total += frames * pixels * (c * 4 + 8 if config.loss != "mse" else 8)
+    if amp:
+        total += 2 * parameter_count(config, resolution)  # the bf16 copies of the weights
+    return int(total)
+
+
+def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int | None = None) -> int:
+    """Modelled peak of ``torch.cuda.max_memory_allocated`` for one training step at ``batch``
+    clips (default: the micro-batch, else the batch): the weights, their gradients and Adam's two
+    moments in fp32, the activations autograd keeps (``activation_bytes``), the gradient of the
+    logits at the start of the backward pass, and cuDNN's workspace. The CUDA context is not
+    included (``CUDA_CONTEXT_BYTES``)."""
+    batch = batch or config.micro_batch_size or config.batch_size
+    h, w = resolution
+    states = 16 * parameter_count(config, resolution)
+    logits_grad = INPUT_FRAMES * batch * config.channels * h * w * (4 + (2 if config.amp else 0))
+    workspace = 64 * 1024 ** 2
+    return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
+
+
+def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
+    """Bytes of every tensor autograd saves in one forward pass plus the loss, at ``batch`` clips,
+    traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vidseg.train.fit import build_model
+    from vidseg.train.losses import compute_loss, encode_inputs
+
+    h, w = resolution
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        seen[id(tensor)] = tensor.numel() * tensor.element_size()  # a tensor saved twice counts once
+        return tensor
+
+    dtype = torch.bfloat16 if config.amp else torch.float32
+    with FakeTensorMode(), torch.device("cpu"):
+        model = build_model(config, h, w)
+        masks = torch.zeros((batch, 2 * INPUT_FRAMES, h, w), dtype=torch.uint8)
+        inputs = encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp):
+                output = model(inputs)
+                compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
+    params = {id(p) for p in model.parameters()}
+    return sum(b for i, b in seen.items() if i not in params)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """How one trial runs on one GPU of ``gpu_bytes``."""
+
+    share: float  # of one GPU, in eighths: what the trial asks Ray for
+    micro_batch_size: int  # the batch in micro-batches of this size (= batch_size: no accumulation)
+    data_on_device: bool  # its masks ride on the GPU (else a pinned prefetch)
+    peak_bytes: int  # modelled peak at that micro-batch, data included when on the GPU, context excluded
+    budget_gb: float  # the allocator's cap (share of the GPU less the CUDA context)
+    infeasible: str | None = None  # why it cannot run on this GPU at all
+
+
+def plan_trial(config: TrainConfig, resolution: tuple[int, int], gpu_bytes: int, data_bytes: int = 0,
+               eighths: int = 8) -> TrialPlan:
+    """The smallest share of a ``gpu_bytes`` GPU, in ``1/eighths`` steps, that holds the trial.
+
+    If the batch does not fit one GPU, it is split into the largest micro-batches that do (a
+    divisor of the batch, so every micro-batch is equal); if one clip does not fit, the plan says
+    why (``infeasible``). Masks go on the GPU only where they fit in the share the model needs
+    anyway: they never take a share from another trial.
+    """
+    batch = config.batch_size
+    for micro in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
+        peak = estimate_peak_bytes(config, resolution, micro)
+        if peak + CUDA_CONTEXT_BYTES <= gpu_bytes:
+            break
+    else:
+        return TrialPlan(1.0, 1, False, peak, gpu_bytes / GIB,
+                         infeasible=f"one clip needs {peak / GIB:.1f} GiB, more than the GPU's {gpu_bytes / GIB:.1f} GiB")
+    steps = math.ceil((peak + CUDA_CONTEXT_BYTES) / gpu_bytes * eighths)
+    with_data = math.ceil((peak + data_bytes + CUDA_CONTEXT_BYTES) / gpu_bytes * eighths)
+    on_device = data_bytes > 0 and with_data <= steps
+    share = max(1, steps) / eighths
+    return TrialPlan(share, micro, on_device, peak + (data_bytes if on_device else 0),
+                     (share * gpu_bytes - CUDA_CONTEXT_BYTES) / GIB)
