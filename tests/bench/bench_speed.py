@@ -1,15 +1,18 @@
-"""SimVP's train step time: the project's fast path against plain fp32 eager, on the paper's CE model.
+"""SimVP's train step time: fp32 eager against bf16, channels_last and torch.compile, per device.
 
-    python tests/bench/bench_speed.py                      # CPU-sized: 40x60, batch 2, a few steps
+    python tests/bench/bench_speed.py                      # CPU-sized: the paper's CE model, 40x60, batch 2
+    python tests/bench/bench_speed.py --config small --size 40x60 --batch-size 8   # the demo's 2/4/16/64 ce
     python tests/bench/bench_speed.py --full               # the competition's 160x240, batch 8 (for a GPU)
     python tests/bench/bench_speed.py --no-compile         # skip the torch.compile variants
 
 The model is the paper's final configuration (N_S 4, N_T 8, hid_S 64, hid_T 256, groups 1, loss ce;
-``search.space.paper_configs``), built with ``vidseg.train.fit.build_model``. One step is what
-``fit``'s inner loop does: one-hot encoding of random masks (``encode_inputs``), forward under
-``fit``'s autocast, ``compute_loss``, backward, Adam step, and ``loss.item()``. The variants are what
-TrainConfig's speed flags do in ``fit``: channels_last (on CUDA in ``fit``; measured on any device
-here), ``torch.compile``, and bf16 autocast (CUDA only, so its variants only run there). Warm-up
+``search.space.paper_configs``) or, with ``--config small``, 2/4/16/64 groups 2 ce, built with
+``vidseg.train.fit.build_model``. One step is what ``fit``'s inner loop does: one-hot encoding
+of random masks (``encode_inputs``, straight into the compute dtype), forward under ``fit``'s
+autocast, ``compute_loss``, backward, Adam step; the host waits for the device once per step here
+only to time it. The variants are what TrainConfig's speed flags do in ``fit``: channels_last,
+``torch.compile``, and bf16 autocast (CUDA, and CPUs with native bf16; elsewhere its variants are
+skipped). The results decide ``vidseg.accel.FAST_DEFAULTS``. Warm-up
 steps are excluded; the median of the timed steps is reported, and the first step's extra time of a
 compiled variant is reported separately as its compile time: from a fresh, empty Inductor cache
 unless ``--warm-cache`` (a trial on a node that compiled the same model before gets the warm figure).
@@ -30,6 +33,7 @@ import time
 import torch
 
 from search.space import paper_configs
+from vidseg.accel import bf16_dtype
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import INPUT_FRAMES, _autocast, build_model
@@ -37,13 +41,17 @@ from vidseg.train.losses import compute_loss, encode_inputs
 
 PAPER = "paper-ce-4_8_64_256_1"
 
-# (name, channels_last, compile, bf16 autocast); the bf16 variants need CUDA
+SMALL = {"N_S": 2, "N_T": 4, "hid_S": 16, "hid_T": 64, "groups": 2, "loss": "ce"}
+
+# (name, channels_last, compile, bf16 autocast); the bf16 variants need CUDA or a CPU with native bf16
 VARIANTS = (
     ("eager fp32", False, False, False),
     ("eager + channels_last", True, False, False),
     ("compile fp32", False, True, False),
+    ("bf16", False, False, True),
     ("bf16 + channels_last", True, False, True),
-    ("bf16 + channels_last + compile", True, True, True),  # fit's fast path with compile=True
+    ("bf16 + compile", False, True, True),
+    ("bf16 + channels_last + compile", True, True, True),
 )
 
 
@@ -67,17 +75,17 @@ def measure(config: TrainConfig, size: tuple[int, int], batch: int, device: torc
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
+    dtype = bf16_dtype(device, amp)
     times = []
     for _ in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        with _autocast(device, amp):
-            output = step_model(encode_inputs(masks, config.loss))
+        with _autocast(device, dtype):
+            output = step_model(encode_inputs(masks, config.loss, dtype or torch.float32))
             loss = compute_loss(output, target, config.loss, config.last_frame_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss.item()  # fit syncs here too
         _sync(device)
         times.append(time.perf_counter() - started)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
@@ -100,6 +108,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 3; --full: 20)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first, the first included (default 1; --full: 5)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    parser.add_argument("--config", choices=("paper", "small"), default="paper",
+                        help="paper: 4/8/64/256 groups 1 ce (default); small: 2/4/16/64 groups 2 ce")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--warm-cache", action="store_true",
                         help="use the usual Inductor/Triton caches (default: a fresh empty one, so compile time is cold)")
@@ -116,7 +126,7 @@ def main() -> None:
     if warmup < 1 or steps < 1:
         parser.error("--warmup and --steps must be >= 1 (the first step is never timed)")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    point = paper_configs()[PAPER]
+    point = paper_configs()[PAPER] if args.config == "paper" else SMALL
     config = TrainConfig.from_dict({**point, "batch_size": batch, "device": str(device)})
     params = sum(p.numel() for p in build_model(config, *size).parameters())
 
@@ -126,14 +136,14 @@ def main() -> None:
         machine = (f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
                    f"torch {torch.__version__})")
     print(f"device: {machine}")
-    print(f"model: {PAPER} (SimVP {point['N_S']}/{point['N_T']}/{point['hid_S']}/{point['hid_T']} groups "
+    print(f"model: {PAPER if args.config == 'paper' else 'small'} (SimVP {point['N_S']}/{point['N_T']}/{point['hid_S']}/{point['hid_T']} groups "
           f"{point['groups']}, {NUM_CLASSES}-channel one-hot, {params / 1e6:.2f}M parameters); {size[0]}x{size[1]}, "
           f"batch {batch}; median of {steps} steps after {warmup} warm-up")
 
     rows = []
     for name, channels_last, compile_model, amp in VARIANTS:
-        if amp and device.type != "cuda":
-            continue  # fit's autocast is CUDA-only: on CPU this variant equals its fp32 twin
+        if amp and bf16_dtype(device, True) is None:
+            continue  # no native bf16 here: fit runs fp32, so this variant equals its fp32 twin
         if compile_model and args.no_compile:
             continue
         print(f"  measuring {name} ...", flush=True)

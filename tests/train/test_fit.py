@@ -1,15 +1,23 @@
 """One trial: it learns, reports what ASHA needs, resumes exactly, and fails loudly on NaN."""
 
 import math
+import sys
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from tests.conftest import SHARD_SIZE, run_cli
+from vidseg.accel import bf16_dtype, cpu_has_bf16
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
 from vidseg.metrics import jaccard_index
 from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
+from vidseg.train.fit import MaskTable, finite_check_steps
+from vidseg.train.losses import encode_inputs
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
 METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "lr", "epoch_seconds",
@@ -147,3 +155,92 @@ def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
         plain_predicted = predict_masks(plain(encode_inputs(masks, loss)), loss, "round")
     plain_same = (plain_predicted == masks[:, -1:])[objects].float().mean().item()
     assert same > at_least and same > plain_same + 0.3
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts the calls in the project's own code that make the host wait for a tensor's value
+    (torch's CPU optimizers read their step counters on the host, which is no device sync)."""
+
+    READS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist"}
+    MACHINERY = ("torch/overrides.py", "torch/_tensor.py", "torch/utils/_python_dispatch.py")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.READS:
+            frame = sys._getframe(1)  # skip the dispatch machinery up to the code that asked for the value
+            while frame is not None and frame.f_code.co_filename.endswith(self.MACHINERY):
+                frame = frame.f_back
+            if frame is not None and "vidseg" in frame.f_code.co_filename:
+                self.where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_reads_per_epoch_do_not_grow_with_the_steps(tiny_shards):
+    reads = {}
+    for videos, pseudo in ((1, False), (4, True)):  # 1 step against 6 steps an epoch
+        config = TrainConfig(epochs=1, max_train_videos=videos, pseudo_labels=pseudo, **{**TINY, "batch_size": 1})
+        with _HostReads() as counter:
+            fit(config, tiny_shards, lambda m: None)
+        reads[videos] = sorted(counter.where)
+    assert reads[1] == reads[4] and any(place.startswith("fit.py") for place in reads[1])
+
+
+def test_finite_checks_are_few_spaced_and_end_the_epoch():
+    for steps in (1, 5, 31, 64, 125, 1000):
+        checks = sorted(finite_check_steps(steps))
+        assert checks[-1] == steps - 1 and 1 <= len(checks) <= 4
+        assert all(b - a >= 32 for a, b in zip(checks, checks[1:]))
+    assert len(finite_check_steps(1000)) == 4
+
+
+def test_divergence_names_the_epoch(tiny_shards):
+    with pytest.raises(TrialDiverged, match="at epoch 1"):
+        fit(TrainConfig(loss="ce", lr=1e30, epochs=2, **TINY), tiny_shards, lambda m: None)
+
+
+def test_micro_batches_give_the_full_batch_step(tiny_shards):
+    """Gradient accumulation: 4 clips as 2 x 2 train the same weights as 4 at once (GroupNorm only)."""
+    weights = []
+    for micro in (None, 2):
+        config = TrainConfig(epochs=1, amp=False, micro_batch_size=micro, **TINY)
+        with tempfile.TemporaryDirectory() as folder:
+            fit(config, tiny_shards, lambda m: None, checkpoint_dir=folder)
+            weights.append(torch.load(Path(folder) / "checkpoint.pt", weights_only=False)["model"])
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # really two code paths
+
+
+def test_masks_on_the_device_train_exactly_as_from_the_shards(tiny_shards):
+    histories = []
+    for on_device in (False, True):  # on a CPU "the device" is host memory: the same gather code runs
+        config = TrainConfig(epochs=1, data_on_device=on_device, train_inputs="mix", pseudo_labels=True, **TINY)
+        histories.append(fit(config, tiny_shards, lambda m: None).history)
+    keys = ("train_loss", "val_loss", "val_iou", "val_iou_true_inputs")
+    assert [histories[0][0][k] for k in keys] == [histories[1][0][k] for k in keys]
+
+
+def test_mask_table_gathers_the_shards_frames(tiny_shards):
+    shards = ShardSet.open(tiny_shards)
+    train, unlabeled = shards.split("train"), shards.split("unlabeled")
+    for on_device in (False, True):
+        table = MaskTable([train.true, unlabeled.unet], torch.device("cpu"), on_device)
+        rows = np.array([table.row(1, 1), table.row(0, 3), table.row(0, 0)])
+        batch = table.gather(rows, slice(11, None))
+        assert batch.dtype == torch.uint8 and batch.shape == (3, 11, *SHARD_SIZE)
+        assert np.array_equal(batch.numpy(), np.stack([unlabeled.unet[1][11:], train.true[3][11:], train.true[0][11:]]))
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("loss, dtype", [("ce", torch.bfloat16), ("mse", torch.float32)])
+def test_bf16_on_a_cpu_that_has_it_and_mse_reads_out_in_fp32(loss, dtype):
+    config = TrainConfig(loss=loss, **TINY)
+    model = build_model(config, *SHARD_SIZE)
+    masks = torch.randint(0, 49, (1, 11, *SHARD_SIZE), dtype=torch.uint8)
+    compute = bf16_dtype(torch.device("cpu"), config.amp)
+    assert compute == torch.bfloat16
+    with torch.autocast("cpu", dtype=compute):
+        output = model(encode_inputs(masks, loss, compute))
+    assert output.dtype == dtype

@@ -14,6 +14,16 @@ def test_encodings():
     assert one_hot[0, 0, 48, 1, 0] == 1 and one_hot[0, 0].sum(0).eq(1).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_encodings_in_the_compute_dtype_match_one_hot(dtype):
+    masks = torch.randint(0, 49, (2, 3, 5, 7), dtype=torch.uint8)
+    one_hot = encode_inputs(masks, "ce", dtype)
+    assert one_hot.dtype == dtype
+    assert torch.equal(one_hot, F.one_hot(masks.long(), 49).permute(0, 1, 4, 2, 3).to(dtype))
+    ids = encode_inputs(masks, "mse", dtype)  # bf16 holds 0..48 exactly
+    assert ids.dtype == dtype and torch.equal(ids[:, :, 0].long(), masks.long())
+
+
 def test_weighted_ce_scales_the_last_frame_and_normalises():
     g = torch.Generator().manual_seed(0)
     output = torch.randn(2, 3, 49, 4, 4, generator=g)

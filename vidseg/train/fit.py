@@ -205,7 +205,7 @@ def _save_checkpoint(state: dict, directory: Path) -> None:
 
 @torch.inference_mode()
 def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainConfig, device: torch.device,
-              dtype: torch.dtype | None, batch: int) -> dict[str, float]:
+              dtype: torch.dtype | None, batch: int, epoch: int) -> dict[str, float]:
     """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss.
 
     ``val`` holds the true masks in rows 0..count-1 and the UNet's after them. Everything is
@@ -228,7 +228,7 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
-        raise TrialDiverged("the model's output became NaN or infinite (validation)")
+        raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)")
     return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss}
 
 
@@ -350,7 +350,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         scheduler.step()
         train_seconds = time.perf_counter() - started
         metrics = {"epoch": epoch + 1, "train_loss": train_loss,
-                   **_validate(model, val_table, len(val_split), config, device, dtype, 2 * micro),
+                   **_validate(model, val_table, len(val_split), config, device, dtype, 2 * micro, epoch + 1),
                    "lr": lr, "epoch_seconds": time.perf_counter() - started,
                    "samples_per_second": len(order) / max(train_seconds, 1e-9),
                    "data_fraction": data_seconds / max(train_seconds, 1e-9)}

@@ -42,6 +42,6 @@ def compute_loss(output: torch.Tensor, target: torch.Tensor, loss: str, last_fra
 def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
     """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W)."""
     if loss == "mse":
-        ids = output[:, :, 0].float().clamp(0, NUM_CLASSES - 1)
+        ids = output[:, :, 0].float().nan_to_num(0.0).clamp(0, NUM_CLASSES - 1)  # a diverged model still gives ids
         return (ids.floor() if mse_rounding == "floor" else ids.round()).long()
     return output.argmax(2)

@@ -1,0 +1,53 @@
+"""The memory model: the layer-by-layer count equals the traced one, and the packing plan fits."""
+
+import pytest
+
+from vidseg.train import TrainConfig
+from vidseg.train.memory import (CUDA_CONTEXT_BYTES, GIB, activation_bytes, estimate_peak_bytes, plan_trial,
+                                 probe_activation_bytes)
+
+SIZE = (160, 240)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=1, loss="ce", batch_size=16),  # the paper's CE model
+    dict(N_S=2, N_T=4, hid_S=16, hid_T=64, groups=2, loss="weighted_ce"),
+    dict(N_S=4, N_T=8, hid_S=32, hid_T=512, translator="gsta", loss="ce", batch_size=4),
+    dict(N_S=8, N_T=16, hid_S=64, hid_T=512, groups=8, loss="mse", last_frame_skip=True),
+    dict(N_S=2, N_T=4, hid_S=4, hid_T=32, groups=1, loss="mse", amp=False),
+    dict(N_S=8, N_T=2, hid_S=32, hid_T=128, translator="gsta", loss="weighted_ce", amp=False),
+])
+def test_the_count_matches_what_autograd_keeps(fields):
+    config = TrainConfig(**fields)
+    traced = probe_activation_bytes(config, SIZE, config.batch_size)
+    counted = activation_bytes(config, SIZE, config.batch_size, device_type="cpu")  # the probe runs CPU autocast
+    assert counted == pytest.approx(traced, rel=0.05)
+    assert activation_bytes(config, SIZE, config.batch_size) >= counted  # CUDA keeps fp32 norm copies
+
+
+def test_peak_grows_with_the_batch_and_the_model():
+    small, big = TrainConfig(N_S=2, N_T=4, hid_S=16, hid_T=64), TrainConfig(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=1)
+    assert estimate_peak_bytes(small, SIZE, 8) > estimate_peak_bytes(small, SIZE, 4)
+    assert estimate_peak_bytes(big, SIZE, 4) > 3 * estimate_peak_bytes(small, SIZE, 4)
+
+
+def test_plan_packs_small_trials_splits_big_ones_and_refuses_what_cannot_fit():
+    small = TrainConfig(N_S=2, N_T=4, hid_S=16, hid_T=64, batch_size=4)
+    big = TrainConfig(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=1, loss="ce", batch_size=16)
+    gpu = 24 * GIB
+    plan = plan_trial(small, SIZE, gpu)
+    assert plan.share <= 0.25 and plan.micro_batch_size == 4 and plan.infeasible is None
+    plan = plan_trial(big, SIZE, gpu)
+    assert plan.micro_batch_size < 16 and 16 % plan.micro_batch_size == 0
+    assert plan.peak_bytes + CUDA_CONTEXT_BYTES <= plan.share * gpu
+    assert plan_trial(big, SIZE, 80 * GIB).micro_batch_size == 16
+    tiny_gpu = plan_trial(big, SIZE, 1 * GIB)
+    assert tiny_gpu.infeasible and "GiB" in tiny_gpu.infeasible
+
+
+def test_masks_ride_on_the_gpu_only_inside_the_share_the_model_needs():
+    small = TrainConfig(N_S=2, N_T=4, hid_S=16, hid_T=64, batch_size=4)
+    alone = plan_trial(small, SIZE, 80 * GIB)
+    assert plan_trial(small, SIZE, 80 * GIB, data_bytes=1 * GIB).data_on_device
+    crowded = plan_trial(small, SIZE, 80 * GIB, data_bytes=40 * GIB)
+    assert not crowded.data_on_device and crowded.share == alone.share
