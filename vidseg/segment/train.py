@@ -1,6 +1,10 @@
 """Train the UNet on single frames, as the paper did: per-frame cross-entropy, Adam, flips, crops
 and rotations, and model selection by val Jaccard.
 
+The frames are decoded once into a memory-mapped cache (``cache.py``); each step gathers a batch
+from it onto the device, and augments it there, a batch at a time (``augment.py``). The step
+loop reads nothing back from the device but the loss, once every ``CHECK_EVERY`` steps.
+
 Each epoch writes ``unet_last.pt`` (everything needed to resume) and, when val Jaccard improves,
 ``unet_best.pt``. Both carry the config, so a checkpoint alone rebuilds its model.
 """
@@ -13,13 +17,13 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from vidseg.atomic import atomic_path
 from vidseg.config import check_device, from_dict, validate
@@ -27,14 +31,18 @@ from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import UNet
-from vidseg.segment.frames import FrameDataset
+from vidseg.segment.augment import Augmentation, augment
+from vidseg.segment.cache import DeviceFrames, frame_cache, frame_index
 
-__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "pick_device", "settings_key"]
+__all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "predict", "pick_device",
+           "settings_key", "cpu_has_bf16"]
 
 log = logging.getLogger(__name__)
 
 LAST, BEST = "unet_last.pt", "unet_best.pt"
 RUNTIME = ("epochs", "num_workers", "amp")  # UNetConfig fields that may change on a resume
+CACHE_DIR = "frame_cache"  # inside the UNet's folder: the decoded train and val frames
+CHECK_EVERY = 50  # steps between reads of the running loss (a host sync) to check it is finite
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class UNetConfig:
     train_frame_stride: int = 1  # train on every k-th frame per epoch, the offset moving each epoch
     val_frame_stride: int = 1  # validate on every k-th frame of each val video
     max_train_videos: int | None = None  # cap on train videos (None: all)
-    num_workers: int = 1  # DataLoader processes decoding PNGs
+    num_workers: int = 1  # DataLoader processes decoding the PNGs, once, into the frame cache
     crop: tuple[int, int] | None = None  # train on random (h, w) crops at `size`, without rescaling; None:
     # the paper's scale-changing crop of whole frames. A 96x128 crop of 160x240 costs a third of a frame
     foreground_crops: float = 0.0  # share of crops centred on an object pixel (nnU-Net uses 1/3); needs crop
@@ -71,6 +79,7 @@ class UNetConfig:
              f"crop is {self.crop}, but must be (h, w) with 16 <= h <= {self.size[0]} and 16 <= w <= {self.size[1]}"),
             (0 <= self.foreground_crops <= 1 and (self.crop is not None or self.foreground_crops == 0),
              f"foreground_crops is {self.foreground_crops}, but must be in [0, 1], and 0 without a crop"),
+            (self.crop is None or self.augment, f"crop is {self.crop}, but needs augment: the windows are random"),
             (self.epochs >= 1, f"epochs is {self.epochs}, but must be >= 1"),
             (self.batch_size >= 1, f"batch_size is {self.batch_size}, but must be >= 1"),
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
@@ -166,21 +175,67 @@ def predict(model: UNet, images: torch.Tensor, bias: torch.Tensor, amp: bool = T
 
 
 @torch.inference_mode()
-def evaluate(model: UNet, loader: DataLoader, device: torch.device, amp: bool = True,
-             background_weight: float = 1.0) -> float:
-    """Jaccard index over every pixel of every frame the loader gives (one confusion matrix)."""
+def evaluate(model: UNet, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+             amp: bool = True, background_weight: float = 1.0) -> float:
+    """Jaccard index over every pixel of every frame the loader gives (one confusion matrix).
+
+    ``loader`` yields ``(images (B, 3, H, W), masks (B, H, W))``: images float 0..1, or uint8 0..255.
+    """
     model.eval()
     acc = JaccardAccumulator(device=device)
     bias = prior_correction(background_weight, device)
     for images, masks in loader:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        acc.update(predict(model, images, bias, amp), masks)
+        if not images.is_floating_point():
+            images = images.float().div_(255.0)
+        acc.update(predict(model, images.contiguous(memory_format=torch.channels_last), bias, amp), masks)
     return acc.compute()
+
+
+def _batches(frames: DeviceFrames, index: torch.Tensor,
+             batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images (B, 3, H, W) uint8 channels_last, masks (B, H, W) uint8)`` of ``index``, in order."""
+    for chunk in index.to(frames.index_device).split(batch_size):
+        images, masks = frames.take(chunk)
+        yield images.permute(0, 3, 1, 2), masks  # NHWC storage viewed as NCHW: channels_last
+
+
+def _step_timer(device: torch.device) -> tuple[Callable[[], Any], Callable[[float], float | None]]:
+    """``mark()`` around each step's compute, then ``busy(wall_seconds)``: the share of the wall time
+    the GPU spent between the marks (CUDA events; None on other devices)."""
+    if device.type != "cuda":
+        return (lambda: None), (lambda wall: None)
+    events: list[torch.cuda.Event] = []
+
+    def mark() -> None:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        events.append(event)
+
+    def busy(wall: float) -> float | None:
+        torch.cuda.synchronize(device)
+        milliseconds = sum(start.elapsed_time(end) for start, end in zip(events[::2], events[1::2]))
+        return milliseconds / 1000 / wall if wall > 0 else None
+
+    return mark, busy
 
 
 def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, device: str = "auto",
                progress: bool = True) -> UNetResult:
-    """Train (or resume, or reuse) the UNet in ``out_dir``; returns the best checkpoint and its val IoU."""
+    """Train (or resume, or reuse) the UNet in ``out_dir``; returns the best checkpoint and its val IoU.
+
+    The train and val frames are decoded once into ``out_dir/frame_cache/`` (``vidseg.segment.cache``)
+    and augmented on ``device`` a batch at a time (``vidseg.segment.augment``). Each epoch appends
+    to ``UNetResult.history`` a dict with:
+
+    - ``epoch`` (1-based), ``train_loss`` (mean over the epoch's frames), ``val_iou``;
+    - ``seconds``: the whole epoch, validation included (not the frame cache's one-off decoding);
+    - ``frames``: training frames seen; ``frames_per_second``: those over the wall time of the
+      step loop (gathering, augmentation, forward, backward, optimizer step; no validation);
+    - ``gpu_busy_fraction``: on CUDA, the time between CUDA events recorded around each step's
+      compute (augmentation to optimizer step), summed, over that same wall time; ``None`` elsewhere.
+      Near 1 the GPU never waits for the host; well below 1 it starves.
+    """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -216,51 +271,69 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
             return UNetResult(out_dir / BEST, best_iou, start_epoch, history)
         log.info("resuming UNet training at epoch %d of %d", start_epoch + 1, config.epochs)
 
-    stride = config.val_frame_stride
-    val_set = FrameDataset(val_videos, config.size, frames=list(range(0, 22, stride)))
-    workers = config.num_workers
-    loader_args = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, shuffle=False, **loader_args)
+    caches = {split: frame_cache(videos, config.size, out_dir / CACHE_DIR, config.num_workers, progress)
+              for split, videos in (("train", train_videos), ("val", val_videos))}
+    train_frames = DeviceFrames(caches["train"], dev)
+    val_frames = DeviceFrames(caches["val"], dev)
+    num_frames = caches["train"].num_frames
+    val_index = frame_index(len(val_videos), range(0, num_frames, config.val_frame_stride), num_frames)
+    aug = Augmentation(crop=config.crop, foreground_crops=config.foreground_crops) if config.augment else None
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one batch shape all epoch: pick the fastest kernels once
     (out_dir / "unet_config.json").write_text(json.dumps(config.to_dict(), indent=1))
     class_weight = torch.ones(NUM_CLASSES, device=dev)
     class_weight[0] = config.background_weight
 
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed * 100_003 + epoch)  # reproducible across resumes
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        offset = epoch % config.train_frame_stride
-        train_set = FrameDataset(train_videos, config.size, frames=list(range(offset, 22, config.train_frame_stride)),
-                                 augment=config.augment, crop=config.crop,
-                                 foreground_crops=config.foreground_crops)
-        train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=False,
-                                  generator=generator, num_workers=workers, pin_memory=dev.type == "cuda")
+        seed = config.seed * 100_003 + epoch  # reproducible across resumes
+        torch.manual_seed(seed)
+        order_generator = torch.Generator().manual_seed(seed)
+        aug_generator = torch.Generator(device=dev).manual_seed(seed)
+        index = frame_index(len(train_videos), range(epoch % config.train_frame_stride, num_frames,
+                                                     config.train_frame_stride), num_frames)
+        order = index[torch.randperm(len(index), generator=order_generator)]
         model.train()
         started = time.perf_counter()
-        total_loss, seen = 0.0, 0
-        bar = tqdm(train_loader, desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   disable=not progress, leave=False, dynamic_ncols=True)
-        for images, masks in bar:
-            images, masks = images.to(dev, non_blocking=True), masks.to(dev, non_blocking=True)
+        total_loss, seen, steps = torch.zeros((), device=dev), 0, math.ceil(len(order) / config.batch_size)
+        mark, busy = _step_timer(dev)
+        bar = tqdm(_batches(train_frames, order, config.batch_size), total=steps,
+                   desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        for step, (images, masks) in enumerate(bar, 1):
+            mark()
+            images = images.float().div_(255.0)  # (B, 3, H, W) channels_last
+            if aug is not None:
+                images, masks = augment(images, masks, aug, aug_generator)
             images = images.contiguous(memory_format=torch.channels_last)
             with _autocast(dev, config.amp):
-                loss = F.cross_entropy(model(images), masks, weight=class_weight)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"UNet loss became {loss.item()} at epoch {epoch + 1}")
+                loss = F.cross_entropy(model(images), masks.long(), weight=class_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(images)
+            total_loss += loss.detach() * len(images)
             seen += len(images)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            mark()
+            if step % CHECK_EVERY == 0 or step == steps:
+                mean_loss = total_loss.item() / seen  # a CPU-GPU sync point, once every CHECK_EVERY steps
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"UNet loss became {mean_loss} at epoch {epoch + 1}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        train_seconds = time.perf_counter() - started
+        gpu_busy = busy(train_seconds)
         scheduler.step()
-        val_iou = evaluate(model, val_loader, dev, config.amp, config.background_weight)
-        record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "val_iou": val_iou,
-                  "seconds": time.perf_counter() - started}
+        val_iou = evaluate(model, _batches(val_frames, val_index, config.batch_size * 2), dev, config.amp,
+                           config.background_weight)
+        record = {"epoch": epoch + 1, "train_loss": total_loss.item() / max(seen, 1), "val_iou": val_iou,
+                  "seconds": time.perf_counter() - started, "frames": seen,
+                  "frames_per_second": seen / train_seconds, "gpu_busy_fraction": gpu_busy}
         history.append(record)
         improved = val_iou > best_iou
         best_iou = max(best_iou, val_iou)
-        log.info("unet epoch %d/%d  loss %.4f  val IoU %.4f%s  (%.0f s)", epoch + 1, config.epochs,
-                 record["train_loss"], val_iou, "  best" if improved else "", record["seconds"])
+        log.info("unet epoch %d/%d  loss %.4f  val IoU %.4f%s  (%.0f s, %.0f frames/s%s)", epoch + 1, config.epochs,
+                 record["train_loss"], val_iou, "  best" if improved else "", record["seconds"],
+                 record["frames_per_second"], "" if gpu_busy is None else f", GPU busy {gpu_busy:.0%}")
         state = {"config": config.to_dict(), "model": model.state_dict(), "epoch": epoch + 1,
                  "val_iou": val_iou, "best_val_iou": best_iou, "history": history}
         if improved:
