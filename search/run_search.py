@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--storage", default="results",
                        help="where results go: a local path or a cloud URI such as s3://bucket/results "
                             "(default: results/)")
+    where.add_argument("--gpu-memory-gb", type=float, default=None,
+                       help="memory of one of the cluster's GPUs, for packing trials (default: read on a GPU "
+                            "worker when the cluster has GPUs)")
     where.add_argument("--workers", type=int, default=None,
                        help="processes for demo data generation (default: all cores)")
     search = parser.add_argument_group("search (defaults come from the profile)")
@@ -124,7 +127,10 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "searcher": args.searcher,
         "scheduler": args.scheduler,
+        "gpu_memory_gb": args.gpu_memory_gb,
     }
+    if args.gpu_memory_gb is not None and args.gpu_memory_gb <= 0:
+        raise UsageError(f"--gpu-memory-gb is {args.gpu_memory_gb}, but must be > 0")
     if settings["grace_period"] > settings["max_epochs"]:
         raise UsageError(f"--grace-period {settings['grace_period']} is more than --max-epochs {settings['max_epochs']}")
     return settings
@@ -301,7 +307,7 @@ def latest_experiment(storage: str) -> str:
     return Path(latest.path).parent.name
 
 
-def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_available: bool):
+def build_tuner(settings: dict, shards: str, storage: str, name: str, gpu_memory_gb: float | None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -327,7 +333,7 @@ def build_tuner(settings: dict, shards: str, storage: str, name: str, gpus_avail
 
         scheduler = FIFOScheduler()
     return tune.Tuner(
-        make_trainable(profile, shards, gpus_available),
+        make_trainable(profile, shards, gpu_memory_gb),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings["max_concurrent"]),
                                     scheduler=scheduler, num_samples=settings["num_samples"],
                                     trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
@@ -340,15 +346,27 @@ def startup_trials(num_samples: int) -> int:
     return min(10, max(3, num_samples // 2))
 
 
-def make_trainable(profile: Profile, shards: str, gpus_available: bool):
-    """The trainable with its shards and its per-trial resources (a GPU share where there are GPUs)."""
+def shard_counts(shards: str) -> dict[str, int]:
+    """Videos per split of a shard set (a folder or a URI), from its manifest."""
+    from vidseg.data.remote import _read_manifest_bytes
+
+    manifest = json.loads(_read_manifest_bytes(shards))
+    return {split: int(entry.get("num_videos", sum(len(s["video_ids"]) for s in entry["shards"])))
+            for split, entry in manifest["splits"].items()}
+
+
+def make_trainable(profile: Profile, shards: str, gpu_memory_gb: float | None):
+    """The trainable with its shards and its per-trial resources: CPUs only where there are no GPUs
+    (``gpu_memory_gb`` None), else the share of one GPU that the trial's planned peak needs."""
     from ray import tune
 
     from search.trainable import train_simvp, trial_resources
 
+    counts = shard_counts(shards) if gpu_memory_gb is not None else None
     return tune.with_resources(
-        tune.with_parameters(train_simvp, shards=shards),
-        trial_resources(profile.cpus_per_trial, gpus_available, profile.resolution, profile.gpu_memory_gb))
+        tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
+                             resolution=profile.resolution),
+        trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb, counts))
 
 
 def _trial_dirname(trial) -> str:
@@ -396,6 +414,16 @@ def run(args: argparse.Namespace) -> int:
 
     init_ray(address)
     try:
+        if settings.get("gpu_memory_gb") is None and ray.cluster_resources().get("GPU", 0) > 0:
+            from search.trainable import detect_gpu_memory_gb
+
+            try:
+                settings["gpu_memory_gb"] = detect_gpu_memory_gb()
+            except RuntimeError as err:
+                raise UsageError(str(err)) from None
+            log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)",
+                     settings["gpu_memory_gb"])
+        gpu_memory_gb = settings.get("gpu_memory_gb")
         if not args.resume:
             shards = prepare_shards(args, profile, settings["seed"], root)
             if args.prepare_only:
@@ -407,17 +435,16 @@ def run(args: argparse.Namespace) -> int:
                 shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
             write_state(storage, name, {"settings": settings, "shards": shards,
                                         "started": datetime.now().isoformat(timespec="seconds")})
-        gpus = ray.cluster_resources().get("GPU", 0) > 0
         log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
                  name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
                  settings["grace_period"], settings["reduction_factor"])
         from ray import tune
 
         if args.resume:
-            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=make_trainable(profile, shards, gpus),
+            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=make_trainable(profile, shards, gpu_memory_gb),
                                        resume_unfinished=True, resume_errored=False)
         else:
-            tuner = build_tuner(settings, shards, storage, name, gpus)
+            tuner = build_tuner(settings, shards, storage, name, gpu_memory_gb)
         started = time.perf_counter()
         results = tuner.fit()
         log.info("search finished in %.0f s", time.perf_counter() - started)

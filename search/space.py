@@ -65,7 +65,6 @@ class Profile:
     reduction_factor: int
     max_concurrent: int
     cpus_per_trial: float
-    gpu_memory_gb: float = 80.0  # one GPU's memory, for sizing each trial's GPU fraction
     # the UNet's training windows (UNetConfig.crop, .foreground_crops); None: the paper's whole frames
     unet_crop: tuple[int, int] | None = None
     unet_foreground_crops: float = 0.0
@@ -112,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         last_frame_weight_range=(1.0, 16.0), lr_range=(1e-4, 1e-2), batch_size=(4, 8, 16, 32),
         train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
         num_samples=64, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=8,
-        cpus_per_trial=2, fixed={"amp": True, "channels_last": True, "device": "auto"},
+        cpus_per_trial=2, fixed={"amp": True, "device": "auto"},  # layout and compile: the device's measured defaults
     ),
     "demo": Profile(
         name="demo",

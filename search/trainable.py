@@ -3,12 +3,18 @@
 ``vidseg.train.fit`` does the work. This wrapper restores from ``tune.get_checkpoint()`` (so a
 trial whose worker died, or whose driver was restarted, goes on from its last epoch), and turns
 each epoch's report into ``tune.report(metrics, checkpoint=...)``.
+
+On GPUs each trial is packed by ``vidseg.train.memory.plan_trial`` for the GPUs the search runs
+on (``gpu_memory_gb``, detected on a worker or given as a flag): it asks Ray for the share of a
+GPU its modelled peak needs, in eighths; it runs in micro-batches where its batch would not fit
+one GPU; its allocator is capped at that share; and a configuration that cannot fit at all fails
+at once with ``TrialInfeasible``, naming why, before it touches the GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,15 +24,36 @@ import torch
 from vidseg.data.remote import cached_shards
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, fit
+from vidseg.train.memory import GIB, TrialPlan, plan_trial
 
-__all__ = ["train_simvp", "trial_resources", "gpu_fraction", "estimate_gpu_bytes"]
-
-GIB = 1024 ** 3
+__all__ = ["train_simvp", "trial_resources", "trial_plan", "trial_data_bytes", "TrialInfeasible", "detect_gpu_memory_gb"]
 
 
-def train_simvp(config: dict[str, Any], shards: str) -> None:
-    """Ray Tune function trainable; ``shards`` (a path, or a URI cached once per node) comes through
-    ``tune.with_parameters``."""
+class TrialInfeasible(ValueError):
+    """The configuration cannot run on one GPU of the search's size, even one clip at a time."""
+
+
+def trial_data_bytes(config: TrainConfig, counts: dict[str, int], resolution: tuple[int, int], frames: int = 22) -> int:
+    """Bytes of the uint8 masks a trial reads (what ``fit`` would put on the GPU): the train split's
+    true masks, its UNet masks if it trains on them, the val split's both, the unlabeled split's
+    UNet masks with pseudo-labels."""
+    videos = counts.get("train", 0) * (1 if config.train_inputs == "true" else 2) + 2 * counts.get("val", 0)
+    if config.pseudo_labels:
+        videos += counts.get("unlabeled", 0)
+    return videos * frames * resolution[0] * resolution[1]
+
+
+def trial_plan(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float,
+               counts: dict[str, int] | None = None) -> TrialPlan:
+    data = trial_data_bytes(config, counts, resolution) if counts else 0
+    return plan_trial(config, resolution, int(gpu_memory_gb * GIB), data)
+
+
+def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None = None,
+                counts: dict[str, int] | None = None, resolution: tuple[int, int] | None = None) -> None:
+    """Ray Tune function trainable; ``shards`` (a path, or a URI cached once per node), and on GPU
+    clusters ``gpu_memory_gb``, the shard set's video ``counts`` and its ``resolution``, come
+    through ``tune.with_parameters``."""
     from ray import tune
     from ray.tune import Checkpoint
 
@@ -34,6 +61,12 @@ def train_simvp(config: dict[str, Any], shards: str) -> None:
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per saved checkpoint
     train = train_config(config)
+    if gpu_memory_gb is not None and resolution is not None and torch.cuda.is_available():
+        plan = trial_plan(train, resolution, gpu_memory_gb, counts)
+        if plan.infeasible:
+            raise TrialInfeasible(f"infeasible on a {gpu_memory_gb:g} GB GPU: {plan.infeasible}")
+        train = dataclasses.replace(train, micro_batch_size=plan.micro_batch_size, data_on_device=plan.data_on_device,
+                                    memory_budget_gb=plan.budget_gb)
     state = None
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -47,39 +80,41 @@ def train_simvp(config: dict[str, Any], shards: str) -> None:
         fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
 
 
-def estimate_gpu_bytes(config: TrainConfig, resolution: tuple[int, int]) -> int:
-    """A rough upper bound of one trial's GPU memory: weights, gradients and Adam moments in fp32,
-    plus the activations kept for the backward pass (bf16 under AMP), plus the CUDA context."""
-    from vidseg.train.fit import build_model
-
-    h, w = resolution
-    with torch.device("meta"):
-        params = sum(p.numel() for p in build_model(config, h, w).parameters())
-    frames = 11 * config.batch_size
-    scale = 2 ** (config.N_S // 2)
-    act_bytes = 2 if config.amp and config.loss != "mse" else 4
-    # encoder and decoder: ~6 tensors of hid_S channels per ConvSC layer, at full and reduced size
-    spatial = frames * config.hid_S * h * w * 6 * (2 + config.N_S)
-    # translator: per Inception block, 4 branches of hid_T channels plus norms, on the latent grid
-    temporal = config.batch_size * config.hid_T * (h // scale) * (w // scale) * 12 * 2 * config.N_T
-    # the output: C channels per frame, with the loss's softmax and its gradient
-    output = frames * config.channels * h * w * 4
-    return int(params * 16 + (spatial + temporal) * act_bytes + output * 4 + 0.5 * GIB)
-
-
-def gpu_fraction(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float) -> float:
-    """The share of one GPU a trial asks for, in eighths, so that small trials pack onto one GPU."""
-    need = estimate_gpu_bytes(config, resolution) / (gpu_memory_gb * GIB)
-    return min(1.0, max(1, math.ceil(need * 8)) / 8)
-
-
-def trial_resources(cpus: float, gpus_available: bool, resolution: tuple[int, int], gpu_memory_gb: float):
-    """A function of a trial's config that gives its resources, for ``tune.with_resources``."""
+def trial_resources(cpus: float, resolution: tuple[int, int], gpu_memory_gb: float | None,
+                    counts: dict[str, int] | None = None):
+    """A function of a trial's config that gives its resources, for ``tune.with_resources``: CPUs
+    only without GPUs (``gpu_memory_gb`` None), else the planned share of one GPU."""
     from search.space import train_config
 
     def resources(config: dict[str, Any]) -> dict[str, float]:
-        if not gpus_available:
+        if gpu_memory_gb is None:
             return {"cpu": cpus}
-        return {"cpu": cpus, "gpu": gpu_fraction(train_config(config), resolution, gpu_memory_gb)}
+        plan = trial_plan(train_config(config), resolution, gpu_memory_gb, counts)
+        return {"cpu": cpus, "gpu": plan.share}
 
     return resources
+
+
+def detect_gpu_memory_gb(timeout_s: float = 300.0) -> float:
+    """The memory of one of the cluster's GPUs, read by a one-GPU task on a worker. Raises
+    ``RuntimeError``, naming ``--gpu-memory-gb``, when no such task runs within ``timeout_s`` or the
+    worker's GPUs are not CUDA devices (Ray's logical GPUs)."""
+    import ray
+
+    @ray.remote(num_gpus=1, num_cpus=0)
+    def gpu_memory() -> float | None:
+        import torch as worker_torch
+
+        if not worker_torch.cuda.is_available():
+            return None
+        return worker_torch.cuda.get_device_properties(0).total_memory / GIB
+
+    try:
+        memory = ray.get(gpu_memory.remote(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise RuntimeError(f"no GPU worker answered within {timeout_s:.0f} s to tell its GPU's memory; "
+                           f"give it with --gpu-memory-gb") from None
+    if memory is None:
+        raise RuntimeError("the cluster's GPU workers show torch no CUDA device (logical GPUs?); "
+                           "give the GPUs' memory with --gpu-memory-gb")
+    return float(memory)

@@ -81,7 +81,7 @@ def test_search_survives_a_lost_worker_node(cluster, tiny_shards, tmp_path):
     name = "cluster"
     args = [sys.executable, "search/run_search.py", "--smoke-test", "--address", address, "--shards", str(tiny_shards),
             "--storage", bucket.as_uri(), "--name", name, "--num-samples=3", "--max-concurrent=3",
-            "--max-epochs=6", "--grace-period=6"]
+            "--max-epochs=6", "--grace-period=6", "--gpu-memory-gb=24"]  # the nodes' GPUs are logical: no memory to read
     driver_env = {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / "cache-driver")}
     driver = subprocess.Popen(args, env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)

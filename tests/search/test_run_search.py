@@ -185,6 +185,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     (["--max-epochs", "2", "--grace-period", "3"], "error: --grace-period 3 is more than --max-epochs 2"),
     (["--address", "127.0.0.1:9"], "error: --address 127.0.0.1:9: no Ray cluster answers there"),
     (["--resume"], "error: {tmp}/results: no search to resume here"),
+    (["--gpu-memory-gb", "0"], "error: --gpu-memory-gb is 0.0, but must be > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -199,5 +200,6 @@ def test_help_explains():
     result = run_cli(SCRIPT, "--help")
     assert result.returncode == 0
     for flag in ("--address", "--storage", "--profile", "--num-samples", "--max-epochs", "--grace-period",
-                 "--reduction-factor", "--max-concurrent", "--seed", "--name", "--resume", "--smoke-test"):
+                 "--reduction-factor", "--max-concurrent", "--seed", "--name", "--resume", "--smoke-test",
+                 "--gpu-memory-gb"):
         assert flag in result.stdout

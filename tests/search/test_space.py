@@ -1,14 +1,18 @@
 """The search space: profiles build, groups are always valid, the paper's points are right."""
 
+import dataclasses
+import itertools
+
 import optuna
 import pytest
 import torch
 
 from search.space import (PROFILES, SearchSpace, correct_groups, paper_configs, points_to_evaluate, train_config,
                           valid_groups)
-from search.trainable import estimate_gpu_bytes, gpu_fraction
+from search.trainable import trial_data_bytes, trial_plan, trial_resources
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import build_model
+from vidseg.train.memory import CUDA_CONTEXT_BYTES, GIB, estimate_peak_bytes, parameter_count
 
 
 def test_valid_groups_divide_every_grouped_channel_count():
@@ -73,13 +77,55 @@ def test_profile_check_refuses_a_resolution_the_widths_cannot_use():
         bad.check()
 
 
-def test_gpu_fraction_packs_small_trials_and_gives_big_ones_more():
+def _full_space():
+    """Every configuration of the full profile that changes memory, with the profile's batch sizes."""
+    p = PROFILES["full"]
+    for n_s, n_t, hid_s, hid_t, translator, loss, batch, pseudo in itertools.product(
+            p.N_S, p.N_T, p.hid_S, p.hid_T, p.translator, ("mse", "ce"), p.batch_size, p.pseudo_labels):
+        for groups in (valid_groups(hid_s, hid_t, p.groups) if translator == "incep" else [1]):
+            yield TrainConfig(N_S=n_s, N_T=n_t, hid_S=hid_s, hid_T=hid_t, translator=translator, groups=groups,
+                              loss=loss, batch_size=batch, pseudo_labels=pseudo, train_inputs="unet",
+                              **PROFILES["full"].fixed)
+
+
+def test_on_24_gb_gpus_no_full_trial_gets_a_share_smaller_than_its_modelled_peak():
+    gpu_gb, counts = 24.0, {"train": 1000, "val": 1000, "unlabeled": 13000}  # the real data set's splits
+    resolution = PROFILES["full"].resolution
+    checked = split = 0
+    for config in _full_space():
+        plan = trial_plan(config, resolution, gpu_gb, counts)
+        assert plan.infeasible is None, (config, plan.infeasible)  # every full trial fits an A10G, micro-batched
+        micro = dataclasses.replace(config, micro_batch_size=plan.micro_batch_size)
+        peak = estimate_peak_bytes(micro, resolution)
+        if plan.data_on_device:
+            peak += trial_data_bytes(config, counts, resolution)
+        assert peak + CUDA_CONTEXT_BYTES <= plan.share * gpu_gb * GIB, (config, plan)
+        assert config.batch_size % plan.micro_batch_size == 0
+        checked += 1
+        split += plan.micro_batch_size < config.batch_size
+    assert checked > 3000 and split > 0  # the big configurations do need micro-batches on 24 GB
+
+
+def test_small_trials_pack_eight_to_a_gpu_and_big_ones_take_more():
     small = TrainConfig(N_S=2, N_T=4, hid_S=4, hid_T=32, groups=1, loss="ce", batch_size=4)
     big = TrainConfig(N_S=8, N_T=16, hid_S=64, hid_T=512, groups=8, loss="ce", batch_size=32)
-    assert estimate_gpu_bytes(big, (160, 240)) > 10 * estimate_gpu_bytes(small, (160, 240))
-    assert gpu_fraction(small, (160, 240), 80) == 0.125
-    assert 0.125 < gpu_fraction(big, (160, 240), 80) <= 1.0
-    assert gpu_fraction(big, (160, 240), 8) == 1.0
+    assert trial_plan(small, (160, 240), 80).share == 0.125
+    assert 0.125 < trial_plan(big, (160, 240), 80).share <= 1.0
+    assert trial_plan(big, (160, 240), 24).micro_batch_size < 32
+
+
+def test_trial_resources_ask_for_the_planned_share_only_where_there_are_gpus():
+    config = {**paper_configs()["paper-ce-4_8_64_256_1"], "batch_size": 16, "lr": 1e-3, "epochs": 3, "seed": 0}
+    assert trial_resources(2, (160, 240), None)(config) == {"cpu": 2}
+    on_24 = trial_resources(2, (160, 240), 24.0)(config)
+    assert on_24["cpu"] == 2 and on_24["gpu"] == trial_plan(train_config(config), (160, 240), 24.0).share
+
+
+def test_parameters_are_counted_as_built():
+    for config in itertools.islice(_full_space(), 0, None, 97):
+        with torch.device("meta"):
+            built = sum(p.numel() for p in build_model(config, 160, 240).parameters())
+        assert parameter_count(config) == built, config
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

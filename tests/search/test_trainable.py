@@ -42,3 +42,14 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards,
     best = json.loads((tmp_path / "failing" / "best_config.json").read_text())
     assert best["trial_id"] == rows[0]["trial_id"] and best["config"]["groups"] == 1
     assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
+
+
+def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag():
+    from search.trainable import detect_gpu_memory_gb
+
+    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        with pytest.raises(RuntimeError, match="--gpu-memory-gb"):
+            detect_gpu_memory_gb(timeout_s=60)
+    finally:
+        ray.shutdown()

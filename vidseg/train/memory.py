@@ -12,7 +12,6 @@ of the GPU in eighths (Ray's fractional ``num_gpus``), the micro-batch that make
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -28,23 +27,34 @@ CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # per process, outside the caching allocato
 INPUT_FRAMES = 11
 
 
-@functools.lru_cache(maxsize=4096)
-def _parameter_count(key: tuple) -> int:
-    from vidseg.train.fit import build_model
-
-    config = TrainConfig(**dict(key[:-1]))
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_model(config, *key[-1]).parameters())
+def _conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
+    return cout * (cin // groups) * k * k + cout
 
 
-def _model_key(config: TrainConfig, resolution: tuple[int, int]) -> tuple:
-    fields = ("N_S", "N_T", "hid_S", "hid_T", "groups", "translator", "loss", "last_frame_skip")
-    return (*((f, getattr(config, f)) for f in fields), tuple(resolution))
+def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = None) -> int:
+    """Parameters of the trial's model, counted from its layers (equal to building it; tested),
+    so that a whole search space is counted in milliseconds. The resolution does not matter."""
+    hs, ht, c = config.hid_S, config.hid_T, config.channels
+    t_in = INPUT_FRAMES * hs
+    total = _conv(c, hs, 3) + 2 * hs + (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs)  # encoder
+    total += (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs) + _conv(2 * hs, hs, 3) + 2 * hs + _conv(hs, c, 1)  # decoder
+    if config.translator == "incep":
+        mid, g = ht // 2, config.groups
 
-
-def parameter_count(config: TrainConfig, resolution: tuple[int, int]) -> int:
-    """Parameters of the trial's model (built on the meta device: no memory, cached)."""
-    return _parameter_count(_model_key(config, resolution))
+        def inception(cin: int, cout: int) -> int:
+            return _conv(cin, mid, 1) + sum(_conv(mid, cout, k, g) + 2 * cout for k in (3, 5, 7, 11))
+        depth = config.N_T
+        total += sum(inception(t_in if i == 0 else ht, ht) for i in range(depth))
+        total += sum(inception(ht if i == 0 else 2 * ht, t_in if i == depth - 1 else ht) for i in range(depth))
+    else:
+        widths = [t_in] + [ht] * (config.N_T - 1) + [t_in]
+        for dim, dim_out in zip(widths[:-1], widths[1:]):
+            attention = 2 * _conv(dim, dim, 1) + _conv(dim, dim, 5, dim) + _conv(dim, dim, 7, dim) + _conv(dim, 2 * dim, 1)
+            mlp = _conv(dim, 8 * dim, 1) + _conv(8 * dim, 8 * dim, 3, 8 * dim) + _conv(8 * dim, dim, 1)
+            total += 4 * dim + attention + mlp + 2 * dim  # two BatchNorms, two layer scales
+            if dim != dim_out:
+                total += _conv(dim, dim_out, 1)
+    return total + (1 if config.last_frame_skip else 0)
 
 
 def _strides(num_blocks: int) -> list[int]:

@@ -1,0 +1,573 @@
+"""The device suite: everything the GPU path needs measured, on one GPU, in one command (at most 8 minutes).
+
+    python tests/bench/device_suite.py                          # on a CUDA machine: every part
+    python tests/bench/device_suite.py --openstl third_party/OpenSTL   # plus OpenSTL's SimVP beside ours
+    python tests/bench/device_suite.py --dry-run                # every part at toy size on the CPU (a test runs it)
+    python tests/bench/device_suite.py --parts steps,memory     # some parts only
+
+It runs on a bare CUDA machine: it imports only ``vidseg`` (never Ray, Optuna or pybullet),
+needs no install (it puts the repository on ``sys.path``; ``pip install --no-deps -e .`` works
+too), and draws its own data: masks of moving rectangles and discs in the competition's shape,
+written as a real Arrow shard set, and for the UNet their frames as PNGs in the competition's
+layout. OpenSTL is never part of this repository: ``--openstl PATH`` points at a copy of the
+public repository in a git-ignored folder (``third_party/``), loaded without its package
+``__init__`` files, so that only torch is needed.
+
+Parts (all at 160x240 on a GPU):
+- ``steps``: the trial step of a small config (2/4/16/64), the paper's CE config (4/8/64/256 g1)
+  and a gSTA config (4/8/64/256), in fp32, fp32 + TF32, bf16, bf16 + channels_last and bf16 +
+  compile: ms per step, samples/s, peak GPU memory. It ends with the ``FAST_DEFAULTS["cuda"]``
+  entry these figures call for (``vidseg.accel``).
+- ``busy``: two epochs of ``vidseg.train.fit`` on the small config, with the masks on the GPU and
+  with the pinned prefetch: the share of the epoch's wall time the GPU is busy (CUDA events around
+  each step), samples/s, peak memory.
+- ``packing``: 1, 2, 4 and 8 processes each running ``fit`` on the small config on one GPU, each
+  capped at its share of the memory as Ray's fractional GPUs would give it: aggregate samples/s
+  and trials/hour.
+- ``memory``: the memory model (``vidseg.train.memory.estimate_peak_bytes``) against the measured
+  peak of a training step, and the traced activations (``probe_activation_bytes``), for 12
+  configurations across the ``full`` space.
+- ``openstl`` (with ``--openstl``): our SimVP step against OpenSTL's on the same configs, device
+  and precision, with both parameter counts.
+- ``unet``: the UNet stage at width 64: frames/s of training and the GPU busy share.
+
+It writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
+``results/device_suite.json``) and prints a short table per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from vidseg.accel import bf16_dtype, cpu_has_bf16  # noqa: E402
+from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa: E402
+from vidseg.train.config import TrainConfig  # noqa: E402
+from vidseg.train.fit import INPUT_FRAMES, _autocast, build_model, fit  # noqa: E402
+from vidseg.train.losses import compute_loss, encode_inputs  # noqa: E402
+from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
+
+PARTS = ("steps", "busy", "packing", "memory", "openstl", "unet")
+FRAMES = 22
+
+# name: TrainConfig fields; the three step configs of the issue
+STEP_CONFIGS = {
+    "small 2/4/16/64 g2": dict(N_S=2, N_T=4, hid_S=16, hid_T=64, groups=2, loss="ce"),
+    "paper ce 4/8/64/256 g1": dict(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=1, loss="ce"),
+    "gsta 4/8/64/256": dict(N_S=4, N_T=8, hid_S=64, hid_T=256, translator="gsta", loss="ce"),
+}
+# (name, amp, channels_last, compile, tf32)
+VARIANTS = (
+    ("fp32", False, False, False, False),
+    ("fp32 + tf32", False, False, False, True),
+    ("bf16", True, False, False, False),
+    ("bf16 + channels_last", True, True, False, False),
+    ("bf16 + compile", True, False, True, False),
+)
+# configurations across the full space for the memory model (batch in the dict)
+MEMORY_CONFIGS = (
+    dict(N_S=2, N_T=4, hid_S=16, hid_T=64, groups=2, loss="ce", batch_size=16),
+    dict(N_S=2, N_T=4, hid_S=4, hid_T=32, groups=1, loss="mse", batch_size=32),
+    dict(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=1, loss="ce", batch_size=8),
+    dict(N_S=4, N_T=8, hid_S=64, hid_T=256, groups=4, loss="mse", batch_size=16),
+    dict(N_S=4, N_T=8, hid_S=16, hid_T=64, groups=4, loss="mse", batch_size=16),
+    dict(N_S=8, N_T=16, hid_S=64, hid_T=512, groups=8, loss="mse", batch_size=8),
+    dict(N_S=4, N_T=8, hid_S=64, hid_T=512, translator="gsta", loss="ce", batch_size=8),
+    dict(N_S=2, N_T=4, hid_S=32, hid_T=128, translator="gsta", loss="weighted_ce", batch_size=16),
+    dict(N_S=8, N_T=4, hid_S=32, hid_T=256, groups=2, loss="weighted_ce", batch_size=16),
+    dict(N_S=4, N_T=16, hid_S=8, hid_T=128, groups=4, loss="ce", batch_size=32),
+    dict(N_S=2, N_T=8, hid_S=64, hid_T=128, groups=1, loss="ce", batch_size=4, amp=False),
+    dict(N_S=4, N_T=4, hid_S=16, hid_T=256, translator="gsta", loss="mse", batch_size=16, amp=False),
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# data, drawn on the spot
+
+
+def draw_videos(count: int, size: tuple[int, int], seed: int) -> np.ndarray:
+    """(count, 22, H, W) uint8 masks: 2-5 rectangles and discs of distinct classes per video, some at
+    rest and some moving in straight lines, drawn back to front."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks = np.zeros((count, FRAMES, h, w), dtype=np.uint8)
+    for v in range(count):
+        for cls in rng.choice(np.arange(1, 49), size=rng.integers(2, 6), replace=False):
+            radius = rng.uniform(0.04, 0.1) * h
+            y, x = rng.uniform(radius, h - radius), rng.uniform(radius, w - radius)
+            vy, vx = (rng.uniform(-1.5, 1.5, 2) * h / 160) if rng.random() < 0.6 else (0.0, 0.0)
+            disc = rng.random() < 0.5
+            for t in range(FRAMES):
+                cy, cx = y + vy * t, x + vx * t
+                inside = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) if disc else \
+                    (np.abs(yy - cy) <= radius) & (np.abs(xx - cx) <= radius)
+                masks[v, t][inside] = cls
+    return masks
+
+
+def write_shard_set(out: Path, size: tuple[int, int], counts: dict[str, int], seed: int = 0) -> Path:
+    """A real shard set of drawn masks (the UNet's masks are the true ones: cost does not depend on them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    splits, first = {}, 0
+    for i, (split, n) in enumerate(counts.items()):
+        masks = draw_videos(n, size, seed + i)
+        ids = np.arange(first, first + n)
+        first += n
+        path = out / f"{split}-00000.arrow"
+        labeled = split != "unlabeled"
+        write_shard(path, split, ids, masks, masks if labeled else None, "drawn")
+        splits[split] = {"frames": FRAMES, "labeled": labeled, "num_videos": n, "shards": [
+            {"file": path.name, "video_ids": ids.tolist(), "num_videos": n, "bytes": path.stat().st_size,
+             "sha256": sha256_file(path)}]}
+    write_manifest(out, {"resolution": {"height": size[0], "width": size[1]}, "unet": {"sha256": "drawn"},
+                         "splits": splits})
+    return out
+
+
+def write_frame_dataset(out: Path, size: tuple[int, int], counts: dict[str, int], seed: int = 0) -> Path:
+    """Drawn videos in the competition's layout: PNG frames (the class palette, with noise) and mask.npy."""
+    from PIL import Image
+
+    from vidseg.data.classes import PALETTE
+
+    rng = np.random.default_rng(seed)
+    video_id = 0
+    for i, (split, n) in enumerate(counts.items()):
+        for masks in draw_videos(n, size, seed + 10 + i):
+            folder = out / split / f"video_{video_id:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for t in range(FRAMES):
+                image = PALETTE[masks[t]].astype(np.int16) + rng.integers(-12, 13, (*size, 3))
+                Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"image_{t}.png")
+            np.save(folder / "mask.npy", masks.astype(np.int64))
+            video_id += 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def time_steps(model: torch.nn.Module, config: TrainConfig, size: tuple[int, int], batch: int, device: torch.device,
+               amp: bool, channels_last: bool, compile_model: bool, warmup: int, steps: int) -> dict[str, Any]:
+    """Median ms of fit's step (encode, forward, loss, backward, Adam) on drawn masks, and the peak memory."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
+    step_model = torch.compile(model) if compile_model else model
+    masks = torch.from_numpy(draw_videos(batch, size, 1)).to(device)
+    dtype = bf16_dtype(device, amp)
+    model.train()
+    times, first = [], None
+    _free(device)
+    for i in range(warmup + steps):
+        _sync(device)
+        started = time.perf_counter()
+        with _autocast(device, dtype):
+            output = step_model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
+            loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        elapsed = time.perf_counter() - started
+        if i == 0:
+            first = elapsed
+        if i >= warmup:
+            times.append(elapsed)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    median = statistics.median(times)
+    del model, step_model, optimizer, output, loss, masks
+    if compile_model:
+        torch._dynamo.reset()
+    _free(device)
+    return {"ms_per_step": 1e3 * median, "samples_per_s": batch / median, "first_step_s": first,
+            "peak_gib": None if peak is None else peak / GIB}
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+# ----------------------------------------------------------------------------------------------
+# the parts
+
+
+def part_steps(ctx: dict) -> dict:
+    device, size, batch = ctx["device"], ctx["size"], ctx["batch"]
+    rows = []
+    for name, fields in ctx["step_configs"].items():
+        config = TrainConfig(**fields, batch_size=batch)
+        for variant, amp, channels_last, compile_model, tf32 in VARIANTS:
+            if amp and bf16_dtype(device, True) is None:
+                continue  # no native bf16 on this CPU
+            if tf32 and device.type != "cuda":
+                continue
+            if compile_model and not ctx["compile"]:
+                continue
+            _set_tf32(tf32)
+            torch.manual_seed(0)
+            try:
+                result = time_steps(build_model(config, *size), config, size, batch, device, amp, channels_last,
+                                    compile_model, ctx["warmup"], ctx["steps"])
+            except torch.cuda.OutOfMemoryError:
+                result = {"error": "out of memory"}
+                _free(device)
+            finally:
+                _set_tf32(False)
+            rows.append({"config": name, "variant": variant, "batch": batch,
+                         "parameters": parameter_count(config), **result})
+            print(f"  {name:<24} {variant:<22} {_fmt(result.get('ms_per_step')):>9} ms  "
+                  f"{_fmt(result.get('samples_per_s')):>8} samples/s  peak {_fmt(result.get('peak_gib'), '.2f')} GiB",
+                  flush=True)
+    return {"rows": rows, "recommended_defaults": recommend(rows)}
+
+
+def recommend(rows: list[dict]) -> dict[str, bool]:
+    """A speed setting becomes the device's default only where it is faster on every config measured."""
+    def ms(config: str, variant: str) -> float | None:
+        return next((r.get("ms_per_step") for r in rows if r["config"] == config and r["variant"] == variant), None)
+
+    configs = sorted({r["config"] for r in rows})
+
+    def faster(variant: str, base: str) -> bool:
+        pairs = [(ms(c, variant), ms(c, base)) for c in configs]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        return bool(pairs) and all(a < b for a, b in pairs)
+
+    return {"channels_last": faster("bf16 + channels_last", "bf16"), "compile": faster("bf16 + compile", "bf16"),
+            "tf32": faster("fp32 + tf32", "fp32")}
+
+
+def part_busy(ctx: dict) -> dict:
+    rows = []
+    for on_device in (True, False):
+        config = TrainConfig(**ctx["step_configs"][ctx["small"]], batch_size=ctx["batch"], epochs=2,
+                             data_on_device=on_device, device=str(ctx["device"]))
+        reports: list[dict] = []
+        fit(config, ctx["shards"], reports.append)
+        last = reports[-1]
+        row = {"data_on_device": on_device, "samples_per_s": last["samples_per_second"],
+               "epoch_s": last["epoch_seconds"], "gpu_busy_fraction": last.get("gpu_busy_fraction"),
+               "peak_gib": last.get("peak_memory_gb"), "data_fraction": last["data_fraction"]}
+        rows.append(row)
+        print(f"  masks {'on the GPU' if on_device else 'pinned prefetch':<16} {row['samples_per_s']:>8.1f} samples/s  "
+              f"GPU busy {_fmt(row['gpu_busy_fraction'], '.1%')}  epoch {row['epoch_s']:.2f} s", flush=True)
+    return {"rows": rows}
+
+
+def _packed_trial(args: tuple) -> dict:
+    """One trial process, as Ray would start it on a fractional GPU: fit with its memory share."""
+    shards, fields, budget_gb, epochs, device = args
+    try:
+        config = TrainConfig(**fields, epochs=epochs, device=device, memory_budget_gb=budget_gb)
+        started = time.time()
+        reports: list[dict] = []
+        fit(config, shards, reports.append)
+        return {"start": started, "end": time.time(), "epochs": len(reports)}
+    except Exception:  # reported back to the parent, which prints it
+        return {"error": traceback.format_exc(limit=3)}
+
+
+def part_packing(ctx: dict) -> dict:
+    device = ctx["device"]
+    total_gb = torch.cuda.get_device_properties(device).total_memory / GIB if device.type == "cuda" else None
+    fields = {**ctx["step_configs"][ctx["small"]], "batch_size": ctx["batch"]}
+    rows, base = [], None
+    spawn = mp.get_context("spawn")
+    for processes in ctx["packing"]:
+        budget = None if total_gb is None else total_gb / processes * 0.95
+        jobs = [(str(ctx["shards"]), fields, budget, ctx["packing_epochs"], str(device))] * processes
+        with spawn.Pool(processes) as pool:
+            results = pool.map(_packed_trial, jobs)
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            print(f"  {processes} processes: failed\n{errors[0]}", flush=True)
+            rows.append({"processes": processes, "error": errors[0].strip().splitlines()[-1]})
+            continue
+        wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+        trial_s = statistics.mean(r["end"] - r["start"] for r in results)
+        samples = sum(r["epochs"] for r in results) * ctx["shard_counts"]["train"]
+        row = {"processes": processes, "memory_share_gb": budget, "wall_s": wall,
+               "aggregate_samples_per_s": samples / wall,
+               "trials_per_hour": processes * 3600 / wall, "mean_trial_s": trial_s}
+        base = base or row["trials_per_hour"]
+        row["speedup"] = row["trials_per_hour"] / base
+        rows.append(row)
+        print(f"  {processes} processes: {row['aggregate_samples_per_s']:>8.1f} samples/s, "
+              f"{row['trials_per_hour']:>7.1f} trials/h ({row['speedup']:.2f}x one)", flush=True)
+    return {"rows": rows, "epochs_per_trial": ctx["packing_epochs"]}
+
+
+def part_memory(ctx: dict) -> dict:
+    device, size = ctx["device"], ctx["size"]
+    rows = []
+    for fields in ctx["memory_configs"]:
+        config = TrainConfig(**fields)
+        batch = config.batch_size
+        estimate = estimate_peak_bytes(config, size, batch)
+        traced = probe_activation_bytes(config, size, batch)
+        measured = None
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as in fit; the first step's algorithm search is excluded
+            model = build_model(config, *size).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+            masks = torch.from_numpy(draw_videos(batch, size, 2)).to(device)
+            dtype = bf16_dtype(device, config.amp)
+            try:
+                for step in range(2):
+                    if step == 1:
+                        _sync(device)
+                        torch.cuda.reset_peak_memory_stats(device)
+                    with _autocast(device, dtype):
+                        output = model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
+                        loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    del output, loss
+                _sync(device)
+                measured = torch.cuda.max_memory_allocated(device) - masks.numel()
+            except torch.cuda.OutOfMemoryError:
+                measured = float("nan")
+            del model, optimizer, masks
+            _free(device)
+        row = {**fields, "parameters": parameter_count(config), "estimate_gib": estimate / GIB,
+               "traced_activations_gib": traced / GIB,
+               "measured_gib": None if measured is None else measured / GIB,
+               "estimate_over_measured": None if not measured else estimate / measured}
+        rows.append(row)
+        label = "/".join(str(fields[k]) for k in ("N_S", "N_T", "hid_S", "hid_T"))
+        print(f"  {label:<14} {fields.get('translator', 'incep'):<5} {fields['loss']:<11} b{batch:<3} "
+              f"estimate {row['estimate_gib']:6.2f} GiB  measured {_fmt(row['measured_gib'], '6.2f')} GiB  "
+              f"ratio {_fmt(row['estimate_over_measured'], '.2f')}", flush=True)
+    ratios = [r["estimate_over_measured"] for r in rows if r["estimate_over_measured"]]
+    return {"rows": rows, "worst_ratio": max(ratios, key=lambda r: abs(r - 1)) if ratios else None,
+            "within_25_percent": all(0.75 <= r <= 1.25 for r in ratios) if ratios else None}
+
+
+# OpenSTL, loaded from a checkout without its package __init__ files (they import much more than
+# SimVP needs). This is our own loader; OpenSTL's code stays in the checkout.
+def build_openstl_simvp(path: str, in_shape, hid_S: int, hid_T: int, N_S: int, N_T: int, model_type: str,
+                        groups: int) -> torch.nn.Module:
+    import importlib
+    import types
+
+    root = os.path.join(os.path.abspath(path), "openstl")
+    if not os.path.isfile(os.path.join(root, "models", "simvp_model.py")):
+        raise FileNotFoundError(f"no openstl/models/simvp_model.py under {path!r}")
+    if "openstl.models.simvp_model" not in sys.modules:
+        for name, sub in (("openstl", ""), ("openstl.modules", "modules"), ("openstl.models", "models")):
+            package = types.ModuleType(name)
+            package.__path__ = [os.path.join(root, sub) if sub else root]  # submodules load, __init__.py does not
+            sys.modules[name] = package
+        try:
+            importlib.import_module("timm.layers")
+        except ImportError:  # SimVP only calls timm's DropPath and trunc_normal_: lend stand-ins
+            sys.modules.update(_timm_stand_ins())
+        blocks = importlib.import_module("openstl.modules.simvp_modules")
+        sys.modules["openstl.modules"].__dict__.update({k: v for k, v in vars(blocks).items() if not k.startswith("_")})
+        importlib.import_module("openstl.models.simvp_model")
+    simvp = sys.modules["openstl.models.simvp_model"]
+    init = simvp.MidIncepNet.__init__  # SimVP_Model passes no groups: its IncepU always uses the default 8
+    defaults = init.__defaults__
+    init.__defaults__ = defaults[:-1] + (groups,)
+    try:
+        return simvp.SimVP_Model(tuple(in_shape), hid_S=hid_S, hid_T=hid_T, N_S=N_S, N_T=N_T, model_type=model_type,
+                                 mlp_ratio=8.0, drop=0.0, drop_path=0.0, spatio_kernel_enc=3, spatio_kernel_dec=3)
+    finally:
+        init.__defaults__ = defaults
+
+
+def _timm_stand_ins() -> dict:
+    import types
+
+    from torch import nn
+
+    class DropPath(nn.Module):
+        def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True) -> None:
+            super().__init__()
+            self.drop_prob = drop_prob
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.drop_prob == 0.0 or not self.training:
+                return x
+            keep = 1.0 - self.drop_prob
+            return x * x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep).div_(keep)
+
+    class Absent(nn.Module):
+        def __init__(self, *args, **kwargs) -> None:
+            raise ImportError("timm is not installed")
+
+    layers = types.ModuleType("timm.layers")
+    layers.DropPath, layers.trunc_normal_ = DropPath, nn.init.trunc_normal_
+    layers.to_2tuple = lambda x: tuple(x) if isinstance(x, (tuple, list)) else (x, x)
+    modules = {"timm": types.ModuleType("timm"), "timm.layers": layers, "timm.models": types.ModuleType("timm.models")}
+    for name, attrs in {"convnext": ["ConvNeXtBlock"], "mlp_mixer": ["MixerBlock"], "vision_transformer": ["Block"],
+                        "swin_transformer": ["SwinTransformerBlock", "window_partition", "window_reverse"]}.items():
+        modules[f"timm.models.{name}"] = types.ModuleType(f"timm.models.{name}")
+        for attr in attrs:
+            setattr(modules[f"timm.models.{name}"], attr, Absent)
+    return modules
+
+
+def part_openstl(ctx: dict) -> dict:
+    if not ctx["openstl"]:
+        print("  skipped: no --openstl PATH", flush=True)
+        return {"skipped": "no --openstl PATH"}
+    device, size, batch = ctx["device"], ctx["size"], ctx["batch"]
+    amp = bf16_dtype(device, True) is not None
+    rows = []
+    for name, fields in ctx["step_configs"].items():
+        if name.startswith("paper"):
+            continue  # its 120M-parameter IncepU at groups 1 adds little beside the small one
+        config = TrainConfig(**fields, batch_size=batch)
+        model_type = "gSTA" if config.translator == "gsta" else "IncepU"
+        theirs = build_openstl_simvp(ctx["openstl"], (INPUT_FRAMES, config.channels, *size), config.hid_S,
+                                     config.hid_T, config.N_S, config.N_T, model_type, config.groups)
+        for who, model in (("ours", build_model(config, *size)), ("OpenSTL", theirs)):
+            params = sum(p.numel() for p in model.parameters())
+            result = time_steps(model, config, size, batch, device, amp, False, False, ctx["warmup"], ctx["steps"])
+            rows.append({"config": name, "model": who, "parameters": params, **result})
+            print(f"  {name:<24} {who:<8} {params / 1e6:7.2f}M params  {result['ms_per_step']:>9.1f} ms  "
+                  f"{result['samples_per_s']:>8.1f} samples/s  peak {_fmt(result['peak_gib'], '.2f')} GiB", flush=True)
+    return {"rows": rows, "precision": "bf16" if amp else "fp32"}
+
+
+def part_unet(ctx: dict) -> dict:
+    from vidseg.segment.train import UNetConfig, train_unet
+
+    device = ctx["device"]
+    with tempfile.TemporaryDirectory(prefix="device_suite_unet_") as tmp:
+        root = write_frame_dataset(Path(tmp) / "data", (160, 240), ctx["unet_counts"])
+        config = UNetConfig(width=ctx["unet_width"], size=ctx["unet_size"], epochs=ctx["unet_epochs"],
+                            batch_size=ctx["unet_batch"], crop=ctx["unet_crop"], foreground_crops=0.5 if ctx["unet_crop"] else 0.0,
+                            num_workers=ctx["unet_workers"])
+        result = train_unet(root, Path(tmp) / "unet", config, device=str(device), progress=False)
+    rows = [{"epoch": r["epoch"], "seconds": r["seconds"], "frames_per_second": r.get("frames_per_second"),
+             "gpu_busy_fraction": r.get("gpu_busy_fraction"), "val_iou": r["val_iou"]} for r in result.history]
+    for row in rows:
+        print(f"  epoch {row['epoch']}: {_fmt(row['frames_per_second'])} frames/s  GPU busy "
+              f"{_fmt(row['gpu_busy_fraction'], '.1%')}  ({row['seconds']:.1f} s)", flush=True)
+    return {"rows": rows, "width": ctx["unet_width"], "size": list(ctx["unet_size"]), "crop": ctx["unet_crop"]}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def context(args: argparse.Namespace) -> dict:
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    if args.dry_run:  # every part at toy size, on the CPU
+        tiny = {"tiny 2/2/4/16 g1": dict(N_S=2, N_T=2, hid_S=4, hid_T=16, groups=1, loss="ce"),
+                "tiny gsta 2/2/4/16": dict(N_S=2, N_T=2, hid_S=4, hid_T=16, translator="gsta", loss="ce")}
+        return {"device": device, "size": (32, 48), "batch": 2, "warmup": 1, "steps": 2, "compile": args.compile,
+                "step_configs": tiny, "small": "tiny 2/2/4/16 g1",
+                "memory_configs": [{**c, "batch_size": 2} for c in MEMORY_CONFIGS[:2]],
+                "shard_counts": {"train": 4, "val": 2}, "packing": (1, 2), "packing_epochs": 1,
+                "unet_counts": {"train": 2, "val": 1}, "unet_width": 4, "unet_size": (80, 120), "unet_epochs": 1,
+                "unet_batch": 4, "unet_crop": (48, 64), "unet_workers": 0, "openstl": args.openstl}
+    return {"device": device, "size": (160, 240), "batch": 8, "warmup": 3, "steps": 10, "compile": True,
+            "step_configs": STEP_CONFIGS, "small": "small 2/4/16/64 g2", "memory_configs": list(MEMORY_CONFIGS),
+            "shard_counts": {"train": 96, "val": 32}, "packing": (1, 2, 4, 8), "packing_epochs": 2,
+            "unet_counts": {"train": 24, "val": 4}, "unet_width": 64, "unet_size": (160, 240), "unet_epochs": 2,
+            "unet_batch": 16, "unet_crop": (96, 128), "unet_workers": min(8, os.cpu_count() or 1),
+            "openstl": args.openstl}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tests/bench/device_suite.py", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="every part at toy size on the CPU (no GPU needed)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--openstl", default=None, help="a copy of github.com/chengtan9907/OpenSTL, for the openstl part")
+    parser.add_argument("--compile", action="store_true", help="with --dry-run: also the torch.compile variant (slow on CPU)")
+    default_out = Path(os.environ["OUT"]) / "device_suite.json" if os.environ.get("OUT") else REPO / "results" / "device_suite.json"
+    parser.add_argument("--out", type=Path, default=default_out, help=f"the JSON report (default {default_out})")
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        print(f"error: unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}", file=sys.stderr)
+        return 2
+    if not args.dry_run and not torch.cuda.is_available():
+        print("error: no CUDA device here; --dry-run runs every part on the CPU at toy size", file=sys.stderr)
+        return 2
+    if args.openstl and not (Path(args.openstl) / "openstl" / "models" / "simvp_model.py").is_file():
+        print(f"error: {args.openstl}: not a copy of OpenSTL (no openstl/models/simvp_model.py)", file=sys.stderr)
+        return 2
+    ctx = context(args)
+    device = ctx["device"]
+    machine = (f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB"
+               if device.type == "cuda" else f"CPU ({platform.machine()}, {os.cpu_count()} cores, bf16 "
+               f"{'native' if cpu_has_bf16() else 'absent'})")
+    report: dict[str, Any] = {"device": machine, "torch": torch.__version__, "cuda": torch.version.cuda,
+                              "dry_run": args.dry_run, "size": list(ctx["size"]), "parts": {}}
+    print(f"device suite on {machine}, torch {torch.__version__}; {ctx['size'][0]}x{ctx['size'][1]}", flush=True)
+    started = time.perf_counter()
+    functions = {"steps": part_steps, "busy": part_busy, "packing": part_packing, "memory": part_memory,
+                 "openstl": part_openstl, "unet": part_unet}
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="device_suite_") as tmp:
+        ctx["shards"] = write_shard_set(Path(tmp) / "shards", ctx["size"], ctx["shard_counts"])
+        for part in parts:
+            print(f"[{part}]", flush=True)
+            part_started = time.perf_counter()
+            try:
+                report["parts"][part] = functions[part](ctx)
+            except Exception as err:  # one broken part must not cost the others their device time
+                traceback.print_exc()
+                report["parts"][part] = {"error": f"{type(err).__name__}: {err}"}
+                failed.append(part)
+            report["parts"][part]["seconds"] = time.perf_counter() - part_started
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp_out = args.out.with_suffix(".json.tmp")
+            tmp_out.write_text(json.dumps(report, indent=1, default=str))
+            tmp_out.replace(args.out)  # after every part: a run cut short keeps what it measured
+    report["seconds"] = time.perf_counter() - started
+    args.out.with_suffix(".json.tmp").write_text(json.dumps(report, indent=1, default=str))
+    args.out.with_suffix(".json.tmp").replace(args.out)
+    print(f"summary: {len(parts) - len(failed)} of {len(parts)} parts ran in {report['seconds']:.0f} s on {machine}"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + f"; report: {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
