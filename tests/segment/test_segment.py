@@ -67,7 +67,7 @@ def test_a_loss_that_is_not_finite_stops_training(tiny_dataset, tmp_path):
     out = tmp_path / "unet"
     train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
     state = torch.load(out / "unet_last.pt", weights_only=False)
-    state["model"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in state["model"].items()}
+    state["model"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in state["model"].items()}
     torch.save(state, out / "unet_last.pt")
     with pytest.raises(FloatingPointError, match="UNet loss became nan at epoch 2"):
         train_unet(tiny_dataset, out, UNetConfig(epochs=2, **SMALL), progress=False)
