@@ -191,7 +191,8 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
     progress = sys.stderr.isatty()
     unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
                       train_frame_stride=profile.unet_frame_stride, crop=profile.unet_crop,
-                      foreground_crops=profile.unet_foreground_crops, lr=profile.unet_lr, num_workers=0,
+                      foreground_crops=profile.unet_foreground_crops, lr=profile.unet_lr,
+                      num_workers=min(8, os.cpu_count() or 1),  # decode once into the frame cache
                       seed=seed)
     unet_dir = cache / f"unet-{settings_key(unet)}"  # a profile's new UNet recipe trains anew, beside the old
     log.info("[2/4] UNet (width %d at %dx%d, %d epochs) in %s", unet.width, *unet.size, unet.epochs, unet_dir)

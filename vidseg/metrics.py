@@ -18,7 +18,7 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
                      check_range: bool = True) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts, rows = target class, columns = predicted class.
 
-    Computed with one ``bincount`` on the tensors' device. Values outside ``0..num_classes-1``
+    Computed with one ``index_add_`` on the tensors' device. Values outside ``0..num_classes-1``
     raise ``ValueError``; that check reads the range back to the host, so a training loop that
     knows its ids are valid passes ``check_range=False`` and stays free of host syncs.
     """
@@ -35,8 +35,10 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
         hi = torch.maximum(preds.max(), target.max()).item()
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"class ids must lie in 0..{num_classes - 1}, found {lo}..{hi}")
-    counts = torch.bincount(target * num_classes + preds, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    index = target * num_classes + preds
+    # index_add_ into a fixed size, not bincount: on CUDA bincount reads the maximum back to the host
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=preds.device)
+    return counts.index_add_(0, index, torch.ones_like(index)).reshape(num_classes, num_classes)
 
 
 def jaccard_from_confusion(confmat: torch.Tensor) -> torch.Tensor:

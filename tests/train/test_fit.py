@@ -228,7 +228,7 @@ def test_mask_table_gathers_the_shards_frames(tiny_shards):
     for on_device in (False, True):
         table = MaskTable([train.true, unlabeled.unet], torch.device("cpu"), on_device)
         rows = np.array([table.row(1, 1), table.row(0, 3), table.row(0, 0)])
-        batch = table.gather(rows, slice(11, None))
+        batch = table.gather(table.rows_for(rows), slice(11, None))
         assert batch.dtype == torch.uint8 and batch.shape == (3, 11, *SHARD_SIZE)
         assert np.array_equal(batch.numpy(), np.stack([unlabeled.unet[1][11:], train.true[3][11:], train.true[0][11:]]))
 

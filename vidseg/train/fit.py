@@ -129,10 +129,15 @@ class MaskTable:
     def row(self, array: int, index: int) -> int:
         return int(self.starts[array]) + index
 
-    def gather(self, rows: np.ndarray, frames: slice) -> torch.Tensor:
-        """The chosen frames of some rows, (B, T, H, W) uint8 on the device."""
+    def rows_for(self, rows: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Row numbers as ``gather`` wants them: for a table on the device, a device tensor (made once
+        per epoch: a copy from pageable host memory waits for the device)."""
+        return torch.as_tensor(rows, device=self.device) if self.table is not None else rows
+
+    def gather(self, rows: np.ndarray | torch.Tensor, frames: slice) -> torch.Tensor:
+        """The chosen frames of some rows (from ``rows_for``), (B, T, H, W) uint8 on the device."""
         if self.table is not None:
-            return self.table[torch.as_tensor(rows, device=self.device), frames]
+            return self.table[rows, frames]
         views = []
         for r in rows:
             a = int(np.searchsorted(self.starts, r, side="right")) - 1
@@ -215,8 +220,9 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
     test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
+    all_rows = val.rows_for(np.arange(2 * count))
     for start in range(0, count, batch):
-        rows = np.arange(start, min(start + batch, count))
+        rows = all_rows[start:min(start + batch, count)]
         target = val.gather(rows, slice(INPUT_FRAMES, None))
         for offset, acc in ((count, test_time), (0, oracle)):
             masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
@@ -309,6 +315,8 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         rng = np.random.default_rng(seed)
         clips = _training_clips(shards, config, rng, starts)
         order = rng.permutation(len(clips))
+        input_rows = train_table.rows_for(clips.inputs[order])  # in the epoch's order, on the table's device
+        target_rows = train_table.rows_for(clips.targets[order])
         model.train()
         started = time.perf_counter()
         data_seconds = 0.0
@@ -319,20 +327,21 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         events = []
         for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
             fetch = time.perf_counter()
-            chosen = order[step * config.batch_size:(step + 1) * config.batch_size]
-            inputs = train_table.gather(clips.inputs[chosen], slice(0, INPUT_FRAMES))
-            target = train_table.gather(clips.targets[chosen], slice(INPUT_FRAMES, None))
+            chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
+            inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
+            target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
             data_seconds += time.perf_counter() - fetch
             if cuda:
                 events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
                 events[-1][0].record()
             optimizer.zero_grad(set_to_none=True)
-            for part in range(0, len(chosen), micro):
+            clips_in_batch = len(inputs)
+            for part in range(0, clips_in_batch, micro):
                 with _autocast(device, dtype):
                     output = step_model(encode_inputs(inputs[part:part + micro], config.loss, dtype or torch.float32))
                     loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight)
-                share = min(micro, len(chosen) - part)
-                (loss * (share / len(chosen))).backward()
+                share = min(micro, clips_in_batch - part)
+                (loss * (share / clips_in_batch)).backward()
                 loss = loss.detach()
                 loss_sum += loss.double() * share
                 finite &= torch.isfinite(loss)
