@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where results go: a local path or a cloud URI such as s3://bucket/results "
                             "(default: results/)")
     where.add_argument("--gpu-memory-gb", type=float, default=None,
-                       help="memory of one of the cluster's GPUs, for packing trials (default: read on a GPU "
-                            "worker when the cluster has GPUs)")
+                       help="memory of one of the cluster's GPUs in GiB (an A10G: 22; an H100: 79), for packing "
+                            "trials (default: read on a GPU worker when the cluster has GPUs)")
     where.add_argument("--workers", type=int, default=None,
                        help="processes for demo data generation (default: all cores)")
     search = parser.add_argument_group("search (defaults come from the profile)")

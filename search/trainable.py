@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,14 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
     from search.space import train_config
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per saved checkpoint
+    # before CUDA starts: fewer fragments, so the capped share holds the modelled peak
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     train = train_config(config)
-    if gpu_memory_gb is not None and resolution is not None and torch.cuda.is_available():
+    if gpu_memory_gb is not None and resolution is not None:
         plan = trial_plan(train, resolution, gpu_memory_gb, counts)
-        if plan.infeasible:
-            raise TrialInfeasible(f"infeasible on a {gpu_memory_gb:g} GB GPU: {plan.infeasible}")
+        if plan.infeasible:  # before any work: the search records why, and goes on
+            raise TrialInfeasible(f"infeasible on a {gpu_memory_gb:g} GiB GPU: {plan.infeasible}")
+    if gpu_memory_gb is not None and resolution is not None and torch.cuda.is_available():
         train = dataclasses.replace(train, micro_batch_size=plan.micro_batch_size, data_on_device=plan.data_on_device,
                                     memory_budget_gb=plan.budget_gb)
     state = None

@@ -15,9 +15,10 @@ public repository in a git-ignored folder (``third_party/``), loaded without its
 
 Parts (all at 160x240 on a GPU):
 - ``steps``: the trial step of a small config (2/4/16/64), the paper's CE config (4/8/64/256 g1)
-  and a gSTA config (4/8/64/256), in fp32, fp32 + TF32, bf16, bf16 + channels_last and bf16 +
-  compile: ms per step, samples/s, peak GPU memory. It ends with the ``FAST_DEFAULTS["cuda"]``
-  entry these figures call for (``vidseg.accel``).
+  and a gSTA config (4/8/64/256), in fp32, fp32 + TF32, bf16 and bf16 + channels_last, and the
+  small one also in bf16 + compile (a cold compile costs about a minute a config): ms per step,
+  samples/s, peak GPU memory. It ends with the ``FAST_DEFAULTS["cuda"]`` entry these figures
+  call for (``vidseg.accel``).
 - ``busy``: two epochs of ``vidseg.train.fit`` on the small config, with the masks on the GPU and
   with the pinned prefetch: the share of the epoch's wall time the GPU is busy (CUDA events around
   each step), samples/s, peak memory.
@@ -32,7 +33,9 @@ Parts (all at 160x240 on a GPU):
 - ``unet``: the UNet stage at width 64: frames/s of training and the GPU busy share.
 
 It writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
-``results/device_suite.json``) and prints a short table per part.
+``results/device_suite.json``) after every part, and prints a short table per part. Past
+``--deadline`` seconds (450) the remaining variants and parts are skipped, so one call fits a
+device lease with time to spare.
 """
 
 from __future__ import annotations
@@ -188,10 +191,11 @@ def _set_tf32(on: bool) -> None:
 def time_steps(model: torch.nn.Module, config: TrainConfig, size: tuple[int, int], batch: int, device: torch.device,
                amp: bool, channels_last: bool, compile_model: bool, warmup: int, steps: int) -> dict[str, Any]:
     """Median ms of fit's step (encode, forward, loss, backward, Adam) on drawn masks, and the peak memory."""
+    torch.backends.cudnn.benchmark = True  # as in fit; the warm-up steps absorb its algorithm search
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     step_model = torch.compile(model) if compile_model else model
     masks = torch.from_numpy(draw_videos(batch, size, 1)).to(device)
     dtype = bf16_dtype(device, amp)
@@ -241,15 +245,19 @@ def part_steps(ctx: dict) -> dict:
                 continue  # no native bf16 on this CPU
             if tf32 and device.type != "cuda":
                 continue
-            if compile_model and not ctx["compile"]:
+            if compile_model and name not in ctx["compile"]:
+                continue  # a cold compile costs about a minute a config: the small one stands for all
+            if time.perf_counter() > ctx["deadline"]:
+                rows.append({"config": name, "variant": variant, "skipped": "past the suite's deadline"})
                 continue
             _set_tf32(tf32)
             torch.manual_seed(0)
             try:
                 result = time_steps(build_model(config, *size), config, size, batch, device, amp, channels_last,
                                     compile_model, ctx["warmup"], ctx["steps"])
-            except torch.cuda.OutOfMemoryError:
-                result = {"error": "out of memory"}
+            except Exception as err:  # one variant's failure (out of memory, a compiler missing) costs only its row
+                result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
+                torch._dynamo.reset()
                 _free(device)
             finally:
                 _set_tf32(False)
@@ -312,12 +320,19 @@ def part_packing(ctx: dict) -> dict:
     total_gb = torch.cuda.get_device_properties(device).total_memory / GIB if device.type == "cuda" else None
     fields = {**ctx["step_configs"][ctx["small"]], "batch_size": ctx["batch"]}
     rows, base = [], None
+    _free(device)  # the parent's cached blocks would take from the children's shares
     spawn = mp.get_context("spawn")
     for processes in ctx["packing"]:
-        budget = None if total_gb is None else total_gb / processes * 0.95
+        if time.perf_counter() > ctx["deadline"]:
+            rows.append({"processes": processes, "skipped": "past the suite's deadline"})
+            continue
+        budget = None if total_gb is None else (total_gb - 1.0) / processes  # 1 GiB left to the parent
         jobs = [(str(ctx["shards"]), fields, budget, ctx["packing_epochs"], str(device))] * processes
-        with spawn.Pool(processes) as pool:
-            results = pool.map(_packed_trial, jobs)
+        with spawn.Pool(processes) as pool:  # a child that dies hard must not hang the suite
+            try:
+                results = pool.map_async(_packed_trial, jobs).get(timeout=ctx["packing_timeout"])
+            except mp.TimeoutError:
+                results = [{"error": f"no answer within {ctx['packing_timeout']} s (a process died?)"}]
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             print(f"  {processes} processes: failed\n{errors[0]}", flush=True)
@@ -329,11 +344,12 @@ def part_packing(ctx: dict) -> dict:
         row = {"processes": processes, "memory_share_gb": budget, "wall_s": wall,
                "aggregate_samples_per_s": samples / wall,
                "trials_per_hour": processes * 3600 / wall, "mean_trial_s": trial_s}
-        base = base or row["trials_per_hour"]
-        row["speedup"] = row["trials_per_hour"] / base
+        if processes == 1:
+            base = row["trials_per_hour"]
+        row["speedup"] = row["trials_per_hour"] / base if base else None
         rows.append(row)
         print(f"  {processes} processes: {row['aggregate_samples_per_s']:>8.1f} samples/s, "
-              f"{row['trials_per_hour']:>7.1f} trials/h ({row['speedup']:.2f}x one)", flush=True)
+              f"{row['trials_per_hour']:>7.1f} trials/h ({_fmt(row['speedup'], '.2f')}x one)", flush=True)
     return {"rows": rows, "epochs_per_trial": ctx["packing_epochs"]}
 
 
@@ -349,18 +365,18 @@ def part_memory(ctx: dict) -> dict:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # as in fit; the first step's algorithm search is excluded
             model = build_model(config, *size).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             masks = torch.from_numpy(draw_videos(batch, size, 2)).to(device)
             dtype = bf16_dtype(device, config.amp)
             try:
                 for step in range(2):
+                    optimizer.zero_grad(set_to_none=True)  # as in fit: the last step's gradients are gone
                     if step == 1:
                         _sync(device)
                         torch.cuda.reset_peak_memory_stats(device)
                     with _autocast(device, dtype):
                         output = model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
                         loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
-                    optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     del output, loss
@@ -373,6 +389,7 @@ def part_memory(ctx: dict) -> dict:
         row = {**fields, "parameters": parameter_count(config), "estimate_gib": estimate / GIB,
                "traced_activations_gib": traced / GIB,
                "measured_gib": None if measured is None else measured / GIB,
+               "reserved_gib": torch.cuda.max_memory_reserved(device) / GIB if device.type == "cuda" else None,
                "estimate_over_measured": None if not measured else estimate / measured}
         rows.append(row)
         label = "/".join(str(fields[k]) for k in ("N_S", "N_T", "hid_S", "hid_T"))
@@ -498,13 +515,15 @@ def context(args: argparse.Namespace) -> dict:
     if args.dry_run:  # every part at toy size, on the CPU
         tiny = {"tiny 2/2/4/16 g1": dict(N_S=2, N_T=2, hid_S=4, hid_T=16, groups=1, loss="ce"),
                 "tiny gsta 2/2/4/16": dict(N_S=2, N_T=2, hid_S=4, hid_T=16, translator="gsta", loss="ce")}
-        return {"device": device, "size": (32, 48), "batch": 2, "warmup": 1, "steps": 2, "compile": args.compile,
+        return {"device": device, "size": (32, 48), "batch": 2, "warmup": 1, "steps": 2,
+                "compile": {"tiny 2/2/4/16 g1"} if args.compile else set(), "packing_timeout": 300,
                 "step_configs": tiny, "small": "tiny 2/2/4/16 g1",
                 "memory_configs": [{**c, "batch_size": 2} for c in MEMORY_CONFIGS[:2]],
                 "shard_counts": {"train": 4, "val": 2}, "packing": (1, 2), "packing_epochs": 1,
                 "unet_counts": {"train": 2, "val": 1}, "unet_width": 4, "unet_size": (80, 120), "unet_epochs": 1,
                 "unet_batch": 4, "unet_crop": (48, 64), "unet_workers": 0, "openstl": args.openstl}
-    return {"device": device, "size": (160, 240), "batch": 8, "warmup": 3, "steps": 10, "compile": True,
+    return {"device": device, "size": (160, 240), "batch": 8, "warmup": 3, "steps": 10,
+            "compile": {"small 2/4/16/64 g2"}, "packing_timeout": 240,
             "step_configs": STEP_CONFIGS, "small": "small 2/4/16/64 g2", "memory_configs": list(MEMORY_CONFIGS),
             "shard_counts": {"train": 96, "val": 32}, "packing": (1, 2, 4, 8), "packing_epochs": 2,
             "unet_counts": {"train": 24, "val": 4}, "unet_width": 64, "unet_size": (160, 240), "unet_epochs": 2,
@@ -519,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
     parser.add_argument("--openstl", default=None, help="a copy of github.com/chengtan9907/OpenSTL, for the openstl part")
     parser.add_argument("--compile", action="store_true", help="with --dry-run: also the torch.compile variant (slow on CPU)")
+    parser.add_argument("--deadline", type=float, default=450.0,
+                        help="seconds after which the remaining parts and variants are skipped (default 450)")
     default_out = Path(os.environ["OUT"]) / "device_suite.json" if os.environ.get("OUT") else REPO / "results" / "device_suite.json"
     parser.add_argument("--out", type=Path, default=default_out, help=f"the JSON report (default {default_out})")
     args = parser.parse_args(argv)
@@ -534,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.openstl}: not a copy of OpenSTL (no openstl/models/simvp_model.py)", file=sys.stderr)
         return 2
     ctx = context(args)
+    ctx["deadline"] = time.perf_counter() + args.deadline
     device = ctx["device"]
     machine = (f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB"
                if device.type == "cuda" else f"CPU ({platform.machine()}, {os.cpu_count()} cores, bf16 "
@@ -549,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx["shards"] = write_shard_set(Path(tmp) / "shards", ctx["size"], ctx["shard_counts"])
         for part in parts:
             print(f"[{part}]", flush=True)
+            if time.perf_counter() > ctx["deadline"]:
+                print("  skipped: past the suite's deadline (--deadline)", flush=True)
+                report["parts"][part] = {"skipped": "past the suite's deadline"}
+                continue
             part_started = time.perf_counter()
             try:
                 report["parts"][part] = functions[part](ctx)

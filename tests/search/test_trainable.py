@@ -53,3 +53,18 @@ def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag():
             detect_gpu_memory_gb(timeout_s=60)
     finally:
         ray.shutdown()
+
+
+def test_a_trial_that_cannot_fit_one_gpu_fails_at_once_naming_why(local_ray, tiny_shards, tmp_path):
+    tuner = tune.Tuner(
+        tune.with_parameters(train_simvp, shards=str(tiny_shards), gpu_memory_gb=0.25, resolution=(40, 60)),
+        param_space={**COMMON, "groups": 1},
+        tune_config=tune.TuneConfig(metric="val_iou", mode="max"),
+        run_config=tune.RunConfig(name="infeasible", storage_path=str(tmp_path),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results.errors) == 1
+    message = str(results.errors[0])
+    assert "infeasible on a 0.25 GiB GPU" in message and "one clip needs" in message
+    assert not list(tmp_path.glob("infeasible/*/checkpoint_*"))  # it never trained

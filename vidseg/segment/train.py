@@ -178,7 +178,7 @@ def evaluate(model: UNet, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], d
         if not images.is_floating_point():
             images = images.float().div_(255.0)
         # no range check (a host sync per batch): predictions are argmax over the classes, and an id
-        # out of range in the masks still fails, in bincount or in the confusion matrix's reshape
+        # out of range in the masks still fails, in the confusion matrix's index_add_ or's reshape
         acc.update(predict(model, images.contiguous(memory_format=torch.channels_last), bias, amp), masks,
                    check_range=False)
     return acc.compute()

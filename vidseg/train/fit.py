@@ -251,8 +251,9 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     device, and the host reads that back a constant number of times per epoch
     (``finite_check_steps``). On CUDA the trial's masks live on the GPU where they fit its memory
     budget (``data_on_device``), the budget is enforced on the allocator, and each report adds
-    ``gpu_busy_fraction`` (CUDA events around each step against the epoch's wall time) and
-    ``peak_memory_gb``.
+    ``gpu_busy_fraction`` (the stream's time from the start to the end of each step, from CUDA
+    events, against the epoch's wall time: gaps between kernels inside a step count as busy, only
+    host time between steps as idle) and ``peak_memory_gb`` (``max_memory_allocated``).
     """
     from tqdm import tqdm
 
@@ -269,19 +270,21 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     height, width = shards.resolution
     cuda = device.type == "cuda"
     if cuda:
+        if device.index is None:  # the allocator's calls want an index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cudnn.benchmark = True  # fixed shapes
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = speed["tf32"]
         total = torch.cuda.get_device_properties(device).total_memory
-        budget = total if config.memory_budget_gb is None else min(total, int(config.memory_budget_gb * GIB))
-        if config.memory_budget_gb is not None:
-            torch.cuda.set_per_process_memory_fraction(budget / total, device)
+        # set every time: the cap is per process, and a later fit in the same process must not inherit it
+        fraction = 1.0 if config.memory_budget_gb is None else min(1.0, config.memory_budget_gb * GIB / total)
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+        budget = int(fraction * total) if config.memory_budget_gb is not None else torch.cuda.mem_get_info(device)[0]
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = build_model(config, height, width).to(device)
     if speed["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                 **({"fused": True} if cuda else {}))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -296,13 +299,15 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], list(state["history"])
+    if speed["compile"]:
+        torch._dynamo.reset()  # a process that ran other trials must not hit dynamo's recompile limit
     step_model = torch.compile(model) if speed["compile"] else model
 
     arrays = _train_arrays(shards, config)
     val_split = shards.split("val")
     val_arrays = [val_split.true, val_split.unet]
     on_device = config.data_on_device
-    if on_device is None:  # where the masks fit the budget beside the model's modelled peak
+    if on_device is None:  # where the masks fit the budget (or the free memory) beside the modelled peak
         need = MaskTable.nbytes([*arrays.values(), *val_arrays]) + estimate_peak_bytes(config, (height, width), micro)
         on_device = cuda and need <= budget
     train_table = MaskTable(list(arrays.values()), device, on_device)
@@ -359,7 +364,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         scheduler.step()
         train_seconds = time.perf_counter() - started
         metrics = {"epoch": epoch + 1, "train_loss": train_loss,
-                   **_validate(model, val_table, len(val_split), config, device, dtype, 2 * micro, epoch + 1),
+                   **_validate(model, val_table, len(val_split), config, device, dtype, micro, epoch + 1),
                    "lr": lr, "epoch_seconds": time.perf_counter() - started,
                    "samples_per_second": len(order) / max(train_seconds, 1e-9),
                    "data_fraction": data_seconds / max(train_seconds, 1e-9)}

@@ -23,7 +23,8 @@ __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "estimate_peak_bytes
            "parameter_count"]
 
 GIB = 1024 ** 3
-CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # per process, outside the caching allocator (CUDA context, cuDNN handles)
+CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # per process, outside the caching allocator (CUDA context, cuBLAS/cuDNN)
+HEADROOM = 1.1  # the cap applies to reserved memory: room for the allocator's fragmentation over the modelled peak
 INPUT_FRAMES = 11
 
 
@@ -166,7 +167,7 @@ class TrialPlan:
     share: float  # of one GPU, in eighths: what the trial asks Ray for
     micro_batch_size: int  # the batch in micro-batches of this size (= batch_size: no accumulation)
     data_on_device: bool  # its masks ride on the GPU (else a pinned prefetch)
-    peak_bytes: int  # modelled peak at that micro-batch, data included when on the GPU, context excluded
+    peak_bytes: int  # modelled peak at that micro-batch with HEADROOM, data included when on the GPU, context excluded
     budget_gb: float  # the allocator's cap (share of the GPU less the CUDA context)
     infeasible: str | None = None  # why it cannot run on this GPU at all
 
@@ -182,12 +183,13 @@ def plan_trial(config: TrainConfig, resolution: tuple[int, int], gpu_bytes: int,
     """
     batch = config.batch_size
     for micro in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
-        peak = estimate_peak_bytes(config, resolution, micro)
+        peak = int(HEADROOM * estimate_peak_bytes(config, resolution, micro))
         if peak + CUDA_CONTEXT_BYTES <= gpu_bytes:
             break
     else:
         return TrialPlan(1.0, 1, False, peak, gpu_bytes / GIB,
-                         infeasible=f"one clip needs {peak / GIB:.1f} GiB, more than the GPU's {gpu_bytes / GIB:.1f} GiB")
+                         infeasible=f"one clip needs {(peak + CUDA_CONTEXT_BYTES) / GIB:.2f} GiB with the CUDA "
+                                    f"context, more than the GPU's {gpu_bytes / GIB:.2f} GiB")
     steps = math.ceil((peak + CUDA_CONTEXT_BYTES) / gpu_bytes * eighths)
     with_data = math.ceil((peak + data_bytes + CUDA_CONTEXT_BYTES) / gpu_bytes * eighths)
     on_device = data_bytes > 0 and with_data <= steps
