@@ -2,15 +2,14 @@
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from tests.conftest import SHARD_SIZE, run_cli
+from tests.host_reads import HostReads
 from vidseg.data.layout import Dataset
 from vidseg.data.shards import MANIFEST, ShardSet
 from vidseg.segment import UNetConfig, load_unet, train_unet
@@ -73,33 +72,12 @@ def test_a_loss_that_is_not_finite_stops_training(tiny_dataset, tmp_path):
         train_unet(tiny_dataset, out, UNetConfig(epochs=2, **SMALL), progress=False)
 
 
-class _HostReads(TorchFunctionMode):
-    """Counts the calls in the project's own code that make the host wait for a tensor's value
-    (as tests/train/test_fit.py does for the trial loop)."""
-
-    READS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist"}
-    MACHINERY = ("torch/overrides.py", "torch/_tensor.py", "torch/utils/_python_dispatch.py")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.where: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in self.READS:
-            frame = sys._getframe(1)  # skip the dispatch machinery up to the code that asked for the value
-            while frame is not None and frame.f_code.co_filename.endswith(self.MACHINERY):
-                frame = frame.f_back
-            if frame is not None and "vidseg" in frame.f_code.co_filename:
-                self.where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
-        return func(*args, **(kwargs or {}))
-
-
 def test_host_reads_per_epoch_do_not_grow_with_the_steps(tiny_dataset, tmp_path):
     reads = {}
     for videos in (1, 4):  # 6 against 22 steps an epoch, all under CHECK_EVERY
         config = UNetConfig(epochs=1, max_train_videos=videos, crop=(16, 24), foreground_crops=0.5,
                             **{**SMALL, "batch_size": 4})
-        with _HostReads() as counter:
+        with HostReads() as counter:
             train_unet(tiny_dataset, tmp_path / str(videos), config, progress=False)
         reads[videos] = sorted(counter.where)
     assert reads[1] == reads[4] and any(place.startswith("train.py") for place in reads[1]), reads

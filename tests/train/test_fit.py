@@ -1,16 +1,15 @@
 """One trial: it learns, reports what ASHA needs, resumes exactly, and fails loudly on NaN."""
 
 import math
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from tests.conftest import SHARD_SIZE, run_cli
+from tests.host_reads import HostReads
 from vidseg.accel import bf16_dtype, cpu_has_bf16
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
@@ -157,32 +156,11 @@ def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
     assert same > at_least and same > plain_same + 0.3
 
 
-class _HostReads(TorchFunctionMode):
-    """Counts the calls in the project's own code that make the host wait for a tensor's value
-    (torch's CPU optimizers read their step counters on the host, which is no device sync)."""
-
-    READS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist"}
-    MACHINERY = ("torch/overrides.py", "torch/_tensor.py", "torch/utils/_python_dispatch.py")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.where: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in self.READS:
-            frame = sys._getframe(1)  # skip the dispatch machinery up to the code that asked for the value
-            while frame is not None and frame.f_code.co_filename.endswith(self.MACHINERY):
-                frame = frame.f_back
-            if frame is not None and "vidseg" in frame.f_code.co_filename:
-                self.where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
-        return func(*args, **(kwargs or {}))
-
-
 def test_host_reads_per_epoch_do_not_grow_with_the_steps(tiny_shards):
     reads = {}
     for videos, pseudo in ((1, False), (4, True)):  # 1 step against 6 steps an epoch
         config = TrainConfig(epochs=1, max_train_videos=videos, pseudo_labels=pseudo, **{**TINY, "batch_size": 1})
-        with _HostReads() as counter:
+        with HostReads() as counter:
             fit(config, tiny_shards, lambda m: None)
         reads[videos] = sorted(counter.where)
     assert reads[1] == reads[4] and any(place.startswith("fit.py") for place in reads[1])
