@@ -1,7 +1,7 @@
 """vidseg-search: find SimVP's configuration with Ray Tune, Optuna (TPE) and ASHA.
 
     python search/run_search.py                              # the embedded demo, on a local Ray
-    python search/run_search.py --profile full --data DIR --address auto
+    python search/run_search.py --profile full --data DIR --address auto --gpu-memory-gb 22   # A10G workers
     python search/run_search.py --resume                     # continue the latest search
     tensorboard --logdir results                             # watch and compare trials
 
@@ -425,6 +425,10 @@ def run(args: argparse.Namespace) -> int:
             log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)",
                      settings["gpu_memory_gb"])
         gpu_memory_gb = settings.get("gpu_memory_gb")
+        if gpu_memory_gb is None and address:
+            log.warning("the cluster has no GPU up now, so trials run on CPUs; on an autoscaling GPU cluster "
+                        "(min_workers 0) pass --gpu-memory-gb (an A10G: 22) so that trials ask for GPU shares "
+                        "and the autoscaler starts GPU workers")
         if not args.resume:
             shards = prepare_shards(args, profile, settings["seed"], root)
             if args.prepare_only:
