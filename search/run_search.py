@@ -349,11 +349,10 @@ def startup_trials(num_samples: int) -> int:
 
 def shard_counts(shards: str) -> dict[str, int]:
     """Videos per split of a shard set (a folder or a URI), from its manifest."""
-    from vidseg.data.remote import _read_manifest_bytes
+    from vidseg.data.remote import read_manifest
 
-    manifest = json.loads(_read_manifest_bytes(shards))
-    return {split: int(entry.get("num_videos", sum(len(s["video_ids"]) for s in entry["shards"])))
-            for split, entry in manifest["splits"].items()}
+    return {split: sum(len(shard["video_ids"]) for shard in entry["shards"])
+            for split, entry in read_manifest(shards)["splits"].items()}
 
 
 def make_trainable(profile: Profile, shards: str, gpu_memory_gb: float | None):

@@ -25,28 +25,18 @@ import torch
 from vidseg.data.remote import cached_shards
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, fit
-from vidseg.train.memory import GIB, TrialPlan, plan_trial
+from vidseg.train.memory import GIB, TrialPlan, data_bytes, plan_trial
 
-__all__ = ["train_simvp", "trial_resources", "trial_plan", "trial_data_bytes", "TrialInfeasible", "detect_gpu_memory_gb"]
+__all__ = ["train_simvp", "trial_resources", "trial_plan", "TrialInfeasible", "detect_gpu_memory_gb"]
 
 
 class TrialInfeasible(ValueError):
     """The configuration cannot run on one GPU of the search's size, even one clip at a time."""
 
 
-def trial_data_bytes(config: TrainConfig, counts: dict[str, int], resolution: tuple[int, int], frames: int = 22) -> int:
-    """Bytes of the uint8 masks a trial reads (what ``fit`` would put on the GPU): the train split's
-    true masks, its UNet masks if it trains on them, the val split's both, the unlabeled split's
-    UNet masks with pseudo-labels."""
-    videos = counts.get("train", 0) * (1 if config.train_inputs == "true" else 2) + 2 * counts.get("val", 0)
-    if config.pseudo_labels:
-        videos += counts.get("unlabeled", 0)
-    return videos * frames * resolution[0] * resolution[1]
-
-
 def trial_plan(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float,
                counts: dict[str, int] | None = None) -> TrialPlan:
-    data = trial_data_bytes(config, counts, resolution) if counts else 0
+    data = data_bytes(config, counts, resolution) if counts else 0
     return plan_trial(config, resolution, int(gpu_memory_gb * GIB), data)
 
 

@@ -8,10 +8,14 @@ own defaults. ``tests/bench/device_suite.py`` prints the table to put here for a
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["cpu_has_bf16", "bf16_dtype", "fast_defaults", "FAST_DEFAULTS"]
+from vidseg.config import check_device
+
+__all__ = ["cpu_has_bf16", "bf16_dtype", "autocast", "pick_device", "fast_defaults", "FAST_DEFAULTS", "step_timer",
+           "finite_check_steps"]
 
 
 @functools.cache
@@ -31,6 +35,53 @@ def bf16_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     if amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())):
         return torch.bfloat16
     return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast on ``device`` where ``dtype`` (from ``bf16_dtype``) says so, else a disabled one."""
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` (CUDA where there is one), ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device always
+    carries its index (the allocator's calls want one)."""
+    check_device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(device)
+
+
+def step_timer(device: torch.device) -> tuple[Callable[[], None], Callable[[float], float | None]]:
+    """``mark()`` at the start and at the end of each step, then ``busy(wall_seconds)``: the share of
+    the wall time the GPU's stream spent between each pair of marks (CUDA events; gaps between
+    kernels inside a step count as busy). None on other devices."""
+    if device.type != "cuda":
+        return (lambda: None), (lambda wall: None)
+    events: list[torch.cuda.Event] = []
+
+    def mark() -> None:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        events.append(event)
+
+    def busy(wall: float) -> float | None:
+        torch.cuda.synchronize(device)
+        milliseconds = sum(start.elapsed_time(end) for start, end in zip(events[::2], events[1::2]))
+        return milliseconds / 1000 / wall if wall > 0 else None
+
+    return mark, busy
+
+
+def finite_check_steps(steps: int, checks: int = 4, spacing: int = 32) -> set[int]:
+    """After which steps (0-based) of an epoch a training loop reads its loss back to check that it
+    is finite (each read waits for the device): at most ``checks`` times an epoch, at least
+    ``spacing`` steps apart, and always after the last step."""
+    count = max(1, min(checks, steps // spacing))
+    return {round(steps * (k + 1) / count) - 1 for k in range(count)}
 
 
 # Speed settings by device type, used where a TrainConfig leaves them None. Only a measurement

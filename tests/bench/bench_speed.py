@@ -33,10 +33,10 @@ import time
 import torch
 
 from search.space import paper_configs
-from vidseg.accel import bf16_dtype
+from vidseg.accel import autocast, bf16_dtype
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import INPUT_FRAMES, _autocast, build_model
+from vidseg.train.fit import INPUT_FRAMES, build_model
 from vidseg.train.losses import compute_loss, encode_inputs
 
 PAPER = "paper-ce-4_8_64_256_1"
@@ -80,7 +80,7 @@ def measure(config: TrainConfig, size: tuple[int, int], batch: int, device: torc
     for _ in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             output = step_model(encode_inputs(masks, config.loss, dtype or torch.float32))
             loss = compute_loss(output, target, config.loss, config.last_frame_weight)
         optimizer.zero_grad(set_to_none=True)

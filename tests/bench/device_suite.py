@@ -62,10 +62,10 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vidseg.accel import bf16_dtype, cpu_has_bf16  # noqa: E402
+from vidseg.accel import autocast, bf16_dtype, cpu_has_bf16  # noqa: E402
 from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa: E402
 from vidseg.train.config import TrainConfig  # noqa: E402
-from vidseg.train.fit import INPUT_FRAMES, _autocast, build_model, fit  # noqa: E402
+from vidseg.train.fit import INPUT_FRAMES, build_model, fit  # noqa: E402
 from vidseg.train.losses import compute_loss, encode_inputs  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 
@@ -205,7 +205,7 @@ def time_steps(model: torch.nn.Module, config: TrainConfig, size: tuple[int, int
     for i in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             output = step_model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
             loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -374,7 +374,7 @@ def part_memory(ctx: dict) -> dict:
                     if step == 1:
                         _sync(device)
                         torch.cuda.reset_peak_memory_stats(device)
-                    with _autocast(device, dtype):
+                    with autocast(device, dtype):
                         output = model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
                         loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
                     loss.backward()

@@ -9,10 +9,10 @@ import torch
 
 from search.space import (PROFILES, SearchSpace, correct_groups, paper_configs, points_to_evaluate, train_config,
                           valid_groups)
-from search.trainable import trial_data_bytes, trial_plan, trial_resources
+from search.trainable import trial_plan, trial_resources
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import build_model
-from vidseg.train.memory import CUDA_CONTEXT_BYTES, GIB, HEADROOM, estimate_peak_bytes, parameter_count
+from vidseg.train.memory import CUDA_CONTEXT_BYTES, GIB, HEADROOM, data_bytes, estimate_peak_bytes, parameter_count
 
 
 def test_valid_groups_divide_every_grouped_channel_count():
@@ -103,7 +103,7 @@ def test_on_24_gb_gpus_no_full_trial_gets_a_share_smaller_than_its_modelled_peak
         peak = estimate_peak_bytes(micro, resolution)
         assert plan.peak_bytes >= peak  # the plan keeps headroom over the model
         if plan.data_on_device:
-            peak += trial_data_bytes(config, counts, resolution)
+            peak += data_bytes(config, counts, resolution)
         assert peak + CUDA_CONTEXT_BYTES <= plan.share * gpu_gb * GIB, (config, plan)
         assert config.batch_size % plan.micro_batch_size == 0
         checked += 1

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +73,7 @@ def test_a_loss_that_is_not_finite_stops_training(tiny_dataset, tmp_path):
 
 def test_host_reads_per_epoch_do_not_grow_with_the_steps(tiny_dataset, tmp_path):
     reads = {}
-    for videos in (1, 4):  # 6 against 22 steps an epoch, all under CHECK_EVERY
+    for videos in (1, 4):  # 6 against 22 steps an epoch
         config = UNetConfig(epochs=1, max_train_videos=videos, crop=(16, 24), foreground_crops=0.5,
                             **{**SMALL, "batch_size": 4})
         with HostReads() as counter:

@@ -10,12 +10,13 @@ import torch
 
 from tests.conftest import SHARD_SIZE, run_cli
 from tests.host_reads import HostReads
-from vidseg.accel import bf16_dtype, cpu_has_bf16
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
 from vidseg.metrics import jaccard_index
 from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
-from vidseg.train.fit import MaskTable, finite_check_steps
+from vidseg.accel import bf16_dtype, cpu_has_bf16, finite_check_steps
+from vidseg.train.fit import MaskTable, _train_arrays
+from vidseg.train.memory import data_bytes
 from vidseg.train.losses import encode_inputs
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
@@ -198,6 +199,17 @@ def test_masks_on_the_device_train_exactly_as_from_the_shards(tiny_shards):
         histories.append(fit(config, tiny_shards, lambda m: None).history)
     keys = ("train_loss", "val_loss", "val_iou", "val_iou_true_inputs")
     assert [histories[0][0][k] for k in keys] == [histories[1][0][k] for k in keys]
+
+
+@pytest.mark.parametrize("inputs, pseudo", [("true", False), ("unet", False), ("mix", True)])
+def test_the_packing_plan_counts_the_masks_fit_holds(tiny_shards, inputs, pseudo):
+    shards = ShardSet.open(tiny_shards)
+    config = TrainConfig(train_inputs=inputs, pseudo_labels=pseudo, **TINY)
+    val = shards.split("val")
+    tables = [MaskTable(list(_train_arrays(shards, config).values()), torch.device("cpu"), False),
+              MaskTable([val.true, val.unet], torch.device("cpu"), False)]
+    counts = {split: len(shards.split(split)) for split in shards.splits}
+    assert sum(t.nbytes for t in tables) == data_bytes(config, counts, SHARD_SIZE) > 0
 
 
 def test_mask_table_gathers_the_shards_frames(tiny_shards):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vidseg.data.shards import MANIFEST, ShardError, ShardSet
 
-__all__ = ["is_uri", "filesystem", "publish_shards", "cached_shards", "CACHE_ENV"]
+__all__ = ["is_uri", "filesystem", "publish_shards", "cached_shards", "CACHE_ENV", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def _read_manifest_bytes(uri: str) -> bytes:
     fs, root = filesystem(uri)
     with fs.open_input_stream(f"{root}/{MANIFEST}") as f:
         return f.read()
+
+
+def read_manifest(location: str | Path) -> dict:
+    """A shard set's manifest, from a folder or a URI (no shard is read)."""
+    return json.loads(_read_manifest_bytes(str(location)))
 
 
 def publish_shards(local: Path | str, uri: str) -> str:

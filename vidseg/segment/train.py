@@ -3,7 +3,7 @@ and rotations, and model selection by val Jaccard.
 
 The frames are decoded once into a memory-mapped cache (``cache.py``); each step gathers a batch
 from it onto the device, and augments it there, a batch at a time (``augment.py``). The step
-loop reads nothing back from the device but the loss, once every ``CHECK_EVERY`` steps.
+loop reads nothing back from the device but the loss, a few times an epoch (``finite_check_steps``).
 
 Each epoch writes ``unet_last.pt`` (everything needed to resume) and, when val Jaccard improves,
 ``unet_best.pt``. Both carry the config, so a checkpoint alone rebuilds its model.
@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vidseg.accel import cpu_has_bf16  # re-exported: the UNet and the trials share one probe
+from vidseg.accel import (autocast, bf16_dtype, cpu_has_bf16,  # re-exported: the UNet and the trials share them
+                          finite_check_steps, pick_device, step_timer)
 from vidseg.atomic import atomic_path
-from vidseg.config import check_device, from_dict, validate
+from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
 from vidseg.metrics import JaccardAccumulator
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 LAST, BEST = "unet_last.pt", "unet_best.pt"
 RUNTIME = ("epochs", "num_workers", "amp")  # UNetConfig fields that may change on a resume
 CACHE_DIR = "frame_cache"  # inside the UNet's folder: the decoded train and val frames
-CHECK_EVERY = 50  # steps between reads of the running loss (a host sync) to check it is finite
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,6 @@ class UNetResult:
     history: list[dict] = field(default_factory=list)
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    check_device(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -139,9 +132,7 @@ def load_unet(checkpoint: Path | str, device: torch.device | str = "cpu") -> tup
 
 
 def _autocast(device: torch.device, enabled: bool):
-    if enabled and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+    return autocast(device, bf16_dtype(device, enabled))
 
 
 def prior_correction(background_weight: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -190,26 +181,6 @@ def _batches(frames: DeviceFrames, index: torch.Tensor,
     for chunk in index.to(frames.index_device).split(batch_size):
         images, masks = frames.take(chunk)
         yield images.permute(0, 3, 1, 2), masks  # NHWC storage viewed as NCHW: channels_last
-
-
-def _step_timer(device: torch.device) -> tuple[Callable[[], Any], Callable[[float], float | None]]:
-    """``mark()`` around each step's compute, then ``busy(wall_seconds)``: the share of the wall time
-    the GPU spent between the marks (CUDA events; None on other devices)."""
-    if device.type != "cuda":
-        return (lambda: None), (lambda wall: None)
-    events: list[torch.cuda.Event] = []
-
-    def mark() -> None:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        events.append(event)
-
-    def busy(wall: float) -> float | None:
-        torch.cuda.synchronize(device)
-        milliseconds = sum(start.elapsed_time(end) for start, end in zip(events[::2], events[1::2]))
-        return milliseconds / 1000 / wall if wall > 0 else None
-
-    return mark, busy
 
 
 def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, device: str = "auto",
@@ -287,7 +258,8 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
         model.train()
         started = time.perf_counter()
         total_loss, seen, steps = torch.zeros((), device=dev), 0, math.ceil(len(order) / config.batch_size)
-        mark, busy = _step_timer(dev)
+        mark, busy = step_timer(dev)
+        checks = finite_check_steps(steps)
         bar = tqdm(_batches(train_frames, order, config.batch_size), total=steps,
                    desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
                    leave=False, dynamic_ncols=True)
@@ -305,8 +277,8 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
             total_loss += loss.detach() * len(images)
             seen += len(images)
             mark()
-            if step % CHECK_EVERY == 0 or step == steps:
-                mean_loss = total_loss.item() / seen  # a CPU-GPU sync point, once every CHECK_EVERY steps
+            if step - 1 in checks:
+                mean_loss = total_loss.item() / seen  # a CPU-GPU sync point, a few times an epoch
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"UNet loss became {mean_loss} at epoch {epoch + 1}")
                 bar.set_postfix(loss=f"{mean_loss:.4f}")

@@ -18,25 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidseg.accel import bf16_dtype, fast_defaults
+from vidseg.accel import autocast, bf16_dtype, fast_defaults, finite_check_steps, pick_device, step_timer
 from vidseg.atomic import atomic_path
-from vidseg.config import check_device
 from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import SimVP
 from vidseg.train.config import TrainConfig
 from vidseg.train.losses import compute_loss, encode_inputs, predict_masks
 
-__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "pick_device", "MaskTable", "finite_check_steps",
-           "CHECKPOINT"]
+__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT"]
 
 log = logging.getLogger(__name__)
 
 INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 CHECKPOINT = "checkpoint.pt"
 SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
-FINITE_CHECKS_PER_EPOCH = 4  # host reads of the divergence flag per epoch (each one waits for the device)
-MIN_STEPS_BETWEEN_CHECKS = 32
 GIB = 1024 ** 3
 
 
@@ -85,19 +81,6 @@ def build_model(config: TrainConfig, height: int, width: int) -> torch.nn.Module
     return model
 
 
-def pick_device(config: TrainConfig) -> torch.device:
-    check_device(config.device)
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is not None:
-        return torch.autocast(device.type, dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 class MaskTable:
     """Some mask arrays of a shard set as the rows of one (M, 22, H, W) uint8 table.
 
@@ -122,9 +105,10 @@ class MaskTable:
                         self.table[row:row + len(part)].copy_(torch.from_numpy(part))
                         row += len(part)
 
-    @staticmethod
-    def nbytes(arrays: list[ShardedArray]) -> int:
-        return sum(int(np.prod(a.shape)) for a in arrays)
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the masks it holds (on the device or in the maps)."""
+        return sum(int(np.prod(a.shape)) for a in self.arrays)
 
     def row(self, array: int, index: int) -> int:
         return int(self.starts[array]) + index
@@ -186,13 +170,6 @@ def _training_clips(shards: ShardSet, config: TrainConfig, rng: np.random.Genera
     return _Clips(inputs, targets)
 
 
-def finite_check_steps(steps: int, checks: int = FINITE_CHECKS_PER_EPOCH, spacing: int = MIN_STEPS_BETWEEN_CHECKS) -> set[int]:
-    """After which steps (0-based) of an epoch the host reads the divergence flag: at most
-    ``checks`` times an epoch, at least ``spacing`` steps apart, and always after the last step."""
-    count = max(1, min(checks, steps // spacing))
-    return {round(steps * (k + 1) / count) - 1 for k in range(count)}
-
-
 def _load_checkpoint(checkpoint: dict | str | Path | None, device: torch.device) -> dict | None:
     if checkpoint is None or isinstance(checkpoint, dict):
         return checkpoint
@@ -226,7 +203,7 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
         target = val.gather(rows, slice(INPUT_FRAMES, None))
         for offset, acc in ((count, test_time), (0, oracle)):
             masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 output = model(encode_inputs(masks, config.loss, dtype or torch.float32))
             finite &= torch.isfinite(output).all()
             acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1], check_range=False)
@@ -257,9 +234,9 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     """
     from tqdm import tqdm
 
-    from vidseg.train.memory import estimate_peak_bytes
+    from vidseg.train.memory import data_bytes, estimate_peak_bytes
 
-    device = pick_device(config)
+    device = pick_device(config.device)
     if not isinstance(shards, ShardSet):
         shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
     if config.pseudo_labels and "unlabeled" not in shards.splits:
@@ -270,8 +247,6 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     height, width = shards.resolution
     cuda = device.type == "cuda"
     if cuda:
-        if device.index is None:  # the allocator's calls want an index
-            device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cudnn.benchmark = True  # fixed shapes
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = speed["tf32"]
         total = torch.cuda.get_device_properties(device).total_memory
@@ -308,7 +283,8 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     val_arrays = [val_split.true, val_split.unet]
     on_device = config.data_on_device
     if on_device is None:  # where the masks fit the budget (or the free memory) beside the modelled peak
-        need = MaskTable.nbytes([*arrays.values(), *val_arrays]) + estimate_peak_bytes(config, (height, width), micro)
+        counts = {split: len(shards.split(split)) for split in shards.splits}
+        need = data_bytes(config, counts, (height, width)) + estimate_peak_bytes(config, (height, width), micro)
         on_device = cuda and need <= budget
     train_table = MaskTable(list(arrays.values()), device, on_device)
     starts = dict(zip(arrays, (int(s) for s in train_table.starts)))
@@ -329,20 +305,18 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         finite = torch.ones((), dtype=torch.bool, device=device)
         steps = math.ceil(len(order) / config.batch_size)
         checks = finite_check_steps(steps)
-        events = []
+        mark, busy = step_timer(device)
         for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
             fetch = time.perf_counter()
             chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
             inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
             target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
             data_seconds += time.perf_counter() - fetch
-            if cuda:
-                events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
-                events[-1][0].record()
+            mark()
             optimizer.zero_grad(set_to_none=True)
             clips_in_batch = len(inputs)
             for part in range(0, clips_in_batch, micro):
-                with _autocast(device, dtype):
+                with autocast(device, dtype):
                     output = step_model(encode_inputs(inputs[part:part + micro], config.loss, dtype or torch.float32))
                     loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight)
                 share = min(micro, clips_in_batch - part)
@@ -353,13 +327,11 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            if cuda:
-                events[-1][1].record()
+            mark()
             if step in checks and not bool(finite):  # a host sync, a constant number of times per epoch
                 raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})")
         train_loss = float(loss_sum) / max(len(order), 1)
-        if cuda:
-            torch.cuda.synchronize(device)
+        gpu_busy = busy(time.perf_counter() - started)  # on CUDA it waits for the device first
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_seconds = time.perf_counter() - started
@@ -369,8 +341,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
                    "samples_per_second": len(order) / max(train_seconds, 1e-9),
                    "data_fraction": data_seconds / max(train_seconds, 1e-9)}
         if cuda:
-            busy = sum(a.elapsed_time(b) for a, b in events) / 1e3
-            metrics["gpu_busy_fraction"] = busy / max(train_seconds, 1e-9)
+            metrics["gpu_busy_fraction"] = gpu_busy
             metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / GIB
         if not math.isfinite(metrics["val_loss"]):
             raise TrialDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch + 1}")

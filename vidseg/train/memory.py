@@ -19,7 +19,7 @@ import torch
 
 from vidseg.train.config import TrainConfig
 
-__all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
+__all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
            "parameter_count"]
 
 GIB = 1024 ** 3
@@ -158,6 +158,17 @@ def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], bat
                 compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
     params = {id(p) for p in model.parameters()}
     return sum(b for i, b in seen.items() if i not in params)
+
+
+def data_bytes(config: TrainConfig, counts: dict[str, int], resolution: tuple[int, int], frames: int = 22) -> int:
+    """Bytes of the uint8 masks a trial reads, from the shard set's videos per split: what ``fit``
+    puts on the GPU (its ``MaskTable``s; a test holds the two together). The train split's true
+    masks, its UNet masks if it trains on them, the val split's both, the unlabeled split's UNet
+    masks with pseudo-labels."""
+    videos = counts.get("train", 0) * (1 if config.train_inputs == "true" else 2) + 2 * counts.get("val", 0)
+    if config.pseudo_labels:
+        videos += counts.get("unlabeled", 0)
+    return videos * frames * resolution[0] * resolution[1]
 
 
 @dataclass(frozen=True)
