@@ -19,11 +19,14 @@ import numpy as np
 import torch
 
 from search.space import PAPER, PROFILES, SEARCHED, paper_configs
+from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
+from vidseg.checkpoint import CheckpointError, load_checkpoint
 from vidseg.data.classes import colorize
 from vidseg.data.remote import cached_shards
-from vidseg.data.shards import ShardSet
+from vidseg.data.shards import ShardSet, sha256_file
+from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, INPUT_FRAMES, build_model
@@ -58,16 +61,22 @@ def trial_rows(results, max_epochs: int) -> list[dict[str, Any]]:
     for result in results:
         history = result.metrics_dataframe
         config = result.config or {}
+        last = result.metrics or {}
         has_history = history is not None and len(history) and "val_iou" in history
         epochs = int(history["epoch"].max()) if has_history else 0
-        if has_history:
-            best = history.loc[history["val_iou"].idxmax()]
+        scored = history.dropna(subset=["val_iou"]) if has_history else None  # a diverged epoch has no score
+        if scored is not None and len(scored):
+            best = scored.loc[scored["val_iou"].idxmax()]
             best_iou, best_epoch = float(best["val_iou"]), int(best["epoch"])
             last_iou, oracle = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
         else:
             best_iou = best_epoch = last_iou = oracle = float("nan")
-        error = "" if result.error is None else str(result.error).strip().splitlines()[-1][:200]
-        status = "ERROR" if result.error is not None else "TERMINATED"
+        if result.error is not None:
+            status, error = "ERROR", str(result.error).strip().splitlines()[-1][:200]
+        elif last.get(OUTCOME) in (DIVERGED, INFEASIBLE):  # ended by the trainable, not retried
+            status, error = last[OUTCOME], str(last.get("reason", ""))[:200]
+        else:
+            status, error = "TERMINATED", ""
         rows.append({
             "trial_id": Path(result.path).name.removeprefix("trial_"), "status": status, "epochs": epochs,
             "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
@@ -88,7 +97,7 @@ def trial_rows(results, max_epochs: int) -> list[dict[str, Any]]:
 
 
 def load_trial_model(checkpoint_file: Path, resolution: tuple[int, int]) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint_file)
     config = TrainConfig.from_dict(state["config"])
     model = build_model(config, *resolution)
     model.load_state_dict(state["model"])
@@ -160,19 +169,44 @@ def _submission(model, config: TrainConfig, shards: ShardSet) -> tuple[torch.Ten
     return pred.to(torch.uint8).contiguous(), hidden.video_ids
 
 
-def _hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarray) -> float | None:
-    root = Path(shards.manifest.get("dataset", {}).get("root", ""))
-    answers_file, manifest_file = root / "hidden_answers.npy", root / "dataset.json"
-    if not answers_file.is_file() or not manifest_file.is_file():
-        return None
-    answers = np.load(answers_file)
-    first = json.loads(manifest_file.read_text())["splits"]["hidden"]["first_video"]
-    expected = np.arange(first, first + len(answers))
-    if answers.shape != tuple(prediction.shape) or not np.array_equal(expected, video_ids):
-        return None
+def read_answers(path: Path | str) -> np.ndarray:
+    """Known answers of the hidden split: an .npy of frame-22 masks (N, 160, 240), in the hidden
+    split's video order. Raises ``InputError`` naming the file."""
+    try:
+        answers = np.load(path, allow_pickle=False)  # an .npy, never a pickle
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not readable as hidden answers ({str(err).splitlines()[0][:120]})") from None
+    if answers.ndim != 3 or tuple(answers.shape[1:]) != SUBMISSION_SIZE or answers.dtype.kind not in "iu":
+        raise InputError(f"{path}: hidden answers must be integer masks of shape (N, {SUBMISSION_SIZE[0]}, "
+                         f"{SUBMISSION_SIZE[1]}), but it holds {answers.dtype} {answers.shape}")
+    return answers
+
+
+def hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarray,
+                 answers_file: str | None = None) -> tuple[float | None, str]:
+    """The submission's IoU against known answers, and where they came from; or None and why not.
+
+    The answers are read here, by the driver: from ``answers_file`` (``--hidden-answers``), else
+    from the shard set, which carries them when its dataset had them (``hidden_answers`` in its
+    manifest, checksummed)."""
+    entry = shards.manifest.get("hidden_answers")
+    if answers_file is not None:
+        answers, ids, source = read_answers(answers_file), video_ids, str(answers_file)
+    elif entry:
+        path = shards.root / entry["file"]
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            return None, f"{path}: missing or damaged (its checksum differs from the manifest's)"
+        answers, ids, source = read_answers(path), np.asarray(entry["video_ids"]), "the shard set's answers"
+    else:
+        return None, ("no answers to score against: the shard set carries none (the competition keeps its own); "
+                      "give them with --hidden-answers FILE")
+    if not np.array_equal(ids, video_ids):
+        return None, f"{source}: its videos are not the hidden split's ({len(ids)} against {len(video_ids)})"
+    if answers.shape != tuple(prediction.shape):
+        return None, f"{source}: shape {answers.shape}, but the predictions are {tuple(prediction.shape)}"
     acc = JaccardAccumulator()
-    acc.update(prediction.long(), torch.from_numpy(answers).long())
-    return acc.compute()
+    acc.update(prediction.long(), torch.from_numpy(answers.astype(np.int64)))
+    return acc.compute(), source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +253,6 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     run = sum(r["epochs"] for r in rows)
     full = len(rows) * max_epochs
     stopped = sum(r["stopped_early"] for r in rows)
-    failed = sum(r["status"] == "ERROR" for r in rows)
     lines = [f"# Search report: {settings.get('name', '')}", "",
              f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; "
              f"searcher {settings.get('searcher', 'tpe')}; "
@@ -243,13 +276,13 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
             lines.append(f"| Paper `{name}` | | not in this profile's space |")
         else:
             note = f"{row['epochs']} epochs" + (", stopped by ASHA" if row["stopped_early"] else "") + \
-                   (f", failed: {row['error']}" if row["status"] == "ERROR" else "")
+                   (f", {row['status'].lower()}: {row['error']}" if row["status"] != "TERMINATED" else "")
             lines.append(f"| Paper `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
     if best_row is not None and baselines["unet"] > 0:
         lines += ["", f"Best against copy-last-frame: {best_row['best_val_iou'] / baselines['unet']:.2f}x."]
     lines += ["", "## ASHA's savings", "",
               f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
-              f"{stopped} trial(s) stopped early, {failed} failed.", ""]
+              f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
     lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", ""]
     if isinstance(importances, str):
         lines.append(f"Not given: {importances}.")
@@ -262,7 +295,9 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
         lines.append(f"`submission.pt`: the best model's frame-22 predictions, {hidden['shape']} uint8 "
                      "(the competition's format).")
         if hidden["score"] is not None:
-            lines.append(f"Score against the known answers: **{hidden['score']:.4f}** IoU.")
+            lines.append(f"Score against the known answers ({hidden['source']}): **{hidden['score']:.4f}** IoU.")
+        else:
+            lines.append(f"Not scored: {hidden['source']}.")
     lines += ["", "## All trials", "", "See `leaderboard.csv`; `tensorboard --logdir` this folder compares them.", ""]
     return "\n".join(lines)
 
@@ -279,8 +314,10 @@ def _config_text(row: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str) -> str:
-    """Write everything about a finished search into ``experiment``; returns it."""
+def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str,
+                  hidden_answers: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Write everything about a finished search into ``experiment``; returns it and the leaderboard's
+    rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers."""
     local = "://" not in experiment
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
@@ -297,8 +334,14 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     for row in rows[:IMAGE_TRIALS]:
         if row["status"] == "TERMINATED" and not math.isnan(row["best_val_iou"]):
             file = _best_checkpoint(row)
-            if file is not None:
-                checkpoints[row["trial_id"]] = file
+            if file is None:
+                continue
+            try:
+                load_checkpoint(file)  # plain data only: a planted pickle is refused here, and never run
+            except CheckpointError as err:
+                log.warning("trial %s: its checkpoint is skipped: %s", row["trial_id"], err)
+                continue
+            checkpoints[row["trial_id"]] = file
     best_row = next((r for r in rows if r["trial_id"] in checkpoints), None)
     hidden = None
     if best_row is not None:
@@ -316,7 +359,8 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             prediction, ids = _submission(model, config, shards)
             with atomic_path(staging / "submission.pt") as tmp:
                 torch.save(prediction, tmp)
-            hidden = {"shape": tuple(prediction.shape), "score": _hidden_score(shards, prediction, ids)}
+            score, source = hidden_score(shards, prediction, ids, hidden_answers)
+            hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, checkpoints)
     baselines = copy_last_frame(shards)
     importances = parameter_importances(rows, settings["profile"])
@@ -331,13 +375,19 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
 
         pafs.copy_files(str(staging), experiment)
         shutil.rmtree(staging, ignore_errors=True)
-    return experiment
+    return experiment, rows
+
+
+def outcome_text(rows: list[dict[str, Any]]) -> str:
+    """How the trials ended, e.g. '3 completed, 1 diverged, 1 failed (error)'."""
+    words = {"TERMINATED": "completed", "DIVERGED": "diverged", "INFEASIBLE": "infeasible", "ERROR": "failed (error)"}
+    counts = {status: sum(r["status"] == status for r in rows) for status in words}
+    return ", ".join(f"{n} {words[status]}" for status, n in counts.items() if n or status == "TERMINATED")
 
 
 def _log_summary(rows, baselines, best_row) -> None:
     stopped = sum(r["stopped_early"] for r in rows)
-    log.info("%d trials: %d stopped early by ASHA, %d failed", len(rows), stopped,
-             sum(r["status"] == "ERROR" for r in rows))
+    log.info("%d trials: %s; %d stopped early by ASHA", len(rows), outcome_text(rows), stopped)
     if best_row is not None:
         log.info("best val IoU %.4f (trial %s: %s); copy-last-frame %.4f", best_row["best_val_iou"],
                  best_row["trial_id"], _config_text(best_row), baselines["unet"])

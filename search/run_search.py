@@ -33,14 +33,24 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from search.space import PROFILES, Profile, SearchSpace, points_to_evaluate  # noqa: E402
+from vidseg.errors import InputError  # noqa: E402
 
 log = logging.getLogger("vidseg.search")
 
 STATE = "search.json"  # our own record of a search's settings, for --resume
+DATA_DIR = Path("data")  # the default --data-dir
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad input: printed as one line, exit code 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: exit code 130, with the command that continues (None: nothing was started yet)."""
+
+    def __init__(self, command: str | None) -> None:
+        super().__init__(command)
+        self.command = command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--shards", default=None,
                        help="an existing shard set, a folder or a URI (python -m vidseg.segment's --out); "
                             "skips data, UNet and shards")
-    where.add_argument("--data-dir", type=Path, default=Path("data"),
+    where.add_argument("--data-dir", type=Path, default=None,
                        help="where prepared data (dataset, UNet, shards) is cached (default: data/)")
     where.add_argument("--address", default=None,
                        help="a running Ray cluster to join ('auto', or HOST:PORT; default: $RAY_ADDRESS, "
@@ -76,18 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--reduction-factor", type=int, default=None,
                         help="ASHA keeps the top 1/factor of trials at each rung")
     search.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
-    search.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
+    search.add_argument("--searcher", choices=("tpe", "random"), default=None,
                         help="Optuna's sampler: tpe (the default) or random, for comparisons")
-    search.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
+    search.add_argument("--scheduler", choices=("asha", "fifo"), default=None,
                         help="asha stops weak trials early (the default); fifo runs every trial to --max-epochs")
-    search.add_argument("--max-failures", type=int, default=2,
-                        help="retries of a trial whose worker died, each from its last checkpoint (default 2)")
-    search.add_argument("--seed", type=int, default=0, help="seed of the demo data, Optuna's TPE and every trial")
+    search.add_argument("--max-failures", type=int, default=None,
+                        help="retries of a trial whose worker died, each from its last checkpoint (default 2); "
+                             "a diverged or infeasible trial is never retried")
+    search.add_argument("--seed", type=int, default=None,
+                        help="seed of the demo data, Optuna's TPE and every trial (default 0)")
     search.add_argument("--name", default=None,
                         help="experiment name (default: simvp-PROFILE-DATE_TIME)")
     search.add_argument("--resume", action="store_true",
                         help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
-                             "searcher and scheduler state are kept, unfinished trials go on from their checkpoints")
+                             "searcher and scheduler state are kept, unfinished trials go on from their checkpoints. "
+                             "Flags that would change the search are refused; --max-failures, --address, "
+                             "--retry-errored and --hidden-answers may be given, and apply")
+    search.add_argument("--retry-errored", action="store_true",
+                        help="with --resume: errored trials start again from their last checkpoints")
+    search.add_argument("--hidden-answers", type=Path, default=None,
+                        help="an .npy of the hidden split's frame-22 masks (N, 160, 240), in its video order, to score "
+                             "the submission (default: the answers the shard set carries, if any)")
     search.add_argument("--prepare-only", action="store_true",
                         help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop")
     search.add_argument("--smoke-test", action="store_true",
@@ -115,6 +134,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         raise UsageError(f"--smoke-test runs the smoke profile, not --profile {args.profile}")
     if args.data is not None and args.shards is not None:
         raise UsageError("give --data or --shards, not both")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed is {args.seed}, but must be >= 0")
     profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
     settings = {
         "profile": profile.name,
@@ -123,10 +144,10 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         "grace_period": args.grace_period or profile.grace_period,
         "reduction_factor": args.reduction_factor or profile.reduction_factor,
         "max_concurrent": args.max_concurrent or profile.max_concurrent,
-        "max_failures": args.max_failures,
-        "seed": args.seed,
-        "searcher": args.searcher,
-        "scheduler": args.scheduler,
+        "max_failures": 2 if args.max_failures is None else args.max_failures,
+        "seed": args.seed or 0,
+        "searcher": args.searcher or "tpe",
+        "scheduler": args.scheduler or "asha",
         "gpu_memory_gb": args.gpu_memory_gb,
     }
     if args.gpu_memory_gb is not None and args.gpu_memory_gb <= 0:
@@ -185,7 +206,7 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
     if root is None:
         return args.shards if "://" in args.shards else str(Path(args.shards).resolve())
     if args.data is not None:
-        cache = args.data_dir / "shards" / f"{root.resolve().name}-{profile.name}"
+        cache = (args.data_dir or DATA_DIR) / "shards" / f"{root.resolve().name}-{profile.name}"
     else:
         cache = root.parent / f"{root.name}-shards-{profile.resolution[0]}x{profile.resolution[1]}"
     progress = sys.stderr.isatty()
@@ -210,7 +231,7 @@ def prepare_shards(args: argparse.Namespace, profile: Profile, seed: int, root: 
 def prepare_demo_dataset(args: argparse.Namespace, profile: Profile, seed: int) -> Path:
     from vidseg.data import synth
 
-    root = args.data_dir / profile.name / f"seed{seed}"
+    root = (args.data_dir or DATA_DIR) / profile.name / f"seed{seed}"
     log.info("[0/4] demo dataset %s (%s)", root, ", ".join(f"{k} {v}" for k, v in profile.counts.items()))
     workers = args.workers or os.cpu_count() or 1
     started = time.perf_counter()
@@ -308,13 +329,13 @@ def latest_experiment(storage: str) -> str:
     return Path(latest.path).parent.name
 
 
-def build_tuner(settings: dict, shards: str, storage: str, name: str, gpu_memory_gb: float | None):
+def build_tuner(settings: dict, profile: Profile, shards: str, storage: str, name: str):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    profile = PROFILES[settings["profile"]]
+    gpu_memory_gb = settings.get("gpu_memory_gb")
     points = list(points_to_evaluate(profile).values())
     import optuna
 
@@ -385,8 +406,68 @@ def _run_config(settings: dict, storage: str, name: str):
     )
 
 
+def check_storage(storage: str) -> None:
+    """Fail before any work when results cannot be written to ``storage`` (a probe file, removed)."""
+    import pyarrow as pa
+
+    fs, root = _filesystem(storage)
+    probe = f"{root}/.vidseg-write-test-{os.getpid()}"
+    try:
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise UsageError(f"--storage {storage}: not writable ({reason})") from None
+
+
+def fit_space(settings: dict, profile: Profile, shards: str) -> Profile:
+    """The profile narrowed to what the shard set can run (``search.space.fit_to_shards``): one line
+    per value left out, and the narrowed space recorded in ``settings`` for --resume."""
+    from search.space import fit_to_shards, limits_of
+    from vidseg.data.remote import read_manifest
+
+    resolution = read_manifest(shards)["resolution"]
+    fitted, notes = fit_to_shards(profile, (resolution["height"], resolution["width"]), shard_counts(shards))
+    for note in notes:
+        log.warning("%s", note)
+    settings["limits"] = limits_of(fitted)
+    return fitted
+
+
+def interrupted(results, num_samples: int) -> bool:
+    """Whether Tune stopped before every trial ended (Ctrl-C: it saves its state and returns)."""
+    return results.num_terminated + results.num_errors < len(results) or len(results) < num_samples
+
+
+def _tuner(args: argparse.Namespace, settings: dict, profile: Profile, shards: str, storage: str, name: str):
+    """A new tuner, or the saved search restored (with --max-failures and --retry-errored applied)."""
+    from ray import tune
+
+    from search.resume import max_failures_callback
+
+    experiment = f"{storage}/{name}"
+    gpu_memory_gb = settings.get("gpu_memory_gb")
+    if args.resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=make_trainable(profile, shards, gpu_memory_gb),
+                                   resume_unfinished=True, resume_errored=args.retry_errored)
+    else:  # a new search, or one stopped before Tune saved anything: it starts as saved
+        tuner = build_tuner(settings, profile, shards, storage, name)
+    # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.failure_config = tune.FailureConfig(max_failures=settings["max_failures"])
+    run_config.callbacks = [max_failures_callback(settings["max_failures"])]
+    return tuner
+
+
 def run(args: argparse.Namespace) -> int:
+    """The search, from flags to results. Raises InputError (exit 2) and Interrupted (exit 130);
+    returns 0 when a trial completed, 1 when every trial failed."""
     import ray
+
+    from search.resume import check_resume_flags, resume_command
+    from search.space import narrowed
 
     storage = storage_root(args.storage)
     local = _local(storage)
@@ -395,93 +476,121 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     # num_to_keep=1 snapshots the experiment at every checkpoint: wanted here, so no warning about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if args.retry_errored and not args.resume:
+        raise UsageError("--retry-errored retries the errored trials of a saved search: give it with --resume")
+    _positive(args, "max_failures", 0)
+    hidden_answers = None
+    if args.hidden_answers is not None:
+        from search.report import read_answers
+
+        read_answers(args.hidden_answers)  # a bad file is named now, not after the search
+        hidden_answers = str(args.hidden_answers.resolve())
     if args.resume:
         name = args.name or latest_experiment(storage)
         state = read_state(storage, name)
         if state is None:
             raise UsageError(f"{storage}/{name}: no search to resume here")
+        check_resume_flags(args, state, f"{storage}/{name}")
         settings, shards = state["settings"], state["shards"]
+        if args.max_failures is not None:
+            settings["max_failures"] = args.max_failures
+        hidden_answers = hidden_answers or state.get("hidden_answers")
         log.info("resuming %s (%s profile) from %s", name, settings["profile"], storage)
     else:
         settings = resolve_settings(args)
         name = args.name or f"simvp-{settings['profile']}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
         if read_state(storage, name) is not None or (local is not None and (local / name).exists()):
             raise UsageError(f"{storage}/{name} already exists: pass --resume to continue it, or another --name")
-    profile = PROFILES[settings["profile"]]
+        if not args.prepare_only:
+            check_storage(storage)
+    profile = narrowed(PROFILES[settings["profile"]], settings.get("limits"))
     if address:
         check_address(address)  # before any data work
-    root = None if args.resume else prepare_dataset(args, profile, settings["seed"])
-
-    init_ray(address)
+    saved = args.resume  # whether search.json exists, so that --resume can continue
     try:
-        if settings.get("gpu_memory_gb") is None and ray.cluster_resources().get("GPU", 0) > 0:
-            from search.trainable import detect_gpu_memory_gb
-
-            try:
-                settings["gpu_memory_gb"] = detect_gpu_memory_gb()
-            except RuntimeError as err:
-                raise UsageError(str(err)) from None
-            log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)",
-                     settings["gpu_memory_gb"])
-        gpu_memory_gb = settings.get("gpu_memory_gb")
-        if gpu_memory_gb is None and address:
-            log.warning("the cluster has no GPU up now, so trials run on CPUs; on an autoscaling GPU cluster "
-                        "(min_workers 0) pass --gpu-memory-gb (an A10G: 22) so that trials ask for GPU shares "
-                        "and the autoscaler starts GPU workers")
+        root = None
         if not args.resume:
-            shards = prepare_shards(args, profile, settings["seed"], root)
-            if args.prepare_only:
-                print(f"shards ready: {shards}")
-                return 0
-            if "://" in storage and "://" not in shards:  # trials on other nodes read them from the bucket
-                from vidseg.data.remote import publish_shards
+            root = prepare_dataset(args, profile, settings["seed"])
+            if root is None:  # --shards: checked against the space before Ray starts
+                shards = prepare_shards(args, profile, settings["seed"], None)
+                profile = fit_space(settings, profile, shards)
+        init_ray(address)
+        try:
+            if settings.get("gpu_memory_gb") is None and ray.cluster_resources().get("GPU", 0) > 0:
+                from search.trainable import detect_gpu_memory_gb
 
-                shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
-            write_state(storage, name, {"settings": settings, "shards": shards,
-                                        "started": datetime.now().isoformat(timespec="seconds")})
-        log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
-                 name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
-                 settings["grace_period"], settings["reduction_factor"])
-        from ray import tune
+                try:
+                    settings["gpu_memory_gb"] = detect_gpu_memory_gb()
+                except RuntimeError as err:
+                    raise UsageError(str(err)) from None
+                log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)",
+                         settings["gpu_memory_gb"])
+            if settings.get("gpu_memory_gb") is None and address:
+                log.warning("the cluster has no GPU up now, so trials run on CPUs; on an autoscaling GPU cluster "
+                            "(min_workers 0) pass --gpu-memory-gb (an A10G: 22) so that trials ask for GPU shares "
+                            "and the autoscaler starts GPU workers")
+            if not args.resume:
+                if root is not None:
+                    shards = prepare_shards(args, profile, settings["seed"], root)
+                    profile = fit_space(settings, profile, shards)
+                if args.prepare_only:
+                    print(f"shards ready: {shards}")
+                    return 0
+                if "://" in storage and "://" not in shards:  # trials on other nodes read them from the bucket
+                    from vidseg.data.remote import publish_shards
 
-        if args.resume:
-            tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=make_trainable(profile, shards, gpu_memory_gb),
-                                       resume_unfinished=True, resume_errored=False)
-        else:
-            tuner = build_tuner(settings, shards, storage, name, gpu_memory_gb)
-        started = time.perf_counter()
-        results = tuner.fit()
-        log.info("search finished in %.0f s", time.perf_counter() - started)
+                    shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
+                write_state(storage, name, {"settings": settings, "shards": shards, "hidden_answers": hidden_answers,
+                                            "started": datetime.now().isoformat(timespec="seconds")})
+                saved = True
+            log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
+                     name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
+                     settings["grace_period"], settings["reduction_factor"])
+            tuner = _tuner(args, settings, profile, shards, storage, name)
+            started = time.perf_counter()
+            results = tuner.fit()
+            if interrupted(results, settings["num_samples"]):
+                raise KeyboardInterrupt
+            log.info("search finished in %.0f s", time.perf_counter() - started)
 
-        from search.report import write_results
+            from search.report import outcome_text, write_results
 
-        out = write_results(results, settings, shards, f"{storage}/{name}")
-    finally:
-        ray.shutdown()
+            out, rows = write_results(results, settings, shards, f"{storage}/{name}", hidden_answers)
+        finally:
+            ray.shutdown()
+    except KeyboardInterrupt:
+        raise Interrupted(resume_command(storage, name, args.address) if saved else None) from None
     print(f"\nresults: {out}")
     print(f"  best config: {out}/best_config.json   report: {out}/report.md   leaderboard: {out}/leaderboard.csv")
     print(f"  watch and compare trials: tensorboard --logdir {args.storage}")
+    if not any(row["status"] == "TERMINATED" for row in rows):
+        print(f"error: no trial completed ({outcome_text(rows)}); see {out}/leaderboard.csv for why", file=sys.stderr)
+        return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 the search finished and a trial completed; 1 every trial failed, or a bug (with
+    its traceback); 2 bad input, in one line; 130 Ctrl-C, with the command that continues."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from vidseg.data import synth
-
     try:
         return run(args)
-    except (UsageError, synth.SettingsMismatch) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # LayoutError, ShardError and config errors name their file or value
+    except InputError as err:  # the project's own checks: they name the file, flag or value
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: {err.filename or args.data_dir}: {err.strerror or err}", file=sys.stderr)
+        if err.filename is None:  # not about a file the user gave: a bug, or the machine; keep its traceback
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: continue with  python search/run_search.py --resume", file=sys.stderr)
+    except (Interrupted, KeyboardInterrupt) as err:
+        command = getattr(err, "command", None)
+        if command:
+            print(f"interrupted; the search is saved. Continue it with:\n  {command}", file=sys.stderr)
+        else:
+            print("interrupted before the search started; run the same command again (prepared data is reused)",
+                  file=sys.stderr)
         return 130
 
 

@@ -15,14 +15,16 @@ the value the trial's config carries. So every trial runs a valid group count.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vidseg.errors import InputError
 from vidseg.train.config import TrainConfig
 
 __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
-           "points_to_evaluate", "SEARCHED", "INPUT_FRAMES"]
+           "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of"]
 
 INPUT_FRAMES = 11
 
@@ -147,6 +149,43 @@ PROFILES: dict[str, Profile] = {
 
 for _profile in PROFILES.values():
     _profile.check()
+
+
+def fit_to_shards(profile: Profile, resolution: tuple[int, int], counts: dict[str, int]) -> tuple[Profile, list[str]]:
+    """The profile narrowed to what a shard set can run, and one line per value left out.
+
+    ``resolution`` (H, W) and ``counts`` (videos per split) are the shard set's. N_S values whose
+    encoder does not divide H and W, and pseudo-labels without an unlabeled split, are left out.
+    Raises ``InputError`` when a split the trials need is missing, or nothing valid is left."""
+    h, w = resolution
+    for split in ("train", "val"):
+        if not counts.get(split):
+            raise InputError(f"the shard set has no {split} videos: every trial trains on train and reports val IoU")
+    notes = []
+    n_s = tuple(n for n in profile.N_S if h % 2 ** (n // 2) == 0 and w % 2 ** (n // 2) == 0)
+    if not n_s:
+        raise InputError(f"the shards are {h}x{w}, which no N_S of profile {profile.name} can run "
+                         f"({', '.join(f'N_S={n} needs H and W divisible by {2 ** (n // 2)}' for n in profile.N_S)})")
+    if n_s != profile.N_S:
+        notes.append(f"N_S={', '.join(str(n) for n in profile.N_S if n not in n_s)} left out of the space: "
+                     f"{h}x{w} shards are not divisible by {', '.join(str(2 ** (n // 2)) for n in profile.N_S if n not in n_s)}")
+    pseudo = profile.pseudo_labels
+    if True in pseudo and not counts.get("unlabeled"):
+        pseudo = tuple(p for p in pseudo if not p) or (False,)
+        notes.append("pseudo_labels=True left out of the space: the shard set has no unlabeled videos")
+    return dataclasses.replace(profile, resolution=(h, w), N_S=n_s, pseudo_labels=pseudo), notes
+
+
+def narrowed(profile: Profile, limits: dict[str, Any] | None) -> Profile:
+    """``profile`` with the values saved by ``limits_of`` (a search's record of its narrowed space)."""
+    if not limits:
+        return profile
+    return dataclasses.replace(profile, resolution=tuple(limits["resolution"]), N_S=tuple(limits["N_S"]),
+                               pseudo_labels=tuple(limits["pseudo_labels"]))
+
+
+def limits_of(profile: Profile) -> dict[str, Any]:
+    return {"resolution": list(profile.resolution), "N_S": list(profile.N_S), "pseudo_labels": list(profile.pseudo_labels)}
 
 
 # The paper's configurations (N_S, N_T, hid_S, hid_T, groups, loss): its Table 1 (MSE) and its final

@@ -7,8 +7,10 @@ each epoch's report into ``tune.report(metrics, checkpoint=...)``.
 On GPUs each trial is packed by ``vidseg.train.memory.plan_trial`` for the GPUs the search runs
 on (``gpu_memory_gb``, detected on a worker or given as a flag): it asks Ray for the share of a
 GPU its modelled peak needs, in eighths; it runs in micro-batches where its batch would not fit
-one GPU; its allocator is capped at that share; and a configuration that cannot fit at all fails
-at once with ``TrialInfeasible``, naming why, before it touches the GPU.
+one GPU; its allocator is capped at that share; and a configuration that cannot fit at all ends
+at once as INFEASIBLE, naming why, before it touches the GPU. A trial whose loss diverges ends at
+once as DIVERGED. Neither is an error, so Ray Tune does not retry them (``end_trial``); a worker
+that dies is still retried from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ from typing import Any
 import torch
 
 from vidseg.data.remote import cached_shards
+from vidseg.checkpoint import load_checkpoint
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import CHECKPOINT, fit
+from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
 from vidseg.train.memory import GIB, TrialPlan, data_bytes, plan_trial
 
-__all__ = ["train_simvp", "trial_resources", "trial_plan", "TrialInfeasible", "detect_gpu_memory_gb"]
+__all__ = ["train_simvp", "trial_resources", "trial_plan", "end_trial", "detect_gpu_memory_gb", "OUTCOME", "DIVERGED",
+           "INFEASIBLE"]
 
 
-class TrialInfeasible(ValueError):
-    """The configuration cannot run on one GPU of the search's size, even one clip at a time."""
+log = logging.getLogger("vidseg.search")
+
+OUTCOME = "outcome"  # the metric that marks a trial's last report: DIVERGED or INFEASIBLE
+DIVERGED, INFEASIBLE = "DIVERGED", "INFEASIBLE"
 
 
 def trial_plan(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float,
@@ -57,7 +63,8 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
     if gpu_memory_gb is not None and resolution is not None:
         plan = trial_plan(train, resolution, gpu_memory_gb, counts)
         if plan.infeasible:  # before any work: the search records why, and goes on
-            raise TrialInfeasible(f"infeasible on a {gpu_memory_gb:g} GiB GPU: {plan.infeasible}")
+            end_trial(INFEASIBLE, 0, f"infeasible on a {gpu_memory_gb:g} GiB GPU: {plan.infeasible}")
+            return
     if gpu_memory_gb is not None and resolution is not None and torch.cuda.is_available():
         train = dataclasses.replace(train, micro_batch_size=plan.micro_batch_size, data_on_device=plan.data_on_device,
                                     memory_budget_gb=plan.budget_gb)
@@ -65,13 +72,26 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT, map_location="cpu", weights_only=False)
+            state = load_checkpoint(Path(folder) / CHECKPOINT)
     with tempfile.TemporaryDirectory(prefix="vidseg-trial-") as folder:
         def report(metrics: dict[str, Any]) -> None:
             # fit saved this epoch's checkpoint to ``folder`` just before; Ray copies it to storage now.
             tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
-        fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
+        try:
+            fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
+        except TrialDiverged as err:  # it would diverge again the same way: not retried
+            end_trial(DIVERGED, err.epoch, str(err))
+
+
+def end_trial(outcome: str, epoch: int, reason: str) -> None:
+    """End a trial that cannot go on as ``outcome`` (DIVERGED or INFEASIBLE), without an error, so
+    that Ray Tune does not retry it: a last report with no checkpoint carries the outcome and the
+    reason, and a NaN val_iou, which Optuna records as a failed trial and ASHA never promotes."""
+    from ray import tune
+
+    log.warning("trial %s: %s", outcome.lower(), reason)
+    tune.report({"epoch": epoch, "val_iou": float("nan"), OUTCOME: outcome, "reason": reason[:300]})
 
 
 def trial_resources(cpus: float, resolution: tuple[int, int], gpu_memory_gb: float | None,

@@ -8,6 +8,8 @@ import re
 import typing
 from typing import Any, TypeVar
 
+from vidseg.errors import InputError
+
 T = TypeVar("T")
 
 __all__ = ["from_dict", "validate", "check_device"]
@@ -36,19 +38,19 @@ def from_dict(cls: type[T], values: dict[str, Any], what: str = "config") -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        raise InputError(f"unknown {what} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     for key, value in values.items():
         if not _type_ok(value, hints[key]):
             name = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
-            raise ValueError(f"{what} value {key}={value!r} is not of type {name}")
+            raise InputError(f"{what} value {key}={value!r} is not of type {name}")
     return cls(**values)
 
 
 def validate(checks: list[tuple[bool, str]]) -> None:
-    """Raise ``ValueError`` with the message of the first failed check."""
+    """Raise ``InputError`` with the message of the first failed check."""
     for ok, message in checks:
         if not ok:
-            raise ValueError(message)
+            raise InputError(message)
 
 
 def check_device(device: str) -> None:

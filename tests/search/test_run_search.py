@@ -79,7 +79,7 @@ def test_best_config_report_and_submission(smoke):
     top = read_leaderboard(experiment)[0]
     assert best["trial_id"] == top["trial_id"] and config.loss == top["loss"] and config.hid_S == int(top["hid_S"])
     assert best["val_iou"] == pytest.approx(float(top["best_val_iou"]), abs=1e-4)
-    state = torch.load(experiment / best["checkpoint"], weights_only=False)
+    state = torch.load(experiment / best["checkpoint"])
     assert state["epoch"] == best["epoch"] == int(top["best_epoch"])
     report = (experiment / "report.md").read_text()
     for part in ("Copy last frame", "paper-mse-2_4_4_32_1", "ASHA's savings", "importances", "submission.pt"):

@@ -55,16 +55,46 @@ def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag():
         ray.shutdown()
 
 
-def test_a_trial_that_cannot_fit_one_gpu_fails_at_once_naming_why(local_ray, tiny_shards, tmp_path):
+def _leaderboard(results, tiny_shards, experiment):
+    settings = {"profile": "smoke", "max_epochs": 2, "grace_period": 1, "reduction_factor": 2, "seed": 0}
+    write_results(results, settings, str(tiny_shards), str(experiment))
+    with open(experiment / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(local_ray, tiny_shards, tmp_path):
     tuner = tune.Tuner(
         tune.with_parameters(train_simvp, shards=str(tiny_shards), gpu_memory_gb=0.25, resolution=(40, 60)),
         param_space={**COMMON, "groups": 1},
         tune_config=tune.TuneConfig(metric="val_iou", mode="max"),
         run_config=tune.RunConfig(name="infeasible", storage_path=str(tmp_path),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+                                  failure_config=tune.FailureConfig(max_failures=2), verbose=0),
     )
     results = tuner.fit()
-    assert len(results.errors) == 1
-    message = str(results.errors[0])
-    assert "infeasible on a 0.25 GiB GPU" in message and "one clip needs" in message
+    assert not results.errors  # not an error, so Ray Tune never retries it
+    assert results[0].metrics["outcome"] == "INFEASIBLE"
     assert not list(tmp_path.glob("infeasible/*/checkpoint_*"))  # it never trained
+    [row] = _leaderboard(results, tiny_shards, tmp_path / "infeasible")
+    assert row["status"] == "INFEASIBLE" and row["best_val_iou"] == ""
+    assert "infeasible on a 0.25 GiB GPU" in row["error"] and "one clip needs" in row["error"]
+
+
+def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(local_ray, tiny_shards, tmp_path):
+    # an absurd learning rate drives the weights to overflow within the first epoch
+    tuner = tune.Tuner(
+        tune.with_parameters(train_simvp, shards=str(tiny_shards)),
+        param_space={**COMMON, "groups": 1, "lr": tune.grid_search([5e-3, 1e12]), "epochs": 3},
+        tune_config=tune.TuneConfig(metric="val_iou", mode="max"),
+        run_config=tune.RunConfig(name="diverged", storage_path=str(tmp_path),
+                                  failure_config=tune.FailureConfig(max_failures=3), verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    good, bad = sorted(_leaderboard(results, tiny_shards, tmp_path / "diverged"), key=lambda row: float(row["lr"]))
+    assert good["status"] == "TERMINATED" and good["epochs"] == "3"
+    assert bad["status"] == "DIVERGED" and "NaN or infinite at epoch" in bad["error"]
+    diverged_at = int(bad["epochs"])
+    log = tmp_path / "diverged" / bad["trial_id"] / "result.json"
+    reported = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert reported == list(range(1, diverged_at + 1))  # one run: a retry would report its epochs again
+    assert diverged_at < 3 and "1 diverged" in (tmp_path / "diverged" / "report.md").read_text()

@@ -44,7 +44,7 @@ def test_a_checkpoint_from_before_new_settings_still_resumes(tiny_dataset, tmp_p
 
     out = tmp_path / "unet"
     first = train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
-    state = torch.load(out / "unet_last.pt", weights_only=False)
+    state = torch.load(out / "unet_last.pt")
     for key in ("crop", "foreground_crops"):  # added in session 3, absent from older checkpoints
         del state["config"][key]
     torch.save(state, out / "unet_last.pt")
@@ -64,7 +64,7 @@ def test_same_seed_same_unet(tiny_dataset, tmp_path):
 def test_a_loss_that_is_not_finite_stops_training(tiny_dataset, tmp_path):
     out = tmp_path / "unet"
     train_unet(tiny_dataset, out, UNetConfig(epochs=1, **SMALL), progress=False)
-    state = torch.load(out / "unet_last.pt", weights_only=False)
+    state = torch.load(out / "unet_last.pt")
     state["model"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in state["model"].items()}
     torch.save(state, out / "unet_last.pt")
     with pytest.raises(FloatingPointError, match="UNet loss became nan at epoch 2"):

@@ -61,8 +61,8 @@ def test_one_epoch_then_resume_equals_two_epochs(tiny_shards, tmp_path):
     assert [r["epoch"] for r in reports] == [2]  # only the missing epoch ran
     keys = ("train_loss", "val_loss", "val_iou", "val_iou_true_inputs", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in straight.history]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt")["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -187,7 +187,7 @@ def test_micro_batches_give_the_full_batch_step(tiny_shards):
         config = TrainConfig(epochs=1, amp=False, micro_batch_size=micro, **TINY)
         with tempfile.TemporaryDirectory() as folder:
             fit(config, tiny_shards, lambda m: None, checkpoint_dir=folder)
-            weights.append(torch.load(Path(folder) / "checkpoint.pt", weights_only=False)["model"])
+            weights.append(torch.load(Path(folder) / "checkpoint.pt")["model"])
     assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # really two code paths
 

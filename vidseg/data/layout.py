@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from vidseg.data.classes import NUM_CLASSES
+from vidseg.errors import InputError
 
 __all__ = [
     "SPLITS",
@@ -45,7 +46,7 @@ _VIDEO_RE = re.compile(r"video_(\d+)")
 _FRAME_RE = re.compile(r"image_(0|[1-9]\d*)\.png")  # image_5.png, never image_05.png
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError):
     """A dataset file or folder is missing or malformed; ``path`` names it."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

@@ -93,9 +93,12 @@ def cached_shards(location: str | Path, cache_root: str | Path | None = None) ->
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_root))
         try:
             fs, root = filesystem(str(location))
-            for entry in json.loads(manifest)["splits"].values():
-                for shard in entry["shards"]:
-                    pafs.copy_files(f"{root}/{shard['file']}", str(tmp / shard["file"]), source_filesystem=fs)
+            listed = json.loads(manifest)
+            files = [shard["file"] for entry in listed["splits"].values() for shard in entry["shards"]]
+            if listed.get("hidden_answers"):  # known answers travel with the shards, to score the hidden split
+                files.append(listed["hidden_answers"]["file"])
+            for file in files:
+                pafs.copy_files(f"{root}/{file}", str(tmp / file), source_filesystem=fs)
             (tmp / MANIFEST).write_bytes(manifest)
             try:
                 ShardSet.open(tmp, verify=True)

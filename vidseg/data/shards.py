@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from vidseg.atomic import atomic_path
+from vidseg.errors import InputError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -45,7 +46,7 @@ MANIFEST = "manifest.json"
 _META = "vidseg."
 
 
-class ShardError(ValueError):
+class ShardError(InputError):
     """A shard set's file is missing, damaged, or disagrees with the manifest; ``path`` names it."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
@@ -203,7 +204,7 @@ class ShardSet:
 
     def split(self, name: str) -> SplitShards:
         if name not in self._splits:
-            raise KeyError(f"{self.root / MANIFEST}: no split {name!r}; it has {', '.join(self._splits) or 'none'}")
+            raise ShardError(self.root / MANIFEST, f"no split {name!r}; it has {', '.join(self._splits) or 'none'}")
         return self._splits[name]
 
     @classmethod

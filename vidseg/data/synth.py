@@ -31,6 +31,7 @@ from vidseg.atomic import atomic_path
 from vidseg.data import classes
 from vidseg.data.layout import FRAMES, SPLITS, video_name
 from vidseg.data.render import Camera, Solid, shade
+from vidseg.errors import InputError
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -75,14 +76,14 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
-            raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, "
+            raise InputError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, "
                              f"got {self.min_objects}..{self.max_objects}")
         if self.seed < 0:
-            raise ValueError(f"seed is {self.seed}, but must be >= 0")
+            raise InputError(f"seed is {self.seed}, but must be >= 0")
         if self.motion < 0:
-            raise ValueError(f"motion is {self.motion}, but must be >= 0")
+            raise InputError(f"motion is {self.motion}, but must be >= 0")
         if self.num_frames < 2 or self.width < 8 or self.height < 8:
-            raise ValueError("num_frames must be >= 2 and the frame at least 8x8")
+            raise InputError("num_frames must be >= 2 and the frame at least 8x8")
 
 
 @dataclass(frozen=True)
@@ -481,7 +482,7 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
     return manifest
 
 
-class SettingsMismatch(Exception):
+class SettingsMismatch(InputError):
     """The output folder holds data made with other settings."""
 
 
@@ -547,14 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         config = SynthConfig(seed=args.seed, motion=args.motion, min_objects=args.min_objects,
                              max_objects=args.max_objects)
         if args.workers < 1:
-            raise ValueError(f"--workers is {args.workers}, but must be >= 1")
+            raise InputError(f"--workers is {args.workers}, but must be >= 1")
         if args.out.exists() and not args.out.is_dir():
-            raise ValueError(f"{args.out}: exists and is not a folder")
+            raise InputError(f"{args.out}: exists and is not a folder")
         counts = {s: getattr(args, s) for s in SPLITS}
         if not counts["train"] or not counts["val"]:
-            raise ValueError("--train and --val must each be at least 1: the layout needs both splits")
+            raise InputError("--train and --val must each be at least 1: the layout needs both splits")
         manifest = generate(args.out, counts, config, workers=args.workers, progress=not args.quiet)
-    except (ValueError, SettingsMismatch) as err:
+    except InputError as err:  # SettingsMismatch included
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from vidseg.errors import InputError
 from vidseg.segment.presegment import presegment
 from vidseg.segment.train import UNetConfig, train_unet
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.videos_per_shard < 1:
-            raise ValueError(f"--videos-per-shard is {args.videos_per_shard}, but must be >= 1")
+            raise InputError(f"--videos-per-shard is {args.videos_per_shard}, but must be >= 1")
         config = UNetConfig(width=args.width, size=args.unet_size or args.size, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, background_weight=args.background_weight,
                             train_frame_stride=args.train_frame_stride, val_frame_stride=args.val_frame_stride,
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = presegment(args.data, args.out, result.checkpoint, out_size=args.size,
                               videos_per_shard=args.videos_per_shard, address=args.address,
                               use_ray=not args.no_ray, device=args.device, progress=not args.quiet)
-    except ValueError as err:  # LayoutError and ShardError included
+    except InputError as err:  # LayoutError, ShardError and CheckpointError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -8,8 +8,8 @@ written atomically, and a rerun skips every shard that is already complete and v
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidseg.atomic import atomic_path
+from vidseg.checkpoint import load_checkpoint
 from vidseg.data.layout import FRAMES, LABELED_SPLITS, Dataset, Video
 from vidseg.data.shards import MANIFEST, ShardError, read_shard, sha256_file, write_manifest, write_shard
+from vidseg.errors import InputError
 from vidseg.models import UNet
 from vidseg.segment.frames import resize_images, resize_masks
 
@@ -43,7 +46,7 @@ class ShardPlan:
 def plan_shards(dataset: Dataset, videos_per_shard: int) -> list[ShardPlan]:
     """Cut each split's videos, in numeric order, into shards of ``videos_per_shard``."""
     if videos_per_shard < 1:
-        raise ValueError(f"videos_per_shard is {videos_per_shard}, but must be >= 1")
+        raise InputError(f"videos_per_shard is {videos_per_shard}, but must be >= 1")
     plans = []
     for split, videos in dataset.splits.items():
         for index, start in enumerate(range(0, len(videos), videos_per_shard)):
@@ -103,7 +106,7 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    model, state = load_unet(io.BytesIO(checkpoint), dev)
+    model, state = load_unet(checkpoint, dev)
     background_weight = state["config"]["background_weight"]
     unet_masks, true_masks = [], []
     for vid, path in zip(plan.video_ids, plan.video_paths):
@@ -131,7 +134,7 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
     data_root, out_dir, checkpoint = Path(data_root), Path(out_dir), Path(checkpoint)
     dataset = Dataset.open(data_root)
     payload = checkpoint.read_bytes()  # read once: hashed here, loaded by every task
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    state = load_checkpoint(payload, name=str(checkpoint))
     unet_sha = hashlib.sha256(payload).hexdigest()
     unet_size = tuple(state["config"]["size"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +183,25 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
                  "epoch": state.get("epoch"), "width": state["config"]["width"], "size": list(unet_size)},
         "splits": splits,
     }
+    answers = _carry_hidden_answers(dataset, out_dir, splits)
+    if answers is not None:
+        manifest["hidden_answers"] = answers
     return write_manifest(out_dir, manifest)
+
+
+HIDDEN_ANSWERS = "hidden_answers.npy"
+
+
+def _carry_hidden_answers(dataset: Dataset, out_dir: Path, splits: dict[str, Any]) -> dict[str, Any] | None:
+    """Copy the dataset's known hidden answers (the synthetic set has them; the competition keeps
+    its own) into the shard set, so that they travel with it to any machine that scores a search."""
+    source = dataset.hidden_answers_path
+    if not source.is_file() or "hidden" not in splits:
+        return None
+    ids = [v for shard in splits["hidden"]["shards"] for v in shard["video_ids"]]
+    with atomic_path(out_dir / HIDDEN_ANSWERS) as tmp:
+        shutil.copyfile(source, tmp)
+    return {"file": HIDDEN_ANSWERS, "sha256": sha256_file(out_dir / HIDDEN_ANSWERS), "video_ids": ids}
 
 
 def _run_on_ray(todo: list[ShardPlan], checkpoint: bytes, unet_sha: str, out_dir: Path, unet_size, out_size,

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 
 from vidseg.accel import (autocast, bf16_dtype, cpu_has_bf16,  # re-exported: the UNet and the trials share them
                           finite_check_steps, pick_device, step_timer)
-from vidseg.atomic import atomic_path
+from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.layout import Dataset
+from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import UNet
 from vidseg.segment.augment import Augmentation, augment
@@ -116,14 +117,9 @@ class UNetResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_unet(checkpoint: Path | str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
+def load_unet(checkpoint: Path | str | bytes, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
     """Rebuild a UNet from a checkpoint; returns the model (eval mode) and the checkpoint dict."""
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = load_checkpoint(checkpoint, map_location=device)
     config = UNetConfig.from_dict(state["config"])
     model = UNet(3, NUM_CLASSES, bilinear=False, width=config.width).to(device)
     model.load_state_dict(state["model"])
@@ -217,10 +213,10 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
 
     last = out_dir / LAST
     if last.is_file():
-        state = torch.load(last, map_location=dev, weights_only=False)
+        state = load_checkpoint(last, map_location=dev)
         saved = UNetConfig.from_dict(state["config"])  # settings added since take their defaults
         if settings_key(saved) != settings_key(config):
-            raise ValueError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
+            raise InputError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if saved.epochs == config.epochs:
@@ -301,7 +297,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
         state = {"config": config.to_dict(), "model": model.state_dict(), "epoch": epoch + 1,
                  "val_iou": val_iou, "best_val_iou": best_iou, "history": history}
         if improved:
-            _atomic_torch_save(state, out_dir / BEST)
-        _atomic_torch_save({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+            save_checkpoint(state, out_dir / BEST)
+        save_checkpoint({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                            last)
     return UNetResult(out_dir / BEST, best_iou, config.epochs, history)

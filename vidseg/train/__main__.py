@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
+from vidseg.errors import InputError
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
 
@@ -70,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 values = json.loads(args.config.read_text())
             except (OSError, ValueError) as err:
-                raise ValueError(f"{args.config}: unreadable config ({err})") from None
+                raise InputError(f"{args.config}: unreadable config ({str(err).splitlines()[0][:160]})") from None
             if not isinstance(values, dict):
-                raise ValueError(f"{args.config}: not a JSON object")
+                raise InputError(f"{args.config}: not a JSON object")
         config = TrainConfig.from_dict({**values, **overrides})
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -87,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                             for c in _COLUMNS), flush=True)
 
         result = fit(config, shards, show, checkpoint=resume, checkpoint_dir=args.out)
-    except (ValueError, KeyError) as err:  # ShardError is a ValueError
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except InputError as err:  # ShardError and CheckpointError included
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"error: {err.filename or args.out}: {err.strerror or err}", file=sys.stderr)

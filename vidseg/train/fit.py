@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from vidseg.accel import autocast, bf16_dtype, fast_defaults, finite_check_steps, pick_device, step_timer
-from vidseg.atomic import atomic_path
+from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.data.shards import ShardedArray, ShardSet
+from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import SimVP
 from vidseg.train.config import TrainConfig
@@ -37,7 +38,11 @@ GIB = 1024 ** 3
 
 
 class TrialDiverged(FloatingPointError):
-    """The loss became NaN or infinite: the search records the trial as failed."""
+    """The loss became NaN or infinite at ``epoch`` (1-based): the search ends the trial as diverged."""
+
+    def __init__(self, message: str, epoch: int = 0) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 @dataclass
@@ -176,13 +181,12 @@ def _load_checkpoint(checkpoint: dict | str | Path | None, device: torch.device)
     path = Path(checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT
-    return torch.load(path, map_location=device, weights_only=False)
+    return load_checkpoint(path, map_location=device)
 
 
 def _save_checkpoint(state: dict, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(state, directory / CHECKPOINT)
 
 
 @torch.inference_mode()
@@ -211,7 +215,7 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
-        raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)")
+        raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)", epoch)
     return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss}
 
 
@@ -240,7 +244,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     if not isinstance(shards, ShardSet):
         shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
     if config.pseudo_labels and "unlabeled" not in shards.splits:
-        raise ValueError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
+        raise InputError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
     speed = {k: v if (v := getattr(config, k)) is not None else default for k, default in fast_defaults(device).items()}
     dtype = bf16_dtype(device, config.amp)  # mse too: its readout (fp32_readout) and loss stay in fp32
     micro = config.micro_batch_size or config.batch_size
@@ -269,7 +273,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         wanted = config.result_fields()
         if saved != wanted:
             differing = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-            raise ValueError(f"checkpoint was made with another config (differs in {', '.join(differing)})")
+            raise InputError(f"checkpoint was made with another config (differs in {', '.join(differing)})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -329,7 +333,8 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             optimizer.step()
             mark()
             if step in checks and not bool(finite):  # a host sync, a constant number of times per epoch
-                raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})")
+                raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})",
+                                    epoch + 1)
         train_loss = float(loss_sum) / max(len(order), 1)
         gpu_busy = busy(time.perf_counter() - started)  # on CUDA it waits for the device first
         lr = optimizer.param_groups[0]["lr"]
@@ -344,7 +349,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             metrics["gpu_busy_fraction"] = gpu_busy
             metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / GIB
         if not math.isfinite(metrics["val_loss"]):
-            raise TrialDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch + 1}")
+            raise TrialDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch + 1}", epoch + 1)
         history.append(metrics)
         if checkpoint_dir is not None:
             _save_checkpoint({"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),

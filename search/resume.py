@@ -1,0 +1,79 @@
+"""What ``--resume`` may change, and the command that resumes an interrupted search.
+
+A resumed search continues exactly as it was started: its settings, space and shards are read
+back from ``search.json``, and a flag that would change them is refused, naming it (a flag given
+with the same value as saved is fine). These flags may change on resume, and are applied:
+
+- ``--max-failures``: retries of a trial whose worker died, for the trials to come and the ones
+  restored;
+- ``--address``: the cluster to continue on; ``--storage`` and ``--name``: which search;
+- ``--retry-errored``: errored trials start again from their last checkpoints;
+- ``--hidden-answers``: the answers the final report scores the hidden split against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from vidseg.errors import InputError
+
+__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "max_failures_callback"]
+
+# flag dest -> settings key: the flags that define a search, compared with the saved settings
+SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
+                "grace_period": "grace_period", "reduction_factor": "reduction_factor",
+                "max_concurrent": "max_concurrent", "searcher": "searcher", "scheduler": "scheduler",
+                "seed": "seed", "gpu_memory_gb": "gpu_memory_gb"}
+# flags that only prepare data, which a resumed search already has
+DATA_FLAGS = ("data", "data_dir", "workers", "prepare_only")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: str) -> None:
+    """Refuse, naming it, any flag given with ``--resume`` that would change the saved search."""
+    settings = state["settings"]
+    if args.smoke_test and settings["profile"] != "smoke":
+        raise InputError(f"--smoke-test conflicts with the saved search {where} (profile {settings['profile']}); "
+                         "--resume continues a search as it was started")
+    for dest, key in SEARCH_FLAGS.items():
+        given = getattr(args, dest)
+        if given is not None and given != settings.get(key):
+            raise InputError(f"{_flag(dest)} {given} conflicts with the saved search {where} ({_flag(dest)} "
+                             f"{settings.get(key)}); --resume continues a search as it was started: drop the flag, "
+                             "or start a new search with another --name")
+    if args.shards is not None and args.shards not in (state["shards"], str(Path(args.shards).resolve())):
+        raise InputError(f"--shards {args.shards} conflicts with the saved search {where} (its shards: "
+                         f"{state['shards']})")
+    for dest in DATA_FLAGS:
+        if getattr(args, dest) not in (None, False):
+            raise InputError(f"{_flag(dest)} has no effect with --resume: the search {where} has its shards already")
+
+
+def resume_command(storage: str, name: str, address: str | None = None) -> str:
+    """The exact command that continues the search ``name`` in ``storage``."""
+    script = sys.argv[0] if sys.argv[0].endswith("run_search.py") else "search/run_search.py"
+    words = ["python", script, "--resume", "--storage", storage, "--name", name]
+    if address:
+        words += ["--address", address]
+    return shlex.join(words)
+
+
+def max_failures_callback(max_failures: int):
+    """A Tune callback that gives every trial, restored ones included, ``max_failures`` retries
+    (a restored trial keeps the count it was created with otherwise)."""
+    from ray.tune import Callback
+
+    class MaxFailures(Callback):
+        def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+            for trial in trials:
+                trial.max_failures = max_failures
+
+    return MaxFailures()
+
