@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from vidseg.errors import InputError
 
-__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "max_failures_callback"]
+__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback"]
 
 # flag dest -> settings key: the flags that define a search, compared with the saved settings
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
@@ -65,15 +67,29 @@ def resume_command(storage: str, name: str, address: str | None = None) -> str:
     return shlex.join(words)
 
 
-def max_failures_callback(max_failures: int):
-    """A Tune callback that gives every trial, restored ones included, ``max_failures`` retries
-    (a restored trial keeps the count it was created with otherwise)."""
+def driver_callback(max_failures: int):
+    """A Tune callback for the driver: it gives every trial, restored ones included, ``max_failures``
+    retries (a restored trial keeps the count it was created with otherwise), and its
+    ``interrupted`` says whether Ctrl-C stopped the run (Tune stops the trials and returns as if
+    they had ended; it installs its SIGINT handler before callbacks are set up, so this wraps it)."""
     from ray.tune import Callback
 
-    class MaxFailures(Callback):
+    class DriverCallback(Callback):
+        interrupted = False
+
+        def setup(self, **info) -> None:
+            tune_handler = signal.getsignal(signal.SIGINT)
+            if not callable(tune_handler) or threading.current_thread() is not threading.main_thread():
+                return
+
+            def on_sigint(signum, frame) -> None:
+                self.interrupted = True
+                tune_handler(signum, frame)
+
+            signal.signal(signal.SIGINT, on_sigint)
+
         def on_step_begin(self, iteration: int, trials: list, **info) -> None:
             for trial in trials:
                 trial.max_failures = max_failures
 
-    return MaxFailures()
-
+    return DriverCallback()

@@ -23,8 +23,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -436,16 +438,12 @@ def fit_space(settings: dict, profile: Profile, shards: str) -> Profile:
     return fitted
 
 
-def interrupted(results, num_samples: int) -> bool:
-    """Whether Tune stopped before every trial ended (Ctrl-C: it saves its state and returns)."""
-    return results.num_terminated + results.num_errors < len(results) or len(results) < num_samples
-
-
 def _tuner(args: argparse.Namespace, settings: dict, profile: Profile, shards: str, storage: str, name: str):
-    """A new tuner, or the saved search restored (with --max-failures and --retry-errored applied)."""
+    """A new tuner, or the saved search restored (with --max-failures and --retry-errored applied),
+    and its driver callback (``search.resume.driver_callback``)."""
     from ray import tune
 
-    from search.resume import max_failures_callback
+    from search.resume import driver_callback
 
     experiment = f"{storage}/{name}"
     gpu_memory_gb = settings.get("gpu_memory_gb")
@@ -457,8 +455,9 @@ def _tuner(args: argparse.Namespace, settings: dict, profile: Profile, shards: s
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
     run_config = tuner._local_tuner.get_run_config()
     run_config.failure_config = tune.FailureConfig(max_failures=settings["max_failures"])
-    run_config.callbacks = [max_failures_callback(settings["max_failures"])]
-    return tuner
+    callback = driver_callback(settings["max_failures"])
+    run_config.callbacks = [callback]
+    return tuner, callback
 
 
 def run(args: argparse.Namespace) -> int:
@@ -546,11 +545,13 @@ def run(args: argparse.Namespace) -> int:
             log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",
                      name, settings["num_samples"], settings["max_epochs"], settings["max_concurrent"],
                      settings["grace_period"], settings["reduction_factor"])
-            tuner = _tuner(args, settings, profile, shards, storage, name)
+            tuner, callback = _tuner(args, settings, profile, shards, storage, name)
             started = time.perf_counter()
             results = tuner.fit()
-            if interrupted(results, settings["num_samples"]):
-                raise KeyboardInterrupt
+            if threading.current_thread() is threading.main_thread():  # Tune leaves its handler behind
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            if callback.interrupted or len(results) < settings["num_samples"]:
+                raise KeyboardInterrupt  # Tune saved its state and stopped the trials
             log.info("search finished in %.0f s", time.perf_counter() - started)
 
             from search.report import outcome_text, write_results

@@ -27,6 +27,8 @@ def test_publish_then_every_node_caches_once(tiny_shards, tmp_path):
     local = ShardSet.open(got[0])
     assert np.array_equal(local.split("val").true[1], ShardSet.open(tiny_shards).split("val").true[1])
     assert cached_shards(tiny_shards) == tiny_shards  # a plain path is used where it is
+    # the known hidden answers travel with the shards, so that the driver on any machine can score
+    assert (got[0] / "hidden_answers.npy").read_bytes() == (tiny_shards / "hidden_answers.npy").read_bytes()
 
 
 def test_a_damaged_bucket_copy_is_refused_by_name(shards_copy, tmp_path):

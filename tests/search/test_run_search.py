@@ -15,6 +15,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
+from torchmetrics import JaccardIndex
 
 from tests.conftest import run_cli
 from vidseg.train.config import TrainConfig
@@ -88,6 +89,9 @@ def test_best_config_report_and_submission(smoke):
     assert submission.dtype == torch.uint8 and tuple(submission.shape) == (2, 160, 240)
     answers = np.load(tmp / "data" / "smoke" / "seed0" / "hidden_answers.npy")
     assert submission.shape == answers.shape
+    # the answers travelled with the shards, and the driver scored the submission against them
+    expected = JaccardIndex(task="multiclass", num_classes=49)(submission.long(), torch.from_numpy(answers).long())
+    assert f"Score against the known answers (the shard set's answers): **{float(expected):.4f}** IoU" in report
 
 
 def test_rerun_reuses_data_and_refuses_an_existing_name(smoke):
@@ -186,6 +190,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     (["--address", "127.0.0.1:9"], "error: --address 127.0.0.1:9: no Ray cluster answers there"),
     (["--resume"], "error: {tmp}/results: no search to resume here"),
     (["--gpu-memory-gb", "0"], "error: --gpu-memory-gb is 0.0, but must be > 0"),
+    (["--retry-errored"], "error: --retry-errored retries the errored trials of a saved search: give it with --resume"),
+    (["--hidden-answers", "{tmp}/answers.npy"], "error: {tmp}/answers.npy: not readable as hidden answers"),
+    (["--storage", "{tmp}/results", "--seed", "-1"], "error: --seed is -1, but must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import json
 
 import optuna
 import pytest
@@ -75,6 +76,24 @@ def test_profile_check_refuses_a_resolution_the_widths_cannot_use():
     bad = dataclasses.replace(PROFILES["demo"], resolution=(40, 60), N_S=(8,))
     with pytest.raises(ValueError, match="N_S=8 needs H and W divisible by 16"):
         bad.check()
+
+
+def test_fit_to_shards_leaves_out_what_the_shards_cannot_run_and_resume_rebuilds_it():
+    from search.space import fit_to_shards, limits_of, narrowed
+    from vidseg.errors import InputError
+
+    counts = {"train": 4, "val": 2, "hidden": 2}
+    fitted, notes = fit_to_shards(PROFILES["full"], (40, 60), counts)
+    assert fitted.N_S == (2, 4) and fitted.pseudo_labels == (False,) and fitted.resolution == (40, 60)
+    assert notes == ["N_S=8 left out of the space: 40x60 shards are not divisible by 16",
+                     "pseudo_labels=True left out of the space: the shard set has no unlabeled videos"]
+    assert narrowed(PROFILES["full"], json.loads(json.dumps(limits_of(fitted)))) == fitted  # as search.json keeps it
+    assert points_to_evaluate(fitted) and all(p["N_S"] != 8 for p in points_to_evaluate(fitted).values())
+    assert fit_to_shards(PROFILES["full"], (160, 240), {**counts, "unlabeled": 3}) == (PROFILES["full"], [])
+    with pytest.raises(InputError, match="no val videos"):
+        fit_to_shards(PROFILES["smoke"], (40, 60), {"train": 4, "val": 0})
+    with pytest.raises(InputError, match="the shards are 41x61, which no N_S of profile smoke can run"):
+        fit_to_shards(PROFILES["smoke"], (41, 61), counts)
 
 
 def _full_space():

@@ -1,0 +1,228 @@
+"""Untrusted checkpoints, input checked before any trial, honest exit codes and an honest --resume,
+through the real CLIs (``search/run_search.py``, ``python -m vidseg.train``, ``python -m vidseg.segment``)."""
+
+import json
+import pathlib
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import SHARD_SIZE, run_cli
+from vidseg.checkpoint import CheckpointError, load_checkpoint
+
+SCRIPT = "search/run_search.py"
+
+
+class Planted:
+    """An object whose unpickling creates ``marker``: what a hostile checkpoint would do, harmlessly."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def plant(path: Path, marker: Path) -> None:
+    """Write a checkpoint that looks like ours but runs code when pickle loads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": {}, "model": {}, "epoch": 1, "extra": Planted(marker)}, path)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line that says what is wrong (progress lines may come before it), with no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == lines[0]
+    return lines[0]
+
+
+def test_a_planted_checkpoint_would_run_code_and_load_checkpoint_refuses_it(tmp_path):
+    marker = tmp_path / "ran"
+    plant(tmp_path / "evil.pt", marker)
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused, not loaded"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # what the project used to do: the code runs
+    assert marker.exists()
+
+
+def test_train_cli_refuses_a_planted_checkpoint_and_a_pickled_config(tiny_shards, tmp_path):
+    marker = tmp_path / "ran"
+    out = tmp_path / "best"  # e.g. a search's best/ folder, resumed with --out
+    plant(out / "checkpoint.pt", marker)
+    before = (out / "checkpoint.pt").read_bytes()
+    result = run_cli("-m", "vidseg.train", "--shards", str(tiny_shards), "--out", str(out), "--epochs=1",
+                     "--hid-S=4", "--hid-T=16", "--N-T=2")
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(f"error: {out / 'checkpoint.pt'}: refused, not loaded")
+    assert not marker.exists() and (out / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # nothing else written
+
+    plant(tmp_path / "config.json", marker)
+    result = run_cli("-m", "vidseg.train", "--shards", str(tiny_shards), "--config", str(tmp_path / "config.json"))
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(f"error: {tmp_path / 'config.json'}: unreadable config")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["unet_last.pt", "unet_best.pt"])
+def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy, tmp_path, name):
+    marker = tmp_path / "ran"
+    plant(shards_copy / "unet" / name, marker)
+    files = {p.name: p.read_bytes() for p in shards_copy.iterdir() if p.is_file()}
+    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(shards_copy), "--size=40x60",
+                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
+                     "--no-ray", "--quiet")
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(f"error: {shards_copy / 'unet' / name}: refused, not loaded")
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in shards_copy.iterdir() if p.is_file()} == files  # untouched
+
+
+def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(shards_copy, tmp_path):
+    import numpy as np
+
+    from search.report import hidden_score
+    from vidseg.data.shards import ShardSet
+    from vidseg.errors import InputError
+
+    answers = np.load(shards_copy / "hidden_answers.npy")
+    ids = ShardSet.open(shards_copy).split("hidden").video_ids
+    prediction = torch.from_numpy(answers)
+    assert hidden_score(ShardSet.open(shards_copy), prediction, ids) == (1.0, "the shard set's answers")
+    np.save(tmp_path / "given.npy", np.zeros_like(answers))
+    score, source = hidden_score(ShardSet.open(shards_copy), prediction, ids, str(tmp_path / "given.npy"))
+    assert score < 1.0 and source == str(tmp_path / "given.npy")
+    np.save(tmp_path / "small.npy", answers[:, :10])
+    with pytest.raises(InputError, match=r"small\.npy: hidden answers must be integer masks of shape \(N, 160, 240\)"):
+        hidden_score(ShardSet.open(shards_copy), prediction, ids, str(tmp_path / "small.npy"))
+
+    (shards_copy / "hidden_answers.npy").write_bytes(b"damaged")
+    assert hidden_score(ShardSet.open(shards_copy), prediction, ids) == \
+        (None, f"{shards_copy / 'hidden_answers.npy'}: missing or damaged (its checksum differs from the manifest's)")
+    manifest = json.loads((shards_copy / "manifest.json").read_text())
+    del manifest["hidden_answers"]  # a real dataset's shards: the competition keeps its answers
+    (shards_copy / "manifest.json").write_text(json.dumps(manifest))
+    score, why = hidden_score(ShardSet.open(shards_copy), prediction, ids)
+    assert score is None and why.startswith("no answers to score against") and "--hidden-answers FILE" in why
+
+
+def test_unwritable_storage_is_refused_before_any_data_is_made(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    storage = tmp_path / "file" / "results"
+    result = run_cli(SCRIPT, "--smoke-test", "--data-dir", str(tmp_path / "data"), "--storage", str(storage))
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(f"error: --storage {storage}: not writable")
+    assert not (tmp_path / "data").exists()
+
+
+def test_values_the_shards_cannot_run_are_left_out_in_one_line(tiny_shards, tmp_path):
+    result = run_cli(SCRIPT, "--profile", "full", "--shards", str(tiny_shards), "--prepare-only",
+                     "--storage", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    h, w = SHARD_SIZE
+    assert f"N_S=8 left out of the space: {h}x{w} shards are not divisible by 16" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_dataset, tmp_path):
+    odd = tmp_path / "odd"
+    made = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(odd), "--size=41x61",
+                   "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--no-ray", "--quiet")
+    assert made.returncode == 0, made.stderr[-2000:]
+    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(odd), "--storage", str(tmp_path / "results"),
+                     "--name", "odd")
+    assert result.returncode == 2
+    assert one_error_line(result) == ("error: the shards are 41x61, which no N_S of profile smoke can run "
+                                      "(N_S=2 needs H and W divisible by 2)")
+    assert not (tmp_path / "results" / "odd").exists()
+
+
+def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
+    code = ("import sys; sys.argv[0] = 'search/run_search.py'; import search.run_search as r\n"
+            "def broken(args): raise ValueError('an internal bug, not bad input')\n"
+            "r.resolve_settings = broken\n"
+            f"raise SystemExit(r.main(['--smoke-test', '--storage', {str(tmp_path / 'results')!r}]))")
+    result = run_cli("-c", code)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ValueError: an internal bug, not bad input" in result.stderr
+    assert "error: an internal bug" not in result.stderr
+
+
+EPOCHS = 40  # tiny epochs take about 0.2 s: enough that Ctrl-C lands mid-trial
+
+
+def _epochs(trial: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines() if line.endswith("}")]
+
+
+def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_path):
+    """Ctrl-C exits 130 with the exact command that continues; that command refuses conflicting
+    flags, applies --max-failures, refuses a planted trial checkpoint (the trial errors, and with no
+    trial completed the search exits 1); --retry-errored then goes on from the restored checkpoint."""
+    shards = tmp_path / "shards"  # without an unlabeled split: pseudo-labels leave the space
+    shutil.copytree(tiny_shards, shards)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    del manifest["splits"]["unlabeled"]
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    storage, name = tmp_path / "results", "ctrl-c"
+    experiment = storage / name
+    driver = subprocess.Popen([sys.executable, SCRIPT, "--smoke-test", "--shards", str(shards), "--storage", str(storage),
+                               "--name", name, "--num-samples=1", f"--max-epochs={EPOCHS}", f"--grace-period={EPOCHS}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not [t for t in experiment.glob("trial_*") if (t / "result.json").is_file() and _epochs(t)]:
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no epoch was reported"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 130, stderr[-3000:]
+    assert "pseudo_labels=True left out of the space: the shard set has no unlabeled videos" in stderr
+    command = stderr.strip().splitlines()[-1].strip()
+    assert command == shlex.join(["python", SCRIPT, "--resume", "--storage", str(storage), "--name", name])
+    assert not (experiment / "report.md").exists() and not (experiment / "leaderboard.csv").exists()
+    assert json.loads((experiment / "search.json").read_text())["settings"]["limits"]["pseudo_labels"] == [False]
+    resume = [sys.executable, *shlex.split(command)[1:]]
+
+    conflict = run_cli(*resume[1:], "--num-samples=5")
+    assert conflict.returncode == 2
+    assert one_error_line(conflict).startswith(f"error: --num-samples 5 conflicts with the saved search {experiment} "
+                                               "(--num-samples 1)")
+    assert one_error_line(run_cli(*resume[1:], "--workers=2")).startswith("error: --workers has no effect with --resume")
+
+    [trial] = experiment.glob("trial_*")
+    good = {path: path.read_bytes() for path in trial.glob("checkpoint_*/checkpoint.pt")}
+    marker = tmp_path / "ran"
+    for path in good:  # the latest, and the best kept beside it
+        plant(path, marker)
+    failed = run_cli(*resume[1:], "--max-failures=0", timeout=400)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert not marker.exists()
+    assert failed.stderr.strip().splitlines()[-1] == (f"error: no trial completed (0 completed, 1 failed (error)); "
+                                                      f"see {experiment}/leaderboard.csv for why")
+    assert failed.stderr.count("Trial task failed") == 1  # --max-failures 0 applied: no retry
+    leaderboard = (experiment / "leaderboard.csv").read_text()
+    assert "ERROR" in leaderboard and "refused, not loaded" in leaderboard
+    epochs_before = _epochs(trial)
+
+    for path, data in good.items():
+        path.write_bytes(data)
+    retried = run_cli(*resume[1:], "--retry-errored", timeout=400)
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    epochs = _epochs(trial)
+    assert epochs[:len(epochs_before)] == epochs_before and epochs[-1] == EPOCHS and epochs.count(1) == 1
+    assert f",TERMINATED,{EPOCHS}," in (experiment / "leaderboard.csv").read_text()
