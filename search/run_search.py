@@ -15,6 +15,11 @@ each epoch. Optuna's TPE proposes trials, starting from the paper's configuratio
 profile; ASHA stops weak ones early. Results go to STORAGE/NAME/: Ray Tune's trial folders with
 TensorBoard events, leaderboard.csv, report.md, best_config.json, the best checkpoint, and the
 hidden split's predictions in the competition's submission format.
+
+Input is checked before any trial starts: values of the space that the shards cannot run are left
+out (one line each), and storage must be writable. Exit codes: 0 the search finished and a trial
+completed; 1 every trial failed (or a bug, with its traceback); 2 bad input, in one line; 130
+Ctrl-C, with the exact command that continues the search.
 """
 
 from __future__ import annotations

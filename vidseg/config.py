@@ -56,9 +56,9 @@ def validate(checks: list[tuple[bool, str]]) -> None:
 def check_device(device: str) -> None:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where there is one."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ValueError(f"device is {device!r}; valid: auto, cpu, cuda, cuda:N")
+        raise InputError(f"device is {device!r}; valid: auto, cpu, cuda, cuda:N")
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"device is {device!r}, but this machine has no CUDA device")
+            raise InputError(f"device is {device!r}, but this machine has no CUDA device")

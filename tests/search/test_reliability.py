@@ -146,6 +146,18 @@ def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_dataset, tmp_path)
     assert not (tmp_path / "results" / "odd").exists()
 
 
+def test_shards_without_a_val_split_are_refused_with_exit_2(shards_copy, tmp_path):
+    manifest = json.loads((shards_copy / "manifest.json").read_text())
+    del manifest["splits"]["val"]
+    (shards_copy / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(shards_copy), "--storage", str(tmp_path / "results"),
+                     "--name", "noval")
+    assert result.returncode == 2
+    assert one_error_line(result) == ("error: the shard set has no val videos: every trial trains on train and "
+                                      "reports val IoU")
+    assert not (tmp_path / "results" / "noval").exists()
+
+
 def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
     code = ("import sys; sys.argv[0] = 'search/run_search.py'; import search.run_search as r\n"
             "def broken(args): raise ValueError('an internal bug, not bad input')\n"

@@ -208,5 +208,5 @@ def test_help_explains():
     assert result.returncode == 0
     for flag in ("--address", "--storage", "--profile", "--num-samples", "--max-epochs", "--grace-period",
                  "--reduction-factor", "--max-concurrent", "--seed", "--name", "--resume", "--smoke-test",
-                 "--gpu-memory-gb"):
+                 "--gpu-memory-gb", "--max-failures", "--retry-errored", "--hidden-answers"):
         assert flag in result.stdout

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset as TorchDataset
 
 from vidseg.data.layout import FRAMES, LayoutError, Video, read_frame
+from vidseg.errors import InputError
 
 __all__ = ["resize_images", "resize_masks", "VideoFrames", "DecodeFailure"]
 
@@ -57,7 +58,7 @@ class VideoFrames(TorchDataset):
     def __init__(self, videos: list[Video], size: tuple[int, int]) -> None:
         for video in videos:
             if not video.labeled:
-                raise ValueError(f"{video.path}: the {video.split} split has no masks to train on")
+                raise InputError(f"{video.path}: the {video.split} split has no masks to train on")
         self.videos = videos
         self.size = (int(size[0]), int(size[1]))
 
