@@ -22,7 +22,7 @@ from search.space import PAPER, PROFILES, SEARCHED, paper_configs
 from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
-from vidseg.checkpoint import CheckpointError, load_checkpoint
+from vidseg.checkpoint import load_checkpoint
 from vidseg.data.classes import colorize
 from vidseg.data.remote import cached_shards
 from vidseg.data.shards import ShardSet, sha256_file
@@ -190,16 +190,19 @@ def hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarr
     from the shard set, which carries them when its dataset had them (``hidden_answers`` in its
     manifest, checksummed)."""
     entry = shards.manifest.get("hidden_answers")
-    if answers_file is not None:
-        answers, ids, source = read_answers(answers_file), video_ids, str(answers_file)
-    elif entry:
-        path = shards.root / entry["file"]
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
-            return None, f"{path}: missing or damaged (its checksum differs from the manifest's)"
-        answers, ids, source = read_answers(path), np.asarray(entry["video_ids"]), "the shard set's answers"
-    else:
+    if answers_file is None and not entry:
         return None, ("no answers to score against: the shard set carries none (the competition keeps its own); "
                       "give them with --hidden-answers FILE")
+    try:
+        if answers_file is not None:
+            answers, ids, source = read_answers(answers_file), video_ids, str(answers_file)
+        else:
+            path = shards.root / entry["file"]
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
+                return None, f"{path}: missing or damaged (its checksum differs from the manifest's)"
+            answers, ids, source = read_answers(path), np.asarray(entry["video_ids"]), "the shard set's answers"
+    except InputError as err:  # after a search: the report says why, and everything else is still written
+        return None, str(err)
     if not np.array_equal(ids, video_ids):
         return None, f"{source}: its videos are not the hidden split's ({len(ids)} against {len(video_ids)})"
     if answers.shape != tuple(prediction.shape):
@@ -259,6 +262,9 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
              + (f"ASHA grace {settings['grace_period']}, reduction factor {settings['reduction_factor']}"
                 if settings.get("scheduler", "asha") == "asha" else "no early stopping (FIFO)")
              + f"; seed {settings['seed']}.", ""]
+    notes = (settings.get("limits") or {}).get("notes") or []
+    if notes:  # values of the profile's space that these shards cannot run
+        lines += ["Left out of the space for these shards: " + "; ".join(notes) + ".", ""]
     lines += ["## Best trial against the baselines and the paper's configurations", "",
               "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]
@@ -336,10 +342,11 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             file = _best_checkpoint(row)
             if file is None:
                 continue
-            try:
-                load_checkpoint(file)  # plain data only: a planted pickle is refused here, and never run
-            except CheckpointError as err:
-                log.warning("trial %s: its checkpoint is skipped: %s", row["trial_id"], err)
+            try:  # plain data that builds this trial's model: a planted pickle is refused here, and never run
+                load_trial_model(file, shards.resolution)
+            except (InputError, KeyError, ValueError, RuntimeError) as err:  # CheckpointError is an InputError
+                log.warning("trial %s: its checkpoint %s is skipped: %s", row["trial_id"], file,
+                            err.args[0] if isinstance(err, KeyError) else str(err).splitlines()[0])
                 continue
             checkpoints[row["trial_id"]] = file
     best_row = next((r for r in rows if r["trial_id"] in checkpoints), None)

@@ -38,9 +38,12 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: str) -> None:
-    """Refuse, naming it, any flag given with ``--resume`` that would change the saved search."""
-    settings = state["settings"]
+def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: str,
+                       defaults: dict[str, Any] | None = None) -> None:
+    """Refuse, naming it, any flag given with ``--resume`` that would change the saved search
+    (``defaults``: the values of settings that an older ``search.json`` lacks)."""
+    defaults = defaults or {}
+    settings = {**defaults, **state["settings"]}
     if args.smoke_test and settings["profile"] != "smoke":
         raise InputError(f"--smoke-test conflicts with the saved search {where} (profile {settings['profile']}); "
                          "--resume continues a search as it was started")
@@ -50,9 +53,11 @@ def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: s
             raise InputError(f"{_flag(dest)} {given} conflicts with the saved search {where} ({_flag(dest)} "
                              f"{settings.get(key)}); --resume continues a search as it was started: drop the flag, "
                              "or start a new search with another --name")
-    if args.shards is not None and args.shards not in (state["shards"], str(Path(args.shards).resolve())):
-        raise InputError(f"--shards {args.shards} conflicts with the saved search {where} (its shards: "
-                         f"{state['shards']})")
+    if args.shards is not None:
+        given = args.shards if "://" in args.shards else str(Path(args.shards).resolve())
+        if given not in (state["shards"], state.get("shards_source")):  # as given, or as published to the bucket
+            raise InputError(f"--shards {args.shards} conflicts with the saved search {where} (its shards: "
+                             f"{state.get('shards_source') or state['shards']})")
     for dest in DATA_FLAGS:
         if getattr(args, dest) not in (None, False):
             raise InputError(f"{_flag(dest)} has no effect with --resume: the search {where} has its shards already")

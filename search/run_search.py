@@ -46,6 +46,8 @@ log = logging.getLogger("vidseg.search")
 
 STATE = "search.json"  # our own record of a search's settings, for --resume
 DATA_DIR = Path("data")  # the default --data-dir
+# defaults of the flags that are not the profile's (a search.json written before a flag existed takes them)
+SETTING_DEFAULTS = {"max_failures": 2, "seed": 0, "searcher": "tpe", "scheduler": "asha", "gpu_memory_gb": None}
 
 
 class UsageError(InputError):
@@ -151,10 +153,10 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         "grace_period": args.grace_period or profile.grace_period,
         "reduction_factor": args.reduction_factor or profile.reduction_factor,
         "max_concurrent": args.max_concurrent or profile.max_concurrent,
-        "max_failures": 2 if args.max_failures is None else args.max_failures,
-        "seed": args.seed or 0,
-        "searcher": args.searcher or "tpe",
-        "scheduler": args.scheduler or "asha",
+        "max_failures": SETTING_DEFAULTS["max_failures"] if args.max_failures is None else args.max_failures,
+        "seed": args.seed or SETTING_DEFAULTS["seed"],
+        "searcher": args.searcher or SETTING_DEFAULTS["searcher"],
+        "scheduler": args.scheduler or SETTING_DEFAULTS["scheduler"],
         "gpu_memory_gb": args.gpu_memory_gb,
     }
     if args.gpu_memory_gb is not None and args.gpu_memory_gb <= 0:
@@ -297,9 +299,17 @@ def read_state(storage: str, name: str) -> dict | None:
     fs, root = _filesystem(storage)
     try:
         with fs.open_input_stream(f"{root}/{name}/{STATE}") as f:
-            return json.loads(f.read().decode())
+            text = f.read().decode(errors="replace")
     except (FileNotFoundError, OSError):
         return None
+    try:
+        state = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"{storage}/{name}/{STATE}: not a search's saved state (invalid JSON: {err})") from None
+    if not (isinstance(state, dict) and isinstance(state.get("settings"), dict) and "shards" in state
+            and state["settings"].get("profile") in PROFILES):
+        raise UsageError(f"{storage}/{name}/{STATE}: not a search's saved state (no shards, or no known profile)")
+    return state
 
 
 def write_state(storage: str, name: str, state: dict) -> None:
@@ -435,11 +445,13 @@ def fit_space(settings: dict, profile: Profile, shards: str) -> Profile:
     from search.space import fit_to_shards, limits_of
     from vidseg.data.remote import read_manifest
 
-    resolution = read_manifest(shards)["resolution"]
-    fitted, notes = fit_to_shards(profile, (resolution["height"], resolution["width"]), shard_counts(shards))
+    manifest = read_manifest(shards)
+    resolution = manifest["resolution"]
+    labeled = tuple(name for name, entry in manifest["splits"].items() if entry.get("labeled"))
+    fitted, notes = fit_to_shards(profile, (resolution["height"], resolution["width"]), shard_counts(shards), labeled)
     for note in notes:
         log.warning("%s", note)
-    settings["limits"] = limits_of(fitted)
+    settings["limits"] = {**limits_of(fitted), "notes": notes}
     return fitted
 
 
@@ -494,11 +506,18 @@ def run(args: argparse.Namespace) -> int:
         state = read_state(storage, name)
         if state is None:
             raise UsageError(f"{storage}/{name}: no search to resume here")
-        check_resume_flags(args, state, f"{storage}/{name}")
-        settings, shards = state["settings"], state["shards"]
+        check_resume_flags(args, state, f"{storage}/{name}", SETTING_DEFAULTS)
+        check_storage(storage)
+        settings, shards = {**SETTING_DEFAULTS, **state["settings"]}, state["shards"]
         if args.max_failures is not None:
             settings["max_failures"] = args.max_failures
         hidden_answers = hidden_answers or state.get("hidden_answers")
+        if hidden_answers and not Path(hidden_answers).is_file():
+            log.warning("%s: the hidden answers given when the search started are not on this machine; the report "
+                        "will not score the hidden split (give --hidden-answers again)", hidden_answers)
+            hidden_answers = None
+        state = {**state, "settings": settings, "hidden_answers": hidden_answers}
+        write_state(storage, name, state)  # what --resume changed holds for the next resume too
         log.info("resuming %s (%s profile) from %s", name, settings["profile"], storage)
     else:
         settings = resolve_settings(args)
@@ -520,13 +539,10 @@ def run(args: argparse.Namespace) -> int:
                 profile = fit_space(settings, profile, shards)
         init_ray(address)
         try:
-            if settings.get("gpu_memory_gb") is None and ray.cluster_resources().get("GPU", 0) > 0:
+            if not args.resume and settings["gpu_memory_gb"] is None and ray.cluster_resources().get("GPU", 0) > 0:
                 from search.trainable import detect_gpu_memory_gb
 
-                try:
-                    settings["gpu_memory_gb"] = detect_gpu_memory_gb()
-                except RuntimeError as err:
-                    raise UsageError(str(err)) from None
+                settings["gpu_memory_gb"] = detect_gpu_memory_gb()  # InputError when it cannot tell
                 log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)",
                          settings["gpu_memory_gb"])
             if settings.get("gpu_memory_gb") is None and address:
@@ -540,11 +556,13 @@ def run(args: argparse.Namespace) -> int:
                 if args.prepare_only:
                     print(f"shards ready: {shards}")
                     return 0
+                source = shards
                 if "://" in storage and "://" not in shards:  # trials on other nodes read them from the bucket
                     from vidseg.data.remote import publish_shards
 
                     shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
-                write_state(storage, name, {"settings": settings, "shards": shards, "hidden_answers": hidden_answers,
+                write_state(storage, name, {"settings": settings, "shards": shards, "shards_source": source,
+                                            "hidden_answers": hidden_answers,
                                             "started": datetime.now().isoformat(timespec="seconds")})
                 saved = True
             log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, ASHA grace %d, factor %d",

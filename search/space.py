@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidseg.errors import InputError
-from vidseg.train.config import TrainConfig
+from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
            "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of"]
 
-INPUT_FRAMES = 11
 
 # The dimensions Optuna searches, in the order they are suggested.
 SEARCHED = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "last_frame_skip", "loss", "last_frame_weight", "lr",
@@ -151,16 +150,21 @@ for _profile in PROFILES.values():
     _profile.check()
 
 
-def fit_to_shards(profile: Profile, resolution: tuple[int, int], counts: dict[str, int]) -> tuple[Profile, list[str]]:
+def fit_to_shards(profile: Profile, resolution: tuple[int, int], counts: dict[str, int],
+                  labeled: tuple[str, ...] = ("train", "val")) -> tuple[Profile, list[str]]:
     """The profile narrowed to what a shard set can run, and one line per value left out.
 
-    ``resolution`` (H, W) and ``counts`` (videos per split) are the shard set's. N_S values whose
-    encoder does not divide H and W, and pseudo-labels without an unlabeled split, are left out.
-    Raises ``InputError`` when a split the trials need is missing, or nothing valid is left."""
+    ``resolution`` (H, W), ``counts`` (videos per split) and ``labeled`` (the splits with true
+    masks) are the shard set's. N_S values whose encoder does not divide H and W, and pseudo-labels
+    without an unlabeled split, are left out. Raises ``InputError`` when a split the trials need is
+    missing or unlabeled, or nothing valid is left."""
     h, w = resolution
     for split in ("train", "val"):
         if not counts.get(split):
             raise InputError(f"the shard set has no {split} videos: every trial trains on train and reports val IoU")
+        if split not in labeled:
+            raise InputError(f"the shard set's {split} split has no true masks: every trial trains on train and "
+                             "reports val IoU against them")
     notes = []
     n_s = tuple(n for n in profile.N_S if h % 2 ** (n // 2) == 0 and w % 2 ** (n // 2) == 0)
     if not n_s:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from vidseg.data.remote import cached_shards
+from vidseg.errors import InputError
 from vidseg.checkpoint import load_checkpoint
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
@@ -111,7 +112,7 @@ def trial_resources(cpus: float, resolution: tuple[int, int], gpu_memory_gb: flo
 
 def detect_gpu_memory_gb(timeout_s: float = 300.0) -> float:
     """The memory of one of the cluster's GPUs, read by a one-GPU task on a worker. Raises
-    ``RuntimeError``, naming ``--gpu-memory-gb``, when no such task runs within ``timeout_s`` or the
+    ``InputError``, naming ``--gpu-memory-gb``, when no such task runs within ``timeout_s`` or the
     worker's GPUs are not CUDA devices (Ray's logical GPUs)."""
     import ray
 
@@ -126,9 +127,9 @@ def detect_gpu_memory_gb(timeout_s: float = 300.0) -> float:
     try:
         memory = ray.get(gpu_memory.remote(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
-        raise RuntimeError(f"no GPU worker answered within {timeout_s:.0f} s to tell its GPU's memory; "
+        raise InputError(f"no GPU worker answered within {timeout_s:.0f} s to tell its GPU's memory; "
                            f"give it with --gpu-memory-gb") from None
     if memory is None:
-        raise RuntimeError("the cluster's GPU workers show torch no CUDA device (logical GPUs?); "
+        raise InputError("the cluster's GPU workers show torch no CUDA device (logical GPUs?); "
                            "give the GPUs' memory with --gpu-memory-gb")
     return float(memory)

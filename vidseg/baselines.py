@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from vidseg.data.shards import ShardSet
-from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 
 __all__ = ["copy_last_frame"]
@@ -16,7 +15,7 @@ def copy_last_frame(shards: ShardSet, split: str = "val", batch: int = 64) -> di
     """``{"unet": IoU with the UNet's frame-11 mask, "true": IoU with the true one}`` against true frame 22."""
     part = shards.split(split)
     if part.true is None:
-        raise InputError(f"split {split!r} has no true masks to score against")
+        raise ValueError(f"split {split!r} has no true masks to score against")
     scores = {}
     for kind in ("unet", "true"):
         acc = JaccardAccumulator()

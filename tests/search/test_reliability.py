@@ -66,7 +66,7 @@ def test_train_cli_refuses_a_planted_checkpoint_and_a_pickled_config(tiny_shards
     assert not marker.exists() and (out / "checkpoint.pt").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # nothing else written
 
-    plant(tmp_path / "config.json", marker)
+    plant(tmp_path / "config.json", marker)  # --config is JSON, never unpickled: a pickle is just unreadable
     result = run_cli("-m", "vidseg.train", "--shards", str(tiny_shards), "--config", str(tmp_path / "config.json"))
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"error: {tmp_path / 'config.json'}: unreadable config")
@@ -90,7 +90,7 @@ def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy,
 def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(shards_copy, tmp_path):
     import numpy as np
 
-    from search.report import hidden_score
+    from search.report import hidden_score, read_answers
     from vidseg.data.shards import ShardSet
     from vidseg.errors import InputError
 
@@ -102,8 +102,11 @@ def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(sh
     score, source = hidden_score(ShardSet.open(shards_copy), prediction, ids, str(tmp_path / "given.npy"))
     assert score < 1.0 and source == str(tmp_path / "given.npy")
     np.save(tmp_path / "small.npy", answers[:, :10])
-    with pytest.raises(InputError, match=r"small\.npy: hidden answers must be integer masks of shape \(N, 160, 240\)"):
-        hidden_score(ShardSet.open(shards_copy), prediction, ids, str(tmp_path / "small.npy"))
+    score, why = hidden_score(ShardSet.open(shards_copy), prediction, ids, str(tmp_path / "small.npy"))
+    assert score is None and why.startswith(f"{tmp_path / 'small.npy'}: hidden answers must be integer masks of "
+                                            "shape (N, 160, 240)")
+    with pytest.raises(InputError, match=r"small\.npy: hidden answers must be integer masks"):
+        read_answers(tmp_path / "small.npy")  # what the CLI checks before the search
 
     (shards_copy / "hidden_answers.npy").write_bytes(b"damaged")
     assert hidden_score(ShardSet.open(shards_copy), prediction, ids) == \
@@ -130,7 +133,15 @@ def test_values_the_shards_cannot_run_are_left_out_in_one_line(tiny_shards, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     h, w = SHARD_SIZE
     assert f"N_S=8 left out of the space: {h}x{w} shards are not divisible by 16" in result.stderr
-    assert not (tmp_path / "results").exists()
+
+
+def assert_search_refused(shards: Path, tmp_path: Path, message: str) -> None:
+    """A smoke search on ``shards`` exits 2 with ``message``, before its experiment folder exists."""
+    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(shards), "--storage", str(tmp_path / "results"),
+                     "--name", "refused")
+    assert result.returncode == 2
+    assert one_error_line(result) == message
+    assert not (tmp_path / "results" / "refused").exists()
 
 
 def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_dataset, tmp_path):
@@ -138,24 +149,25 @@ def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_dataset, tmp_path)
     made = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(odd), "--size=41x61",
                    "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--no-ray", "--quiet")
     assert made.returncode == 0, made.stderr[-2000:]
-    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(odd), "--storage", str(tmp_path / "results"),
-                     "--name", "odd")
-    assert result.returncode == 2
-    assert one_error_line(result) == ("error: the shards are 41x61, which no N_S of profile smoke can run "
-                                      "(N_S=2 needs H and W divisible by 2)")
-    assert not (tmp_path / "results" / "odd").exists()
+    assert_search_refused(odd, tmp_path, "error: the shards are 41x61, which no N_S of profile smoke can run "
+                                         "(N_S=2 needs H and W divisible by 2)")
 
 
 def test_shards_without_a_val_split_are_refused_with_exit_2(shards_copy, tmp_path):
     manifest = json.loads((shards_copy / "manifest.json").read_text())
     del manifest["splits"]["val"]
     (shards_copy / "manifest.json").write_text(json.dumps(manifest))
-    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(shards_copy), "--storage", str(tmp_path / "results"),
-                     "--name", "noval")
+    assert_search_refused(shards_copy, tmp_path, "error: the shard set has no val videos: every trial trains on "
+                                                 "train and reports val IoU")
+
+
+def test_a_damaged_saved_state_is_named_on_resume(tmp_path):
+    (tmp_path / "results" / "broken").mkdir(parents=True)
+    (tmp_path / "results" / "broken" / "search.json").write_text('{"settings": ')
+    result = run_cli(SCRIPT, "--resume", "--storage", str(tmp_path / "results"), "--name", "broken")
     assert result.returncode == 2
-    assert one_error_line(result) == ("error: the shard set has no val videos: every trial trains on train and "
-                                      "reports val IoU")
-    assert not (tmp_path / "results" / "noval").exists()
+    assert one_error_line(result).startswith(
+        f"error: {tmp_path / 'results' / 'broken' / 'search.json'}: not a search's saved state (invalid JSON")
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
@@ -215,6 +227,8 @@ def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_pa
     assert one_error_line(conflict).startswith(f"error: --num-samples 5 conflicts with the saved search {experiment} "
                                                "(--num-samples 1)")
     assert one_error_line(run_cli(*resume[1:], "--workers=2")).startswith("error: --workers has no effect with --resume")
+    assert one_error_line(run_cli(*resume[1:], "--shards", str(tiny_shards))).startswith(
+        f"error: --shards {tiny_shards} conflicts with the saved search {experiment} (its shards: {shards})")
 
     [trial] = experiment.glob("trial_*")
     good = {path: path.read_bytes() for path in trial.glob("checkpoint_*/checkpoint.pt")}
@@ -233,8 +247,12 @@ def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_pa
 
     for path, data in good.items():
         path.write_bytes(data)
-    retried = run_cli(*resume[1:], "--retry-errored", timeout=400)
+    answers = tmp_path / "answers.npy"  # given on resume: the report scores against them
+    shutil.copyfile(shards / "hidden_answers.npy", answers)
+    retried = run_cli(*resume[1:], "--retry-errored", "--hidden-answers", str(answers), timeout=400)
     assert retried.returncode == 0, retried.stderr[-3000:]
+    assert f"Score against the known answers ({answers}):" in (experiment / "report.md").read_text()
+    assert "pseudo_labels=True left out of the space" in (experiment / "report.md").read_text()
     epochs = _epochs(trial)
     assert epochs[:len(epochs_before)] == epochs_before and epochs[-1] == EPOCHS and epochs.count(1) == 1
     assert f",TERMINATED,{EPOCHS}," in (experiment / "leaderboard.csv").read_text()

@@ -9,6 +9,7 @@ from ray import tune
 
 from search.report import write_results
 from search.trainable import train_simvp
+from vidseg.errors import InputError
 
 COMMON = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, loss="ce", batch_size=4, epochs=2, device="cpu", seed=0,
               translator="incep", lr=5e-3, train_inputs="true", pseudo_labels=False, last_frame_skip=False)
@@ -49,7 +50,7 @@ def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag():
 
     ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
-        with pytest.raises(RuntimeError, match="--gpu-memory-gb"):
+        with pytest.raises(InputError, match="--gpu-memory-gb"):
             detect_gpu_memory_gb(timeout_s=60)
     finally:
         ray.shutdown()

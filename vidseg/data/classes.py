@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidseg.errors import InputError
 
 __all__ = [
     "SHAPES",
@@ -63,14 +62,14 @@ def class_id(shape: str, material: str, color: str) -> int:
     """Return the class id of an attribute triple, e.g. ``class_id("sphere", "rubber", "red") == 26``."""
     for value, options, what in ((shape, SHAPES, "shape"), (material, MATERIALS, "material"), (color, COLORS, "color")):
         if value not in options:
-            raise InputError(f"unknown {what} {value!r}; valid: {', '.join(options)}")
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(options)}")
     return 1 + 16 * SHAPES.index(shape) + 8 * MATERIALS.index(material) + COLORS.index(color)
 
 
 def attributes(cid: int) -> ObjectClass:
     """Return the attribute triple of an object class id (1..48)."""
     if not 1 <= cid < NUM_CLASSES:
-        raise InputError(f"class id {cid} is not an object class; valid: 1..{NUM_CLASSES - 1}")
+        raise ValueError(f"class id {cid} is not an object class; valid: 1..{NUM_CLASSES - 1}")
     k = cid - 1
     return ObjectClass(SHAPES[k // 16], MATERIALS[(k // 8) % 2], COLORS[k % 8])
 

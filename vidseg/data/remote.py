@@ -98,6 +98,8 @@ def cached_shards(location: str | Path, cache_root: str | Path | None = None) ->
             if listed.get("hidden_answers"):  # known answers travel with the shards, to score the hidden split
                 files.append(listed["hidden_answers"]["file"])
             for file in files:
+                if Path(file).name != file or file.startswith("."):  # a manifest may not write outside the cache
+                    raise ShardError(f"{str(location).rstrip('/')}/{MANIFEST}", f"lists a file named {file!r}")
                 pafs.copy_files(f"{root}/{file}", str(tmp / file), source_filesystem=fs)
             (tmp / MANIFEST).write_bytes(manifest)
             try:

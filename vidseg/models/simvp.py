@@ -16,9 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vidseg.errors import InputError
 
-__all__ = ["ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
+__all__ = ["group_problem", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
 
 INCEPTION_KERNELS = (3, 5, 7, 11)
 
@@ -111,18 +110,26 @@ class Inception(nn.Module):
         return sum(branch(x) for branch in self.branches)
 
 
+def group_problem(groups: int, in_channels: int, hid_channels: int) -> str | None:
+    """Why the Inception translator cannot use ``groups`` (None: it can). Every GroupConv reads
+    ``hid_channels // 2`` channels and writes ``hid_channels`` (or ``in_channels``, for the last)."""
+    for count, what in ((hid_channels // 2, "channels of the translator's Inception branch (hid_T // 2)"),
+                        (hid_channels, "output channels of the translator's Inception blocks (hid_T)"),
+                        (in_channels, "output channels of the translator's last block (T * hid_S)")):
+        if count % groups:
+            return f"groups {groups} does not divide the {count} {what}"
+    return None
+
+
 class IncepTranslator(nn.Module):
     """SimVP's ``Mid_Xnet``: ``depth`` Inception blocks down, ``depth`` up, with U-Net-like skips."""
 
     def __init__(self, in_channels: int, hid_channels: int, depth: int, groups: int) -> None:
         super().__init__()
         mid = hid_channels // 2
-        # Every GroupConv reads ``mid`` channels and writes hid_channels (or in_channels, for the last).
-        for count, what in ((mid, "channels of the translator's Inception branch (hid_T // 2)"),
-                            (hid_channels, "output channels of the translator's Inception blocks (hid_T)"),
-                            (in_channels, "output channels of the translator's last block (T * hid_S)")):
-            if count % groups:
-                raise InputError(f"groups {groups} does not divide the {count} {what}")
+        problem = group_problem(groups, in_channels, hid_channels)
+        if problem:
+            raise ValueError(problem)
         self.down = nn.ModuleList(
             Inception(in_channels if i == 0 else hid_channels, mid, hid_channels, groups) for i in range(depth)
         )
@@ -251,25 +258,25 @@ class SimVP(nn.Module):
     ) -> None:
         super().__init__()
         if translator not in _TRANSLATORS:
-            raise InputError(f"unknown translator {translator!r}; valid names are {sorted(_TRANSLATORS)}")
+            raise ValueError(f"unknown translator {translator!r}; valid names are {sorted(_TRANSLATORS)}")
         if len(in_shape) != 4 or min(in_shape) < 1:
-            raise InputError(f"in_shape is {tuple(in_shape)}, but must be four positive sizes (T, C, H, W)")
+            raise ValueError(f"in_shape is {tuple(in_shape)}, but must be four positive sizes (T, C, H, W)")
         T, C, H, W = in_shape
         if N_S < 1:
-            raise InputError(f"N_S is {N_S}, but must be >= 1")
+            raise ValueError(f"N_S is {N_S}, but must be >= 1")
         if N_T < 2:
-            raise InputError(f"N_T is {N_T}, but must be >= 2")
+            raise ValueError(f"N_T is {N_T}, but must be >= 2")
         if hid_S < 2 or hid_S % 2:  # every ConvSC normalises with GroupNorm(2, hid_S)
-            raise InputError(f"hid_S is {hid_S}, but must be an even number >= 2")
+            raise ValueError(f"hid_S is {hid_S}, but must be an even number >= 2")
         if hid_T < 2:  # the Inception branches see hid_T // 2 channels
-            raise InputError(f"hid_T is {hid_T}, but must be >= 2")
+            raise ValueError(f"hid_T is {hid_T}, but must be >= 2")
         if out_channels is not None and out_channels < 1:
-            raise InputError(f"out_channels is {out_channels}, but must be >= 1 or None")
+            raise ValueError(f"out_channels is {out_channels}, but must be >= 1 or None")
         if translator == "incep" and groups < 1:
-            raise InputError(f"groups is {groups}, but must be >= 1")
+            raise ValueError(f"groups is {groups}, but must be >= 1")
         scale = 2 ** (N_S // 2)
         if H % scale or W % scale:  # otherwise the upsampled latent misses the skip's size
-            raise InputError(f"H x W is {H} x {W}, but N_S={N_S} needs both divisible by {scale}")
+            raise ValueError(f"H x W is {H} x {W}, but N_S={N_S} needs both divisible by {scale}")
         self.in_shape, self.out_channels, self.translator = (T, C, H, W), out_channels or C, translator
         self.enc = Encoder(C, hid_S, N_S)
         self.hid = _TRANSLATORS[translator](T * hid_S, hid_T, N_T, groups)

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.errors import InputError
 
 __all__ = ["DoubleConv", "Down", "Up", "OutConv", "UNet"]
 
@@ -83,9 +82,9 @@ class UNet(nn.Module):
     def __init__(self, n_channels: int = 3, n_classes: int = 49, bilinear: bool = False, width: int = 64) -> None:
         super().__init__()
         if width < 2 or width % 2:
-            raise InputError(f"width is {width}, but must be an even number >= 2")
+            raise ValueError(f"width is {width}, but must be an even number >= 2")
         if n_channels < 1 or n_classes < 2:
-            raise InputError(f"need n_channels >= 1 and n_classes >= 2, got {n_channels} and {n_classes}")
+            raise ValueError(f"need n_channels >= 1 and n_classes >= 2, got {n_channels} and {n_classes}")
         self.n_channels, self.n_classes, self.bilinear, self.width = n_channels, n_classes, bilinear, width
         w = width
         factor = 2 if bilinear else 1

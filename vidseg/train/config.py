@@ -9,9 +9,11 @@ from typing import Any
 
 from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
+from vidseg.models.simvp import group_problem
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS"]
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "INPUT_FRAMES"]
 
+INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 LOSSES = ("mse", "ce", "weighted_ce")
 RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
                   "memory_budget_gb")
@@ -65,6 +67,9 @@ class TrainConfig:
             (self.hid_S >= 2 and self.hid_S % 2 == 0, f"hid_S is {self.hid_S}, but must be even and >= 2 (GroupNorm(2))"),
             (self.hid_T >= 1, f"hid_T is {self.hid_T}, but must be >= 1"),
             (self.groups >= 1, f"groups is {self.groups}, but must be >= 1"),
+            (self.translator != "incep" or self.groups < 1 or self.hid_S < 2 or self.hid_T < 1
+             or not group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T),
+             f"{group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T) if self.groups >= 1 else ''}"),
             (self.translator in ("incep", "gsta"), f"translator is {self.translator!r}; valid: incep, gsta"),
             (self.loss in LOSSES, f"loss is {self.loss!r}; valid: {', '.join(LOSSES)}"),
             (self.last_frame_weight > 0, f"last_frame_weight is {self.last_frame_weight}, but must be > 0"),

@@ -24,14 +24,13 @@ from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.models import SimVP
-from vidseg.train.config import TrainConfig
+from vidseg.train.config import INPUT_FRAMES, TrainConfig
 from vidseg.train.losses import compute_loss, encode_inputs, predict_masks
 
 __all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT"]
 
 log = logging.getLogger(__name__)
 
-INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 CHECKPOINT = "checkpoint.pt"
 SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
 GIB = 1024 ** 3

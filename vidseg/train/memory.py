@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidseg.train.config import TrainConfig
+from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
            "parameter_count"]
@@ -25,7 +25,6 @@ __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estim
 GIB = 1024 ** 3
 CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # per process, outside the caching allocator (CUDA context, cuBLAS/cuDNN)
 HEADROOM = 1.1  # the cap applies to reserved memory: room for the allocator's fragmentation over the modelled peak
-INPUT_FRAMES = 11
 
 
 def _conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
