@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.space import PAPER, PROFILES, SEARCHED, paper_configs
+from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate
 from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
@@ -30,7 +30,7 @@ from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import CHECKPOINT, INPUT_FRAMES, build_model
-from vidseg.train.losses import encode_inputs, predict_masks
+from vidseg.train.losses import predict_masks
 
 __all__ = ["write_results", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
 
@@ -39,24 +39,25 @@ log = logging.getLogger("vidseg.search")
 SUBMISSION_SIZE = (160, 240)  # the competition's mask size
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
 LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
-                      "val_iou_true_inputs", "stopped_early", "paper_config", *SEARCHED, "error")
+                      "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
 
 
 # ----------------------------------------------------------------------------------------------
 # rows
 
 
-def _paper_name(config: dict[str, Any]) -> str:
-    keys = ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss", "translator", "train_inputs", "pseudo_labels",
-            "last_frame_skip")
-    for name, point in paper_configs().items():
-        if all(config.get(k) == point[k] for k in keys):
+def _reference_name(config: dict[str, Any], references: dict[str, dict[str, Any]]) -> str:
+    """The name of the reference configuration (the paper's, the top teams') that ``config`` is."""
+    for name, point in references.items():
+        if all(config.get(k) == v for k, v in point.items() if k not in ("lr", "batch_size")):
             return name
     return ""
 
 
-def trial_rows(results, max_epochs: int) -> list[dict[str, Any]]:
-    """One row per trial, best first: config, epochs run, best val_iou, and how it ended."""
+def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per trial, best first: config, epochs run, best val_iou, and how it ended (with the
+    search's ``settings``, which reference configuration it is)."""
+    references = points_to_evaluate(narrowed(PROFILES[settings["profile"]], settings.get("limits"))) if settings else {}
     rows = []
     for result in results:
         history = result.metrics_dataframe
@@ -82,7 +83,7 @@ def trial_rows(results, max_epochs: int) -> list[dict[str, Any]]:
             "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
             "val_iou_true_inputs": oracle,
             "stopped_early": status == "TERMINATED" and epochs < max_epochs,
-            "paper_config": _paper_name(config),
+            "reference": _reference_name(config, references),
             **{k: config.get(k, "") for k in SEARCHED}, "error": error,
             "_path": result.path, "_result": result,
         })
@@ -110,7 +111,7 @@ def predict_last_frame(model: torch.nn.Module, config: TrainConfig, masks: np.nd
     out = []
     for start in range(0, len(masks), batch):
         inputs = torch.from_numpy(np.ascontiguousarray(masks[start:start + batch, :INPUT_FRAMES]))
-        output = model(encode_inputs(inputs, config.loss))
+        output = model(inputs)
         out.append(predict_masks(output, config.loss, config.mse_rounding)[:, -1].to(torch.uint8).numpy())
     return np.concatenate(out) if out else np.zeros((0, *masks.shape[2:]), np.uint8)
 
@@ -221,22 +222,18 @@ def parameter_importances(rows: list[dict[str, Any]], profile_name: str) -> dict
 
     PED-ANOVA is Optuna's own (fANOVA would add scikit-learn), and it works from few trials."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     profile = PROFILES[profile_name]
-    dists = {k: CategoricalDistribution(list(getattr(profile, k)))
-             for k in ("N_S", "N_T", "hid_S", "hid_T", "translator", "last_frame_skip", "loss", "batch_size",
-                       "train_inputs", "pseudo_labels")}
-    dists["lr"] = FloatDistribution(*profile.lr_range, log=True)
+    dims = [dim for dim in profile.space if dim.when is None]  # every trial has these
+    dists = {dim.name: dim.distribution() for dim in dims}
     done = [r for r in rows if r["status"] == "TERMINATED" and not math.isnan(r["best_val_iou"])]
     if len(done) < 3:
         return f"needs at least 3 finished trials ({len(done)} finished)"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
     for row in done:
-        params = {k: row[k] for k in dists}
-        if any(v not in d.choices for k, d in dists.items() if isinstance(d, CategoricalDistribution)
-               for v in [params[k]]):
+        params = {dim.name: row[dim.name] for dim in dims}
+        if not all(dim.holds(params[dim.name]) for dim in dims):  # e.g. a narrowed space's old trial
             continue
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["best_val_iou"]))
     try:
@@ -265,7 +262,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     notes = (settings.get("limits") or {}).get("notes") or []
     if notes:  # values of the profile's space that these shards cannot run
         lines += ["Left out of the space for these shards: " + "; ".join(notes) + ".", ""]
-    lines += ["## Best trial against the baselines and the paper's configurations", "",
+    lines += ["## Best trial against the baselines and the reference configurations", "",
               "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]
     if best_row is not None:
@@ -275,15 +272,16 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
                      "what a perfect UNet would give this model |")
     lines.append(f"| Copy last frame (UNet frame 11) | {_fmt(baselines['unet'])} | the test-time baseline |")
     lines.append(f"| Copy last frame (true frame 11) | {_fmt(baselines['true'])} | with a perfect UNet |")
-    seen = {r["paper_config"]: r for r in rows if r["paper_config"]}
-    for name, *_ in PAPER:
+    seen = {r["reference"]: r for r in rows if r["reference"]}
+    for name in [name for name, *_ in PAPER] + [TOP_TEAM]:
+        what = "Top teams' recipe" if name == TOP_TEAM else "Paper"
         row = seen.get(name)
         if row is None:
-            lines.append(f"| Paper `{name}` | | not in this profile's space |")
+            lines.append(f"| {what} `{name}` | | not in this profile's space |")
         else:
             note = f"{row['epochs']} epochs" + (", stopped by ASHA" if row["stopped_early"] else "") + \
                    (f", {row['status'].lower()}: {row['error']}" if row["status"] != "TERMINATED" else "")
-            lines.append(f"| Paper `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
+            lines.append(f"| {what} `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
     if best_row is not None and baselines["unet"] > 0:
         lines += ["", f"Best against copy-last-frame: {best_row['best_val_iou'] / baselines['unet']:.2f}x."]
     lines += ["", "## ASHA's savings", "",
@@ -309,12 +307,9 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
 
 
 def _config_text(row: dict[str, Any]) -> str:
-    text = f"{row['N_S']}/{row['N_T']}/{row['hid_S']}/{row['hid_T']} g{row['groups']} {row['translator']}, {row['loss']}"
-    if row["loss"] == "weighted_ce" and row["last_frame_weight"] != "":
-        text += f" (w {row['last_frame_weight']:.2f})"
-    text += " + last-frame skip" if row["last_frame_skip"] else ""
-    return text + f", lr {row['lr']:.2g}, batch {row['batch_size']}, inputs {row['train_inputs']}" + \
-        (" + pseudo-labels" if row["pseudo_labels"] else "")
+    """The trial's value of every searched dimension it has, in the table's order."""
+    return " ".join(f"{name}={f'{value:.3g}' if isinstance(value, float) else value}"
+                    for name in SEARCHED if (value := row.get(name, "")) != "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,7 +324,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     staging.mkdir(parents=True, exist_ok=True)
     settings = {**settings, "name": Path(experiment).name}
     shards = ShardSet.open(cached_shards(shards_dir), verify=False)
-    rows = trial_rows(results, settings["max_epochs"])
+    rows = trial_rows(results, settings["max_epochs"], settings)
 
     with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")

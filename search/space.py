@@ -24,17 +24,98 @@ from vidseg.errors import InputError
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
-           "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of"]
+           "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of", "Dim", "SPACE",
+           "with_choices", "complete", "top_team_config", "TOP_TEAM"]
 
 
-# The dimensions Optuna searches, in the order they are suggested.
-SEARCHED = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "last_frame_skip", "loss", "last_frame_weight", "lr",
-            "batch_size", "train_inputs", "unet_input_fraction", "pseudo_labels")
+@dataclass(frozen=True)
+class Dim:
+    """One searched dimension, declared once: categorical ``choices``, or a float in ``bounds``
+    (``log`` scale). It exists only where ``when`` = (an earlier dimension, its values) holds, e.g.
+    ``last_frame_weight`` only for ``weighted_ce``. Everything else follows from this table: the
+    Optuna define-by-run function, the leaderboard's columns, the report's config text and the
+    distributions of the parameter importances."""
+
+    name: str
+    choices: tuple = ()
+    bounds: tuple[float, float] | None = None
+    log: bool = False
+    when: tuple[str, tuple] | None = None
+
+    def active(self, config: dict[str, Any]) -> bool:
+        return self.when is None or config.get(self.when[0]) in self.when[1]
+
+    def suggest(self, trial) -> Any:
+        if self.bounds is not None:
+            return trial.suggest_float(self.name, *self.bounds, log=self.log)
+        return trial.suggest_categorical(self.name, self.choices)
+
+    def distribution(self):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        if self.bounds is not None:
+            return FloatDistribution(*self.bounds, log=self.log)
+        return CategoricalDistribution(list(self.choices))
+
+    def holds(self, value: Any) -> bool:
+        if self.bounds is not None:
+            return isinstance(value, (int, float)) and self.bounds[0] <= value <= self.bounds[1]
+        return value in self.choices
+
+    def middle(self) -> Any:
+        """The choice in the middle, or a float range's (geometric, for ``log``) midpoint."""
+        if self.bounds is None:
+            return self.choices[len(self.choices) // 2]
+        low, high = self.bounds
+        return float(f"{math.sqrt(low * high) if self.log else (low + high) / 2:.3g}")
+
+    def narrowed(self, values: tuple) -> "Dim":
+        """This dimension with other choices (or, for a float, other bounds)."""
+        if self.bounds is not None:
+            return dataclasses.replace(self, bounds=tuple(values))
+        return dataclasses.replace(self, choices=tuple(values))
+
+
+# The whole space at its widest (the full profile's), in the order Optuna suggests it: a dimension's
+# ``when`` names one before it. Adding a dimension is a line here and the TrainConfig field it sets.
+SPACE: tuple[Dim, ...] = (
+    Dim("N_S", (2, 4, 8)),  # ConvSC blocks in the encoder and decoder
+    Dim("N_T", (4, 8, 16)),  # translator blocks
+    Dim("hid_S", (4, 8, 16, 32, 64)),
+    Dim("hid_T", (32, 64, 128, 256, 512)),
+    Dim("translator", ("incep", "gsta")),
+    Dim("groups", (1, 2, 4, 8), when=("translator", ("incep",))),  # run as the largest valid divisor below
+    Dim("last_frame_skip", (False, True)),
+    Dim("loss", ("mse", "ce", "weighted_ce")),
+    Dim("last_frame_weight", bounds=(1.0, 16.0), log=True, when=("loss", ("weighted_ce",))),
+    Dim("iou_loss_weight", (0.0, 1.0, 4.0), when=("loss", ("ce", "weighted_ce"))),  # soft Jaccard; 0: off
+    Dim("input_encoding", ("onehot", "embed"), when=("loss", ("ce", "weighted_ce"))),  # mse feeds class ids
+    Dim("embed_dim", (8, 16, 32, 64), when=("input_encoding", ("embed",))),
+    Dim("stem_stride", (1, 2)),  # 2: SimVP at half resolution
+    Dim("rollout", ("direct", "autoregressive")),
+    Dim("sampling", ("none", "linear", "exponential"), when=("rollout", ("autoregressive",))),
+    Dim("lr", bounds=(1e-4, 1e-2), log=True),
+    Dim("batch_size", (4, 8, 16, 32)),
+    Dim("train_inputs", ("true", "unet", "mix")),
+    Dim("unet_input_fraction", bounds=(0.1, 0.9), when=("train_inputs", ("mix",))),
+    Dim("pseudo_labels", (False, True)),
+)
+SEARCHED = tuple(dim.name for dim in SPACE)
+
+
+def with_choices(space: tuple[Dim, ...], **values: tuple) -> tuple[Dim, ...]:
+    """``space`` with some dimensions' choices (or a float's bounds) replaced."""
+    unknown = sorted(set(values) - {dim.name for dim in space})
+    if unknown:
+        raise ValueError(f"no dimension {', '.join(unknown)} in the space")
+    return tuple(dim.narrowed(values[dim.name]) if dim.name in values else dim for dim in space)
 
 
 @dataclass(frozen=True)
 class Profile:
-    """One scale of search. Choices are tuples (categorical); ``*_range`` are (low, high) floats."""
+    """One scale of search: the shards' resolution, how demo data is prepared, the space (a table
+    of ``Dim``) and the search's default budget. Profiles other than ``full`` are made from it with
+    ``dataclasses.replace`` and ``with_choices``."""
 
     name: str
     description: str
@@ -45,20 +126,7 @@ class Profile:
     unet_width: int
     unet_epochs: int
     unet_frame_stride: int
-    # the space
-    N_S: tuple[int, ...]
-    N_T: tuple[int, ...]
-    hid_S: tuple[int, ...]
-    hid_T: tuple[int, ...]
-    groups: tuple[int, ...]
-    translator: tuple[str, ...]
-    last_frame_skip: tuple[bool, ...]
-    loss: tuple[str, ...]
-    last_frame_weight_range: tuple[float, float]
-    lr_range: tuple[float, float]
-    batch_size: tuple[int, ...]
-    train_inputs: tuple[str, ...]
-    pseudo_labels: tuple[bool, ...]
+    space: tuple[Dim, ...]
     # the search's defaults
     num_samples: int
     max_epochs: int
@@ -72,21 +140,35 @@ class Profile:
     unet_lr: float = 2e-3
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
 
+    def dim(self, name: str) -> Dim:
+        return next(dim for dim in self.space if dim.name == name)
+
+    def choices(self, name: str) -> tuple:
+        """A dimension's choices, or a float's bounds; () where the space does not search it."""
+        return next(((dim.bounds or dim.choices) for dim in self.space if dim.name == name), ())
+
+    def narrowed(self, **values: tuple) -> "Profile":
+        return dataclasses.replace(self, space=with_choices(self.space, **values))
+
     def check(self) -> None:
         """Every combination of the profile's widths must build at its resolution."""
         h, w = self.resolution
-        for n_s in self.N_S:
+        for n_s in self.choices("N_S"):
             scale = 2 ** (n_s // 2)
             if h % scale or w % scale:
                 raise ValueError(f"profile {self.name}: N_S={n_s} needs H and W divisible by {scale}, "
                                  f"but the resolution is {h}x{w}")
-        for hid_s in self.hid_S:
-            for hid_t in self.hid_T:
+        for hid_s in self.choices("hid_S"):
+            for hid_t in self.choices("hid_T"):
                 if not valid_groups(hid_s, hid_t):
                     raise ValueError(f"profile {self.name}: no group count fits hid_S={hid_s}, hid_T={hid_t}")
-        low, high = self.lr_range
+        low, high = self.choices("lr")
         if not 0 < low < high:
-            raise ValueError(f"profile {self.name}: lr_range {self.lr_range} must be 0 < low < high")
+            raise ValueError(f"profile {self.name}: lr bounds {(low, high)} must be 0 < low < high")
+        names = [dim.name for dim in self.space]
+        for i, dim in enumerate(self.space):
+            if dim.when is not None and dim.when[0] not in names[:i]:
+                raise ValueError(f"profile {self.name}: {dim.name} depends on {dim.when[0]}, which is not before it")
 
 
 def valid_groups(hid_S: int, hid_T: int, candidates=(1, 2, 4, 8, 16)) -> list[int]:
@@ -99,52 +181,40 @@ def correct_groups(groups: int, hid_S: int, hid_T: int) -> int:
     return max(g for g in valid_groups(hid_S, hid_T, range(1, groups + 1)))
 
 
-PROFILES: dict[str, Profile] = {
-    "full": Profile(
-        name="full",
-        description="GPU clusters: 160x240 shards, ranges up to the paper's largest model (8/16/64/512)",
-        resolution=(160, 240),
-        counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
-        unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
-        unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (README)
-        N_S=(2, 4, 8), N_T=(4, 8, 16), hid_S=(4, 8, 16, 32, 64), hid_T=(32, 64, 128, 256, 512),
-        groups=(1, 2, 4, 8), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
-        last_frame_weight_range=(1.0, 16.0), lr_range=(1e-4, 1e-2), batch_size=(4, 8, 16, 32),
-        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
-        num_samples=64, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=8,
-        cpus_per_trial=2, fixed={"amp": True, "device": "auto"},  # layout and compile: the device's measured defaults
-    ),
-    "demo": Profile(
-        name="demo",
-        description="a 2-core CPU in about 15 minutes: 40x60 shards, small models",
-        resolution=(40, 60),
-        counts={"train": 120, "val": 24, "unlabeled": 24, "hidden": 12},
-        unet_size=(80, 120), unet_width=16, unet_epochs=24, unet_frame_stride=2,
-        # 48x64 windows, half on objects: val Jaccard 0.290 in 264 s, against 0.153 in 147 s for 8 epochs
-        # of whole frames (and 0.137 in 83 s for 8 epochs of these windows). From the frame cache with
-        # on-device augmentation: 0.3235 in 231 s with seed 1 (the old path: 0.3233 in 293 s)
-        unet_crop=(48, 64), unet_foreground_crops=0.5, unet_lr=3e-3,
-        N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64, 128),
-        groups=(1, 2, 4), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
-        last_frame_weight_range=(1.0, 16.0), lr_range=(3e-4, 1e-2), batch_size=(4, 8, 16),
-        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
-        num_samples=10, max_epochs=6, grace_period=2, reduction_factor=2, max_concurrent=2,
-        cpus_per_trial=1, fixed={"device": "cpu"},
-    ),
-    "smoke": Profile(
-        name="smoke",
-        description="the tests' tiny run: a few videos, 2-3 epochs, about 3 minutes on CPU",
-        resolution=(40, 60),
-        counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
-        unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1,
-        N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32),
-        groups=(1, 2), translator=("incep", "gsta"), last_frame_skip=(False, True), loss=("mse", "ce", "weighted_ce"),
-        last_frame_weight_range=(1.0, 16.0), lr_range=(1e-3, 1e-2), batch_size=(2, 4),
-        train_inputs=("true", "unet", "mix"), pseudo_labels=(False, True),
-        num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
-        cpus_per_trial=1, fixed={"device": "cpu"},
-    ),
-}
+FULL = Profile(
+    name="full",
+    description="GPU clusters: 160x240 shards, ranges up to the paper's largest model (8/16/64/512)",
+    resolution=(160, 240),
+    counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
+    unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
+    unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (README)
+    space=SPACE,
+    num_samples=64, max_epochs=30, grace_period=3, reduction_factor=3, max_concurrent=8,
+    cpus_per_trial=2, fixed={"amp": True, "device": "auto"},  # layout and compile: the device's measured defaults
+)
+DEMO = dataclasses.replace(
+    FULL, name="demo", description="a 2-core CPU in about 15 minutes: 40x60 shards, small models",
+    resolution=(40, 60), counts={"train": 120, "val": 24, "unlabeled": 24, "hidden": 12},
+    unet_size=(80, 120), unet_width=16, unet_epochs=24, unet_frame_stride=2,
+    # 48x64 windows, half on objects: val Jaccard 0.290 in 264 s, against 0.153 in 147 s for 8 epochs
+    # of whole frames (and 0.137 in 83 s for 8 epochs of these windows). From the frame cache with
+    # on-device augmentation: 0.3235 in 231 s with seed 1 (the old path: 0.3233 in 293 s)
+    unet_crop=(48, 64), unet_foreground_crops=0.5, unet_lr=3e-3,
+    space=with_choices(SPACE, N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64, 128), groups=(1, 2, 4),
+                       embed_dim=(8, 16), lr=(3e-4, 1e-2), batch_size=(4, 8, 16)),
+    num_samples=10, max_epochs=6, grace_period=2, reduction_factor=2, max_concurrent=2,
+    cpus_per_trial=1, fixed={"device": "cpu"},
+)
+SMOKE = dataclasses.replace(
+    DEMO, name="smoke", description="the tests' tiny run: a few videos, 2-3 epochs, about 3 minutes on CPU",
+    counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
+    unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1, unet_crop=None, unet_foreground_crops=0.0,
+    unet_lr=2e-3,
+    space=with_choices(SPACE, N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32), groups=(1, 2), embed_dim=(4, 8),
+                       lr=(1e-3, 1e-2), batch_size=(2, 4)),
+    num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
+)
+PROFILES: dict[str, Profile] = {p.name: p for p in (FULL, DEMO, SMOKE)}
 
 for _profile in PROFILES.values():
     _profile.check()
@@ -166,30 +236,32 @@ def fit_to_shards(profile: Profile, resolution: tuple[int, int], counts: dict[st
             raise InputError(f"the shard set's {split} split has no true masks: every trial trains on train and "
                              "reports val IoU against them")
     notes = []
-    n_s = tuple(n for n in profile.N_S if h % 2 ** (n // 2) == 0 and w % 2 ** (n // 2) == 0)
+    all_n_s = profile.choices("N_S")
+    n_s = tuple(n for n in all_n_s if h % 2 ** (n // 2) == 0 and w % 2 ** (n // 2) == 0)
     if not n_s:
         raise InputError(f"the shards are {h}x{w}, which no N_S of profile {profile.name} can run "
-                         f"({', '.join(f'N_S={n} needs H and W divisible by {2 ** (n // 2)}' for n in profile.N_S)})")
-    if n_s != profile.N_S:
-        notes.append(f"N_S={', '.join(str(n) for n in profile.N_S if n not in n_s)} left out of the space: "
-                     f"{h}x{w} shards are not divisible by {', '.join(str(2 ** (n // 2)) for n in profile.N_S if n not in n_s)}")
-    pseudo = profile.pseudo_labels
+                         f"({', '.join(f'N_S={n} needs H and W divisible by {2 ** (n // 2)}' for n in all_n_s)})")
+    if n_s != all_n_s:
+        notes.append(f"N_S={', '.join(str(n) for n in all_n_s if n not in n_s)} left out of the space: "
+                     f"{h}x{w} shards are not divisible by {', '.join(str(2 ** (n // 2)) for n in all_n_s if n not in n_s)}")
+    pseudo = profile.choices("pseudo_labels")
     if True in pseudo and not counts.get("unlabeled"):
-        pseudo = tuple(p for p in pseudo if not p) or (False,)
+        pseudo = (False,)
         notes.append("pseudo_labels=True left out of the space: the shard set has no unlabeled videos")
-    return dataclasses.replace(profile, resolution=(h, w), N_S=n_s, pseudo_labels=pseudo), notes
+    return dataclasses.replace(profile.narrowed(N_S=n_s, pseudo_labels=pseudo), resolution=(h, w)), notes
 
 
 def narrowed(profile: Profile, limits: dict[str, Any] | None) -> Profile:
     """``profile`` with the values saved by ``limits_of`` (a search's record of its narrowed space)."""
     if not limits:
         return profile
-    return dataclasses.replace(profile, resolution=tuple(limits["resolution"]), N_S=tuple(limits["N_S"]),
-                               pseudo_labels=tuple(limits["pseudo_labels"]))
+    return dataclasses.replace(profile.narrowed(N_S=tuple(limits["N_S"]), pseudo_labels=tuple(limits["pseudo_labels"])),
+                               resolution=tuple(limits["resolution"]))
 
 
 def limits_of(profile: Profile) -> dict[str, Any]:
-    return {"resolution": list(profile.resolution), "N_S": list(profile.N_S), "pseudo_labels": list(profile.pseudo_labels)}
+    return {"resolution": list(profile.resolution), "N_S": list(profile.choices("N_S")),
+            "pseudo_labels": list(profile.choices("pseudo_labels"))}
 
 
 # The paper's configurations (N_S, N_T, hid_S, hid_T, groups, loss): its Table 1 (MSE) and its final
@@ -212,62 +284,73 @@ def reference_groups(groups: int, hid_S: int, hid_T: int) -> int:
 
 
 def paper_configs() -> dict[str, dict[str, Any]]:
-    """The paper's six configurations, as search points, groups corrected to what actually ran."""
+    """The paper's six configurations, as search points, groups corrected to what actually ran: every
+    dimension they set, so that none is sampled (one-hot inputs, no stem, 11 frames at once)."""
     out = {}
     for name, n_s, n_t, hid_s, hid_t, groups, loss in PAPER:
         out[name] = {"N_S": n_s, "N_T": n_t, "hid_S": hid_s, "hid_T": hid_t, "translator": "incep",
                      "groups": reference_groups(groups, hid_s, hid_t), "loss": loss,
-                     "train_inputs": "true", "pseudo_labels": False, "last_frame_skip": False}
+                     "train_inputs": "true", "pseudo_labels": False, "last_frame_skip": False, "stem_stride": 1,
+                     "rollout": "direct", **({} if loss == "mse" else {"input_encoding": "onehot", "iou_loss_weight": 0.0})}
     return out
 
 
+TOP_TEAM = "top-team-maskpredformer"
+
+
+def top_team_config(profile: Profile) -> dict[str, Any]:
+    """The best teams' recipe (maskpredformer, 2nd of 38; tanmayy24's fine-tune) in this profile's
+    terms: gSTA on a learned embedding of the masks, behind a stride-2 stem; CE; one frame at a
+    time, rolled out autoregressively, trained with scheduled sampling (exponential); pseudo-labels
+    of the unlabeled videos; at the profile's largest widths (their N_S 4, N_T 8, 64/512 in full)."""
+    def pick(name: str, wanted: Any) -> Any:
+        choices = profile.choices(name)
+        return wanted if wanted in choices else max(choices)
+    return {"N_S": pick("N_S", 4), "N_T": pick("N_T", 8), "hid_S": max(profile.choices("hid_S")),
+            "hid_T": max(profile.choices("hid_T")), "translator": "gsta", "groups": 1, "last_frame_skip": False,
+            "loss": "ce", "iou_loss_weight": 0.0, "input_encoding": "embed", "embed_dim": max(profile.choices("embed_dim")),
+            "stem_stride": 2, "rollout": "autoregressive", "sampling": "exponential", "train_inputs": "true",
+            "pseudo_labels": True}
+
+
 def _within(profile: Profile, point: dict[str, Any]) -> bool:
-    return all(point[k] in getattr(profile, k) for k in ("N_S", "N_T", "hid_S", "hid_T", "groups", "loss"))
+    return all(dim.holds(point[dim.name]) for dim in profile.space if dim.name in point)
 
 
 def points_to_evaluate(profile: Profile) -> dict[str, dict[str, Any]]:
-    """The paper's configurations that lie in this profile's space, run first in every search.
+    """The reference configurations that lie in this profile's space, run first in every search:
+    the paper's, then the top teams' recipe (``top_team_config``).
 
-    Learning rate and batch size, which the paper does not give, are the profile's middle values.
+    Learning rate and batch size, which neither gives here, are the profile's middle values.
     """
-    lr = math.sqrt(profile.lr_range[0] * profile.lr_range[1])
-    batch = profile.batch_size[len(profile.batch_size) // 2]
-    return {name: {**p, "lr": float(f"{lr:.3g}"), "batch_size": batch}
-            for name, p in paper_configs().items() if _within(profile, p)}
+    middle = {name: profile.dim(name).middle() for name in ("lr", "batch_size")}
+    points = {**paper_configs(), TOP_TEAM: top_team_config(profile)}
+    return {name: {**p, **middle} for name, p in points.items() if _within(profile, p)}
+
+
+def complete(config: dict[str, Any]) -> dict[str, Any]:
+    """A sampled config made valid: a group count the chosen widths cannot use runs as the largest
+    valid one below it, and gSTA (no group convolutions) runs one group."""
+    if "groups" in config:
+        config["groups"] = correct_groups(config["groups"], config["hid_S"], config["hid_T"])
+    elif config.get("translator") == "gsta":
+        config["groups"] = 1
+    return config
 
 
 class SearchSpace:
-    """Optuna's define-by-run space for one profile (picklable, so a resumed searcher keeps it)."""
+    """Optuna's define-by-run space for one profile, read from its table of dimensions (picklable,
+    so a resumed searcher keeps it)."""
 
     def __init__(self, profile: Profile, max_epochs: int, seed: int) -> None:
         self.profile, self.max_epochs, self.seed = profile, max_epochs, seed
 
     def __call__(self, trial) -> dict[str, Any]:
-        p = self.profile
-        hid_S = trial.suggest_categorical("hid_S", p.hid_S)
-        hid_T = trial.suggest_categorical("hid_T", p.hid_T)
-        config: dict[str, Any] = {
-            "N_S": trial.suggest_categorical("N_S", p.N_S),
-            "N_T": trial.suggest_categorical("N_T", p.N_T),
-            "hid_S": hid_S,
-            "hid_T": hid_T,
-            "translator": trial.suggest_categorical("translator", p.translator),
-        }
-        if config["translator"] == "incep":
-            config["groups"] = correct_groups(trial.suggest_categorical("groups", p.groups), hid_S, hid_T)
-        else:
-            config["groups"] = 1  # gSTA has no group convolutions
-        config["last_frame_skip"] = trial.suggest_categorical("last_frame_skip", p.last_frame_skip)
-        config["loss"] = trial.suggest_categorical("loss", p.loss)
-        if config["loss"] == "weighted_ce":
-            config["last_frame_weight"] = trial.suggest_float("last_frame_weight", *p.last_frame_weight_range, log=True)
-        config["lr"] = trial.suggest_float("lr", *p.lr_range, log=True)
-        config["batch_size"] = trial.suggest_categorical("batch_size", p.batch_size)
-        config["train_inputs"] = trial.suggest_categorical("train_inputs", p.train_inputs)
-        if config["train_inputs"] == "mix":
-            config["unet_input_fraction"] = trial.suggest_float("unet_input_fraction", 0.1, 0.9)
-        config["pseudo_labels"] = trial.suggest_categorical("pseudo_labels", p.pseudo_labels)
-        return {**p.fixed, **config, "epochs": self.max_epochs, "seed": self.seed}
+        config: dict[str, Any] = {}
+        for dim in self.profile.space:
+            if dim.active(config):
+                config[dim.name] = dim.suggest(trial)
+        return {**self.profile.fixed, **complete(config), "epochs": self.max_epochs, "seed": self.seed}
 
 
 def train_config(trial_config: dict[str, Any]) -> TrainConfig:

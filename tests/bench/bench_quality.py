@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import datetime
@@ -41,9 +40,8 @@ def paper_ce_config(profile) -> dict:
     from search.space import paper_configs
 
     (point,) = [p for p in paper_configs().values() if p["loss"] == "ce"]
-    lr = math.sqrt(profile.lr_range[0] * profile.lr_range[1])  # as search.space.points_to_evaluate
-    batch = profile.batch_size[len(profile.batch_size) // 2]
-    return {**profile.fixed, **point, "lr": float(f"{lr:.3g}"), "batch_size": batch}
+    middle = {name: profile.dim(name).middle() for name in ("lr", "batch_size")}  # as points_to_evaluate
+    return {**profile.fixed, **point, **middle}
 
 
 def train(name: str, config, shards: str) -> dict:

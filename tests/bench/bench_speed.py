@@ -7,8 +7,8 @@
 
 The model is the paper's final configuration (N_S 4, N_T 8, hid_S 64, hid_T 256, groups 1, loss ce;
 ``search.space.paper_configs``) or, with ``--config small``, 2/4/16/64 groups 2 ce, built with
-``vidseg.train.fit.build_model``. One step is what ``fit``'s inner loop does: one-hot encoding
-of random masks (``encode_inputs``, straight into the compute dtype), forward under ``fit``'s
+``vidseg.train.fit.build_model``. One step is what ``fit``'s inner loop does: the model one-hot encodes
+the random masks (``encode_inputs``, straight into the compute dtype), forward under ``fit``'s
 autocast, ``compute_loss``, backward, Adam step; the host waits for the device once per step here
 only to time it. The variants are what TrainConfig's speed flags do in ``fit``: channels_last,
 ``torch.compile``, and bf16 autocast (CUDA, and CPUs with native bf16; elsewhere its variants are
@@ -37,7 +37,7 @@ from vidseg.accel import autocast, bf16_dtype
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import INPUT_FRAMES, build_model
-from vidseg.train.losses import compute_loss, encode_inputs
+from vidseg.train.losses import compute_loss
 
 PAPER = "paper-ce-4_8_64_256_1"
 
@@ -81,7 +81,7 @@ def measure(config: TrainConfig, size: tuple[int, int], batch: int, device: torc
         _sync(device)
         started = time.perf_counter()
         with autocast(device, dtype):
-            output = step_model(encode_inputs(masks, config.loss, dtype or torch.float32))
+            output = step_model(masks)
             loss = compute_loss(output, target, config.loss, config.last_frame_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -66,7 +66,7 @@ from vidseg.accel import autocast, bf16_dtype, cpu_has_bf16  # noqa: E402
 from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa: E402
 from vidseg.train.config import TrainConfig  # noqa: E402
 from vidseg.train.fit import INPUT_FRAMES, build_model, fit  # noqa: E402
-from vidseg.train.losses import compute_loss, encode_inputs  # noqa: E402
+from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 
 PARTS = ("steps", "busy", "packing", "memory", "openstl", "unet")
@@ -206,7 +206,7 @@ def time_steps(model: torch.nn.Module, config: TrainConfig, size: tuple[int, int
         _sync(device)
         started = time.perf_counter()
         with autocast(device, dtype):
-            output = step_model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
+            output = step_model(masks[:, :INPUT_FRAMES])
             loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -375,7 +375,7 @@ def part_memory(ctx: dict) -> dict:
                         _sync(device)
                         torch.cuda.reset_peak_memory_stats(device)
                     with autocast(device, dtype):
-                        output = model(encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype or torch.float32))
+                        output = model(masks[:, :INPUT_FRAMES])
                         loss = compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
                     loss.backward()
                     optimizer.step()

@@ -48,7 +48,7 @@ def test_smoke_search_runs_trials_and_asha_stops_some(smoke):
     assert sum(r["stopped_early"] == "True" for r in rows) == sum(e < 3 for e in epochs)
     assert [float(r["best_val_iou"]) for r in rows] == sorted((float(r["best_val_iou"]) for r in rows), reverse=True)
     # the paper's smallest configuration was enqueued first, so it ran
-    assert any(r["paper_config"] == "paper-mse-2_4_4_32_1" for r in rows)
+    assert any(r["reference"] == "paper-mse-2_4_4_32_1" for r in rows)
     assert f"results: {experiment}" in result.stdout and "tensorboard --logdir" in result.stdout
 
 

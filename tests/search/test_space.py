@@ -8,8 +8,8 @@ import optuna
 import pytest
 import torch
 
-from search.space import (PROFILES, SearchSpace, correct_groups, paper_configs, points_to_evaluate, train_config,
-                          valid_groups)
+from search.space import (PROFILES, TOP_TEAM, SearchSpace, correct_groups, paper_configs, points_to_evaluate,
+                          train_config, valid_groups)
 from search.trainable import trial_plan, trial_resources
 from vidseg.train.config import TrainConfig
 from vidseg.train.fit import build_model
@@ -38,11 +38,17 @@ def test_paper_configs_match_the_paper_with_groups_corrected():
 
 
 def test_full_profile_seeds_all_paper_configs_and_demo_those_that_fit():
-    assert len(points_to_evaluate(PROFILES["full"])) == 6
+    full = points_to_evaluate(PROFILES["full"])
+    assert len(full) == 7 and set(paper_configs()) < set(full)
+    top = full[TOP_TEAM]  # maskpredformer's recipe at its own widths
+    assert (top["N_S"], top["N_T"], top["hid_S"], top["hid_T"], top["translator"]) == (4, 8, 64, 512, "gsta")
+    assert (top["input_encoding"], top["stem_stride"], top["rollout"], top["pseudo_labels"]) == ("embed", 2,
+                                                                                                 "autoregressive", True)
     demo = points_to_evaluate(PROFILES["demo"])
-    assert set(demo) == {"paper-mse-4_8_16_64_4", "paper-mse-2_4_4_32_1"}
+    assert set(demo) == {"paper-mse-4_8_16_64_4", "paper-mse-2_4_4_32_1", TOP_TEAM}
+    assert (demo[TOP_TEAM]["N_S"], demo[TOP_TEAM]["N_T"], demo[TOP_TEAM]["hid_T"]) == (4, 8, 128)  # the largest
     for point in demo.values():
-        assert PROFILES["demo"].lr_range[0] <= point["lr"] <= PROFILES["demo"].lr_range[1]
+        assert PROFILES["demo"].dim("lr").holds(point["lr"]) and point["batch_size"] == 8
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -52,10 +58,11 @@ def test_every_sampled_config_builds_a_valid_model(name):
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10), direction="maximize")
     for point in points_to_evaluate(profile).values():
         study.enqueue_trial(point)
-    seen_losses, seen_groups = set(), set()
+    seen_losses, seen_groups, sampled = set(), set(), set()
     for i in range(40):
         trial = study.ask()
         config = {**trial.params, **space(trial)}  # Ray merges the returned values over the raw suggestions
+        sampled |= set(trial.params)
         train = train_config(config)
         assert train.epochs == 5 and train.seed == 3
         assert (train.loss == "weighted_ce") == ("last_frame_weight" in trial.params)
@@ -66,14 +73,13 @@ def test_every_sampled_config_builds_a_valid_model(name):
         seen_losses.add(train.loss)
         seen_groups.add(train.groups)
         study.tell(trial, float(i % 7))
-    assert seen_losses == set(profile.loss)
+    assert seen_losses == set(profile.choices("loss"))
     assert len(seen_groups) > 1
+    assert sampled == {dim.name for dim in profile.space}  # every dimension of the table, conditional ones too
 
 
 def test_profile_check_refuses_a_resolution_the_widths_cannot_use():
-    import dataclasses
-
-    bad = dataclasses.replace(PROFILES["demo"], resolution=(40, 60), N_S=(8,))
+    bad = PROFILES["demo"].narrowed(N_S=(8,))
     with pytest.raises(ValueError, match="N_S=8 needs H and W divisible by 16"):
         bad.check()
 
@@ -84,7 +90,8 @@ def test_fit_to_shards_leaves_out_what_the_shards_cannot_run_and_resume_rebuilds
 
     counts = {"train": 4, "val": 2, "hidden": 2}
     fitted, notes = fit_to_shards(PROFILES["full"], (40, 60), counts)
-    assert fitted.N_S == (2, 4) and fitted.pseudo_labels == (False,) and fitted.resolution == (40, 60)
+    assert fitted.choices("N_S") == (2, 4) and fitted.choices("pseudo_labels") == (False,)
+    assert fitted.resolution == (40, 60)
     assert notes == ["N_S=8 left out of the space: 40x60 shards are not divisible by 16",
                      "pseudo_labels=True left out of the space: the shard set has no unlabeled videos"]
     assert narrowed(PROFILES["full"], json.loads(json.dumps(limits_of(fitted)))) == fitted  # as search.json keeps it
@@ -100,8 +107,9 @@ def _full_space():
     """Every configuration of the full profile that changes memory, with the profile's batch sizes."""
     p = PROFILES["full"]
     for n_s, n_t, hid_s, hid_t, translator, loss, batch, pseudo in itertools.product(
-            p.N_S, p.N_T, p.hid_S, p.hid_T, p.translator, ("mse", "ce"), p.batch_size, p.pseudo_labels):
-        for groups in (valid_groups(hid_s, hid_t, p.groups) if translator == "incep" else [1]):
+            *map(p.choices, ("N_S", "N_T", "hid_S", "hid_T", "translator")), ("mse", "ce"), p.choices("batch_size"),
+            p.choices("pseudo_labels")):
+        for groups in (valid_groups(hid_s, hid_t, p.choices("groups")) if translator == "incep" else [1]):
             yield TrainConfig(N_S=n_s, N_T=n_t, hid_S=hid_s, hid_T=hid_t, translator=translator, groups=groups,
                               loss=loss, batch_size=batch, pseudo_labels=pseudo, train_inputs="unet",
                               **PROFILES["full"].fixed)

@@ -17,7 +17,6 @@ from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
 from vidseg.accel import bf16_dtype, cpu_has_bf16, finite_check_steps
 from vidseg.train.fit import MaskTable, _train_arrays
 from vidseg.train.memory import data_bytes
-from vidseg.train.losses import encode_inputs
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
 METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "lr", "epoch_seconds",
@@ -139,7 +138,7 @@ def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path):
 
 @pytest.mark.parametrize("loss, at_least", [("ce", 0.95), ("mse", 0.5)])  # raw ids make mse's start noisier
 def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
-    from vidseg.train.losses import encode_inputs, predict_masks
+    from vidseg.train.losses import predict_masks
 
     config = TrainConfig(loss=loss, last_frame_skip=True, **TINY)
     torch.manual_seed(0)
@@ -147,12 +146,12 @@ def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
     assert any(name.endswith("scale") for name, _ in model.named_parameters())  # learnable
     masks = torch.from_numpy(ShardSet.open(tiny_shards).split("val").true.take(range(2))[:, :11])
     with torch.no_grad():
-        predicted = predict_masks(model(encode_inputs(masks, loss)), loss, "round")
+        predicted = predict_masks(model(masks), loss, "round")
     objects = (masks[:, -1:] > 0).expand_as(predicted)  # object pixels: background alone would say little
     same = (predicted == masks[:, -1:])[objects].float().mean().item()  # every output frame repeats the last input
     plain = build_model(TrainConfig(loss=loss, **TINY), *SHARD_SIZE).eval()
     with torch.no_grad():
-        plain_predicted = predict_masks(plain(encode_inputs(masks, loss)), loss, "round")
+        plain_predicted = predict_masks(plain(masks), loss, "round")
     plain_same = (plain_predicted == masks[:, -1:])[objects].float().mean().item()
     assert same > at_least and same > plain_same + 0.3
 
@@ -232,5 +231,5 @@ def test_bf16_on_a_cpu_that_has_it_and_mse_reads_out_in_fp32(loss, dtype):
     compute = bf16_dtype(torch.device("cpu"), config.amp)
     assert compute == torch.bfloat16
     with torch.autocast("cpu", dtype=compute):
-        output = model(encode_inputs(masks, loss, compute))
+        output = model(masks)
     assert output.dtype == dtype

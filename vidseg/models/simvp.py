@@ -282,10 +282,14 @@ class SimVP(nn.Module):
         self.hid = _TRANSLATORS[translator](T * hid_S, hid_T, N_T, groups)
         self.dec = Decoder(hid_S, self.out_channels, N_S, fp32_readout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, T, C_out, H, W); with ``last_only``, only the last output slot is
+        decoded (with the last input frame's skip): (B, 1, C_out, H, W), for next-frame prediction."""
         B, T, C, H, W = x.shape  # (B, T, C, H, W)
         latent, skip = self.enc(x.reshape(B * T, C, H, W))  # (B T, hid_S, h, w), (B T, hid_S, H, W)
         _, hid_S, h, w = latent.shape
         z = self.hid(latent.reshape(B, T * hid_S, h, w))  # frames stacked on channels: (B, T hid_S, h, w)
-        y = self.dec(z.reshape(B * T, hid_S, h, w), skip)  # (B T, C_out, H, W)
+        if last_only:
+            z, skip, T = z.reshape(B, T, hid_S, h, w)[:, -1:], skip.reshape(B, T, hid_S, H, W)[:, -1:], 1
+        y = self.dec(z.reshape(B * T, hid_S, h, w), skip.reshape(B * T, hid_S, H, W))  # (B T, C_out, H, W)
         return y.reshape(B, T, -1, H, W)  # (B, T, C_out, H, W)

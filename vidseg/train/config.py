@@ -11,13 +11,16 @@ from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.models.simvp import group_problem
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "INPUT_FRAMES"]
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "INPUT_FRAMES", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
 
 INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 LOSSES = ("mse", "ce", "weighted_ce")
 RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
                   "memory_budget_gb")
 TRAIN_INPUTS = ("true", "unet", "mix")
+ENCODINGS = ("onehot", "embed")
+ROLLOUTS = ("direct", "autoregressive")
+SAMPLINGS = ("none", "linear", "exponential")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class TrainConfig:
     loss: str = "weighted_ce"  # "mse" (1-channel ids), "ce" (49-channel one-hot), "weighted_ce"
     last_frame_weight: float = 3.0  # weighted_ce: the last frame's loss is scaled by this, then normalised
     mse_rounding: str = "floor"  # mse: "floor" (the paper) or "round" of the clamped output
+    iou_loss_weight: float = 0.0  # CE losses: weight of a soft-Jaccard term added to the loss (0: off)
+    # the top teams' ingredients (maskpredformer, tanmayy24): how masks go in and frames come out
+    input_encoding: str = "onehot"  # "onehot" (49 channels) or "embed" (learned); CE losses only (mse feeds ids)
+    embed_dim: int = 16  # embed: width of the learned class embedding
+    stem_stride: int = 1  # 2: a strided conv in, a transposed conv out, and SimVP at half resolution
+    rollout: str = "direct"  # "direct": frames 12-22 at once; "autoregressive": one frame, rolled out 11 steps
+    sampling: str = "none"  # autoregressive: scheduled sampling, the share of self-fed steps over epochs:
+    # "none" (teacher forcing), "linear" or "exponential" (up to MAX_SELF_FED self-fed steps a clip)
     # data
     train_inputs: str = "true"  # frames 1-11 from "true" masks, "unet" masks, or a "mix"
     unet_input_fraction: float = 0.5  # mix: share of training clips whose inputs are UNet masks
@@ -74,6 +85,15 @@ class TrainConfig:
             (self.loss in LOSSES, f"loss is {self.loss!r}; valid: {', '.join(LOSSES)}"),
             (self.last_frame_weight > 0, f"last_frame_weight is {self.last_frame_weight}, but must be > 0"),
             (self.mse_rounding in ("floor", "round"), f"mse_rounding is {self.mse_rounding!r}; valid: floor, round"),
+            (self.iou_loss_weight >= 0, f"iou_loss_weight is {self.iou_loss_weight}, but must be >= 0"),
+            (self.iou_loss_weight == 0 or self.loss != "mse", "iou_loss_weight needs a CE loss (mse has no class scores)"),
+            (self.input_encoding in ENCODINGS, f"input_encoding is {self.input_encoding!r}; valid: {', '.join(ENCODINGS)}"),
+            (self.input_encoding == "onehot" or self.loss != "mse", "input_encoding embed needs a CE loss (mse feeds class ids)"),
+            (self.embed_dim >= 1, f"embed_dim is {self.embed_dim}, but must be >= 1"),
+            (self.stem_stride in (1, 2), f"stem_stride is {self.stem_stride}; valid: 1, 2"),
+            (self.rollout in ROLLOUTS, f"rollout is {self.rollout!r}; valid: {', '.join(ROLLOUTS)}"),
+            (self.sampling in SAMPLINGS, f"sampling is {self.sampling!r}; valid: {', '.join(SAMPLINGS)}"),
+            (self.sampling == "none" or self.rollout == "autoregressive", "sampling needs rollout autoregressive"),
             (self.train_inputs in TRAIN_INPUTS, f"train_inputs is {self.train_inputs!r}; valid: {', '.join(TRAIN_INPUTS)}"),
             (0 <= self.unet_input_fraction <= 1, f"unet_input_fraction is {self.unet_input_fraction}, but must be in [0, 1]"),
             (self.max_train_videos is None or self.max_train_videos >= 1,

@@ -23,16 +23,16 @@ from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
-from vidseg.models import SimVP
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
-from vidseg.train.losses import compute_loss, encode_inputs, predict_masks
+from vidseg.train.losses import compute_loss, predict_masks
+from vidseg.train.model import build_model
 
-__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT"]
+__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
+MAX_SELF_FED = 5  # scheduled sampling: at most this many of a clip's inputs are the model's own predictions
 GIB = 1024 ** 3
 
 
@@ -55,34 +55,6 @@ class FitResult:
     @property
     def best_val_iou(self) -> float:
         return max((r["val_iou"] for r in self.history), default=float("nan"))
-
-
-class LastFrameSkip(torch.nn.Module):
-    """SimVP plus a learnable multiple of the last input frame, added to every predicted frame.
-
-    With one-hot inputs (the CE losses) the skip adds ``scale`` to the logit of each pixel's last
-    seen class; with class ids (mse) it adds the last frame's ids. At initialisation the model thus
-    predicts about what copy-last-frame predicts, and training learns the motion on top of it.
-    This is this project's extension (``TrainConfig.last_frame_skip``), not the reference SimVP.
-    """
-
-    def __init__(self, simvp: SimVP, scale: float) -> None:
-        super().__init__()
-        self.simvp = simvp
-        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) -> (B, T, C, H, W)
-        return self.simvp(x) + self.scale * x[:, -1:]
-
-
-def build_model(config: TrainConfig, height: int, width: int) -> torch.nn.Module:
-    """SimVP for 11 frames of (channels, height, width); raises ValueError for invalid groups."""
-    model = SimVP((INPUT_FRAMES, config.channels, height, width), hid_S=config.hid_S, hid_T=config.hid_T,
-                  N_S=config.N_S, N_T=config.N_T, groups=config.groups, translator=config.translator,
-                  fp32_readout=config.loss == "mse")
-    if config.last_frame_skip:
-        return LastFrameSkip(model, 1.0 if config.loss == "mse" else SKIP_LOGIT)
-    return model
 
 
 class MaskTable:
@@ -188,6 +160,40 @@ def _save_checkpoint(state: dict, directory: Path) -> None:
     save_checkpoint(state, directory / CHECKPOINT)
 
 
+def self_fed_share(config: TrainConfig, epoch: int) -> float:
+    """Scheduled sampling: the chance that each of a clip's up to ``MAX_SELF_FED`` newest inputs is
+    the model's own prediction, at ``epoch`` (0-based): 0 throughout for ``none`` (teacher
+    forcing); from 0 at the first epoch, steadily to 1 at the last (``linear``), or fast at first to
+    0.95 (``exponential``: 1 - 0.05 ** progress, the complement of scheduled sampling's
+    exponentially decaying teacher-forcing chance)."""
+    progress = epoch / max(config.epochs - 1, 1)
+    if config.sampling == "linear":
+        return progress
+    if config.sampling == "exponential":
+        return 1 - 0.05 ** progress
+    return 0.0
+
+
+def _next_frame_clip(model: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor, config: TrainConfig,
+                     device: torch.device, dtype: torch.dtype | None, rng: np.random.Generator,
+                     share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An autoregressive training example from a batch of 22-frame clips: 11 consecutive frames
+    (from a random offset) and the frame after them, (B, 11, H, W) and (B, 1, H, W). With
+    ``share`` > 0, some of the newest inputs are the model's own predictions, made without
+    gradients (Binomial(MAX_SELF_FED, share) of them): the model learns to go on from its mistakes."""
+    self_fed = int(rng.binomial(MAX_SELF_FED, share)) if share > 0 else 0
+    start = int(rng.integers(0, INPUT_FRAMES - self_fed))  # the target, start + 11 + self_fed, is frame <= 22
+    frames = torch.cat([inputs, target], 1)  # (B, 22, H, W)
+    window = frames[:, start:start + INPUT_FRAMES]
+    if self_fed:
+        with torch.no_grad(), autocast(device, dtype):
+            for _ in range(self_fed):
+                predicted = predict_masks(model.step(window), config.loss, config.mse_rounding)
+                window = torch.cat([window[:, 1:], predicted.to(window.dtype)], 1)
+    stop = start + INPUT_FRAMES + self_fed
+    return window, frames[:, stop:stop + 1]
+
+
 @torch.inference_mode()
 def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainConfig, device: torch.device,
               dtype: torch.dtype | None, batch: int, epoch: int) -> dict[str, float]:
@@ -207,11 +213,12 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
         for offset, acc in ((count, test_time), (0, oracle)):
             masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
             with autocast(device, dtype):
-                output = model(encode_inputs(masks, config.loss, dtype or torch.float32))
+                output = model(masks)  # an autoregressive model rolls out all 11 steps, as at test time
             finite &= torch.isfinite(output).all()
             acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1], check_range=False)
             if offset:
-                loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight).double() * len(rows)
+                loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
+                                         config.iou_loss_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
         raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)", epoch)
@@ -280,6 +287,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     if speed["compile"]:
         torch._dynamo.reset()  # a process that ran other trials must not hit dynamo's recompile limit
     step_model = torch.compile(model) if speed["compile"] else model
+    autoregressive = config.rollout == "autoregressive"
 
     arrays = _train_arrays(shards, config)
     val_split = shards.split("val")
@@ -297,6 +305,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         seed = config.seed * 1_000_003 + epoch  # per epoch, so a resumed run matches an uninterrupted one
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
+        rollout_rng = np.random.default_rng([seed, 1])  # offsets and self-fed steps of autoregressive clips
         clips = _training_clips(shards, config, rng, starts)
         order = rng.permutation(len(clips))
         input_rows = train_table.rows_for(clips.inputs[order])  # in the epoch's order, on the table's device
@@ -314,14 +323,19 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
             inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
             target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
+            if autoregressive:  # one next frame per clip, after some self-fed steps (scheduled sampling)
+                inputs, target = _next_frame_clip(model, inputs, target, config, device, dtype, rollout_rng,
+                                                  self_fed_share(config, epoch))
             data_seconds += time.perf_counter() - fetch
             mark()
             optimizer.zero_grad(set_to_none=True)
             clips_in_batch = len(inputs)
             for part in range(0, clips_in_batch, micro):
                 with autocast(device, dtype):
-                    output = step_model(encode_inputs(inputs[part:part + micro], config.loss, dtype or torch.float32))
-                    loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight)
+                    clip = inputs[part:part + micro]
+                    output = step_model.step(clip) if autoregressive else step_model(clip)
+                    loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight,
+                                        config.iou_loss_weight)
                 share = min(micro, clips_in_batch - part)
                 (loss * (share / clips_in_batch)).backward()
                 loss = loss.detach()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
@@ -36,7 +37,12 @@ def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = No
     so that a whole search space is counted in milliseconds. The resolution does not matter."""
     hs, ht, c = config.hid_S, config.hid_T, config.channels
     t_in = INPUT_FRAMES * hs
-    total = _conv(c, hs, 3) + 2 * hs + (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs)  # encoder
+    c_in = config.embed_dim if config.input_encoding == "embed" else c  # what SimVP (or the stem) reads
+    total = NUM_CLASSES * c_in if config.input_encoding == "embed" else 0
+    if config.stem_stride == 2:  # strided conv in; transposed conv and 1x1 readout out; SimVP reads and writes hid_S
+        total += _conv(c_in, hs, 3) + 2 * hs + _conv(hs, hs, 3) + 2 * hs + _conv(hs, c, 1)
+        c_in = c = hs
+    total += _conv(c_in, hs, 3) + 2 * hs + (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs)  # encoder
     total += (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs) + _conv(2 * hs, hs, 3) + 2 * hs + _conv(hs, c, 1)  # decoder
     if config.translator == "incep":
         mid, g = ht // 2, config.groups
@@ -61,13 +67,24 @@ def _strides(num_blocks: int) -> list[int]:
     return [1 + i % 2 for i in range(num_blocks)]
 
 
+def plain_simvp(config: TrainConfig) -> bool:
+    """Whether the trial's model is SimVP as the paper fed it (the analytic count's case)."""
+    return config.input_encoding == "onehot" and config.stem_stride == 1 and config.rollout == "direct"
+
+
 def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int, device_type: str = "cuda") -> int:
     """Bytes of the tensors autograd keeps for the backward pass of one step at ``batch`` clips,
     counted layer by layer the way ``probe_activation_bytes`` traces them.
 
     Under bf16 autocast convs keep bf16 inputs; CUDA autocast runs GroupNorm in fp32 (so it keeps
     fp32 copies), CPU autocast in bf16. The bf16 copies of the weights count here too.
+
+    A model with the top teams' ingredients (an embedding, a stride-2 stem, an autoregressive
+    step) is traced with ``probe_activation_bytes`` instead (CPU autocast: it counts CUDA's fp32
+    GroupNorm copies as bf16, and is slower, about a tenth of a second).
     """
+    if not plain_simvp(config):
+        return probe_activation_bytes(config, resolution, batch) + (2 * parameter_count(config) if config.amp else 0)
     h, w = resolution
     amp = config.amp
     a = 2 if amp else 4  # a conv's kept input
@@ -126,7 +143,8 @@ def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch:
     batch = batch or config.micro_batch_size or config.batch_size
     h, w = resolution
     states = 16 * parameter_count(config, resolution)
-    logits_grad = INPUT_FRAMES * batch * config.channels * h * w * (4 + (2 if config.amp else 0))
+    frames_out = 1 if config.rollout == "autoregressive" else INPUT_FRAMES  # a training step's outputs
+    logits_grad = frames_out * batch * config.channels * h * w * (4 + (2 if config.amp else 0))
     workspace = 64 * 1024 ** 2
     return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
 
@@ -136,8 +154,8 @@ def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], bat
     traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from vidseg.train.fit import build_model
-    from vidseg.train.losses import compute_loss, encode_inputs
+    from vidseg.train.losses import compute_loss
+    from vidseg.train.model import build_model
 
     h, w = resolution
     seen: dict[int, int] = {}
@@ -146,15 +164,17 @@ def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], bat
         seen[id(tensor)] = tensor.numel() * tensor.element_size()  # a tensor saved twice counts once
         return tensor
 
-    dtype = torch.bfloat16 if config.amp else torch.float32
     with FakeTensorMode(), torch.device("cpu"):
         model = build_model(config, h, w)
         masks = torch.zeros((batch, 2 * INPUT_FRAMES, h, w), dtype=torch.uint8)
-        inputs = encode_inputs(masks[:, :INPUT_FRAMES], config.loss, dtype)
+        inputs, target = masks[:, :INPUT_FRAMES], masks[:, INPUT_FRAMES:]
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp):
-                output = model(inputs)
-                compute_loss(output, masks[:, INPUT_FRAMES:], config.loss, config.last_frame_weight)
+                if config.rollout == "autoregressive":  # a training step predicts one frame
+                    output, target = model.step(inputs), target[:, :1]
+                else:
+                    output = model(inputs)
+                compute_loss(output, target, config.loss, config.last_frame_weight, config.iou_loss_weight)
     params = {id(p) for p in model.parameters()}
     return sum(b for i, b in seen.items() if i not in params)
 
