@@ -478,8 +478,9 @@ def part_openstl(ctx: dict) -> dict:
             continue  # its 120M-parameter IncepU at groups 1 adds little beside the small one
         config = TrainConfig(**fields, batch_size=batch)
         model_type = "gSTA" if config.translator == "gsta" else "IncepU"
-        theirs = build_openstl_simvp(ctx["openstl"], (INPUT_FRAMES, config.channels, *size), config.hid_S,
-                                     config.hid_T, config.N_S, config.N_T, model_type, config.groups)
+        theirs = EncodedInputs(build_openstl_simvp(ctx["openstl"], (INPUT_FRAMES, config.channels, *size), config.hid_S,
+                                                   config.hid_T, config.N_S, config.N_T, model_type, config.groups),
+                               config.loss)
         for who, model in (("ours", build_model(config, *size)), ("OpenSTL", theirs)):
             params = sum(p.numel() for p in model.parameters())
             result = time_steps(model, config, size, batch, device, amp, False, False, ctx["warmup"], ctx["steps"])
@@ -487,6 +488,22 @@ def part_openstl(ctx: dict) -> dict:
             print(f"  {name:<24} {who:<8} {params / 1e6:7.2f}M params  {result['ms_per_step']:>9.1f} ms  "
                   f"{result['samples_per_s']:>8.1f} samples/s  peak {_fmt(result['peak_gib'], '.2f')} GiB", flush=True)
     return {"rows": rows, "precision": "bf16" if amp else "fp32"}
+
+
+class EncodedInputs(torch.nn.Module):
+    """OpenSTL's SimVP reads encoded frames; ours (``MaskPredictor``) reads integer masks and encodes
+    them itself. This encodes them the same way (one-hot, or ids for mse, in the autocast dtype)."""
+
+    def __init__(self, model: torch.nn.Module, loss: str) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, masks: torch.Tensor) -> torch.Tensor:
+        from vidseg.train.losses import encode_inputs
+
+        kind = masks.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else torch.float32
+        return self.model(encode_inputs(masks, self.loss, dtype))
 
 
 def part_unet(ctx: dict) -> dict:

@@ -323,10 +323,10 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
             inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
             target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
+            data_seconds += time.perf_counter() - fetch
             if autoregressive:  # one next frame per clip, after some self-fed steps (scheduled sampling)
                 inputs, target = _next_frame_clip(model, inputs, target, config, device, dtype, rollout_rng,
                                                   self_fed_share(config, epoch))
-            data_seconds += time.perf_counter() - fetch
             mark()
             optimizer.zero_grad(set_to_none=True)
             clips_in_batch = len(inputs)
