@@ -140,7 +140,7 @@ def _prediction_image(unet_last: np.ndarray, pred: np.ndarray, truth: np.ndarray
     return grid.transpose(2, 0, 1)
 
 
-def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, checkpoints: dict[str, Path]) -> None:
+def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, models: dict[str, tuple]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     val = shards.split("val")
@@ -150,10 +150,9 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, c
     unet_masks = np.stack([val.unet[i] for i in range(n)])
     truth = np.stack([val.true[i][-1] for i in range(n)])
     for row in rows[:IMAGE_TRIALS]:
-        file = checkpoints.get(row["trial_id"])
-        if file is None:
+        if row["trial_id"] not in models:
             continue
-        model, config, state = load_trial_model(file, shards.resolution)
+        model, config, state = models[row["trial_id"]]
         pred = predict_last_frame(model, config, unet_masks)
         writer = SummaryWriter(log_dir=str(staging / Path(row["_path"]).name), filename_suffix=".predictions")
         writer.add_image("predictions/val_frame22 (UNet frame 11 | predicted | true)",
@@ -331,14 +330,14 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
         writer.writeheader()
         writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
 
-    checkpoints = {}
+    checkpoints, models = {}, {}  # each checkpoint is loaded once
     for row in rows[:IMAGE_TRIALS]:
         if row["status"] == "TERMINATED" and not math.isnan(row["best_val_iou"]):
             file = _best_checkpoint(row)
             if file is None:
                 continue
             try:  # plain data that builds this trial's model: a planted pickle is refused here, and never run
-                load_trial_model(file, shards.resolution)
+                models[row["trial_id"]] = load_trial_model(file, shards.resolution)
             except (InputError, KeyError, ValueError, RuntimeError) as err:  # CheckpointError is an InputError
                 log.warning("trial %s: its checkpoint %s is skipped: %s", row["trial_id"], file,
                             err.args[0] if isinstance(err, KeyError) else str(err).splitlines()[0])
@@ -351,7 +350,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
         best_dir.mkdir(exist_ok=True)
         with atomic_path(best_dir / CHECKPOINT) as tmp:
             shutil.copyfile(checkpoints[best_row["trial_id"]], tmp)
-        model, config, state = load_trial_model(best_dir / CHECKPOINT, shards.resolution)
+        model, config, state = models[best_row["trial_id"]]
         best = {"trial_id": best_row["trial_id"], "val_iou": best_row["best_val_iou"], "epoch": state["epoch"],
                 "val_iou_true_inputs": best_row["val_iou_true_inputs"], "checkpoint": "best/checkpoint.pt",
                 "shards": shards_dir, "config": config.to_dict()}
@@ -363,7 +362,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
                 torch.save(prediction, tmp)
             score, source = hidden_score(shards, prediction, ids, hidden_answers)
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
-        _write_images(rows, shards, staging, checkpoints)
+        _write_images(rows, shards, staging, models)
     baselines = copy_last_frame(shards)
     importances = parameter_importances(rows, settings["profile"])
     with atomic_path(staging / "report.md") as tmp:

@@ -385,12 +385,12 @@ def startup_trials(num_samples: int) -> int:
     return min(10, max(3, num_samples // 2))
 
 
-def shard_counts(shards: str) -> dict[str, int]:
-    """Videos per split of a shard set (a folder or a URI), from its manifest."""
+def shard_counts(shards: str, manifest: dict | None = None) -> dict[str, int]:
+    """Videos per split of a shard set (a folder or a URI), from its manifest (read here unless given)."""
     from vidseg.data.remote import read_manifest
 
-    return {split: sum(len(shard["video_ids"]) for shard in entry["shards"])
-            for split, entry in read_manifest(shards)["splits"].items()}
+    manifest = manifest or read_manifest(shards)
+    return {split: sum(len(shard["video_ids"]) for shard in entry["shards"]) for split, entry in manifest["splits"].items()}
 
 
 def make_trainable(profile: Profile, shards: str, gpu_memory_gb: float | None):
@@ -448,7 +448,8 @@ def fit_space(settings: dict, profile: Profile, shards: str) -> Profile:
     manifest = read_manifest(shards)
     resolution = manifest["resolution"]
     labeled = tuple(name for name, entry in manifest["splits"].items() if entry.get("labeled"))
-    fitted, notes = fit_to_shards(profile, (resolution["height"], resolution["width"]), shard_counts(shards), labeled)
+    fitted, notes = fit_to_shards(profile, (resolution["height"], resolution["width"]), shard_counts(shards, manifest),
+                                  labeled)
     for note in notes:
         log.warning("%s", note)
     settings["limits"] = {**limits_of(fitted), "notes": notes}

@@ -12,6 +12,7 @@ of the GPU in eighths (Ray's fractional ``num_gpus``), the micro-batch that make
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -84,7 +85,7 @@ def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: in
     GroupNorm copies as bf16, and is slower, about a tenth of a second).
     """
     if not plain_simvp(config):
-        return probe_activation_bytes(config, resolution, batch) + (2 * parameter_count(config) if config.amp else 0)
+        return probe_activation_bytes(config, tuple(resolution), batch) + (2 * parameter_count(config) if config.amp else 0)
     h, w = resolution
     amp = config.amp
     a = 2 if amp else 4  # a conv's kept input
@@ -149,6 +150,7 @@ def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch:
     return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
 
 
+@functools.lru_cache(maxsize=256)  # a plan tries several micro-batches, and the driver and the trial plan alike
 def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
     """Bytes of every tensor autograd saves in one forward pass plus the loss, at ``batch`` clips,
     traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``."""
