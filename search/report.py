@@ -29,7 +29,7 @@ from vidseg.data.shards import ShardSet, sha256_file
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import CHECKPOINT, INPUT_FRAMES, build_model
+from vidseg.train.loop import CHECKPOINT, INPUT_FRAMES, build_model
 from vidseg.train.losses import predict_masks
 
 __all__ = ["write_results", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]

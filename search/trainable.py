@@ -1,6 +1,6 @@
 """The Ray Tune trainable: one SimVP trial, reported every epoch, checkpointed every epoch.
 
-``vidseg.train.fit`` does the work. This wrapper restores from ``tune.get_checkpoint()`` (so a
+``vidseg.train.loop.fit`` does the work. This wrapper restores from ``tune.get_checkpoint()`` (so a
 trial whose worker died, or whose driver was restarted, goes on from its last epoch), and turns
 each epoch's report into ``tune.report(metrics, checkpoint=...)``.
 
@@ -28,7 +28,7 @@ from vidseg.data.remote import cached_shards
 from vidseg.errors import InputError
 from vidseg.checkpoint import load_checkpoint
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
+from vidseg.train.loop import CHECKPOINT, TrialDiverged, fit
 from vidseg.train.memory import GIB, TrialPlan, data_bytes, plan_trial
 
 __all__ = ["train_simvp", "trial_resources", "trial_plan", "end_trial", "detect_gpu_memory_gb", "OUTCOME", "DIVERGED",

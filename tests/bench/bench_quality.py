@@ -4,7 +4,7 @@
     python tests/bench/bench_quality.py --experiment results/simvp-demo-DATE_TIME     # a finished search's best config
     unshare -rn sh -c 'ip link set lo up && python tests/bench/bench_quality.py --full'  # the demo's data (CPU: hours)
 
-Two models are trained from scratch with ``vidseg.train.fit``, for the same number of epochs
+Two models are trained from scratch with ``vidseg.train.loop.fit``, for the same number of epochs
 (``--epochs``; default: the search's ``max_epochs``), on the same shards and with the same seed:
 
 - the best configuration a search found (its ``best_config.json``, from ``--experiment DIR`` or

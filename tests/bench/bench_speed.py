@@ -7,7 +7,7 @@
 
 The model is the paper's final configuration (N_S 4, N_T 8, hid_S 64, hid_T 256, groups 1, loss ce;
 ``search.space.paper_configs``) or, with ``--config small``, 2/4/16/64 groups 2 ce, built with
-``vidseg.train.fit.build_model``. One step is what ``fit``'s inner loop does: the model one-hot encodes
+``vidseg.train.loop.build_model``. One step is what ``fit``'s inner loop does: the model one-hot encodes
 the random masks (``encode_inputs``, straight into the compute dtype), forward under ``fit``'s
 autocast, ``compute_loss``, backward, Adam step; the host waits for the device once per step here
 only to time it. The variants are what TrainConfig's speed flags do in ``fit``: channels_last,
@@ -36,7 +36,7 @@ from search.space import paper_configs
 from vidseg.accel import autocast, bf16_dtype
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import INPUT_FRAMES, build_model
+from vidseg.train.loop import INPUT_FRAMES, build_model
 from vidseg.train.losses import compute_loss
 
 PAPER = "paper-ce-4_8_64_256_1"

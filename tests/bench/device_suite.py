@@ -19,7 +19,7 @@ Parts (all at 160x240 on a GPU):
   small one also in bf16 + compile (a cold compile costs about a minute a config): ms per step,
   samples/s, peak GPU memory. It ends with the ``FAST_DEFAULTS["cuda"]`` entry these figures
   call for (``vidseg.accel``).
-- ``busy``: two epochs of ``vidseg.train.fit`` on the small config, with the masks on the GPU and
+- ``busy``: two epochs of ``vidseg.train.loop.fit`` on the small config, with the masks on the GPU and
   with the pinned prefetch: the share of the epoch's wall time the GPU is busy (CUDA events around
   each step), samples/s, peak memory.
 - ``packing``: 1, 2, 4 and 8 processes each running ``fit`` on the small config on one GPU, each
@@ -65,7 +65,7 @@ import torch  # noqa: E402
 from vidseg.accel import autocast, bf16_dtype, cpu_has_bf16  # noqa: E402
 from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa: E402
 from vidseg.train.config import TrainConfig  # noqa: E402
-from vidseg.train.fit import INPUT_FRAMES, build_model, fit  # noqa: E402
+from vidseg.train.loop import INPUT_FRAMES, build_model, fit  # noqa: E402
 from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 

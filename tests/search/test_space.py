@@ -12,7 +12,7 @@ from search.space import (PROFILES, TOP_TEAM, SearchSpace, correct_groups, paper
                           train_config, valid_groups)
 from search.trainable import trial_plan, trial_resources
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import build_model
+from vidseg.train.loop import build_model
 from vidseg.train.memory import CUDA_CONTEXT_BYTES, GIB, HEADROOM, data_bytes, estimate_peak_bytes, parameter_count
 
 

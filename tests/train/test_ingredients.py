@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import SHARD_SIZE, run_cli
 from vidseg.train import TrainConfig, build_model, fit
-from vidseg.train.fit import self_fed_share
+from vidseg.train.loop import self_fed_share
 from vidseg.train.losses import predict_masks, soft_jaccard_loss
 from vidseg.train.memory import estimate_peak_bytes, parameter_count, probe_activation_bytes
 

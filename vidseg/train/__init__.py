@@ -1,6 +1,6 @@
 """One SimVP trial: ``fit(config, shards, report)``, and ``python -m vidseg.train`` for single runs."""
 
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import FitResult, TrialDiverged, build_model, fit
+from vidseg.train.loop import FitResult, TrialDiverged, build_model, fit
 
 __all__ = ["TrainConfig", "FitResult", "TrialDiverged", "build_model", "fit"]

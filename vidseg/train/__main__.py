@@ -21,7 +21,7 @@ from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
 from vidseg.errors import InputError
 from vidseg.train.config import TrainConfig
-from vidseg.train.fit import CHECKPOINT, TrialDiverged, fit
+from vidseg.train.loop import CHECKPOINT, TrialDiverged, fit
 
 _COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_iou_true_inputs", "lr", "epoch_seconds")
 

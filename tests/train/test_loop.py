@@ -15,7 +15,7 @@ from vidseg.data.shards import ShardSet
 from vidseg.metrics import jaccard_index
 from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
 from vidseg.accel import bf16_dtype, cpu_has_bf16, finite_check_steps
-from vidseg.train.fit import MaskTable, _train_arrays
+from vidseg.train.loop import MaskTable, _train_arrays
 from vidseg.train.memory import data_bytes
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
@@ -163,7 +163,7 @@ def test_host_reads_per_epoch_do_not_grow_with_the_steps(tiny_shards):
         with HostReads() as counter:
             fit(config, tiny_shards, lambda m: None)
         reads[videos] = sorted(counter.where)
-    assert reads[1] == reads[4] and any(place.startswith("fit.py") for place in reads[1])
+    assert reads[1] == reads[4] and any(place.startswith("loop.py") for place in reads[1])
 
 
 def test_finite_checks_are_few_spaced_and_end_the_epoch():
