@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from search.curves import CURVES, write_curves
 from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate
+from search.study import parameter_importances
 from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
@@ -37,6 +39,7 @@ __all__ = ["write_results", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE
 log = logging.getLogger("vidseg.search")
 
 SUBMISSION_SIZE = (160, 240)  # the competition's mask size
+SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
 LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
                       "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
@@ -216,31 +219,6 @@ def hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarr
 # importances and the report
 
 
-def parameter_importances(rows: list[dict[str, Any]], profile_name: str) -> dict[str, float] | str:
-    """Optuna's PED-ANOVA importances of the dimensions every finished trial has, for best val_iou.
-
-    PED-ANOVA is Optuna's own (fANOVA would add scikit-learn), and it works from few trials."""
-    import optuna
-
-    profile = PROFILES[profile_name]
-    dims = [dim for dim in profile.space if dim.when is None]  # every trial has these
-    dists = {dim.name: dim.distribution() for dim in dims}
-    done = [r for r in rows if r["status"] == "TERMINATED" and not math.isnan(r["best_val_iou"])]
-    if len(done) < 3:
-        return f"needs at least 3 finished trials ({len(done)} finished)"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize")
-    for row in done:
-        params = {dim.name: row[dim.name] for dim in dims}
-        if not all(dim.holds(params[dim.name]) for dim in dims):  # e.g. a narrowed space's old trial
-            continue
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["best_val_iou"]))
-    try:
-        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    except (RuntimeError, ValueError) as err:
-        return f"not computable: {err}"
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4f}"
@@ -252,11 +230,12 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     run = sum(r["epochs"] for r in rows)
     full = len(rows) * max_epochs
     stopped = sum(r["stopped_early"] for r in rows)
+    scheduler = settings.get("scheduler", "asha")
     lines = [f"# Search report: {settings.get('name', '')}", "",
              f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; "
              f"searcher {settings.get('searcher', 'tpe')}; "
-             + (f"ASHA grace {settings['grace_period']}, reduction factor {settings['reduction_factor']}"
-                if settings.get("scheduler", "asha") == "asha" else "no early stopping (FIFO)")
+             + (f"{SCHEDULER_NAMES[scheduler]} grace {settings['grace_period']}, reduction factor "
+                f"{settings['reduction_factor']}" if scheduler != "fifo" else "no early stopping (FIFO)")
              + f"; seed {settings['seed']}.", ""]
     notes = (settings.get("limits") or {}).get("notes") or []
     if notes:  # values of the profile's space that these shards cannot run
@@ -286,7 +265,9 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     lines += ["", "## ASHA's savings", "",
               f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
               f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
-    lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", ""]
+    lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
+              "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
+              "completed trials; ASHA's stops are pruned trials there, with their per-epoch values.", ""]
     if isinstance(importances, str):
         lines.append(f"Not given: {importances}.")
     else:
@@ -315,9 +296,11 @@ def _config_text(row: dict[str, Any]) -> str:
 
 
 def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str,
-                  hidden_answers: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+                  hidden_answers: str | None = None, study_file: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
     """Write everything about a finished search into ``experiment``; returns it and the leaderboard's
-    rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers."""
+    rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
+    ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
+    is uploaded beside the results)."""
     local = "://" not in experiment
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
@@ -329,6 +312,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+    write_curves(rows, staging / CURVES, settings)
 
     checkpoints, models = {}, {}  # each checkpoint is loaded once
     for row in rows[:IMAGE_TRIALS]:
@@ -364,7 +348,10 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, models)
     baselines = copy_last_frame(shards)
-    importances = parameter_importances(rows, settings["profile"])
+    importances = (parameter_importances(study_file, settings["name"]) if study_file is not None
+                   else "the search has no stored study")
+    if study_file is not None and not local and Path(study_file).is_file():
+        shutil.copyfile(study_file, staging / Path(study_file).name)
     with atomic_path(staging / "report.md") as tmp:
         tmp.write_text(_report(rows, settings, baselines, importances, hidden, best_row))
     for file in checkpoints.values():

@@ -14,16 +14,23 @@ with the same value as saved is fine). These flags may change on resume, and are
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidseg.errors import InputError
 
-__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback"]
+if TYPE_CHECKING:
+    from search.state import SearchState
+
+__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state"]
+
+log = logging.getLogger("vidseg.search")
 
 # flag dest -> settings key: the flags that define a search, compared with the saved settings
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
@@ -98,3 +105,33 @@ def driver_callback(max_failures: int):
                 trial.max_failures = max_failures
 
     return DriverCallback()
+
+
+def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState]:
+    """The name and saved state of the search ``--resume`` continues, with what it may change
+    applied and saved back (so that a later resume keeps it). Raises InputError, naming the flag or
+    the file."""
+    from search.settings import Settings
+    from search.state import check_storage, latest_experiment, read_state, write_state
+
+    if args.max_failures is not None and args.max_failures < 0:
+        raise InputError(f"--max-failures is {args.max_failures}, but must be >= 0")
+    name = args.name or latest_experiment(storage)
+    state = read_state(storage, name)
+    if state is None:
+        raise InputError(f"{storage}/{name}: no search to resume here")
+    check_resume_flags(args, {"settings": state.settings.to_dict(), "shards": state.shards,
+                              "shards_source": state.shards_source}, f"{storage}/{name}", Settings.defaults())
+    check_storage(storage)
+    settings = state.settings
+    if args.max_failures is not None:
+        settings = settings.replace(max_failures=args.max_failures)
+    hidden = str(args.hidden_answers.resolve()) if args.hidden_answers is not None else state.hidden_answers
+    if hidden and not Path(hidden).is_file():
+        log.warning("%s: the hidden answers given when the search started are not on this machine; the report "
+                    "will not score the hidden split (give --hidden-answers again)", hidden)
+        hidden = None
+    state = dataclasses.replace(state, settings=settings, hidden_answers=hidden)
+    write_state(storage, name, state)
+    log.info("resuming %s (%s profile) from %s", name, settings.profile, storage)
+    return name, state

@@ -173,7 +173,7 @@ def test_a_damaged_saved_state_is_named_on_resume(tmp_path):
 def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
     code = ("import sys; sys.argv[0] = 'search/run_search.py'; import search.run_search as r\n"
             "def broken(args): raise ValueError('an internal bug, not bad input')\n"
-            "r.resolve_settings = broken\n"
+            "r.Settings.from_args = broken\n"
             f"raise SystemExit(r.main(['--smoke-test', '--storage', {str(tmp_path / 'results')!r}]))")
     result = run_cli("-c", code)
     assert result.returncode == 1

@@ -1,0 +1,118 @@
+"""The learning-curve table: every trial's config and per-epoch metrics, as Parquet.
+
+Every search writes ``curves.parquet`` into its experiment folder. A search run with
+``--scheduler fifo`` runs every trial to ``--max-epochs``, so its table holds whole curves, which
+``python -m search.replay`` replays schedulers over. One row per trial and epoch:
+
+``trial_id``, ``epoch``, ``val_iou``, ``val_iou_true_inputs``, ``train_loss``, ``val_loss``,
+``epoch_seconds``, ``status`` (how the trial ended), ``reference`` (the paper's or the top teams'
+configuration it is, if any) and ``config`` (the searched dimensions, as JSON). The table's
+metadata holds the search's settings (``vidseg.settings``, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.space import SEARCHED
+from vidseg.errors import InputError
+
+__all__ = ["CURVES", "write_curves", "read_curves", "Curves", "METRICS"]
+
+CURVES = "curves.parquet"
+METRICS = ("val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "epoch_seconds")
+_META = b"vidseg.settings"
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def write_curves(rows: list[dict[str, Any]], path: Path, settings: dict[str, Any]) -> int:
+    """Write the curves of the leaderboard's ``rows`` (``search.report.trial_rows``) to ``path``,
+    atomically; returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidseg.atomic import atomic_path
+
+    columns: dict[str, list] = {name: [] for name in ("trial_id", "epoch", *METRICS, "status", "reference", "config")}
+    for row in rows:
+        history = row["_result"].metrics_dataframe
+        if history is None or not len(history) or "val_iou" not in history:
+            continue
+        config = json.dumps({name: row[name] for name in SEARCHED if row.get(name, "") != ""})
+        for _, epoch in history.dropna(subset=["epoch"]).iterrows():
+            columns["trial_id"].append(row["trial_id"])
+            columns["epoch"].append(int(epoch["epoch"]))
+            for name in METRICS:
+                columns[name].append(_float(epoch.get(name)))
+            columns["status"].append(row["status"])
+            columns["reference"].append(row["reference"])
+            columns["config"].append(config)
+    table = pa.table({"trial_id": pa.array(columns["trial_id"], pa.string()),
+                      "epoch": pa.array(columns["epoch"], pa.int32()),
+                      **{name: pa.array(columns[name], pa.float64()) for name in METRICS},
+                      **{name: pa.array(columns[name], pa.string()) for name in ("status", "reference", "config")}})
+    table = table.replace_schema_metadata({_META: json.dumps(settings, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return table.num_rows
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A table's whole curves: ``values[i, e]`` is trial i's val_iou after epoch e + 1."""
+
+    trial_ids: list[str]
+    configs: list[dict[str, Any]]
+    values: np.ndarray  # (trials, epochs) val_iou
+    seconds: np.ndarray  # (trials, epochs) epoch_seconds
+    settings: dict[str, Any]
+
+    @property
+    def max_epochs(self) -> int:
+        return self.values.shape[1]
+
+
+def read_curves(path: Path | str, metric: str = "val_iou") -> Curves:
+    """The whole curves of a table (trials that ran every epoch to the table's last); raises
+    InputError, naming the file, for anything else."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such learning-curve table")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a Parquet learning-curve table ({str(err).splitlines()[0]})") from None
+    missing = [name for name in ("trial_id", "epoch", metric, "epoch_seconds", "config") if name not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: not a learning-curve table (no column {', '.join(missing)})")
+    settings = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
+    data = table.to_pydict()
+    by_trial: dict[str, dict[int, tuple[float, float, str]]] = {}
+    for trial, epoch, value, seconds, config in zip(data["trial_id"], data["epoch"], data[metric],
+                                                    data["epoch_seconds"], data["config"]):
+        by_trial.setdefault(trial, {})[epoch] = (value, seconds, config)
+    max_epochs = int(settings.get("max_epochs") or max((max(e) for e in by_trial.values()), default=0))
+    whole = {t: e for t, e in by_trial.items() if set(range(1, max_epochs + 1)) <= set(e)}
+    if len(whole) < 2:
+        raise InputError(f"{path}: {len(whole)} of {len(by_trial)} trials ran all {max_epochs} epochs; a replay needs "
+                         "whole curves: build the table with run_search.py --scheduler fifo")
+    ids = sorted(whole)
+    values = np.array([[whole[t][e][0] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
+    seconds = np.array([[whole[t][e][1] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
+    configs = [json.loads(whole[t][1][2]) for t in ids]
+    return Curves(ids, configs, np.nan_to_num(values, nan=0.0), np.nan_to_num(seconds, nan=1.0), settings)

@@ -1,0 +1,160 @@
+"""A search's settings: the command line, and the frozen ``Settings`` it resolves to.
+
+``Settings`` is what a search is: the profile, its budget, the scheduler and the searcher. The
+flags override the profile's defaults; ``search.json`` keeps the settings (``to_dict``), and
+``--resume`` reads them back (``from_dict``; a file written before a field existed takes the
+field's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search.space import PROFILES
+from vidseg.errors import InputError
+
+__all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS"]
+
+SCHEDULERS = ("asha", "hyperband", "fifo")
+SEARCHERS = ("tpe", "random")
+
+
+class UsageError(InputError):
+    """Bad input: printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One search's settings (the profile's defaults, overridden by flags)."""
+
+    profile: str
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    max_concurrent: int
+    max_failures: int = 2  # retries of a trial whose worker died
+    seed: int = 0
+    searcher: str = "tpe"
+    scheduler: str = "asha"
+    gpu_memory_gb: float | None = None  # one GPU of the cluster; None: CPUs only (or not yet detected)
+    limits: dict[str, Any] | None = field(default=None, compare=False)  # the space narrowed to the shards
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        """The flags over the profile's defaults. Raises UsageError, naming the flag."""
+        for name in ("num_samples", "max_epochs", "grace_period", "max_concurrent", "workers"):
+            _at_least(args, name, 1)
+        _at_least(args, "reduction_factor", 2)
+        _at_least(args, "max_failures", 0)
+        _at_least(args, "seed", 0)
+        if args.retry_errored:
+            raise UsageError("--retry-errored retries the errored trials of a saved search: give it with --resume")
+        if args.profile and args.smoke_test and args.profile != "smoke":
+            raise UsageError(f"--smoke-test runs the smoke profile, not --profile {args.profile}")
+        if args.data is not None and args.shards is not None:
+            raise UsageError("give --data or --shards, not both")
+        if args.gpu_memory_gb is not None and args.gpu_memory_gb <= 0:
+            raise UsageError(f"--gpu-memory-gb is {args.gpu_memory_gb}, but must be > 0")
+        profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
+        given = {name: getattr(args, name) for name in cls.flag_names() if getattr(args, name) is not None}
+        defaults = {name: getattr(profile, name) for name in
+                    ("num_samples", "max_epochs", "grace_period", "reduction_factor", "max_concurrent")}
+        settings = cls(**{"profile": profile.name, **defaults, **given})
+        if settings.grace_period > settings.max_epochs:
+            raise UsageError(f"--grace-period {settings.grace_period} is more than --max-epochs {settings.max_epochs}")
+        return settings
+
+    @staticmethod
+    def flag_names() -> tuple[str, ...]:
+        """The fields a flag of the same name sets."""
+        return tuple(f.name for f in dataclasses.fields(Settings) if f.name not in ("profile", "limits"))
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Settings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The fields' defaults: what a search.json written before a field existed means."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _at_least(args: argparse.Namespace, name: str, minimum: int) -> None:
+    value = getattr(args, name, None)
+    if value is not None and value < minimum:
+        raise UsageError(f"--{name.replace('_', '-')} is {value}, but must be >= {minimum}")
+
+
+def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """The search's command line; ``doc``'s first paragraph is the description, the rest the epilog."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_argument_group("data and cluster")
+    where.add_argument("--data", type=Path, default=None,
+                       help="a dataset root in the competition layout (default: generate the demo set)")
+    where.add_argument("--shards", default=None,
+                       help="an existing shard set, a folder or a URI (python -m vidseg.segment's --out); "
+                            "skips data, UNet and shards")
+    where.add_argument("--data-dir", type=Path, default=None,
+                       help="where prepared data (dataset, UNet, shards) is cached (default: data/)")
+    where.add_argument("--address", default=None,
+                       help="a running Ray cluster to join ('auto', or HOST:PORT; default: $RAY_ADDRESS, "
+                            "else a local Ray)")
+    where.add_argument("--storage", default="results",
+                       help="where results go: a local path or a cloud URI such as s3://bucket/results "
+                            "(default: results/)")
+    where.add_argument("--gpu-memory-gb", type=float, default=None,
+                       help="memory of one of the cluster's GPUs in GiB (an A10G: 22; an H100: 79), for packing "
+                            "trials (default: read on a GPU worker when the cluster has GPUs)")
+    where.add_argument("--workers", type=int, default=None,
+                       help="processes for demo data generation (default: all cores)")
+    search = parser.add_argument_group("search (defaults come from the profile)")
+    search.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="search scale: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+                             + " (default: demo, or smoke with --smoke-test)")
+    search.add_argument("--num-samples", type=int, default=None, help="trials to run")
+    search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
+    search.add_argument("--grace-period", type=int, default=None, help="epochs before ASHA may stop a trial")
+    search.add_argument("--reduction-factor", type=int, default=None,
+                        help="ASHA keeps the top 1/factor of trials at each rung")
+    search.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    search.add_argument("--searcher", choices=SEARCHERS, default=None,
+                        help="Optuna's sampler: tpe (the default) or random, for comparisons")
+    search.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                        help="asha stops weak trials early (the default); hyperband is asynchronous Hyperband "
+                             "(ASHA over 3 brackets of grace periods); fifo runs every trial to --max-epochs and "
+                             "writes the learning-curve table curves.parquet that python -m search.replay replays")
+    search.add_argument("--max-failures", type=int, default=None,
+                        help="retries of a trial whose worker died, each from its last checkpoint (default 2); "
+                             "a diverged or infeasible trial is never retried")
+    search.add_argument("--seed", type=int, default=None,
+                        help="seed of the demo data, Optuna's TPE and every trial (default 0)")
+    search.add_argument("--name", default=None,
+                        help="experiment name (default: simvp-PROFILE-DATE_TIME); also the Optuna study's name")
+    search.add_argument("--resume", action="store_true",
+                        help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
+                             "searcher, scheduler and Optuna study are kept, unfinished trials go on from their "
+                             "checkpoints. Flags that would change the search are refused; --max-failures, --address, "
+                             "--retry-errored and --hidden-answers may be given, and apply")
+    search.add_argument("--retry-errored", action="store_true",
+                        help="with --resume: errored trials start again from their last checkpoints")
+    search.add_argument("--hidden-answers", type=Path, default=None,
+                        help="an .npy of the hidden split's frame-22 masks (N, 160, 240), in its video order, to score "
+                             "the submission (default: the answers the shard set carries, if any)")
+    search.add_argument("--prepare-only", action="store_true",
+                        help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop")
+    search.add_argument("--smoke-test", action="store_true",
+                        help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
+    return parser

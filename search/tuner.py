@@ -1,0 +1,152 @@
+"""Building the search: Ray start-up, the scheduler, the searcher with its stored study, the tuner.
+
+``make_scheduler`` is the one place a scheduler is made, for the live search and for
+``search.replay`` alike: ASHA (``AsyncHyperBandScheduler`` with one bracket), asynchronous
+Hyperband (the same class with three brackets), or FIFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+from search.settings import Settings, UsageError
+from search.space import Profile, SearchSpace, points_to_evaluate
+
+__all__ = ["check_address", "init_ray", "make_scheduler", "make_searcher", "build_tuner", "restore_or_build",
+           "HYPERBAND_BRACKETS"]
+
+log = logging.getLogger("vidseg.search")
+
+HYPERBAND_BRACKETS = 3
+
+
+def check_address(address: str | None) -> None:
+    """Fail fast, in one line, when nothing listens at HOST:PORT (ray.init would retry for a minute)."""
+    if not address or address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as err:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    except ConnectionError as err:
+        raise UsageError(f"--address {address}: {str(err).splitlines()[0]}") from None
+    resources = ray.cluster_resources()
+    log.info("Ray: %d CPU, %g GPU across %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0),
+             len([n for n in ray.nodes() if n["Alive"]]))
+
+
+def detect_gpus(settings: Settings, address: str | None) -> Settings:
+    """The settings with the GPUs' memory, read on a GPU worker where the cluster has GPUs and no
+    ``--gpu-memory-gb`` was given."""
+    import ray
+
+    if settings.gpu_memory_gb is None and ray.cluster_resources().get("GPU", 0) > 0:
+        from search.trainable import detect_gpu_memory_gb
+
+        settings = settings.replace(gpu_memory_gb=detect_gpu_memory_gb())  # InputError when it cannot tell
+        log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)", settings.gpu_memory_gb)
+    if settings.gpu_memory_gb is None and address:
+        log.warning("the cluster has no GPU up now, so trials run on CPUs; on an autoscaling GPU cluster "
+                    "(min_workers 0) pass --gpu-memory-gb (an A10G: 22) so that trials ask for GPU shares "
+                    "and the autoscaler starts GPU workers")
+    return settings
+
+
+def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int):
+    """Ray Tune's scheduler for ``kind`` (asha, hyperband or fifo), on ``val_iou`` at ``epoch``."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    if kind == "fifo":
+        return FIFOScheduler()
+    return AsyncHyperBandScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
+                                   grace_period=grace_period, reduction_factor=reduction_factor,
+                                   brackets=HYPERBAND_BRACKETS if kind == "hyperband" else 1)
+
+
+def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: str):
+    """Optuna behind Ray, its study stored in ``study_file`` under ``name`` (``search.study``)."""
+    from search.study import StudySearch, journal_storage, make_sampler
+
+    points = list(points_to_evaluate(profile).values())
+    return StudySearch(space=SearchSpace(profile, settings.max_epochs, settings.seed), max_epochs=settings.max_epochs,
+                       points_to_evaluate=points or None,
+                       sampler=make_sampler(settings.searcher, settings.seed, settings.num_samples),
+                       storage=journal_storage(study_file), study_name=name)
+
+
+def make_trainable(settings: Settings, profile: Profile, shards: str):
+    """The trainable with its shards and its per-trial resources: CPUs only where there are no GPUs,
+    else the share of one GPU that the trial's planned peak needs."""
+    from ray import tune
+
+    from search.prepare import shard_counts
+    from search.trainable import train_simvp, trial_resources
+
+    gpu_memory_gb = settings.gpu_memory_gb
+    counts = shard_counts(shards) if gpu_memory_gb is not None else None
+    return tune.with_resources(
+        tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
+                             resolution=profile.resolution),
+        trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb, counts))
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    searcher = make_searcher(settings, profile, study_file, name)
+    return tune.Tuner(
+        make_trainable(settings, profile, shards),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
+            scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
+                                     settings.reduction_factor),
+            num_samples=settings.num_samples, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
+                                                    checkpoint_score_order="max"),
+            verbose=1),
+    )
+
+
+def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
+                     storage: str, name: str, study_file: Path):
+    """A new tuner, or the saved search restored (its searcher, and so its study, included), with
+    ``max_failures`` applied to every trial; and its driver callback (``search.resume.driver_callback``)."""
+    from ray import tune
+
+    from search.resume import driver_callback
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 wants it
+    experiment = f"{storage}/{name}"
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
+                                   resume_unfinished=True, resume_errored=retry_errored)
+    else:  # a new search, or one stopped before Tune saved anything: it starts as saved
+        tuner = build_tuner(settings, profile, shards, storage, name, study_file)
+    # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
+    callback = driver_callback(settings.max_failures)
+    run_config.callbacks = [callback]
+    return tuner, callback
