@@ -10,11 +10,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import psutil
+import pyarrow.parquet as pq
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 from torchmetrics import JaccardIndex
 
 from tests.conftest import run_cli
@@ -70,6 +75,45 @@ def test_val_iou_reads_back_from_tensorboard_event_files(smoke):
     best.Reload()
     image = best.Images(best.Tags()["images"][0])[0]
     assert image.width == 3 * 60 + 4 and image.height == 2 * 40 + 2  # 3 columns, 2 val videos
+
+
+def test_the_stored_study_tells_optuna_what_happened(smoke):
+    """The journal beside the results loads with optuna.load_study, under the experiment's name:
+    a trial ASHA stopped is PRUNED with its per-epoch values, a completed one is valued at its
+    leaderboard best (not its last epoch), and each carries its Ray trial id."""
+    tmp, result = smoke
+    experiment = tmp / "results" / "smoke"
+    storage = JournalStorage(JournalFileBackend(str(experiment / "optuna.journal")))
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    rows = {r["trial_id"]: r for r in read_leaderboard(experiment)}
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert sorted(trials) == sorted(rows)
+    for trial_id, row in rows.items():
+        trial = trials[trial_id]
+        epochs = [json.loads(line) for line in (experiment / f"trial_{trial_id}" / "result.json").read_text().splitlines()]
+        assert trial.intermediate_values == pytest.approx({e["epoch"]: e["val_iou"] for e in epochs})
+        if row["stopped_early"] == "True":
+            assert trial.state == TrialState.PRUNED
+        else:
+            assert trial.state == TrialState.COMPLETE and int(row["epochs"]) == 3
+            assert trial.value == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
+            assert trial.value == max(trial.intermediate_values.values())
+    assert any(t.state == TrialState.PRUNED for t in study.trials)
+    assert f"optuna-dashboard {experiment / 'optuna.journal'}" in result.stdout
+    assert "completed trials in the study" in (experiment / "report.md").read_text()
+
+
+def test_every_search_writes_its_learning_curves(smoke):
+    tmp, _ = smoke
+    experiment = tmp / "results" / "smoke"
+    table = pq.read_table(experiment / "curves.parquet").to_pylist()
+    rows = read_leaderboard(experiment)
+    assert len(table) == sum(int(r["epochs"]) for r in rows)
+    for row in rows:
+        curve = sorted((r["epoch"], r["val_iou"]) for r in table if r["trial_id"] == row["trial_id"])
+        assert [e for e, _ in curve] == list(range(1, int(row["epochs"]) + 1))
+        assert max(v for _, v in curve) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
+        assert json.loads(next(r["config"] for r in table if r["trial_id"] == row["trial_id"]))["loss"] == row["loss"]
 
 
 def test_best_config_report_and_submission(smoke):
@@ -179,6 +223,12 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     assert epochs_after.count(1) == 1  # went on from its checkpoint, not from epoch 0
     rows = read_leaderboard(experiment)
     assert len(rows) == 3 and all(r["status"] == "TERMINATED" and r["epochs"] == "6" for r in rows)
+    # the same Optuna study went on: one trial per Ray trial, all complete, none left running
+    study = optuna.load_study(study_name="kill", storage=JournalStorage(JournalFileBackend(str(experiment / "optuna.journal"))))
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(r["trial_id"] for r in rows)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {t.user_attrs["ray_trial_id"]: t.value for t in study.trials} == pytest.approx(
+        {r["trial_id"]: float(r["best_val_iou"]) for r in rows}, abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [
