@@ -1,0 +1,139 @@
+"""``python -m search.replay``: schedulers replayed over a learning-curve table, with the live
+search's own scheduler (a real Ray Tune run makes the same stop decisions)."""
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from search.curves import read_curves
+from search.replay import Setting, replay, replay_many
+from tests.conftest import run_cli
+
+EPOCHS = 8
+
+
+def _curves(n: int = 12, seed: int = 0) -> np.ndarray:
+    """Saturating curves of different heights and speeds; trial 0 is a late bloomer (the lowest
+    early, the best at the end)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, EPOCHS + 1)
+    top, rate = rng.uniform(0.1, 0.3, n), rng.uniform(0.3, 1.5, n)
+    values = top[:, None] * (1 - np.exp(-rate[:, None] * t))
+    values[0] = 0.4 / (1 + np.exp(-(t - 6) * 2))  # flat near 0, then past every other trial
+    return values
+
+
+def write_table(path, values: np.ndarray, settings: dict | None = None, drop_last_of: int | None = None):
+    rows = {k: [] for k in ("trial_id", "epoch", "val_iou", "val_iou_true_inputs", "train_loss", "val_loss",
+                            "epoch_seconds", "status", "reference", "config")}
+    for i, curve in enumerate(values):
+        for epoch, value in enumerate(curve, 1):
+            if i == drop_last_of and epoch == len(curve):
+                continue
+            rows["trial_id"].append(f"t{i:02d}")
+            rows["epoch"].append(epoch)
+            rows["val_iou"].append(float(value))
+            rows["val_iou_true_inputs"].append(float(value))
+            rows["train_loss"].append(1.0)
+            rows["val_loss"].append(1.0)
+            rows["epoch_seconds"].append(1.0 + 0.1 * i)
+            rows["status"].append("TERMINATED")
+            rows["reference"].append("")
+            rows["config"].append(json.dumps({"hid_S": 4 * (i + 1)}))
+    table = pa.table(rows).replace_schema_metadata(
+        {b"vidseg.settings": json.dumps(settings or {"profile": "demo", "max_epochs": EPOCHS, "max_concurrent": 2}).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def test_fifo_runs_everything_and_asha_saves_but_can_lose_a_late_bloomer(tmp_path):
+    curves = read_curves(write_table(tmp_path / "curves.parquet", _curves()))
+    assert curves.max_epochs == EPOCHS and len(curves.trial_ids) == 12
+    fifo = replay_many(curves, Setting("fifo"), seeds=20, num_samples=12, max_concurrent=2)
+    assert fifo["spent"][0] == 1.0 and fifo["kept_best"] == 1.0
+    assert fifo["best_at_budget"][0] == pytest.approx(curves.values.max())
+    asha = replay_many(curves, Setting("asha", 1, 2), seeds=20, num_samples=12, max_concurrent=2)
+    assert asha["spent"][2] < 0.6  # it stops most trials early
+    assert asha["kept_best"] < 1.0  # the late bloomer looks worst at the first rungs
+    # once stopped, the late bloomer is lost: those replays never get within 2% of the table's best
+    assert asha["never_close"] == pytest.approx(1 - asha["kept_best"]) and asha["never_close"] > 0
+    assert math.isinf(asha["to_close"][2]) or asha["to_close"][2] < 1
+    patient = replay_many(curves, Setting("asha", EPOCHS, 2), seeds=5, num_samples=12, max_concurrent=2)
+    assert patient["spent"][0] == 1.0  # a grace period of every epoch never stops a trial
+
+
+def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
+    """Epochs each trial ran in a real Ray Tune run, one trial at a time in table order, with the
+    scheduler the live search builds."""
+    import ray
+    from ray import tune
+
+    from search.tuner import make_scheduler
+
+    def trainable(config):
+        for epoch, value in enumerate(config["curve"], 1):
+            tune.report({"epoch": epoch, "val_iou": float(value)})
+
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(
+            trainable, param_space={"curve": tune.grid_search([list(map(float, c)) for c in values])},
+            tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1),
+            run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
+        results = tuner.fit()
+        by_curve = {tuple(r.config["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
+    finally:
+        ray.shutdown()
+    return [by_curve[tuple(map(float, c))] for c in values]
+
+
+TMP = []
+
+
+def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(tmp_path):
+    TMP[:] = [tmp_path / "ray"]
+    values = _curves(n=7, seed=1)
+    curves = read_curves(write_table(tmp_path / "curves.parquet", values))
+    order = [curves.trial_ids.index(f"t{i:02d}") for i in range(len(values))]
+    replayed = replay(curves, Setting("asha", 1, 2), order, max_concurrent=1, seed=0)
+    expected = [replayed.epochs_run[i] for i in order]
+    assert min(expected) < EPOCHS < max(expected) + 1  # some stopped, some ran to the end
+    assert _live_epochs(values, 1, 2) == expected
+
+
+def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path):
+    table = write_table(tmp_path / "curves.parquet", _curves())
+    result = run_cli("-m", "search.replay", str(table), "--scheduler", "fifo", "asha", "--grace-period", "1", "2",
+                     "--reduction-factor", "2", "--seeds", "50", "--plot", str(tmp_path / "replay.png"),
+                     "--json", str(tmp_path / "replay.json"), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "12 configurations x 8 epochs" in lines[0] and "50 replays per setting" in lines[0]
+    assert lines[1].split()[:2] == ["setting", "to"]
+    assert [line.split()[0] for line in lines[2:5]] == ["fifo", "asha", "asha"]
+    assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((tmp_path / "replay.json").read_text())
+    assert [m["setting"] for m in metrics] == ["fifo", "asha grace 1 factor 2", "asha grace 2 factor 2"]
+    assert all(m["seeds"] == 50 and 0 <= m["kept_best"] <= 1 for m in metrics)
+
+
+def _text(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "missing.parquet", "error: {p}/missing.parquet: no such learning-curve table"),
+    (lambda p: _text(p / "bad.parquet", "not parquet"), "error: {p}/bad.parquet: not a Parquet"),
+    (lambda p: write_table(p / "c.parquet", _curves(n=2), drop_last_of=1),
+     "error: {p}/c.parquet: 1 of 2 trials ran all 8 epochs; a replay needs whole curves"),
+])
+def test_bad_tables_get_one_line_and_exit_2(tmp_path, make, message):
+    result = run_cli("-m", "search.replay", str(make(tmp_path)))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(message.format(p=tmp_path))
