@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from search.space import PROFILES, SearchSpace
