@@ -111,6 +111,64 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
     return Replay(trace, epochs_run, spent)
 
 
+SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares
+    "random": ("random", None),
+    "tpe-independent": ("tpe", {"multivariate": False, "group": False, "constant_liar": False}),
+    "tpe-multivariate-group": ("tpe", {"multivariate": True, "group": True, "constant_liar": False}),
+    "tpe-multivariate-group-liar": ("tpe", {"multivariate": True, "group": True, "constant_liar": True}),
+}
+
+
+def _distance(a: dict[str, Any], b: dict[str, Any], dims) -> float:
+    """How far two configs are: 1 per categorical dimension that differs (or that only one has),
+    and a float dimension's distance on its (log) scale over its range."""
+    total = 0.0
+    for dim in dims:
+        x, y = a.get(dim.name), b.get(dim.name)
+        if x is None or y is None:
+            total += x is not y
+        elif dim.bounds is not None:
+            scale = (lambda v: math.log(v)) if dim.log else (lambda v: v)
+            total += abs(scale(x) - scale(y)) / (scale(dim.bounds[1]) - scale(dim.bounds[0]))
+        else:
+            total += x != y
+    return total
+
+
+def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concurrent: int, profile) -> dict[str, Any]:
+    """A searcher replayed over the table, as a surrogate benchmark: each config Optuna proposes
+    in ``profile``'s space runs as the nearest recorded configuration (``_distance``), to the end,
+    scoring its best val_iou; ``max_concurrent`` trials are asked before any is told, as live;
+    the paper's points are enqueued first, as live. Returns the best found at ``budget``."""
+    import optuna
+
+    from search.space import SearchSpace, points_to_evaluate
+    from search.study import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher, tpe = SAMPLERS[name]
+    space, dims = SearchSpace(profile, curves.max_epochs, 0), profile.space
+    peak = curves.values.max(axis=1)
+    found = []
+    for seed in range(seeds):
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(searcher, seed, budget, tpe))
+        for point in points_to_evaluate(profile).values():
+            study.enqueue_trial(point)
+        rng, best, told = np.random.default_rng(seed), -math.inf, 0
+        while told < budget:
+            batch = [study.ask() for _ in range(min(max_concurrent, budget - told))]
+            for trial in batch:
+                config = space(trial)
+                distances = np.array([_distance(config, recorded, dims) for recorded in curves.configs])
+                nearest = np.flatnonzero(distances == distances.min())
+                value = float(peak[int(rng.choice(nearest))])
+                study.tell(trial, value)
+                best, told = max(best, value), told + 1
+        found.append(best)
+    return {"sampler": name, "seeds": seeds, "budget": budget, "best_at_budget": _quartiles(found),
+            "mean": float(np.mean(found)), "table_best": float(peak.max())}
+
+
 def _quartiles(values: list[float]) -> tuple[float, float, float]:
     values = np.array(values, dtype=float)  # an infinity (never got close) is not interpolated with
     method = "linear" if np.isfinite(values).all() else "inverted_cdf"
@@ -214,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "table's trials)")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="trials at once (default: the table's search's)")
+    parser.add_argument("--samplers", nargs="*", choices=sorted(SAMPLERS), default=None,
+                        help="also replay Optuna samplers (a nearest-recorded-configuration surrogate: each proposed "
+                             "config runs as the closest one in the table) at the budget; with no names: all of them")
     parser.add_argument("--plot", type=Path, default=None, help="draw best found against trial-epochs spent (PNG)")
     parser.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     return parser
@@ -248,6 +309,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seeds} replays per setting, {max_concurrent} trials at once; budget {num_samples} trials")
     rows = [replay_many(curves, s, args.seeds, num_samples, max_concurrent) for s in settings]
     print(table_text(rows))
+    if args.samplers is not None:
+        names = args.samplers or list(SAMPLERS)
+        sampled = [replay_sampler(curves, name, args.seeds, num_samples, max_concurrent, profile) for name in names]
+        print(f"\nsamplers, {num_samples} trials ({max_concurrent} asked at a time), each run to the end as the nearest "
+              "recorded configuration: best val IoU found, median (IQR), mean")
+        for r in sampled:
+            b = r["best_at_budget"]
+            print(f"{r['sampler']:<30} {b[0]:.4f} ({b[1]:.4f}-{b[2]:.4f})  mean {r['mean']:.4f}")
+        rows += [{**r, "setting": f"sampler {r['sampler']}", "scheduler": "sampler"} for r in sampled]
     if args.json is not None:
         from vidseg.atomic import atomic_path
 

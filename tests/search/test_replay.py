@@ -109,7 +109,8 @@ def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path):
     table = write_table(tmp_path / "curves.parquet", _curves())
     result = run_cli("-m", "search.replay", str(table), "--scheduler", "fifo", "asha", "--grace-period", "1", "2",
                      "--reduction-factor", "2", "--seeds", "50", "--plot", str(tmp_path / "replay.png"),
-                     "--json", str(tmp_path / "replay.json"), timeout=300)
+                     "--json", str(tmp_path / "replay.json"), "--samplers", "random", "tpe-multivariate-group-liar",
+                     timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert "12 configurations x 8 epochs" in lines[0] and "50 replays per setting" in lines[0]
@@ -117,8 +118,14 @@ def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path):
     assert [line.split()[0] for line in lines[2:5]] == ["fifo", "asha", "asha"]
     assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "replay.json").read_text())
-    assert [m["setting"] for m in metrics] == ["fifo", "asha grace 1 factor 2", "asha grace 2 factor 2"]
-    assert all(m["seeds"] == 50 and 0 <= m["kept_best"] <= 1 for m in metrics)
+    assert [m["setting"] for m in metrics] == ["fifo", "asha grace 1 factor 2", "asha grace 2 factor 2",
+                                               "sampler random", "sampler tpe-multivariate-group-liar"]
+    assert all(m["seeds"] == 50 and 0 <= m["kept_best"] <= 1 for m in metrics[:3])
+    peaks = _curves().max(axis=1)
+    for sampled in metrics[3:]:  # the bests found lie among the recorded configurations' peaks
+        assert all(peaks.min() - 1e-9 <= v <= peaks.max() + 1e-9 for v in sampled["best_at_budget"])
+        assert sampled["budget"] == 10
+    assert "samplers, 10 trials (2 asked at a time)" in result.stdout
 
 
 def _text(path, text):
