@@ -257,17 +257,17 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
         if row is None:
             lines.append(f"| {what} `{name}` | | not in this profile's space |")
         else:
-            note = f"{row['epochs']} epochs" + (", stopped by ASHA" if row["stopped_early"] else "") + \
+            note = f"{row['epochs']} epochs" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row["stopped_early"] else "") + \
                    (f", {row['status'].lower()}: {row['error']}" if row["status"] != "TERMINATED" else "")
             lines.append(f"| {what} `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
     if best_row is not None and baselines["unet"] > 0:
         lines += ["", f"Best against copy-last-frame: {best_row['best_val_iou'] / baselines['unet']:.2f}x."]
-    lines += ["", "## ASHA's savings", "",
+    lines += ["", f"## Early stopping's savings ({SCHEDULER_NAMES[scheduler]})", "",
               f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
               f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
     lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
               "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
-              "completed trials; ASHA's stops are pruned trials there, with their per-epoch values.", ""]
+              "completed trials; early stops are pruned trials there, with their per-epoch values.", ""]
     if isinstance(importances, str):
         lines.append(f"Not given: {importances}.")
     else:
@@ -375,7 +375,7 @@ def outcome_text(rows: list[dict[str, Any]]) -> str:
 
 def _log_summary(rows, baselines, best_row) -> None:
     stopped = sum(r["stopped_early"] for r in rows)
-    log.info("%d trials: %s; %d stopped early by ASHA", len(rows), outcome_text(rows), stopped)
+    log.info("%d trials: %s; %d stopped early", len(rows), outcome_text(rows), stopped)
     if best_row is not None:
         log.info("best val IoU %.4f (trial %s: %s); copy-last-frame %.4f", best_row["best_val_iou"],
                  best_row["trial_id"], _config_text(best_row), baselines["unet"])

@@ -127,7 +127,7 @@ def test_best_config_report_and_submission(smoke):
     state = torch.load(experiment / best["checkpoint"])
     assert state["epoch"] == best["epoch"] == int(top["best_epoch"])
     report = (experiment / "report.md").read_text()
-    for part in ("Copy last frame", "paper-mse-2_4_4_32_1", "ASHA's savings", "importances", "submission.pt"):
+    for part in ("Copy last frame", "paper-mse-2_4_4_32_1", "Early stopping's savings (ASHA)", "importances", "submission.pt"):
         assert part in report
     submission = torch.load(experiment / "submission.pt")
     assert submission.dtype == torch.uint8 and tuple(submission.shape) == (2, 160, 240)
