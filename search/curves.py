@@ -108,6 +108,11 @@ def read_curves(path: Path | str, metric: str = "val_iou") -> Curves:
         by_trial.setdefault(trial, {})[epoch] = (value, seconds, config)
     max_epochs = int(settings.get("max_epochs") or max((max(e) for e in by_trial.values()), default=0))
     whole = {t: e for t, e in by_trial.items() if set(range(1, max_epochs + 1)) <= set(e)}
+    scheduler = settings.get("scheduler", "fifo")
+    if scheduler != "fifo" and len(whole) < len(by_trial):  # the survivors of early stopping are a biased sample
+        raise InputError(f"{path}: a {scheduler} search's table ({len(by_trial) - len(whole)} of {len(by_trial)} trials "
+                         "stopped early); a replay needs every trial's whole curve: build the table with "
+                         "run_search.py --scheduler fifo")
     if len(whole) < 2:
         raise InputError(f"{path}: {len(whole)} of {len(by_trial)} trials ran all {max_epochs} epochs; a replay needs "
                          "whole curves: build the table with run_search.py --scheduler fifo")

@@ -267,7 +267,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
               f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
     lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
               "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
-              "completed trials; early stops are pruned trials there, with their per-epoch values.", ""]
+              "completed and pruned trials (early stops), each at its best val IoU.", ""]
     if isinstance(importances, str):
         lines.append(f"Not given: {importances}.")
     else:

@@ -8,6 +8,7 @@ lives beside it (``study_path``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -147,7 +148,18 @@ def study_path(storage: str, name: str) -> Path:
     local = local_path(storage)
     if local is not None:
         return Path(storage_root(storage)) / name / STUDY
-    return Path(tempfile.gettempdir()) / "vidseg-studies" / name / STUDY
+    key = hashlib.sha256(storage.encode()).hexdigest()[:12]  # two storages' searches of one name stay apart
+    path = Path(tempfile.gettempdir()) / "vidseg-studies" / f"{key}-{name}" / STUDY
+    if not path.is_file():  # a resume on another driver: the copy uploaded with the last results, if any
+        fs, root = filesystem(storage)
+        try:
+            with fs.open_input_stream(f"{root}/{name}/{STUDY}") as f:
+                data = f.read()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except (FileNotFoundError, OSError):
+            pass
+    return path
 
 
 def new_search(storage: str, name: str, probe: bool = True) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,15 @@ def load_study(path: Path | str, name: str):
     return optuna.load_study(study_name=name, storage=journal_storage(path))
 
 
+_STORAGE_ERRORS = (RuntimeError, ValueError, KeyError, optuna.exceptions.UpdateFinishedTrialError)
+
+STUDY_FILE_ENV = "VIDSEG_STUDY_FILE"  # where a restored searcher's study is now (the driver sets it)
+
+
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` that tells the study the truth (the module's docstring); ``kwargs`` go to
-    ``OptunaSearch`` (space, sampler, storage, study_name, points_to_evaluate)."""
+    ``OptunaSearch`` (space, sampler, storage, study_name, points_to_evaluate). A failing write to
+    the study is logged and never ends the search."""
 
     def __init__(self, *, max_epochs: int, **kwargs: Any) -> None:
         super().__init__(metric="val_iou", mode="max", **kwargs)
@@ -83,28 +90,54 @@ class StudySearch(OptunaSearch):
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+            self._write(trial_id, lambda t: t.set_user_attr("ray_trial_id", trial_id))
         return config
+
+    def _write(self, trial_id: str, write) -> None:
+        try:
+            write(self._ot_trials[trial_id])
+        except _STORAGE_ERRORS as err:  # e.g. a trial the study finished before a restore
+            log.warning("study: trial %s: %s", trial_id, err)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Every epoch's val_iou, as an intermediate value at step ``epoch``. Tune calls this for
         every result but the one its scheduler stops the trial on: ``on_trial_complete`` has that."""
         value, epoch = result.get("val_iou"), result.get("epoch")
+        if trial_id in self._completed_trials and trial_id in self._ot_trials and value is not None:
+            self._retried(trial_id)  # an errored trial that --retry-errored runs again
         if trial_id in self._completed_trials or trial_id not in self._ot_trials or value is None or epoch is None:
             return
         if math.isnan(value) or int(epoch) in self._told.setdefault(trial_id, set()):  # a diverged epoch: FAIL
             return
         self._best[trial_id] = max(self._best.get(trial_id, -math.inf), float(value))
         self._told[trial_id].add(int(epoch))
+        self._write(trial_id, lambda t: t.report(float(value), int(epoch)))
+
+    def _retried(self, trial_id: str) -> None:
+        """Results of a trial the study holds as failed with an error: Ray retries it from its
+        checkpoint (``--retry-errored``), so the study gets a new trial with the same params."""
         try:
-            self._ot_trials[trial_id].report(float(value), int(epoch))
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError) as err:  # e.g. a restored, finished trial
-            log.debug("study: %s", err)
+            old = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+            if old.state != TrialState.FAIL or old.user_attrs.get("outcome") != "ERROR":
+                return
+            self._ot_study.enqueue_trial(old.params)
+            new = self._ot_study.ask()
+            self._suggest_from_define_by_run_func(self._space, new)
+            new.set_user_attr("ray_trial_id", trial_id)
+            new.set_user_attr("retry_of", old.number)
+            for epoch, value in sorted(old.intermediate_values.items()):
+                new.report(value, epoch)
+        except _STORAGE_ERRORS as err:
+            log.warning("study: trial %s: its retry is not recorded: %s", trial_id, err)
+            return
+        self._ot_trials[trial_id] = new
+        self._told[trial_id] = set(old.intermediate_values)
+        self._best[trial_id] = max(old.intermediate_values.values(), default=-math.inf)
+        self._completed_trials.discard(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        ot_trial = self._ot_trials[trial_id]
         result = result or {}
         if not error:
             self.on_trial_result(trial_id, result)  # the result the scheduler stopped it on
@@ -112,32 +145,62 @@ class StudySearch(OptunaSearch):
         self._told.pop(trial_id, None)
         outcome = result.get(OUTCOME) or ("ERROR" if error else None)
         if outcome or best is None:
-            ot_trial.set_user_attr("outcome", outcome or "NO_RESULT")
-            if result.get("reason"):
-                ot_trial.set_user_attr("reason", str(result["reason"])[:300])
+            reason = str(result.get("reason", ""))[:300]
+
+            def attrs(t):
+                t.set_user_attr("outcome", outcome or "NO_RESULT")
+                if reason:
+                    t.set_user_attr("reason", reason)
+            self._write(trial_id, attrs)
             state, value = TrialState.FAIL, None
         elif int(result.get("epoch", 0)) < self._max_epochs:  # stopped early by the scheduler
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best
-        try:
-            self._ot_study.tell(ot_trial, value, state=state)
-        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError) as err:
-            log.warning("study: trial %s: %s", trial_id, err)
+        self._write(trial_id, lambda t: self._ot_study.tell(t, value, state=state))
         self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's restore, then: the study reopened where the driver says it is now (a results
+        folder that moved), and trials the study still holds as running but this searcher never
+        saved (asked after its last snapshot) told as failed, so that TPE's constant liar does not
+        keep them."""
+        super().restore(checkpoint_path)
+        moved = os.environ.get(STUDY_FILE_ENV)
+        if moved:
+            self._storage = journal_storage(moved)
+            self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+            self._ot_trials = {k: optuna.Trial(self._ot_study, t._trial_id) for k, t in self._ot_trials.items()}
+        known = {t._trial_id for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id not in known:
+                try:
+                    self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+                except _STORAGE_ERRORS as err:
+                    log.warning("study: trial %d: %s", frozen.number, err)
 
 
 def parameter_importances(path: Path | str, name: str) -> dict[str, float] | str:
-    """Optuna's PED-ANOVA importances over the stored study's completed trials, for the dimensions
-    every one of them has (PED-ANOVA is Optuna's own; fANOVA would add scikit-learn); or why not."""
+    """Optuna's PED-ANOVA importances (Optuna's own; fANOVA would add scikit-learn) over the stored
+    study's finished trials, completed and pruned, each at its best value (as the leaderboard ranks
+    them: a demo search completes only a few), for the dimensions all of them have; or why not."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not Path(path).is_file():
+        return f"no stored study ({path} does not exist)"
     try:
-        study = load_study(path, name)
+        stored = load_study(path, name)
     except (KeyError, OSError, ValueError) as err:
         return f"no stored study ({err})"
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(done) < 3:
-        return f"needs at least 3 completed trials in the study ({len(done)} completed)"
+    finished = [t for t in stored.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if t.intermediate_values or t.value is not None]
+    if len(finished) < 3:
+        return f"needs at least 3 finished trials in the study ({len(finished)} finished)"
+    shared = set.intersection(*(set(t.params) for t in finished))
+    study = optuna.create_study(direction="maximize")
+    for t in finished:
+        best = max(t.intermediate_values.values()) if t.intermediate_values else t.value
+        study.add_trial(optuna.trial.create_trial(params={k: t.params[k] for k in shared},
+                                                  distributions={k: t.distributions[k] for k in shared}, value=best))
     try:
         return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (RuntimeError, ValueError) as err:

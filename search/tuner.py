@@ -139,6 +139,9 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 wants it
     experiment = f"{storage}/{name}"
+    from search.study import STUDY_FILE_ENV
+
+    os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
     if resume and tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
                                    resume_unfinished=True, resume_errored=retry_errored)

@@ -73,7 +73,7 @@ def test_importances_come_from_the_stored_study(tmp_path):
     for i in range(2):
         _run(searcher, f"t{i}", [0.1 * i, 0.1 * i + 0.05, 0.2, 0.2])
     assert parameter_importances(tmp_path / "optuna.journal", "unit") == \
-        "needs at least 3 completed trials in the study (2 completed)"
+        "needs at least 3 finished trials in the study (2 finished)"
     for i in range(2, 8):
         _run(searcher, f"t{i}", [0.01 * i, 0.02 * i, 0.03 * i, 0.04 * i])
     importances = parameter_importances(tmp_path / "optuna.journal", "unit")
@@ -81,6 +81,7 @@ def test_importances_come_from_the_stored_study(tmp_path):
     searched = set().union(*(t.params for t in load_study(tmp_path / "optuna.journal", "unit").trials))
     assert set(importances) <= searched and all(0 <= v <= 1 for v in importances.values())
     assert parameter_importances(tmp_path / "none.journal", "unit").startswith("no stored study")
+    assert not (tmp_path / "none.journal").exists()  # reading never makes one
 
 
 def test_optuna_dashboard_serves_the_stored_study(tmp_path):
@@ -112,3 +113,48 @@ def test_optuna_dashboard_serves_the_stored_study(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_a_restored_searcher_reopens_its_moved_study_and_fails_trials_it_never_saved(tmp_path, monkeypatch):
+    searcher = _searcher(tmp_path)
+    _run(searcher, "done", [0.1, 0.2, 0.3, 0.4])
+    searcher.suggest("running")
+    searcher.on_trial_result("running", {"epoch": 1, "val_iou": 0.05})
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's snapshot
+    searcher.suggest("after-snapshot")  # asked after the snapshot, then the driver died
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (tmp_path / "optuna.journal").rename(moved / "optuna.journal")  # the results folder moved
+    monkeypatch.setenv("VIDSEG_STUDY_FILE", str(moved / "optuna.journal"))
+    restored = _searcher(tmp_path / "fresh")
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_result("running", {"epoch": 2, "val_iou": 0.5})
+    restored.on_trial_complete("running", result={"epoch": 4, "val_iou": 0.45})
+    study = load_study(moved / "optuna.journal", "unit")
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert trials["running"].state == TrialState.COMPLETE and trials["running"].value == 0.5
+    assert trials["running"].intermediate_values == {1: 0.05, 2: 0.5, 4: 0.45}
+    assert trials["after-snapshot"].state == TrialState.FAIL  # not left running for the constant liar
+    assert trials["done"].state == TrialState.COMPLETE
+    assert not (tmp_path / "optuna.journal").exists()  # nothing written at the old place
+
+
+def test_an_errored_trial_retried_by_ray_becomes_a_new_study_trial(tmp_path):
+    searcher = _searcher(tmp_path)
+    searcher.suggest("flaky")
+    searcher.on_trial_result("flaky", {"epoch": 1, "val_iou": 0.1})
+    searcher.on_trial_complete("flaky", error=True)  # out of retries: the search ended it
+    searcher.on_trial_result("flaky", {"epoch": 2, "val_iou": 0.3})  # --retry-errored: it goes on
+    searcher.on_trial_complete("flaky", result={"epoch": 4, "val_iou": 0.2}, error=False)
+    study = load_study(tmp_path / "optuna.journal", "unit")
+    first, retry = study.trials
+    assert first.state == TrialState.FAIL and first.user_attrs["outcome"] == "ERROR"
+    assert retry.state == TrialState.COMPLETE and retry.value == 0.3 and retry.params == first.params
+    assert retry.user_attrs == {"ray_trial_id": "flaky", "retry_of": first.number}
+    assert retry.intermediate_values == {1: 0.1, 2: 0.3, 4: 0.2}
+
+
+def test_a_trial_with_no_score_is_a_failure(tmp_path):
+    searcher = _searcher(tmp_path)
+    _run(searcher, "nan", [math.nan])
+    assert load_study(tmp_path / "optuna.journal", "unit").trials[0].state == TrialState.FAIL
