@@ -8,6 +8,8 @@ Every search writes ``curves.parquet`` into its experiment folder. A search run 
 ``epoch_seconds``, ``status`` (how the trial ended), ``reference`` (the paper's or the top teams'
 configuration it is, if any) and ``config`` (the searched dimensions, as JSON). The table's
 metadata holds the search's settings (``vidseg.settings``, JSON).
+
+    python -m search.curves results/NAME      # (re)write NAME/curves.parquet from its trial folders
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from search.space import SEARCHED
 from vidseg.errors import InputError
 
-__all__ = ["CURVES", "write_curves", "read_curves", "Curves", "METRICS"]
+__all__ = ["CURVES", "write_curves", "read_curves", "Curves", "METRICS", "curves_of_experiment", "main"]
 
 CURVES = "curves.parquet"
 METRICS = ("val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "epoch_seconds")
@@ -121,3 +123,40 @@ def read_curves(path: Path | str, metric: str = "val_iou") -> Curves:
     seconds = np.array([[whole[t][e][1] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
     configs = [json.loads(whole[t][1][2]) for t in ids]
     return Curves(ids, configs, np.nan_to_num(values, nan=0.0), np.nan_to_num(seconds, nan=1.0), settings)
+
+
+def curves_of_experiment(experiment: Path) -> tuple[Path, int]:
+    """(Re)write ``experiment/curves.parquet`` from its Ray Tune trial folders and ``search.json``
+    (for a search that ended before it was written, or one run by an older version)."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from search.report import trial_rows
+    from search.state import STATE
+
+    experiment = Path(experiment).resolve()
+    if not (experiment / STATE).is_file():
+        raise InputError(f"{experiment}: not a search's experiment folder (no {STATE})")
+    settings = {**json.loads((experiment / STATE).read_text())["settings"], "name": experiment.name}
+    results = ResultGrid(ExperimentAnalysis(str(experiment), default_metric="val_iou", default_mode="max"))
+    rows = trial_rows(results, settings["max_epochs"], settings)
+    return experiment / CURVES, write_curves(rows, experiment / CURVES, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m search.curves", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", type=Path, help="a search's experiment folder (STORAGE/NAME)")
+    args = parser.parse_args(argv)
+    try:
+        path, rows = curves_of_experiment(args.experiment)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{path}: {rows} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

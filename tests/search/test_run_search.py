@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,19 @@ def test_every_search_writes_its_learning_curves(smoke):
         assert [e for e, _ in curve] == list(range(1, int(row["epochs"]) + 1))
         assert max(v for _, v in curve) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
         assert json.loads(next(r["config"] for r in table if r["trial_id"] == row["trial_id"]))["loss"] == row["loss"]
+
+
+def test_the_curves_of_a_finished_search_can_be_rewritten_from_its_trial_folders(smoke, tmp_path):
+    tmp, _ = smoke
+    copy = tmp_path / "moved"
+    shutil.copytree(tmp / "results" / "smoke", copy)
+    (copy / "curves.parquet").unlink()
+    result = run_cli("-m", "search.curves", str(copy))
+    assert result.returncode == 0, result.stderr[-2000:]
+    written, original = (pq.read_table(d / "curves.parquet").sort_by([("trial_id", "ascending"), ("epoch", "ascending")])
+                         for d in (copy, tmp / "results" / "smoke"))
+    assert written.num_rows > 0 and written.equals(original)
+    assert run_cli("-m", "search.curves", str(tmp_path)).returncode == 2
 
 
 def test_best_config_report_and_submission(smoke):
