@@ -34,10 +34,11 @@ class DataSource:
     shards: str | None = None  # a shard set made before
     data_dir: Path | None = None  # where prepared data is cached
     workers: int | None = None  # processes for the demo generator
+    train_unet: bool = False  # demo: train the UNet instead of using the shipped one
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DataSource:
-        return cls(args.data, args.shards, args.data_dir, args.workers)
+        return cls(args.data, args.shards, args.data_dir, args.workers, bool(getattr(args, "train_unet", False)))
 
 
 def prepare_dataset(source: DataSource, profile: Profile, seed: int) -> Path | None:
@@ -67,7 +68,6 @@ def prepare_dataset(source: DataSource, profile: Profile, seed: int) -> Path | N
 def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path | None) -> str:
     """The shard set the trials read: given, or made (and cached) from the dataset root."""
     from vidseg.segment.presegment import presegment
-    from vidseg.segment.train import UNetConfig, settings_key, train_unet
 
     if root is None:
         return source.shards if "://" in source.shards else str(Path(source.shards).resolve())
@@ -76,6 +76,49 @@ def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path |
     else:
         cache = root.parent / f"{root.name}-shards-{profile.resolution[0]}x{profile.resolution[1]}"
     progress = sys.stderr.isatty()
+    if profile.unet_shipped and source.data is None and not source.train_unet:
+        checkpoint = _shipped_unet(root, cache)
+    else:
+        checkpoint = _train_unet(root, cache, profile, seed, progress)
+    log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
+    started = time.perf_counter()
+    presegment(root, cache, checkpoint, out_size=profile.resolution,
+               videos_per_shard=16 if profile.name != "full" else 64, progress=progress)
+    log.info("      shards ready (%.0f s)", time.perf_counter() - started)
+    return str(cache.resolve())
+
+
+def _shipped_unet(root: Path, cache: Path) -> Path:
+    """The shipped UNet (refused, in one line, when its generator version is not this one), copied
+    into the cache with its val Jaccard on this dataset's val split (measured once)."""
+    import hashlib
+
+    from vidseg.atomic import atomic_path
+    from vidseg.checkpoint import load_checkpoint, save_checkpoint
+    from vidseg.segment.pretrained import SHIPPED, check_shipped, val_jaccard
+
+    state = check_shipped(SHIPPED)
+    digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()[:8]
+    unet_dir = cache / f"unet-shipped-{digest}"
+    checkpoint = unet_dir / "unet_best.pt"
+    log.info("[2/4] UNet: the shipped checkpoint %s (width %d at %dx%d, val Jaccard %.3f on the recipe's own val "
+             "videos; --train-unet trains one instead)", SHIPPED, state["config"]["width"], *state["config"]["size"],
+             state["val_iou"])
+    if not checkpoint.is_file():
+        started = time.perf_counter()
+        measured = val_jaccard(root, SHIPPED)
+        unet_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(checkpoint) as tmp:  # the manifest records this dataset's val Jaccard
+            save_checkpoint({**state, "val_iou": measured, "val_iou_recipe": state["val_iou"]}, tmp)
+        log.info("      measured on this dataset's val split (%.0f s)", time.perf_counter() - started)
+    measured = load_checkpoint(checkpoint)["val_iou"]
+    log.info("      UNet val Jaccard %.3f on this dataset's val split (every frame)", measured)
+    return checkpoint
+
+
+def _train_unet(root: Path, cache: Path, profile: Profile, seed: int, progress: bool) -> Path:
+    from vidseg.segment.train import UNetConfig, settings_key, train_unet
+
     unet = UNetConfig(width=profile.unet_width, size=profile.unet_size, epochs=profile.unet_epochs,
                       train_frame_stride=profile.unet_frame_stride, crop=profile.unet_crop,
                       foreground_crops=profile.unet_foreground_crops, lr=profile.unet_lr,
@@ -86,12 +129,7 @@ def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path |
     started = time.perf_counter()
     result = train_unet(root, unet_dir, unet, progress=progress)
     log.info("      UNet val IoU %.3f (%.0f s)", result.val_iou, time.perf_counter() - started)
-    log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
-    started = time.perf_counter()
-    presegment(root, cache, result.checkpoint, out_size=profile.resolution,
-               videos_per_shard=16 if profile.name != "full" else 64, progress=progress)
-    log.info("      shards ready (%.0f s)", time.perf_counter() - started)
-    return str(cache.resolve())
+    return result.checkpoint
 
 
 def _demo_dataset(source: DataSource, profile: Profile, seed: int) -> Path:

@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 from search.curves import CURVES, write_curves
-from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate
+from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate, reference_name
 from search.study import parameter_importances
 from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
 from vidseg.checkpoint import load_checkpoint
-from vidseg.data.classes import colorize
 from vidseg.data.remote import cached_shards
 from vidseg.data.shards import ShardSet, sha256_file
 from vidseg.errors import InputError
@@ -41,7 +40,7 @@ log = logging.getLogger("vidseg.search")
 SUBMISSION_SIZE = (160, 240)  # the competition's mask size
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
-LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
+LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
                       "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
 
 
@@ -49,12 +48,9 @@ LEADERBOARD_FIELDS = ("rank", "trial_id", "status", "epochs", "best_val_iou", "b
 # rows
 
 
-def _reference_name(config: dict[str, Any], references: dict[str, dict[str, Any]]) -> str:
-    """The name of the reference configuration (the paper's, the top teams') that ``config`` is."""
-    for name, point in references.items():
-        if all(config.get(k) == v for k, v in point.items() if k not in ("lr", "batch_size")):
-            return name
-    return ""
+def trial_id_of(path: str | Path) -> str:
+    """Ray's trial id from a trial folder's name (``search.board.run_name``: it ends the name)."""
+    return Path(path).name.rsplit("-", 1)[-1].removeprefix("trial_")
 
 
 def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -82,11 +78,11 @@ def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None)
         else:
             status, error = "TERMINATED", ""
         rows.append({
-            "trial_id": Path(result.path).name.removeprefix("trial_"), "status": status, "epochs": epochs,
+            "trial_id": trial_id_of(result.path), "name": Path(result.path).name, "status": status, "epochs": epochs,
             "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
             "val_iou_true_inputs": oracle,
             "stopped_early": status == "TERMINATED" and epochs < max_epochs,
-            "reference": _reference_name(config, references),
+            "reference": reference_name(config, references),
             **{k: config.get(k, "") for k in SEARCHED}, "error": error,
             "_path": result.path, "_result": result,
         })
@@ -133,18 +129,17 @@ def _best_checkpoint(row: dict[str, Any]) -> Path | None:
         return keep
 
 
-def _prediction_image(unet_last: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Rows of videos; columns: the UNet's frame 11, predicted frame 22, true frame 22. (3, H, W) uint8."""
-    gap = np.full((pred.shape[1], 2, 3), 255, np.uint8)
-    rows = [np.concatenate([colorize(a), gap, colorize(b), gap, colorize(c)], axis=1)
-            for a, b, c in zip(unet_last, pred, truth)]
-    spacer = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
-    grid = np.concatenate([x for row in rows for x in (row, spacer)][:-1], axis=0)
-    return grid.transpose(2, 0, 1)
+def _frame_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    acc = JaccardAccumulator()
+    acc.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(truth.astype(np.int64)))
+    return acc.compute()
 
 
 def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, models: dict[str, tuple]) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    """For the best trials: val videos' frame 22 predicted against the truth, enlarged, with titled
+    columns and an error column (``search.board.prediction_image``); the video ids and each
+    row's IoU in the image's description; and a class legend in the experiment's run."""
+    from search.board import REPORT_RUN, legend_image, prediction_image, write_images
 
     val = shards.split("val")
     n = min(IMAGE_VIDEOS, len(val))
@@ -152,15 +147,30 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, m
         return
     unet_masks = np.stack([val.unet[i] for i in range(n)])
     truth = np.stack([val.true[i][-1] for i in range(n)])
+    ids = [int(v) for v in val.video_ids[:n]]
+    classes: set[int] = set()
     for row in rows[:IMAGE_TRIALS]:
         if row["trial_id"] not in models:
             continue
         model, config, state = models[row["trial_id"]]
         pred = predict_last_frame(model, config, unet_masks)
-        writer = SummaryWriter(log_dir=str(staging / Path(row["_path"]).name), filename_suffix=".predictions")
-        writer.add_image("predictions/val_frame22 (UNet frame 11 | predicted | true)",
-                         _prediction_image(unet_masks[:, INPUT_FRAMES - 1], pred, truth), global_step=state["epoch"])
-        writer.close()
+        ious = [_frame_iou(p, t) for p, t in zip(pred, truth)]
+        classes |= set(np.unique(truth).tolist()) | set(np.unique(pred).tolist()) | \
+            set(np.unique(unet_masks[:, INPUT_FRAMES - 1]).tolist())
+        labels = [f"video {vid:05d}\nIoU {iou:.3f}" for vid, iou in zip(ids, ious)]
+        description = (f"**{row['name']}**, epoch {state['epoch']} (its best, val IoU {row['best_val_iou']:.4f} over "
+                       "the whole val split). Rows: " + ", ".join(f"video {vid:05d} (frame-22 IoU {iou:.3f})"
+                                                                  for vid, iou in zip(ids, ious))
+                       + ". Columns: the UNet's mask of frame 11 (the last input), the predicted and the true frame "
+                       "22, and the errors: white correct object, orange missed, blue extra, red wrong class. "
+                       "Class colours: the `predictions/legend` image of the `report` run.")
+        write_images(staging / Path(row["_path"]).name, "predictions/val_frame22",
+                     prediction_image(unet_masks[:, INPUT_FRAMES - 1], pred, truth, row_labels=labels),
+                     description, state["epoch"], ".predictions")
+    if classes:
+        write_images(staging / REPORT_RUN, "predictions/legend", legend_image(sorted(classes - {0}) + [0]),
+                     "The classes in the prediction images (class id: shape, material, colour), and the error "
+                     "column's colours.", 0, ".legend")
 
 
 def _submission(model, config: TrainConfig, shards: ShardSet) -> tuple[torch.Tensor, np.ndarray]:
@@ -216,6 +226,70 @@ def hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarr
 
 
 # ----------------------------------------------------------------------------------------------
+# the search's progress: best val IoU against trial-epochs spent
+
+PICTURE = "best_vs_trial_epochs.png"
+
+
+def progress_curve(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(trial-epochs spent, best val IoU so far) after each trial-epoch, in the order they were
+    reported (Ray's timestamps; a trial's own epochs in order)."""
+    events = []
+    for index, row in enumerate(rows):
+        history = row["_result"].metrics_dataframe
+        if history is None or not len(history) or "val_iou" not in history:
+            continue
+        stamps = history["timestamp"] if "timestamp" in history else range(len(history))
+        for stamp, epoch, value in zip(stamps, history["epoch"], history["val_iou"]):
+            events.append((float(stamp), index, int(epoch), float(value)))
+    events.sort()
+    curve, best = [], -math.inf
+    for spent, (_, _, _, value) in enumerate(events, 1):
+        if math.isfinite(value):
+            best = max(best, value)
+        curve.append((spent, best))
+    return curve
+
+
+def draw_progress(rows: list[dict[str, Any]], baselines: dict[str, float], max_epochs: int, path: Path) -> Path | None:
+    """``report.md``'s picture: the best val IoU found against trial-epochs spent, beside the
+    baselines and the reference configurations' best; None where there is nothing to draw."""
+    curve = [(x, y) for x, y in progress_curve(rows) if math.isfinite(y)]
+    if not curve:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    xs, ys = zip(*curve)
+    ax.step(xs, ys, where="post", color="tab:blue", linewidth=2.2, label=f"best found (final {ys[-1]:.4f})")
+    ax.axhline(baselines["unet"], color="black", linestyle="--", linewidth=1.2,
+               label=f"copy-last-frame, UNet masks ({baselines['unet']:.4f})")
+    ax.axhline(baselines["true"], color="grey", linestyle=":", linewidth=1.2,
+               label=f"copy-last-frame, true masks ({baselines['true']:.4f})")
+    colors = iter(["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    for row in rows:
+        if row["reference"] and not math.isnan(row["best_val_iou"]):
+            ax.axhline(row["best_val_iou"], color=next(colors, "tab:gray"), linestyle="-.", linewidth=1,
+                       label=f"{row['reference']} ({row['best_val_iou']:.4f}, {row['epochs']} epochs)")
+    full = len(rows) * max_epochs
+    ax.axvline(full, color="tab:green", linewidth=1, alpha=0.6, label=f"every trial to the end ({full} trial-epochs)")
+    ax.set_xlim(0, max(full, xs[-1]) * 1.02)
+    ax.set_xlabel("trial-epochs spent")
+    ax.set_ylabel("best val IoU (frame 22, UNet masks in)")
+    ax.set_title(f"The search's progress: {xs[-1]} trial-epochs run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
 # importances and the report
 
 
@@ -225,7 +299,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
+def _report(rows, settings, baselines, importances, hidden, best_row, picture: Path | None = None) -> str:
     max_epochs = settings["max_epochs"]
     run = sum(r["epochs"] for r in rows)
     full = len(rows) * max_epochs
@@ -265,6 +339,10 @@ def _report(rows, settings, baselines, importances, hidden, best_row) -> str:
     lines += ["", f"## Early stopping's savings ({SCHEDULER_NAMES[scheduler]})", "",
               f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
               f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
+    if picture is not None:
+        lines += [f"![best val IoU found against trial-epochs spent]({picture.name})", "",
+                  f"`{picture.name}`: the best val IoU found against trial-epochs spent, with the baselines and the "
+                  "reference configurations' best.", ""]
     lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
               "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
               "completed and pruned trials (early stops), each at its best val IoU.", ""]
@@ -348,16 +426,26 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, models)
     baselines = copy_last_frame(shards)
+    if not local:  # a local experiment got its hparams config and baselines run when the search started
+        from search.board import write_baselines, write_experiment
+
+        write_experiment(staging, narrowed(PROFILES[settings["profile"]], settings.get("limits")))
+        write_baselines(staging, baselines, settings["max_epochs"])
     importances = (parameter_importances(study_file, settings["name"]) if study_file is not None
                    else "the search has no stored study")
     if study_file is not None and not local and Path(study_file).is_file():
         shutil.copyfile(study_file, staging / Path(study_file).name)
+    picture = draw_progress(rows, baselines, settings["max_epochs"], staging / PICTURE)
+    report = _report(rows, settings, baselines, importances, hidden, best_row, picture)
     with atomic_path(staging / "report.md") as tmp:
-        tmp.write_text(_report(rows, settings, baselines, importances, hidden, best_row))
+        tmp.write_text(report)
+    from search.board import write_report
+
+    write_report(staging, report, picture)
     for file in checkpoints.values():
         shutil.rmtree(file.parent, ignore_errors=True)
 
-    _log_summary(rows, baselines, best_row)
+    print(summary_text(rows, baselines, best_row, settings))
     if not local:
         import pyarrow.fs as pafs
 
@@ -373,12 +461,30 @@ def outcome_text(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {words[status]}" for status, n in counts.items() if n or status == "TERMINATED")
 
 
-def _log_summary(rows, baselines, best_row) -> None:
-    stopped = sum(r["stopped_early"] for r in rows)
-    log.info("%d trials: %s; %d stopped early", len(rows), outcome_text(rows), stopped)
-    if best_row is not None:
-        log.info("best val IoU %.4f (trial %s: %s); copy-last-frame %.4f", best_row["best_val_iou"],
-                 best_row["trial_id"], _config_text(best_row), baselines["unet"])
-    else:
-        log.info("no trial finished with a checkpoint")
+def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:
+    """The terminal's end-of-search summary: the best trial against the baselines and the reference
+    configurations, and what early stopping saved."""
+    max_epochs, scheduler = settings["max_epochs"], settings.get("scheduler", "asha")
+    lines = ["", f"{len(rows)} trials: {outcome_text(rows)}; {sum(r['stopped_early'] for r in rows)} stopped early"]
+    if best_row is None:
+        lines.append("no trial finished with a checkpoint")
+        return "\n".join(lines)
+    best = best_row["best_val_iou"]
 
+    def against(value: float) -> str:
+        return f"{best / value:.2f}x" if value and math.isfinite(value) and value > 0 else "-"
+
+    lines += [f"best  {best:.4f}  {best_row['name']}  (epoch {best_row['best_epoch']}; oracle "
+              f"{best_row['val_iou_true_inputs']:.4f})",
+              f"      {_config_text(best_row)}",
+              f"  {'against':<44} {'val IoU':>8} {'best is':>8}",
+              f"  {'copy-last-frame, UNet masks (the baseline)':<44} {baselines['unet']:>8.4f} {against(baselines['unet']):>8}",
+              f"  {'copy-last-frame, true masks':<44} {baselines['true']:>8.4f} {against(baselines['true']):>8}"]
+    for row in rows:
+        if row["reference"]:
+            what = f"{row['reference']} ({row['epochs']} ep.)"
+            lines.append(f"  {what:<44} {row['best_val_iou']:>8.4f} {against(row['best_val_iou']):>8}")
+    run, full = sum(r["epochs"] for r in rows), len(rows) * max_epochs
+    if scheduler != "fifo":
+        lines.append(f"{SCHEDULER_NAMES[scheduler]} ran {run} of {full} trial-epochs: {1 - run / max(full, 1):.0%} saved")
+    return "\n".join(lines)

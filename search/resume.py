@@ -38,7 +38,7 @@ SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs"
                 "max_concurrent": "max_concurrent", "searcher": "searcher", "scheduler": "scheduler",
                 "seed": "seed", "gpu_memory_gb": "gpu_memory_gb"}
 # flags that only prepare data, which a resumed search already has
-DATA_FLAGS = ("data", "data_dir", "workers", "prepare_only")
+DATA_FLAGS = ("data", "data_dir", "workers", "prepare_only", "train_unet")
 
 
 def _flag(dest: str) -> str:

@@ -120,6 +120,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                             "trials (default: read on a GPU worker when the cluster has GPUs)")
     where.add_argument("--workers", type=int, default=None,
                        help="processes for demo data generation (default: all cores)")
+    where.add_argument("--train-unet", action="store_true",
+                       help="demo: train the UNet from scratch with the profile's recipe instead of using the shipped "
+                            "checkpoint (vidseg/segment/weights/unet-demo.pt, rebuilt by python -m "
+                            "vidseg.segment.pretrained); a --data dataset always trains its own")
     search = parser.add_argument_group("search (defaults come from the profile)")
     search.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="search scale: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())

@@ -25,7 +25,7 @@ from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
            "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of", "Dim", "SPACE",
-           "with_choices", "complete", "top_team_config", "TOP_TEAM"]
+           "with_choices", "complete", "top_team_config", "TOP_TEAM", "reference_name"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,8 @@ class Profile:
     unet_crop: tuple[int, int] | None = None
     unet_foreground_crops: float = 0.0
     unet_lr: float = 2e-3
+    # demo data: segment with the shipped UNet (vidseg.segment.pretrained) unless --train-unet
+    unet_shipped: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
 
     def dim(self, name: str) -> Dim:
@@ -317,6 +319,14 @@ def top_team_config(profile: Profile) -> dict[str, Any]:
             "loss": "ce", "iou_loss_weight": 0.0, "input_encoding": "embed", "embed_dim": max(profile.choices("embed_dim")),
             "stem_stride": 2, "rollout": "autoregressive", "sampling": "exponential", "train_inputs": "true",
             "pseudo_labels": True}
+
+
+def reference_name(config: dict[str, Any], references: dict[str, dict[str, Any]]) -> str:
+    """The name of the reference configuration (the paper's, the top teams') that ``config`` is."""
+    for name, point in references.items():
+        if all(config.get(k) == v for k, v in point.items() if k not in ("lr", "batch_size")):
+            return name
+    return ""
 
 
 def _within(profile: Profile, point: dict[str, Any]) -> bool:

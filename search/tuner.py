@@ -104,8 +104,18 @@ def make_trainable(settings: Settings, profile: Profile, shards: str):
         trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb, counts))
 
 
-def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
+class TrialNamer:
+    """Names a trial's folder (and its TensorBoard run) by what it is: ``search.board.run_name``."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.references = points_to_evaluate(profile)
+
+    def __call__(self, trial) -> str:
+        from search.space import reference_name
+        from search.board import run_name
+
+        config = trial.config or {}
+        return run_name(config, trial.trial_id, reference_name(config, self.references))
 
 
 def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path):
@@ -113,31 +123,39 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
     from ray.tune.search import ConcurrencyLimiter
 
     searcher = make_searcher(settings, profile, study_file, name)
+    namer = TrialNamer(profile)
     return tune.Tuner(
         make_trainable(settings, profile, shards),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
                                      settings.reduction_factor),
-            num_samples=settings.num_samples, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
+            num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
                                                     checkpoint_score_order="max"),
-            verbose=1),
+            verbose=0),  # the progress table (search.progress) instead of Ray's status tables
     )
 
 
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
                      storage: str, name: str, study_file: Path):
     """A new tuner, or the saved search restored (its searcher, and so its study, included), with
-    ``max_failures`` applied to every trial; and its driver callback (``search.resume.driver_callback``)."""
+    ``max_failures`` applied to every trial; and its driver callback (``search.resume.driver_callback``).
+    Ray's TensorBoard logger is replaced by ``search.board.TrialBoard``, and its output by
+    ``search.progress.ProgressTable``."""
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.progress import ProgressTable
+    from search.board import TrialBoard
 
     from search.resume import driver_callback
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 wants it
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # its CSV and JSON loggers are given below, not its TBX
     experiment = f"{storage}/{name}"
     from search.study import STUDY_FILE_ENV
 
@@ -150,6 +168,12 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
     run_config = tuner._local_tuner.get_run_config()
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
+    run_config.verbose = 0
     callback = driver_callback(settings.max_failures)
-    run_config.callbacks = [callback]
+    run_config.callbacks = [callback, CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs),
+                            ProgressTable(settings.max_epochs, settings.num_samples, settings.scheduler)]
+    if "://" not in storage:  # the experiment's TensorBoard run now; a cloud one gets it with the results
+        from search.board import write_board
+
+        write_board(Path(storage) / name, profile, shards, settings.max_epochs)
     return tuner, callback

@@ -28,3 +28,24 @@ def test_no_module_is_shadowed_by_a_name_in_its_package(package):
         if getattr(importlib.import_module(parent), leaf) is not module:
             shadowed.append(name)
     assert not shadowed, f"shadowed by a name in their package: {shadowed}"
+
+
+def test_no_script_folder_module_hides_an_installed_package():
+    """``python search/run_search.py`` puts ``search/`` first on sys.path, so a module there named
+    like an installed package (``search/tensorboard.py`` once was) would be imported in its place,
+    by torch among others."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(search.__file__).parent
+    others = [p for p in sys.path if Path(p or ".").resolve() != folder.resolve()]
+    clashes = []
+    for file in folder.glob("*.py"):
+        if file.stem.startswith("__"):
+            continue
+        spec = importlib.machinery.PathFinder.find_spec(file.stem, others)
+        if spec is not None or file.stem in sys.builtin_module_names or file.stem in sys.stdlib_module_names:
+            clashes.append(file.stem)
+    assert not clashes, f"modules in search/ named like installed ones: {clashes}"
+    assert importlib.util.find_spec("tensorboard") is not None  # the check above can find one

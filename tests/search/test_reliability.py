@@ -204,7 +204,7 @@ def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_pa
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not [t for t in experiment.glob("trial_*") if (t / "result.json").is_file() and _epochs(t)]:
+        while not [t for t in experiment.glob("*/result.json") if _epochs(t.parent)]:
             assert driver.poll() is None, driver.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no epoch was reported"
             time.sleep(0.2)
@@ -230,7 +230,7 @@ def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_pa
     assert one_error_line(run_cli(*resume[1:], "--shards", str(tiny_shards))).startswith(
         f"error: --shards {tiny_shards} conflicts with the saved search {experiment} (its shards: {shards})")
 
-    [trial] = experiment.glob("trial_*")
+    [trial] = [p for p in experiment.iterdir() if (p / "params.json").is_file()]
     good = {path: path.read_bytes() for path in trial.glob("checkpoint_*/checkpoint.pt")}
     marker = tmp_path / "ran"
     for path in good:  # the latest, and the best kept beside it

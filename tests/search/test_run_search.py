@@ -1,12 +1,14 @@
 """``python search/run_search.py --smoke-test`` end to end on real Ray, Optuna and TensorBoard files."""
 
 import csv
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 from optuna.storages import JournalStorage
@@ -58,24 +61,137 @@ def test_smoke_search_runs_trials_and_asha_stops_some(smoke):
     assert f"results: {experiment}" in result.stdout and "tensorboard --logdir" in result.stdout
 
 
-def test_val_iou_reads_back_from_tensorboard_event_files(smoke):
+RUN_NAME = re.compile(r"^(paper-|top-)?(incep|gsta)-\d+\.\d+\.\d+\.\d+(-g\d+)?-(mse|ce|wce[\d.]+)(-skip)?-[0-9a-f]{8}$")
+
+
+def _board(folder: Path) -> EventAccumulator:
+    return EventAccumulator(str(folder), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+
+
+def _hparams(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPluginData:
+    return plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")[tag])
+
+
+def test_run_names_say_what_the_trial_is(smoke):
+    """Each trial's folder, its TensorBoard run and its HParams row are named by its configuration,
+    e.g. gsta-2.8.16.128-ce-skip-c7a607ca; the paper's and the top teams' points say so."""
+    tmp, _ = smoke
+    experiment = tmp / "results" / "smoke"
+    for row in read_leaderboard(experiment):
+        name = row["name"]
+        assert RUN_NAME.match(name), name
+        assert name.endswith("-" + row["trial_id"]) and (experiment / name / "result.json").is_file()
+        assert name.split("-")[-5 if row["translator"] == "incep" else -4].startswith(row["translator"]) or \
+            name.startswith(("paper-", "top-"))
+        config = json.loads((experiment / name / "params.json").read_text())
+        assert f"-{config['N_S']}.{config['N_T']}.{config['hid_S']}.{config['hid_T']}-" in name
+        assert ("-skip-" in name) == config["last_frame_skip"]
+        assert name.startswith("paper-") == row["reference"].startswith("paper-")
+        assert name.startswith("top-") == row["reference"].startswith("top-")
+        start = _hparams(_board(experiment / name), "_hparams_/session_start_info").session_start_info
+        assert start.group_name == name  # the HParams table's row
+
+
+def test_tensorboard_reads_at_a_glance(smoke):
+    """Read back with TensorBoard's own reader: one hparams config for the experiment with every
+    searched dimension and no constant; grouped scalars without Ray's bookkeeping; a status; the
+    baselines run; report.md as text with its picture."""
+    from search.space import PROFILES, narrowed
+    from vidseg.baselines import copy_last_frame
+    from vidseg.data.shards import ShardSet
+
+    tmp, _ = smoke
+    experiment = tmp / "results" / "smoke"
+    saved = json.loads((experiment / "search.json").read_text())
+    profile = narrowed(PROFILES["smoke"], saved["settings"]["limits"])
+    root = _board(experiment / "report")
+    config = _hparams(root, "_hparams_/experiment").experiment
+    varied = {d.name for d in profile.space if d.bounds is not None or len(d.choices) > 1}
+    assert {h.name for h in config.hparam_infos} == varied
+    assert "N_S" not in varied  # smoke searches one N_S: a constant, so not listed
+    assert {"epochs", "seed", "device"}.isdisjoint(h.name for h in config.hparam_infos)
+    assert {m.display_name for m in config.metric_infos} >= {"best_val_iou", "val_iou", "oracle", "train_loss",
+                                                              "val_loss", "epochs"}
+    status_metric = next(m for m in config.metric_infos if m.name.tag == "trial/status")
+    assert "stopped early" in status_metric.display_name
+    baselines = copy_last_frame(ShardSet.open(saved["shards"]))
+    lines = _board(experiment / "baselines")
+    # a flat line across the chart, over the search's 3 epochs
+    assert [e.value for e in lines.Scalars("val/iou")] == pytest.approx([baselines["unet"]] * 3)
+    assert [e.value for e in lines.Scalars("val/iou_true_inputs")] == pytest.approx([baselines["true"]] * 3)
+    codes = {"True": 2, "False": 1}
+    for row in read_leaderboard(experiment):
+        events = _board(experiment / row["name"])
+        tags = events.Tags()["scalars"]
+        assert tags and all(t.split("/")[0] in ("val", "loss", "opt", "perf", "trial") for t in tags), tags
+        values = [e.value for e in events.Scalars("val/iou")]
+        assert len(values) == int(row["epochs"])
+        assert max(values) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
+        assert events.Scalars("val/best_iou")[-1].value == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
+        assert [e.value for e in events.Scalars("val/best_iou")] == sorted(e.value for e in events.Scalars("val/best_iou"))
+        assert events.Scalars("trial/epochs")[-1].value == int(row["epochs"])
+        assert events.Scalars("trial/status")[-1].value == codes[row["stopped_early"]]
+        start = _hparams(events, "_hparams_/session_start_info").session_start_info
+        assert set(start.hparams) <= varied and start.hparams["loss"].string_value == row["loss"]
+        assert start.hparams["hid_T"].number_value == int(row["hid_T"])
+        assert _hparams(events, "_hparams_/session_end_info").session_end_info.status == 1  # STATUS_SUCCESS
+    report = (experiment / "report.md").read_text()
+    assert "![best val IoU found against trial-epochs spent](best_vs_trial_epochs.png)" in report
+    picture = Image.open(experiment / "best_vs_trial_epochs.png")
+    assert picture.size[0] >= 600
+    text = root.Tensors("report/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert text == report
+    assert "report/best_vs_trial_epochs" in root.Tags()["tensors"]
+
+
+def _image(events: EventAccumulator, tag: str) -> tuple[np.ndarray, str]:
+    [event] = events.Tensors(tag)
+    assert events.SummaryMetadata(tag).plugin_data.plugin_name == "images"
+    width, height, png = event.tensor_proto.string_val
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert image.shape[:2] == (int(height), int(width))
+    return image, events.SummaryMetadata(tag).summary_description
+
+
+def test_prediction_images_are_enlarged_titled_and_show_errors(smoke):
+    """The best trials' images: 2 val videos at 40x60, enlarged 4x (nearest) to 160x240 tiles under
+    column titles, an error column, the video ids and each row's IoU in the description; and a
+    class legend in the experiment's report run."""
+    from search.board import ERROR_COLORS
+
     tmp, _ = smoke
     experiment = tmp / "results" / "smoke"
     rows = read_leaderboard(experiment)
+    image, description = _image(_board(experiment / rows[0]["name"]), "predictions/val_frame22")
+    assert image.shape == (28 + 2 * (160 + 4), 120 + 4 * 240 + 3 * 4, 3)
+    tile = image[28:28 + 160, 120 + 240 + 4:120 + 2 * 240 + 4]  # the first row's prediction
+    assert (tile[::4, ::4].repeat(4, 0).repeat(4, 1) == tile).all()  # nearest: 4x4 blocks
+    assert (image[:28] < 100).any()  # the column titles are drawn
+    errors = image[28:28 + 160, 120 + 3 * (240 + 4):]
+    allowed = {tuple(c) for c in ERROR_COLORS.values()}
+    assert {tuple(c) for c in errors.reshape(-1, 3)} <= allowed
+    shards = json.loads((experiment / "search.json").read_text())["shards"]
+    from vidseg.data.shards import ShardSet
+
+    ids = ShardSet.open(shards).split("val").video_ids
+    assert all(f"video {int(v):05d} (frame-22 IoU " in description for v in ids[:2])
+    legend, text = _image(_board(experiment / "report"), "predictions/legend")
+    assert legend.shape[0] > 100 and "error" in text
+
+
+def test_the_terminal_shows_a_progress_table_and_a_summary(smoke):
+    tmp, result = smoke
+    rows = read_leaderboard(tmp / "results" / "smoke")
+    out = result.stdout
+    assert out.count("search best") >= 1 and "Configuration for experiment" not in out.split("search best")[1]
+    assert "Trial " not in out and "│ Trial" not in out  # no configuration box at every trial start
     for row in rows:
-        events = EventAccumulator(str(experiment / f"trial_{row['trial_id']}"))
-        events.Reload()
-        values = [e.value for e in events.Scalars("ray/tune/val_iou")]
-        assert len(values) == int(row["epochs"])
-        assert max(values) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
-        start = plugin_data_pb2.HParamsPluginData.FromString(
-            events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
-        assert start.hparams["loss"].string_value == row["loss"]
-        assert start.hparams["hid_T"].number_value == int(row["hid_T"])
-    best = EventAccumulator(str(experiment / f"trial_{rows[0]['trial_id']}"))
-    best.Reload()
-    image = best.Images(best.Tags()["images"][0])[0]
-    assert image.width == 3 * 60 + 4 and image.height == 2 * 40 + 2  # 3 columns, 2 val videos
+        assert sum(line.startswith(row["name"]) for line in out.splitlines()) == int(row["epochs"])
+        ended = "stopped early by ASHA" if row["stopped_early"] == "True" else "completed 3 epochs"
+        assert f"  {row['name']}: {ended}" in out
+    assert "copy-last-frame, UNet masks (the baseline)" in out and "paper-mse-2_4_4_32_1" in out
+    run = sum(int(r["epochs"]) for r in rows)
+    assert f"ASHA ran {run} of {4 * 3} trial-epochs" in out
 
 
 def test_the_stored_study_tells_optuna_what_happened(smoke):
@@ -91,7 +207,7 @@ def test_the_stored_study_tells_optuna_what_happened(smoke):
     assert sorted(trials) == sorted(rows)
     for trial_id, row in rows.items():
         trial = trials[trial_id]
-        epochs = [json.loads(line) for line in (experiment / f"trial_{trial_id}" / "result.json").read_text().splitlines()]
+        epochs = [json.loads(line) for line in (experiment / rows[trial_id]["name"] / "result.json").read_text().splitlines()]
         assert trial.intermediate_values == pytest.approx({e["epoch"]: e["val_iou"] for e in epochs})
         if row["stopped_early"] == "True":
             assert trial.state == TrialState.PRUNED
@@ -176,7 +292,7 @@ def test_prepare_only_reuses_the_cached_data_and_runs_no_search(smoke):
 def _epochs_by_trial(experiment: Path) -> dict[Path, list[int]]:
     """Each trial folder's reported epochs, from Ray Tune's result.json (one JSON object a line)."""
     out = {}
-    for result in experiment.glob("trial_*/result.json"):
+    for result in experiment.glob("*/result.json"):
         lines = [line for line in result.read_text().splitlines() if line.endswith("}")]  # skip a half-written line
         out[result.parent] = [json.loads(line)["epoch"] for line in lines]
     return out
