@@ -101,18 +101,18 @@ def _shipped_unet(root: Path, cache: Path) -> Path:
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()[:8]
     unet_dir = cache / f"unet-shipped-{digest}"
     checkpoint = unet_dir / "unet_best.pt"
-    log.info("[2/4] UNet: the shipped checkpoint %s (width %d at %dx%d, val Jaccard %.3f on the recipe's own val "
+    log.info("[2/4] UNet shipped with the project, %s (width %d at %dx%d, val Jaccard %.3f on its recipe's val "
              "videos; --train-unet trains one instead)", SHIPPED, state["config"]["width"], *state["config"]["size"],
              state["val_iou"])
+    started = time.perf_counter()
     if not checkpoint.is_file():
-        started = time.perf_counter()
         measured = val_jaccard(root, SHIPPED)
         unet_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(checkpoint) as tmp:  # the manifest records this dataset's val Jaccard
             save_checkpoint({**state, "val_iou": measured, "val_iou_recipe": state["val_iou"]}, tmp)
-        log.info("      measured on this dataset's val split (%.0f s)", time.perf_counter() - started)
     measured = load_checkpoint(checkpoint)["val_iou"]
-    log.info("      UNet val Jaccard %.3f on this dataset's val split (every frame)", measured)
+    log.info("      UNet val Jaccard %.3f on this dataset's val split, every frame (%.0f s)", measured,
+             time.perf_counter() - started)
     return checkpoint
 
 

@@ -204,6 +204,7 @@ DEMO = dataclasses.replace(
     # of whole frames (and 0.137 in 83 s for 8 epochs of these windows). From the frame cache with
     # on-device augmentation: 0.3235 in 231 s with seed 1 (the old path: 0.3233 in 293 s)
     unet_crop=(48, 64), unet_foreground_crops=0.5, unet_lr=3e-3,
+    unet_shipped=True,  # the shipped UNet (vidseg.segment.pretrained); the recipe above is --train-unet's
     space=with_choices(SPACE, N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64, 128), groups=(1, 2, 4),
                        embed_dim=(8, 16), lr=(3e-4, 1e-2), batch_size=(4, 8, 16)),
     # ASHA's settings from 100 replays of 48 demo configurations run 12 epochs each (python -m
@@ -218,6 +219,7 @@ SMOKE = dataclasses.replace(
     counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
     unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1, unet_crop=None, unet_foreground_crops=0.0,
     unet_lr=2e-3,
+    unet_shipped=False,
     space=with_choices(SPACE, N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32), groups=(1, 2), embed_dim=(4, 8),
                        lr=(1e-3, 1e-2), batch_size=(2, 4)),
     num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
