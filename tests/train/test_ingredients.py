@@ -1,6 +1,7 @@
 """The top teams' ingredients: a learned input embedding, a stride-2 stem, autoregressive rollout
 with scheduled sampling, and a soft-Jaccard loss term."""
 
+import dataclasses
 import math
 
 import pytest
@@ -14,13 +15,14 @@ from vidseg.train.memory import estimate_peak_bytes, parameter_count, probe_acti
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=2, device="cpu", seed=0)
 ALL = dict(loss="ce", input_encoding="embed", embed_dim=8, stem_stride=2, rollout="autoregressive", sampling="linear",
-           iou_loss_weight=1.0)
+           iou_loss_weight=1.0, flip_augment=True)
 INGREDIENTS = [
     dict(loss="ce", input_encoding="embed", embed_dim=8),
     dict(loss="weighted_ce", stem_stride=2, last_frame_skip=True),
     dict(loss="mse", stem_stride=2),
     dict(loss="ce", rollout="autoregressive", sampling="exponential"),
     dict(loss="weighted_ce", iou_loss_weight=4.0),
+    dict(loss="ce", flip_augment=True, last_frame_skip=True),
     ALL,
 ]
 
@@ -61,6 +63,16 @@ def test_one_epoch_then_resume_equals_two_epochs(tiny_shards, tmp_path, ingredie
     a = torch.load(tmp_path / "a" / "checkpoint.pt")["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_flip_augment_trains_on_mirrored_clips(tiny_shards):
+    """With flips a step sees other clips than without (half are mirrored), and nothing else changes:
+    validation, on unmirrored clips, scores the untrained model the same."""
+    base = TrainConfig(epochs=1, loss="ce", **TINY)
+    plain = fit(base, tiny_shards, lambda m: None).history[0]
+    flipped = fit(dataclasses.replace(base, flip_augment=True), tiny_shards, lambda m: None).history[0]
+    assert flipped["train_loss"] != plain["train_loss"] and math.isfinite(flipped["train_loss"])
+    assert run_cli("-m", "vidseg.train", "--help").stdout.count("--flip-augment") >= 1
 
 
 def test_autoregressive_forward_is_a_full_rollout_of_single_steps():

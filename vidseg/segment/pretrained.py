@@ -67,6 +67,7 @@ def val_jaccard(data_root: Path | str, checkpoint: Path | str, split: str = "val
 
     dev = pick_device(device)
     model, state = load_unet(checkpoint, dev)
+    model = model.to(memory_format=torch.channels_last)  # evaluate() feeds channels_last images
     size = tuple(state["config"]["size"])
 
     def batches():

@@ -53,6 +53,7 @@ class TrainConfig:
     unet_input_fraction: float = 0.5  # mix: share of training clips whose inputs are UNet masks
     pseudo_labels: bool = False  # also train on the unlabeled videos' UNet masks (inputs and targets)
     max_train_videos: int | None = None  # cap on labeled train videos (None: all)
+    flip_augment: bool = False  # mirror a random half of the training clips left-right (inputs and targets)
     # optimisation
     epochs: int = 20
     batch_size: int = 8

@@ -310,6 +310,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
         order = rng.permutation(len(clips))
         input_rows = train_table.rows_for(clips.inputs[order])  # in the epoch's order, on the table's device
         target_rows = train_table.rows_for(clips.targets[order])
+        flips = torch.from_numpy(rng.random(len(order)) < 0.5).to(device) if config.flip_augment else None
         model.train()
         started = time.perf_counter()
         data_seconds = 0.0
@@ -323,6 +324,9 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
             chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
             inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
             target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
+            if flips is not None:  # the scene mirrored: physics and classes are left-right symmetric
+                mirror = flips[chosen].view(-1, 1, 1, 1)
+                inputs, target = torch.where(mirror, inputs.flip(-1), inputs), torch.where(mirror, target.flip(-1), target)
             data_seconds += time.perf_counter() - fetch
             if autoregressive:  # one next frame per clip, after some self-fed steps (scheduled sampling)
                 inputs, target = _next_frame_clip(model, inputs, target, config, device, dtype, rollout_rng,
