@@ -211,7 +211,7 @@ DEMO = dataclasses.replace(
     # search.replay, README): grace 1 with factor 3 reaches within 2% of the best in 24% (15-30%) of
     # the full budget's trial-epochs and kept the best in every replay; 24 trials find the table's
     # best in the median replay, 16 (what fits the demo's time) 0.1137 of its 0.1218.
-    num_samples=16, max_epochs=12, grace_period=1, reduction_factor=3, max_concurrent=2,
+    num_samples=16, max_epochs=10, grace_period=1, reduction_factor=3, max_concurrent=2,
     cpus_per_trial=1, fixed={"device": "cpu"},
 )
 SMOKE = dataclasses.replace(

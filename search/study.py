@@ -81,14 +81,24 @@ class StudySearch(OptunaSearch):
     ``OptunaSearch`` (space, sampler, storage, study_name, points_to_evaluate). A failing write to
     the study is logged and never ends the search."""
 
-    def __init__(self, *, max_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_epochs: int, references: list[dict[str, Any]] | None = None, references_after: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(metric="val_iou", mode="max", **kwargs)
         self._max_epochs = max_epochs
         self._best: dict[str, float] = {}
         self._told: dict[str, set[int]] = {}  # the epochs reported to the study, per trial
+        # the reference configurations, enqueued once ``references_after`` trials were proposed: run
+        # first, they would meet ASHA's rungs empty and be promoted whatever their score
+        self._references, self._references_after, self._suggested = list(references or []), references_after, 0
 
     def suggest(self, trial_id: str):
+        if self._references and self._suggested >= self._references_after and self._ot_study is not None:
+            for point in self._references:
+                self._ot_study.enqueue_trial(point)
+            self._references = []
         config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            self._suggested += 1
         if trial_id in self._ot_trials:
             self._write(trial_id, lambda t: t.set_user_attr("ray_trial_id", trial_id))
         return config

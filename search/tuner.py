@@ -21,6 +21,7 @@ __all__ = ["check_address", "init_ray", "make_scheduler", "make_searcher", "buil
 log = logging.getLogger("vidseg.search")
 
 HYPERBAND_BRACKETS = 3
+REFERENCE_SLOTS = 3  # the most reference configurations a profile enqueues (demo: two paper points, the top teams')
 
 
 def check_address(address: str | None) -> None:
@@ -68,13 +69,25 @@ def detect_gpus(settings: Settings, address: str | None) -> Settings:
 
 def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int):
     """Ray Tune's scheduler for ``kind`` (asha, hyperband or fifo), on ``val_iou`` at ``epoch``."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from search.schedulers import TieBreakingASHA
 
     if kind == "fifo":
         return FIFOScheduler()
-    return AsyncHyperBandScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
-                                   grace_period=grace_period, reduction_factor=reduction_factor,
-                                   brackets=HYPERBAND_BRACKETS if kind == "hyperband" else 1)
+    return TieBreakingASHA(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
+                           grace_period=grace_period, reduction_factor=reduction_factor,
+                           brackets=HYPERBAND_BRACKETS if kind == "hyperband" else 1)
+
+
+
+def references_after(settings: Settings) -> int:
+    """How many trials are proposed before the reference configurations: two rounds of concurrent
+    trials, so that ASHA has rungs to compare them with (on empty rungs it promotes anything), and
+    never so late that they would not run."""
+    if settings.scheduler == "fifo":
+        return 0
+    return max(0, min(2 * settings.max_concurrent, settings.num_samples - REFERENCE_SLOTS))
 
 
 def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: str):
@@ -83,7 +96,7 @@ def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: 
 
     points = list(points_to_evaluate(profile).values())
     return StudySearch(space=SearchSpace(profile, settings.max_epochs, settings.seed), max_epochs=settings.max_epochs,
-                       points_to_evaluate=points or None,
+                       references=points, references_after=references_after(settings),
                        sampler=make_sampler(settings.searcher, settings.seed, settings.num_samples),
                        storage=journal_storage(study_file), study_name=name)
 
