@@ -144,3 +144,28 @@ def test_bad_tables_get_one_line_and_exit_2(tmp_path, make, message):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(message.format(p=tmp_path))
+
+
+def test_asha_breaks_ties_at_a_rung_by_arrival():
+    """Trials on the same plateau score the same to the last digit: Ray's ASHA promotes all of them
+    (each equals the rung's cutoff); the search's stops all but the first."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+    from search.replay import _Trial
+    from search.tuner import make_scheduler
+
+    def decisions(scheduler):
+        out = []
+        for i in range(4):
+            trial = _Trial(f"t{i}")
+            scheduler.on_trial_add(None, trial)
+            value = 0.0195 if i < 3 else 0.25
+            out.append(scheduler.on_trial_result(None, trial, {"epoch": 1, "val_iou": value, "training_iteration": 1}))
+        return out
+
+    ours = decisions(make_scheduler("asha", 10, 1, 3))
+    assert ours[:3] == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.STOP]
+    assert ours[3] == TrialScheduler.CONTINUE  # the best so far
+    plain = decisions(AsyncHyperBandScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=10,
+                                              grace_period=1, reduction_factor=3, brackets=1))
+    assert plain[:3] == [TrialScheduler.CONTINUE] * 3  # what the tie-break fixes

@@ -158,3 +158,24 @@ def test_a_trial_with_no_score_is_a_failure(tmp_path):
     searcher = _searcher(tmp_path)
     _run(searcher, "nan", [math.nan])
     assert load_study(tmp_path / "optuna.journal", "unit").trials[0].state == TrialState.FAIL
+
+
+def test_the_references_are_proposed_after_the_first_trials(tmp_path):
+    """Run first, the reference configurations would meet ASHA's rungs empty, and be promoted
+    whatever their score: they come after ``references_after`` proposals, as they are."""
+    from search.space import points_to_evaluate
+
+    profile = PROFILES["smoke"]
+    references = list(points_to_evaluate(profile).values())
+    assert references
+    searcher = StudySearch(space=SearchSpace(profile, 3, 0), max_epochs=3, sampler=make_sampler("random", 0, 8),
+                           storage=journal_storage(tmp_path / "optuna.journal"), study_name="refs",
+                           references=references, references_after=2)
+    configs = [searcher.suggest(f"t{i}") for i in range(2 + len(references) + 1)]
+
+    def is_reference(config, point):
+        return all(config[k] == v for k, v in point.items())
+    assert not any(is_reference(c, p) for c in configs[:2] for p in references)
+    for config, point in zip(configs[2:], references):
+        assert is_reference(config, point)
+    assert not any(is_reference(configs[-1], p) for p in references)
