@@ -273,7 +273,7 @@ def draw_progress(rows: list[dict[str, Any]], baselines: dict[str, float], max_e
     for row in rows:
         if row["reference"] and not math.isnan(row["best_val_iou"]):
             ax.axhline(row["best_val_iou"], color=next(colors, "tab:gray"), linestyle="-.", linewidth=1,
-                       label=f"{row['reference']} ({row['best_val_iou']:.4f}, {row['epochs']} epochs)")
+                       label=f"{row['reference']} ({row['best_val_iou']:.4f}, {row['epochs']} epoch{'s' * (row['epochs'] != 1)})")
     full = len(rows) * max_epochs
     ax.axvline(full, color="tab:green", linewidth=1, alpha=0.6, label=f"every trial to the end ({full} trial-epochs)")
     ax.set_xlim(0, max(full, xs[-1]) * 1.02)
@@ -331,7 +331,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
         if row is None:
             lines.append(f"| {what} `{name}` | | not in this profile's space |")
         else:
-            note = f"{row['epochs']} epochs" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row["stopped_early"] else "") + \
+            note = f"{row['epochs']} epoch{'s' * (row['epochs'] != 1)}" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row["stopped_early"] else "") + \
                    (f", {row['status'].lower()}: {row['error']}" if row["status"] != "TERMINATED" else "")
             lines.append(f"| {what} `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
     if best_row is not None and baselines["unet"] > 0:
@@ -482,7 +482,7 @@ def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:
               f"  {'copy-last-frame, true masks':<44} {baselines['true']:>8.4f} {against(baselines['true']):>8}"]
     for row in rows:
         if row["reference"]:
-            what = f"{row['reference']} ({row['epochs']} ep.)"
+            what = f"{row['reference']} ({row['epochs']} epoch{'s' * (row['epochs'] != 1)})"
             lines.append(f"  {what:<44} {row['best_val_iou']:>8.4f} {against(row['best_val_iou']):>8}")
     run, full = sum(r["epochs"] for r in rows), len(rows) * max_epochs
     if scheduler != "fifo":
