@@ -114,7 +114,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         raise Interrupted(resume_command(storage, name, args.address) if saved else None) from None
     print(f"\nresults: {out}\n  best config: {out}/best_config.json   report: {out}/report.md   "
-          f"leaderboard: {out}/leaderboard.csv\n  watch and compare trials: tensorboard --logdir {args.storage}\n"
+          f"leaderboard: {out}/leaderboard.csv\n  watch and compare trials: tensorboard --logdir {out} (all searches: --logdir {args.storage})\n"
           f"  the Optuna study: optuna-dashboard {study_file}")
     if not any(row["status"] == "TERMINATED" for row in rows):
         print(f"error: no trial completed ({outcome_text(rows)}); see {out}/leaderboard.csv for why", file=sys.stderr)
