@@ -72,13 +72,13 @@ def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None)
         else:
             best_iou = best_epoch = last_iou = oracle = float("nan")
         if result.error is not None:
-            status, error = "ERROR", str(result.error).strip().splitlines()[-1][:200]
+            status, error = "ERROR", str(result.error).strip().splitlines()[-1][:400]  # it names a trial's file
         elif last.get(OUTCOME) in (DIVERGED, INFEASIBLE):  # ended by the trainable, not retried
             status, error = last[OUTCOME], str(last.get("reason", ""))[:200]
         else:
             status, error = "TERMINATED", ""
         rows.append({
-            "trial_id": trial_id_of(result.path), "name": Path(result.path).name, "status": status, "epochs": epochs,
+            "trial_id": last.get("trial_id") or trial_id_of(result.path), "name": Path(result.path).name, "status": status, "epochs": epochs,
             "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
             "val_iou_true_inputs": oracle,
             "stopped_early": status == "TERMINATED" and epochs < max_epochs,
@@ -318,7 +318,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
               "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]
     if best_row is not None:
-        lines.append(f"| **Best trial** `{best_row['trial_id']}` | **{_fmt(best_row['best_val_iou'])}** | "
+        lines.append(f"| **Best trial** `{best_row['name']}` | **{_fmt(best_row['best_val_iou'])}** | "
                      f"epoch {best_row['best_epoch']}; {_config_text(best_row)} |")
         lines.append(f"| Best trial, true masks as inputs (oracle) | {_fmt(best_row['val_iou_true_inputs'])} | "
                      "what a perfect UNet would give this model |")

@@ -46,7 +46,9 @@ def test_full_profile_seeds_all_paper_configs_and_demo_those_that_fit():
                                                                                                  "autoregressive", True)
     demo = points_to_evaluate(PROFILES["demo"])
     assert set(demo) == {"paper-mse-4_8_16_64_4", "paper-mse-2_4_4_32_1", TOP_TEAM}
-    assert (demo[TOP_TEAM]["N_S"], demo[TOP_TEAM]["N_T"], demo[TOP_TEAM]["hid_T"]) == (4, 8, 128)  # the largest
+    assert (demo[TOP_TEAM]["N_S"], demo[TOP_TEAM]["N_T"], demo[TOP_TEAM]["hid_T"]) == (4, 8, 64)  # the largest
+    # its own settings, though the demo fixes the skip on and the rollout direct
+    assert (demo[TOP_TEAM]["last_frame_skip"], demo[TOP_TEAM]["rollout"]) == (False, "autoregressive")
     for point in demo.values():
         assert PROFILES["demo"].dim("lr").holds(point["lr"]) and point["batch_size"] == 8
 

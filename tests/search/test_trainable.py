@@ -95,7 +95,7 @@ def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(local_ray, tiny_sh
     assert good["status"] == "TERMINATED" and good["epochs"] == "3"
     assert bad["status"] == "DIVERGED" and "NaN or infinite at epoch" in bad["error"]
     diverged_at = int(bad["epochs"])
-    log = tmp_path / "diverged" / bad["trial_id"] / "result.json"
+    log = tmp_path / "diverged" / bad["name"] / "result.json"
     reported = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
     assert reported == list(range(1, diverged_at + 1))  # one run: a retry would report its epochs again
     assert diverged_at < 3 and "1 diverged" in (tmp_path / "diverged" / "report.md").read_text()
