@@ -6,14 +6,15 @@
     tensorboard --logdir results                             # watch and compare trials
     optuna-dashboard results/NAME/optuna.journal             # the search's Optuna study
 
-With no arguments it prepares the demo data under data/ (a synthetic dataset, a UNet, and Arrow
-shards of pre-segmented masks; each step is cached and reused), then runs a demo search on a
-local Ray instance: about 15 minutes on a 2-core CPU. `--data DIR` takes a real dataset root in
+With no arguments it prepares the demo data under data/ (a synthetic dataset, segmented by the
+UNet the project ships or, with --train-unet, by one trained here, into Arrow shards of masks;
+each step is cached and reused), then runs a demo search on a local Ray instance: about 13-14
+minutes on a 2-core CPU from a cold cache. `--data DIR` takes a real dataset root in
 the competition layout instead, and `--shards DIR` an existing shard set (skipping the UNet).
 
 Every trial trains SimVP on the shards and reports val IoU (frame 22, the competition's metric)
-each epoch. Optuna's TPE proposes trials, starting from the paper's configurations that fit the
-profile; ASHA stops weak ones early, and the Optuna study, stored with the results, records them
+each epoch. Optuna's TPE proposes trials, the paper's configurations that fit the
+profile and the top teams' recipe among the first; ASHA stops weak ones early, and the Optuna study, stored with the results, records them
 as pruned. Results go to STORAGE/NAME/: trial folders with TensorBoard events, leaderboard.csv,
 report.md, best_config.json, the best checkpoint, a submission, optuna.journal and curves.parquet.
 

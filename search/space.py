@@ -2,7 +2,7 @@
 
 A profile is everything a search needs to know about its scale: the shard resolution, how the
 demo data is prepared, the ranges of each dimension, and the search's default budget. ``full`` is
-for GPU clusters at the competition's 160x240; ``demo`` fits a 2-core CPU in about 15 minutes;
+for GPU clusters at the competition's 160x240; ``demo`` fits a 2-core CPU in under 15 minutes;
 ``smoke`` is the tests' tiny run.
 
 Optuna samples through a define-by-run function (``SearchSpace``), so that conditional dimensions
@@ -197,7 +197,7 @@ FULL = Profile(
     cpus_per_trial=2, fixed={"amp": True, "device": "auto"},  # layout and compile: the device's measured defaults
 )
 DEMO = dataclasses.replace(
-    FULL, name="demo", description="a 2-core CPU in about 15 minutes: 40x60 shards, small models",
+    FULL, name="demo", description="a 2-core CPU in under 15 minutes: 40x60 shards, small models",
     resolution=(40, 60), counts={"train": 240, "val": 48, "unlabeled": 24, "hidden": 12},
     unet_size=(80, 120), unet_width=16, unet_epochs=24, unet_frame_stride=2,
     # 48x64 windows, half on objects: val Jaccard 0.290 in 264 s, against 0.153 in 147 s for 8 epochs
