@@ -200,8 +200,9 @@ def write_board(folder: Path | str, profile, shards: str, max_epochs: int) -> di
     from vidseg.data.shards import ShardSet
 
     baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
-    write_experiment(folder, profile)
-    write_baselines(folder, baselines, max_epochs)
+    if not list((Path(folder) / REPORT_RUN).glob("*.hparams")):  # a resumed search has them already
+        write_experiment(folder, profile)
+        write_baselines(folder, baselines, max_epochs)
     return baselines
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from search.settings import UsageError
 from search.space import Profile
 
-__all__ = ["DataSource", "DATA_DIR", "prepare_dataset", "prepare_shards", "shard_counts", "fit_space"]
+__all__ = ["DataSource", "DATA_DIR", "prepare_dataset", "prepare_shards", "shard_counts", "fit_space", "demo_root"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -132,10 +132,18 @@ def _train_unet(root: Path, cache: Path, profile: Profile, seed: int, progress: 
     return result.checkpoint
 
 
+def demo_root(data_dir: Path, profile: Profile, seed: int) -> Path:
+    """Where the demo dataset of ``profile`` is cached, e.g. ``data/demo/seed0-240t-48v-24u-12h``: named
+    by its counts too, so that a profile whose counts change makes a new one beside the old (the
+    generator refuses to add to a dataset made with other settings)."""
+    counts = "-".join(f"{n}{split[0]}" for split, n in profile.counts.items())
+    return data_dir / profile.name / f"seed{seed}-{counts}"
+
+
 def _demo_dataset(source: DataSource, profile: Profile, seed: int) -> Path:
     from vidseg.data import synth
 
-    root = (source.data_dir or DATA_DIR) / profile.name / f"seed{seed}"
+    root = demo_root(source.data_dir or DATA_DIR, profile, seed)
     log.info("[0/4] demo dataset %s (%s)", root, ", ".join(f"{k} {v}" for k, v in profile.counts.items()))
     started = time.perf_counter()
     manifest = synth.generate(root, profile.counts, synth.SynthConfig(seed=seed), workers=source.workers or os.cpu_count() or 1)

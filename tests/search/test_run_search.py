@@ -262,7 +262,7 @@ def test_best_config_report_and_submission(smoke):
         assert part in report
     submission = torch.load(experiment / "submission.pt")
     assert submission.dtype == torch.uint8 and tuple(submission.shape) == (2, 160, 240)
-    answers = np.load(tmp / "data" / "smoke" / "seed0" / "hidden_answers.npy")
+    answers = np.load(tmp / "data" / "smoke" / "seed0-4t-2v-2u-2h" / "hidden_answers.npy")
     assert submission.shape == answers.shape
     # the answers travelled with the shards, and the driver scored the submission against them
     expected = JaccardIndex(task="multiclass", num_classes=49)(submission.long(), torch.from_numpy(answers).long())
@@ -283,7 +283,7 @@ def test_prepare_only_reuses_the_cached_data_and_runs_no_search(smoke):
     storage = tmp / "prepare-only"
     result = run_cli(SCRIPT, "--smoke-test", "--prepare-only", "--data-dir", str(tmp / "data"), "--storage", str(storage))
     assert result.returncode == 0, result.stderr[-2000:]
-    shards = tmp / "data" / "smoke" / "seed0-shards-40x60"
+    shards = tmp / "data" / "smoke" / "seed0-4t-2v-2u-2h-shards-40x60"
     assert f"shards ready: {shards.resolve()}" in result.stdout
     assert "UNet already trained" in result.stderr and "reusing" in result.stderr
     assert not storage.exists()
