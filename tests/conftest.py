@@ -1,31 +1,76 @@
-"""Shared fixtures: one tiny synthetic dataset, made once per session by the real CLI."""
+"""Shared fixtures: one tiny synthetic dataset and its shards, made once per test run by the real
+CLIs (once for all pytest-xdist workers), and one local Ray instance per module for the tests that
+only need a local Ray."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
+from filelock import FileLock
 
 TINY_COUNTS = {"train": 4, "val": 2, "unlabeled": 2, "hidden": 2}
 TINY_SEED = 7
+SHARD_SIZE = (40, 60)
+SEGMENT_ARGS = ("--size=40x60", "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0",
+                "--videos-per-shard=3", "--no-ray", "--quiet")
+
+# Tests that start Ray, or read the one smoke search, share one pytest-xdist worker (``--dist
+# loadgroup``), so that no two Ray instances ever run at once and the smoke search runs once.
+RAY = pytest.mark.xdist_group("ray")
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` and capture its output as text."""
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a process of its own and capture its output as text."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def run_main(main: Callable[[list[str]], int], *args: str, capsys: pytest.CaptureFixture) -> subprocess.CompletedProcess:
+    """A CLI's ``main(argv)`` in this process, as ``run_cli`` reports it: the exit code (argparse's
+    SystemExit included) and what it printed. Each CLI also keeps one real-process test."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` and its bytes: to show that a refused command wrote nothing."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@contextlib.contextmanager
+def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder shared by every xdist worker of this run: yields (path, True) to the first worker,
+    which makes it, and (path, False) to the others once it is made."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's folder is in the run's, which they share
+    path = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        yield path, not (root / f"{name}.done").exists()
+        (root / f"{name}.done").touch()
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``python -m vidseg.data.synth --out D --train 4 --val 2 --unlabeled 2 --hidden 2``. Read only."""
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    counts = [f"--{k}={v}" for k, v in TINY_COUNTS.items()]
-    result = run_cli("-m", "vidseg.data.synth", "--out", str(root), *counts, f"--seed={TINY_SEED}",
-                     "--workers=2", "--quiet")
-    assert result.returncode == 0, result.stderr
+    with _made_once(tmp_path_factory, "tiny") as (root, make):
+        if make:
+            counts = [f"--{k}={v}" for k, v in TINY_COUNTS.items()]
+            result = run_cli("-m", "vidseg.data.synth", "--out", str(root), *counts, f"--seed={TINY_SEED}",
+                             "--workers=2", "--quiet")
+            assert result.returncode == 0, result.stderr
     return root
 
 
@@ -37,17 +82,15 @@ def dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     return copy
 
 
-SHARD_SIZE = (40, 60)
-
-
 @pytest.fixture(scope="session")
 def tiny_shards(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``python -m vidseg.segment`` on the tiny dataset: a 1-epoch narrow UNet, shards made on Ray. Read only."""
-    out = tmp_path_factory.mktemp("shards") / "tiny"
-    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(out), "--size=40x60",
-                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
-                     "--quiet")
-    assert result.returncode == 0, result.stderr
+    """``python -m vidseg.segment`` on the tiny dataset: a 1-epoch narrow UNet, shards made in its
+    process (``--no-ray``: no Ray outside the "ray" group; the smoke search and ``test_pretrained``
+    make shards on Ray tasks). Read only."""
+    with _made_once(tmp_path_factory, "tiny-shards") as (out, make):
+        if make:
+            result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(out), *SEGMENT_ARGS)
+            assert result.returncode == 0, result.stderr
     return out
 
 
@@ -56,3 +99,49 @@ def shards_copy(tiny_shards: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "shards"
     shutil.copytree(tiny_shards, copy)
     return copy
+
+
+@pytest.fixture
+def shards_without(tiny_shards: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """A copy of the tiny shards whose manifest lists no ``split``."""
+    def make(split: str) -> Path:
+        copy = shutil.copytree(tiny_shards, tmp_path / f"shards-without-{split}")
+        manifest = json.loads((copy / "manifest.json").read_text())
+        del manifest["splits"][split]
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        return copy
+    return make
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for a module's tests (as Ray's own ``ray_start_regular_shared``), with
+    a logical GPU: trials that ask for none never use it."""
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def write_shard_set(out: Path, splits: dict[str, tuple]) -> Path:
+    """A shard set written by the library, one shard a split: ``splits`` maps a split to
+    ``(video_ids, unet_masks, true_masks)`` with masks (N, 22, H, W) uint8 (true None: unlabeled)."""
+    import numpy as np
+
+    from vidseg.data.shards import sha256_file, write_manifest, write_shard
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries, height, width = {}, None, None
+    for split, (ids, unet, true) in splits.items():
+        path = out / f"{split}-00000.arrow"
+        write_shard(path, split, np.asarray(ids), unet, true, "none")
+        height, width = unet.shape[-2:]
+        entries[split] = {"frames": unet.shape[1], "labeled": true is not None, "num_videos": len(unet), "shards": [
+            {"file": path.name, "video_ids": [int(i) for i in ids], "num_videos": len(unet),
+             "bytes": path.stat().st_size, "sha256": sha256_file(path)}]}
+    write_manifest(out, {"resolution": {"height": int(height), "width": int(width)}, "unet": {"sha256": "none"},
+                         "splits": entries})
+    return out

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARD_SIZE, run_cli
+from tests.conftest import RAY, SEGMENT_ARGS, SHARD_SIZE, files_under, run_cli, run_main, write_shard_set
 from vidseg.checkpoint import CheckpointError, load_checkpoint
 
 SCRIPT = "search/run_search.py"
@@ -54,37 +55,39 @@ def test_a_planted_checkpoint_would_run_code_and_load_checkpoint_refuses_it(tmp_
     assert marker.exists()
 
 
-def test_train_cli_refuses_a_planted_checkpoint_and_a_pickled_config(tiny_shards, tmp_path):
+def test_train_cli_refuses_a_planted_checkpoint_and_a_pickled_config(tiny_shards, tmp_path, capsys):
+    from vidseg.train.__main__ import main
+
     marker = tmp_path / "ran"
     out = tmp_path / "best"  # e.g. a search's best/ folder, resumed with --out
     plant(out / "checkpoint.pt", marker)
     before = (out / "checkpoint.pt").read_bytes()
-    result = run_cli("-m", "vidseg.train", "--shards", str(tiny_shards), "--out", str(out), "--epochs=1",
-                     "--hid-S=4", "--hid-T=16", "--N-T=2")
+    result = run_main(main, "--shards", str(tiny_shards), "--out", str(out), "--epochs=1", "--hid-S=4", "--hid-T=16",
+                      "--N-T=2", capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"error: {out / 'checkpoint.pt'}: refused, not loaded")
     assert not marker.exists() and (out / "checkpoint.pt").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # nothing else written
 
     plant(tmp_path / "config.json", marker)  # --config is JSON, never unpickled: a pickle is just unreadable
-    result = run_cli("-m", "vidseg.train", "--shards", str(tiny_shards), "--config", str(tmp_path / "config.json"))
+    result = run_main(main, "--shards", str(tiny_shards), "--config", str(tmp_path / "config.json"), capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"error: {tmp_path / 'config.json'}: unreadable config")
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("name", ["unet_last.pt", "unet_best.pt"])
-def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy, tmp_path, name):
+def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy, tmp_path, name, capsys):
+    from vidseg.segment.__main__ import main
+
     marker = tmp_path / "ran"
     plant(shards_copy / "unet" / name, marker)
-    files = {p.name: p.read_bytes() for p in shards_copy.iterdir() if p.is_file()}
-    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(shards_copy), "--size=40x60",
-                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
-                     "--no-ray", "--quiet")
+    files = files_under(shards_copy)
+    result = run_main(main, "--data", str(tiny_dataset), "--out", str(shards_copy), *SEGMENT_ARGS, capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"error: {shards_copy / 'unet' / name}: refused, not loaded")
     assert not marker.exists()
-    assert {p.name: p.read_bytes() for p in shards_copy.iterdir() if p.is_file()} == files  # untouched
+    assert files_under(shards_copy) == files  # untouched
 
 
 def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(shards_copy, tmp_path):
@@ -118,67 +121,84 @@ def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(sh
     assert score is None and why.startswith("no answers to score against") and "--hidden-answers FILE" in why
 
 
-def test_unwritable_storage_is_refused_before_any_data_is_made(tmp_path):
+def test_unwritable_storage_is_refused_before_any_data_is_made(tmp_path, capsys):
+    from search.run_search import main
+
     (tmp_path / "file").write_text("not a folder")
     storage = tmp_path / "file" / "results"
-    result = run_cli(SCRIPT, "--smoke-test", "--data-dir", str(tmp_path / "data"), "--storage", str(storage))
+    result = run_main(main, "--smoke-test", "--data-dir", str(tmp_path / "data"), "--storage", str(storage), capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"error: --storage {storage}: not writable")
     assert not (tmp_path / "data").exists()
 
 
-def test_values_the_shards_cannot_run_are_left_out_in_one_line(tiny_shards, tmp_path):
-    result = run_cli(SCRIPT, "--profile", "full", "--shards", str(tiny_shards), "--prepare-only",
-                     "--storage", str(tmp_path / "results"))
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_values_the_shards_cannot_run_are_left_out_in_one_line_each(tiny_shards, caplog):
+    from search.prepare import fit_space
+    from search.space import PROFILES
+
     h, w = SHARD_SIZE
-    assert f"N_S=8 left out of the space: {h}x{w} shards are not divisible by 16" in result.stderr
+    profile, limits = fit_space(PROFILES["full"], str(tiny_shards))
+    left_out = [r.getMessage() for r in caplog.records if "left out of the space" in r.getMessage()]
+    assert f"N_S=8 left out of the space: {h}x{w} shards are not divisible by 16" in left_out
+    assert len(left_out) == len(set(left_out)) == len(limits["notes"])  # one line each
+    assert 8 not in profile.choices("N_S") and 8 in PROFILES["full"].choices("N_S")
+    assert limits["N_S"] == list(profile.choices("N_S"))  # what --resume keeps
 
 
-def assert_search_refused(shards: Path, tmp_path: Path, message: str) -> None:
+def assert_search_refused(shards: Path, tmp_path: Path, capsys, message: str) -> None:
     """A smoke search on ``shards`` exits 2 with ``message``, before its experiment folder exists."""
-    result = run_cli(SCRIPT, "--smoke-test", "--shards", str(shards), "--storage", str(tmp_path / "results"),
-                     "--name", "refused")
+    from search.run_search import main
+
+    result = run_main(main, "--smoke-test", "--shards", str(shards), "--storage", str(tmp_path / "results"),
+                      "--name", "refused", capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result) == message
     assert not (tmp_path / "results" / "refused").exists()
 
 
-def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_dataset, tmp_path):
-    odd = tmp_path / "odd"
-    made = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(odd), "--size=41x61",
-                   "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--no-ray", "--quiet")
-    assert made.returncode == 0, made.stderr[-2000:]
-    assert_search_refused(odd, tmp_path, "error: the shards are 41x61, which no N_S of profile smoke can run "
-                                         "(N_S=2 needs H and W divisible by 2)")
+def test_shards_no_model_can_run_are_refused_with_exit_2(tiny_shards, tmp_path, capsys):
+    from vidseg.data.shards import ShardSet
+
+    shards = ShardSet.open(tiny_shards)
+    splits = {}
+    for split in ("train", "val"):
+        part = shards.split(split)
+        masks = np.pad(part.true.take(range(len(part))), ((0, 0), (0, 0), (0, 1), (0, 1)))  # 41x61
+        splits[split] = (part.video_ids, masks, masks)
+    odd = write_shard_set(tmp_path / "odd", splits)
+    assert ShardSet.open(odd).split("val").unet.shape[-2:] == (41, 61)
+    assert_search_refused(odd, tmp_path, capsys, "error: the shards are 41x61, which no N_S of profile smoke can run "
+                                                 "(N_S=2 needs H and W divisible by 2)")
 
 
-def test_shards_without_a_val_split_are_refused_with_exit_2(shards_copy, tmp_path):
-    manifest = json.loads((shards_copy / "manifest.json").read_text())
-    del manifest["splits"]["val"]
-    (shards_copy / "manifest.json").write_text(json.dumps(manifest))
-    assert_search_refused(shards_copy, tmp_path, "error: the shard set has no val videos: every trial trains on "
-                                                 "train and reports val IoU")
+def test_shards_without_a_val_split_are_refused_with_exit_2(shards_without, tmp_path, capsys):
+    assert_search_refused(shards_without("val"), tmp_path, capsys, "error: the shard set has no val videos: every "
+                                                                   "trial trains on train and reports val IoU")
 
 
-def test_a_damaged_saved_state_is_named_on_resume(tmp_path):
+def test_a_damaged_saved_state_is_named_on_resume(tmp_path, capsys):
+    from search.run_search import main
+
     (tmp_path / "results" / "broken").mkdir(parents=True)
     (tmp_path / "results" / "broken" / "search.json").write_text('{"settings": ')
-    result = run_cli(SCRIPT, "--resume", "--storage", str(tmp_path / "results"), "--name", "broken")
+    result = run_main(main, "--resume", "--storage", str(tmp_path / "results"), "--name", "broken", capsys=capsys)
     assert result.returncode == 2
     assert one_error_line(result).startswith(
         f"error: {tmp_path / 'results' / 'broken' / 'search.json'}: not a search's saved state (invalid JSON")
 
 
-def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
-    code = ("import sys; sys.argv[0] = 'search/run_search.py'; import search.run_search as r\n"
-            "def broken(args): raise ValueError('an internal bug, not bad input')\n"
-            "r.Settings.from_args = broken\n"
-            f"raise SystemExit(r.main(['--smoke-test', '--storage', {str(tmp_path / 'results')!r}]))")
-    result = run_cli("-c", code)
-    assert result.returncode == 1
-    assert "Traceback" in result.stderr and "ValueError: an internal bug, not bad input" in result.stderr
-    assert "error: an internal bug" not in result.stderr
+def test_a_bug_is_not_taken_for_bad_input(tmp_path, monkeypatch, capsys):
+    """An internal error leaves main() as itself, so Python prints its traceback and exits 1; it is
+    never turned into an 'error:' line."""
+    import search.run_search as r
+
+    def broken(args):
+        raise ValueError("an internal bug, not bad input")
+
+    monkeypatch.setattr(r.Settings, "from_args", broken)
+    with pytest.raises(ValueError, match="an internal bug, not bad input"):
+        r.main(["--smoke-test", "--storage", str(tmp_path / "results")])
+    assert "error:" not in capsys.readouterr().err
 
 
 EPOCHS = 40  # tiny epochs take about 0.2 s: enough that Ctrl-C lands mid-trial
@@ -188,15 +208,14 @@ def _epochs(trial: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines() if line.endswith("}")]
 
 
-def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_path):
+@RAY
+def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, shards_without, tmp_path, capsys):
     """Ctrl-C exits 130 with the exact command that continues; that command refuses conflicting
     flags, applies --max-failures, refuses a planted trial checkpoint (the trial errors, and with no
     trial completed the search exits 1); --retry-errored then goes on from the restored checkpoint."""
-    shards = tmp_path / "shards"  # without an unlabeled split: pseudo-labels leave the space
-    shutil.copytree(tiny_shards, shards)
-    manifest = json.loads((shards / "manifest.json").read_text())
-    del manifest["splits"]["unlabeled"]
-    (shards / "manifest.json").write_text(json.dumps(manifest))
+    from search.run_search import main
+
+    shards = shards_without("unlabeled")  # pseudo-labels leave the space
     storage, name = tmp_path / "results", "ctrl-c"
     experiment = storage / name
     driver = subprocess.Popen([sys.executable, SCRIPT, "--smoke-test", "--shards", str(shards), "--storage", str(storage),
@@ -222,13 +241,16 @@ def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, tmp_pa
     assert json.loads((experiment / "search.json").read_text())["settings"]["limits"]["pseudo_labels"] == [False]
     resume = [sys.executable, *shlex.split(command)[1:]]
 
-    conflict = run_cli(*resume[1:], "--num-samples=5")
+    saved = files_under(experiment)
+    conflict = run_main(main, *resume[2:], "--num-samples=5", capsys=capsys)
     assert conflict.returncode == 2
     assert one_error_line(conflict).startswith(f"error: --num-samples 5 conflicts with the saved search {experiment} "
                                                "(--num-samples 1)")
-    assert one_error_line(run_cli(*resume[1:], "--workers=2")).startswith("error: --workers has no effect with --resume")
-    assert one_error_line(run_cli(*resume[1:], "--shards", str(tiny_shards))).startswith(
+    assert one_error_line(run_main(main, *resume[2:], "--workers=2", capsys=capsys)).startswith(
+        "error: --workers has no effect with --resume")
+    assert one_error_line(run_main(main, *resume[2:], "--shards", str(tiny_shards), capsys=capsys)).startswith(
         f"error: --shards {tiny_shards} conflicts with the saved search {experiment} (its shards: {shards})")
+    assert files_under(experiment) == saved  # the refused commands changed nothing
 
     [trial] = [p for p in experiment.iterdir() if (p / "params.json").is_file()]
     good = {path: path.read_bytes() for path in trial.glob("checkpoint_*/checkpoint.pt")}

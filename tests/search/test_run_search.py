@@ -26,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from torchmetrics import JaccardIndex
 
-from tests.conftest import run_cli
+from tests.conftest import RAY, files_under, run_cli, run_main
 from vidseg.train.config import TrainConfig
 
 SCRIPT = "search/run_search.py"
@@ -47,6 +47,7 @@ def read_leaderboard(experiment: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@RAY
 def test_smoke_search_runs_trials_and_asha_stops_some(smoke):
     tmp, result = smoke
     experiment = tmp / "results" / "smoke"
@@ -72,6 +73,7 @@ def _hparams(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPlugi
     return plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")[tag])
 
 
+@RAY
 def test_run_names_say_what_the_trial_is(smoke):
     """Each trial's folder, its TensorBoard run and its HParams row are named by its configuration,
     e.g. gsta-2.8.16.128-ce-skip-c7a607ca; the paper's and the top teams' points say so."""
@@ -92,6 +94,7 @@ def test_run_names_say_what_the_trial_is(smoke):
         assert start.group_name == name  # the HParams table's row
 
 
+@RAY
 def test_tensorboard_reads_at_a_glance(smoke):
     """Read back with TensorBoard's own reader: one hparams config for the experiment with every
     searched dimension and no constant; grouped scalars without Ray's bookkeeping; a status; the
@@ -153,6 +156,7 @@ def _image(events: EventAccumulator, tag: str) -> tuple[np.ndarray, str]:
     return image, events.SummaryMetadata(tag).summary_description
 
 
+@RAY
 def test_prediction_images_are_enlarged_titled_and_show_errors(smoke):
     """The best trials' images: 2 val videos at 40x60, enlarged 4x (nearest) to 160x240 tiles under
     column titles, an error column, the video ids and each row's IoU in the description; and a
@@ -179,6 +183,7 @@ def test_prediction_images_are_enlarged_titled_and_show_errors(smoke):
     assert legend.shape[0] > 100 and "error" in text
 
 
+@RAY
 def test_the_terminal_shows_a_progress_table_and_a_summary(smoke):
     tmp, result = smoke
     rows = read_leaderboard(tmp / "results" / "smoke")
@@ -194,6 +199,7 @@ def test_the_terminal_shows_a_progress_table_and_a_summary(smoke):
     assert f"ASHA ran {run} of {4 * 3} trial-epochs" in out
 
 
+@RAY
 def test_the_stored_study_tells_optuna_what_happened(smoke):
     """The journal beside the results loads with optuna.load_study, under the experiment's name:
     a trial ASHA stopped is PRUNED with its per-epoch values, a completed one is valued at its
@@ -221,6 +227,7 @@ def test_the_stored_study_tells_optuna_what_happened(smoke):
     assert "From the stored study" in report and "| Parameter | Importance |" in report
 
 
+@RAY
 def test_every_search_writes_its_learning_curves(smoke):
     tmp, _ = smoke
     experiment = tmp / "results" / "smoke"
@@ -234,19 +241,27 @@ def test_every_search_writes_its_learning_curves(smoke):
         assert json.loads(next(r["config"] for r in table if r["trial_id"] == row["trial_id"]))["loss"] == row["loss"]
 
 
-def test_the_curves_of_a_finished_search_can_be_rewritten_from_its_trial_folders(smoke, tmp_path):
+@RAY
+def test_the_curves_of_a_finished_search_can_be_rewritten_from_its_trial_folders(smoke, tmp_path, capsys):
+    from search.curves import main
+
     tmp, _ = smoke
     copy = tmp_path / "moved"
     shutil.copytree(tmp / "results" / "smoke", copy)
     (copy / "curves.parquet").unlink()
-    result = run_cli("-m", "search.curves", str(copy))
+    result = run_main(main, str(copy), capsys=capsys)
     assert result.returncode == 0, result.stderr[-2000:]
     written, original = (pq.read_table(d / "curves.parquet").sort_by([("trial_id", "ascending"), ("epoch", "ascending")])
                          for d in (copy, tmp / "results" / "smoke"))
     assert written.num_rows > 0 and written.equals(original)
-    assert run_cli("-m", "search.curves", str(tmp_path)).returncode == 2
+    # in a process of its own: a folder with no search is one line, exit 2, no traceback
+    refused = run_cli("-m", "search.curves", str(tmp_path))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[0].startswith(f"error: {tmp_path}")
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
+@RAY
 def test_best_config_report_and_submission(smoke):
     tmp, _ = smoke
     experiment = tmp / "results" / "smoke"
@@ -269,15 +284,21 @@ def test_best_config_report_and_submission(smoke):
     assert f"Score against the known answers (the shard set's answers): **{float(expected):.4f}** IoU" in report
 
 
-def test_rerun_reuses_data_and_refuses_an_existing_name(smoke):
+@RAY
+def test_rerun_refuses_an_existing_name(smoke, capsys):
+    from search.run_search import main
+
     tmp, _ = smoke
     args = ["--smoke-test", "--data-dir", str(tmp / "data"), "--storage", str(tmp / "results")]
-    again = run_cli(SCRIPT, *args, "--name", "smoke")
+    before = files_under(tmp / "results" / "smoke")
+    again = run_main(main, *args, "--name", "smoke", capsys=capsys)
     assert again.returncode == 2
     assert again.stderr.strip() == (f"error: {tmp / 'results' / 'smoke'} already exists: pass --resume to "
                                     "continue it, or another --name")
+    assert files_under(tmp / "results" / "smoke") == before
 
 
+@RAY
 def test_prepare_only_reuses_the_cached_data_and_runs_no_search(smoke):
     tmp, _ = smoke
     storage = tmp / "prepare-only"
@@ -305,6 +326,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+@RAY
 def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     tmp, _ = smoke
     storage = tmp / "killed"
@@ -362,7 +384,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
         {r["trial_id"]: float(r["best_val_iou"]) for r in rows}, abs=1e-4)
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUT = [
     (["--data", "{tmp}/missing"], "error: {tmp}/missing: no such dataset folder"),
     (["--shards", "{tmp}"], "error: {tmp}/manifest.json: "),
     (["--num-samples", "0"], "error: --num-samples is 0, but must be >= 1"),
@@ -374,20 +396,39 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke):
     (["--retry-errored"], "error: --retry-errored retries the errored trials of a saved search: give it with --resume"),
     (["--hidden-answers", "{tmp}/answers.npy"], "error: {tmp}/answers.npy: not readable as hidden answers"),
     (["--storage", "{tmp}/results", "--seed", "-1"], "error: --seed is -1, but must be >= 0"),
-])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    from search.run_search import main
+
+    (tmp_path / "given").mkdir()  # what the user had before the command
+    (tmp_path / "given" / "notes.txt").write_text("kept")
+    before = files_under(tmp_path)
     args = [a.format(tmp=tmp_path) for a in args]
-    result = run_cli(SCRIPT, "--data-dir", str(tmp_path / "data"), "--storage", str(tmp_path / "results"), *args)
+    result = run_main(main, "--data-dir", str(tmp_path / "data"), "--storage", str(tmp_path / "results"), *args,
+                      capsys=capsys)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path)), result.stderr
-    assert "Traceback" not in result.stderr
+    assert files_under(tmp_path) == before  # no file written (the storage probe may leave its empty folder)
+    assert not (tmp_path / "data").exists() and not list((tmp_path / "results").glob("*"))
 
 
-def test_help_explains():
-    result = run_cli(SCRIPT, "--help")
+def test_bad_input_in_a_real_process_is_one_line_exit_2_and_no_traceback(tmp_path):
+    result = run_cli(SCRIPT, "--data-dir", str(tmp_path / "data"), "--storage", str(tmp_path / "results"),
+                     "--data", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'}: no such dataset folder"]
+
+
+def test_help_explains_what_it_does_and_how_it_exits(capsys):
+    from search.run_search import main
+
+    result = run_main(main, "--help", capsys=capsys)
     assert result.returncode == 0
-    for flag in ("--address", "--storage", "--profile", "--num-samples", "--max-epochs", "--grace-period",
-                 "--reduction-factor", "--max-concurrent", "--seed", "--name", "--resume", "--smoke-test",
-                 "--gpu-memory-gb", "--max-failures", "--retry-errored", "--hidden-answers"):
-        assert flag in result.stdout
+    # the module's text, not only argparse's flag list: how to run it, what it writes, its exit codes
+    for part in ("python search/run_search.py --resume", "tensorboard --logdir results", "leaderboard.csv",
+                 "Exit codes: 0 a trial completed", "130 Ctrl-C"):
+        assert part in " ".join(result.stdout.split()), part

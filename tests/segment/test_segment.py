@@ -1,13 +1,14 @@
 """The segmentation stage: UNet training that resumes, pre-segmentation that resumes, and the CLI."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARD_SIZE, run_cli
+from tests.conftest import SEGMENT_ARGS, SHARD_SIZE, files_under, run_cli, run_main
 from tests.host_reads import HostReads
 from vidseg.data.layout import Dataset
 from vidseg.data.shards import MANIFEST, ShardSet
@@ -179,26 +180,31 @@ def test_other_unet_means_new_shards(shards_copy, tiny_dataset, tmp_path):
     assert shards.split("val").unet.shape == (2, 22, *SHARD_SIZE)
 
 
-def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_dataset):
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_dataset, capsys):
+    from vidseg.segment.__main__ import main
+
     result = run_cli("-m", "vidseg.segment", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # in a real process
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such dataset folder"
-    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"),
-                     "--size", "big")
-    assert result.returncode == 2 and "'big' is not HxW" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"),
-                     "--epochs", "0")
+    result = run_main(main, "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), "--size", "big", capsys=capsys)
+    assert result.returncode == 2 and "'big' is not HxW" in result.stderr
+    result = run_main(main, "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), "--epochs", "0", capsys=capsys)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
         "error: epochs is 0, but must be >= 1")
+    assert not (tmp_path / "o").exists()
 
 
-def test_cli_reuses_finished_work(tiny_shards, tiny_dataset, tmp_path):
+def test_cli_reuses_finished_work(tiny_shards, tiny_dataset, tmp_path, caplog, capsys):
+    from vidseg.segment.__main__ import main
+
+    caplog.set_level(logging.INFO)
     copy = tmp_path / "again"
     shutil.copytree(tiny_shards, copy)
-    stamp = (copy / "val-00000.arrow").stat().st_mtime_ns
-    result = run_cli("-m", "vidseg.segment", "--data", str(tiny_dataset), "--out", str(copy), "--size=40x60",
-                     "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0", "--videos-per-shard=3",
-                     "--no-ray", "--quiet")
+    before = {k: v for k, v in files_under(copy).items() if k != "manifest.json"}
+    result = run_main(main, "--data", str(tiny_dataset), "--out", str(copy), *SEGMENT_ARGS, capsys=capsys)
     assert result.returncode == 0, result.stderr
-    assert "UNet already trained" in result.stderr and "reusing 5 finished shard(s); 0 to make" in result.stderr
-    assert (copy / "val-00000.arrow").stat().st_mtime_ns == stamp
+    logged = caplog.text
+    assert "UNet already trained" in logged and "reusing 5 finished shard(s); 0 to make" in logged
+    after = files_under(copy)
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == before  # no shard nor UNet redone
+    assert json.loads(after["manifest.json"])["unet"]["checkpoint"] == str(copy / "unet" / "unet_best.pt")

@@ -198,9 +198,9 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    dataset = Dataset.open(data_root)  # a bad dataset is named before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
-    dataset = Dataset.open(data_root)
     train_videos = dataset.videos("train")[: config.max_train_videos]
     val_videos = dataset.videos("val")
 
