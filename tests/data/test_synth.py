@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics import JaccardIndex
 
-from tests.conftest import TINY_COUNTS, TINY_SEED, run_cli
+from tests.conftest import TINY_COUNTS, TINY_SEED, files_under, run_cli, run_main
 from vidseg.data import synth
 from vidseg.data.layout import Dataset, read_frame
 
@@ -141,7 +141,7 @@ def test_motion_zero_gives_still_scenes_and_more_motion_lowers_copy_last_iou():
     assert scores[0] > scores[1]
 
 
-def test_interrupted_run_resumes_without_redoing_finished_videos(tmp_path):
+def test_interrupted_run_resumes_without_redoing_finished_videos(tmp_path, capsys):
     out = tmp_path / "resume"
     args = [sys.executable, "-m", "vidseg.data.synth", "--out", str(out), "--train=6", "--val=2",
             "--workers=1", "--quiet", "--seed=5"]
@@ -156,7 +156,7 @@ def test_interrupted_run_resumes_without_redoing_finished_videos(tmp_path):
     done = sorted((out / "train").glob("video_*"))
     assert 2 <= len(done) < 8 and not (out / "dataset.json").exists()
     stamp = done[0].stat().st_mtime_ns
-    assert run_cli(*args[1:]).returncode == 0
+    assert run_main(synth.main, *args[3:], capsys=capsys).returncode == 0
     assert done[0].stat().st_mtime_ns == stamp  # kept, not regenerated
     fresh = tmp_path / "fresh"
     synth.generate(fresh, {"train": 6, "val": 2, "unlabeled": 0, "hidden": 0}, synth.SynthConfig(seed=5),
@@ -167,39 +167,43 @@ def test_interrupted_run_resumes_without_redoing_finished_videos(tmp_path):
         assert (out / rel / "image_21.png").read_bytes() == video.frame_path(21).read_bytes()
 
 
-def test_other_settings_into_same_folder_is_refused(tiny_dataset, tmp_path):
+def test_other_settings_into_same_folder_is_refused(tiny_dataset):
+    before = (tiny_dataset / "dataset.json").read_bytes()
     result = run_cli("-m", "vidseg.data.synth", "--out", str(tiny_dataset), "--train=4", "--val=2",
-                     "--seed=99", "--quiet")
+                     "--seed=99", "--quiet")  # in a real process: exit 2, one line, no traceback
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and str(tiny_dataset) in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert (tiny_dataset / "dataset.json").read_bytes() == before
 
 
 @pytest.mark.parametrize("flag", ["--train=-1", "--workers=0", "--motion=-2", "--val=0", "--seed=-1",
                                   "--max-objects=40"])
-def test_cli_rejects_bad_values(flag, tmp_path):
-    result = run_cli("-m", "vidseg.data.synth", "--out", str(tmp_path / "x"), flag, "--quiet")
+def test_cli_rejects_bad_values(flag, tmp_path, capsys):
+    result = run_main(synth.main, "--out", str(tmp_path / "x"), flag, "--quiet", capsys=capsys)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.stderr and lines[-1].startswith(("error: ", "python -m vidseg.data.synth: error: "))
+    assert lines[-1].startswith(("error: ", "python -m vidseg.data.synth: error: "))
     assert flag.split("=")[0].lstrip("-").replace("-", "_") in lines[-1].replace("-", "_")
+    assert not (tmp_path / "x").exists()
 
 
-def test_unwritable_output_and_corrupt_manifest_are_one_line_errors(tmp_path):
-    result = run_cli("-m", "vidseg.data.synth", "--out", "/proc/nope/x", "--train=1", "--val=1", "--quiet")
+def test_unwritable_output_and_corrupt_manifest_are_one_line_errors(tmp_path, capsys):
+    result = run_main(synth.main, "--out", "/proc/nope/x", "--train=1", "--val=1", "--quiet", capsys=capsys)
     assert result.returncode == 2 and result.stderr.startswith("error: /proc/nope")
     assert result.stderr.count("\n") == 1
     out = tmp_path / "d"
     out.mkdir()
     (out / "dataset.json").write_text("[1, 2")
-    result = run_cli("-m", "vidseg.data.synth", "--out", str(out), "--train=1", "--val=1", "--quiet")
+    result = run_main(synth.main, "--out", str(out), "--train=1", "--val=1", "--quiet", capsys=capsys)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {out / 'dataset.json'}: unreadable")
     assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json"]
 
 
-def test_rerun_of_finished_dataset_is_a_no_op(tiny_dataset):
-    before = (tiny_dataset / "dataset.json").stat().st_mtime_ns
+def test_rerun_of_finished_dataset_is_a_no_op(tiny_dataset, capsys):
+    before = files_under(tiny_dataset)
     args = [f"--{k}={v}" for k, v in TINY_COUNTS.items()]
-    result = run_cli("-m", "vidseg.data.synth", "--out", str(tiny_dataset), *args, f"--seed={TINY_SEED}", "--quiet")
+    result = run_main(synth.main, "--out", str(tiny_dataset), *args, f"--seed={TINY_SEED}", "--quiet", capsys=capsys)
     assert result.returncode == 0, result.stderr
-    assert (tiny_dataset / "dataset.json").stat().st_mtime_ns == before
+    assert files_under(tiny_dataset) == before
