@@ -113,17 +113,23 @@ def shards_without(tiny_shards: Path, tmp_path: Path) -> Callable[[str], Path]:
     return make
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray instance for a module's tests (as Ray's own ``ray_start_regular_shared``), with
-    a logical GPU: trials that ask for none never use it."""
+@contextlib.contextmanager
+def ray_instance(**resources) -> Iterator[None]:
+    """A local Ray instance in this process (``ray.init(num_cpus=2, **resources)``), shut down after."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(**{"num_cpus": 2, **resources}, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance, 2 CPUs, for a module's tests (as Ray's own ``ray_start_regular_shared``)."""
+    with ray_instance():
+        yield
 
 
 def write_shard_set(out: Path, splits: dict[str, tuple]) -> Path:

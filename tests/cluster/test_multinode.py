@@ -18,14 +18,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RAY
 from tests.loopback import RayNode, free_port, kill_processes, process_tree
 
 ONE_GPU = ["--num-cpus=1", "--num-gpus=1"]  # a logical GPU: trials ask for GPU shares as on a real cluster
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A head and two worker nodes on 127.0.0.1, token authentication on; yields (address, env, nodes)."""
+pytestmark = RAY
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and two worker nodes on 127.0.0.1, token authentication on; yields (address, env, nodes, its
+    folder, where each node caches shards).
+    Started once for the module: the token test runs first, the node kill last."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
@@ -44,7 +51,7 @@ def cluster(tmp_path):
                               {**env, "VIDSEG_SHARD_CACHE": str(tmp_path / f"cache-{name}")}, tmp_path, short))
         for node in nodes[1:]:
             node.wait_ready()
-        yield f"127.0.0.1:{port}", env, {n.name: n for n in nodes}
+        yield f"127.0.0.1:{port}", env, {n.name: n for n in nodes}, tmp_path
     finally:
         for node in reversed(nodes):
             node.stop()
@@ -52,18 +59,27 @@ def cluster(tmp_path):
 
 
 def test_clients_without_the_token_are_refused(cluster):
-    address, env, _ = cluster
+    address, env, _, _ = cluster
     probe = f"import ray; ray.init(address={address!r}); print('nodes', len(ray.nodes()))"
     fast = {"RAY_gcs_server_port_wait_time_s": "3"}  # refused after 3 retries, not 20
-    allowed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
-    assert allowed.returncode == 0 and "nodes 3" in allowed.stdout, allowed.stderr[-2000:]
     without = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
     wrong_file = Path(env["RAY_AUTH_TOKEN_PATH"]).with_name("wrong_token")
     wrong_file.write_text(secrets.token_hex(32))
-    for bad in ({**without, **fast}, {**env, **fast, "RAY_AUTH_TOKEN_PATH": str(wrong_file)}):
-        refused = subprocess.run([sys.executable, "-c", probe], env=bad, capture_output=True, text=True, timeout=120)
-        assert refused.returncode != 0 and "nodes" not in refused.stdout
-        assert "Failed to connect to Ray cluster" in refused.stderr or "Unauthenticated" in refused.stderr
+    clients = [subprocess.Popen([sys.executable, "-c", probe], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # the three at once: each spends its time waiting on the cluster
+               for e in (env, {**without, **fast}, {**env, **fast, "RAY_AUTH_TOKEN_PATH": str(wrong_file)})]
+    try:
+        answers = [(c.wait(timeout=120), *c.communicate()) for c in clients]
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+    (code, out, err), *refused = answers
+    assert code == 0 and "nodes 3" in out, err[-2000:]
+    for code, out, err in refused:
+        assert code != 0 and "nodes" not in out
+        assert "Failed to connect to Ray cluster" in err or "Unauthenticated" in err
 
 
 def _trial_on_node(experiment: Path, node_pids: set[int]) -> Path | None:
@@ -76,7 +92,8 @@ def _trial_on_node(experiment: Path, node_pids: set[int]) -> Path | None:
 
 
 def test_search_survives_a_lost_worker_node(cluster, tiny_shards, tmp_path):
-    address, env, nodes = cluster
+    """Last in the module: it loses a node of the shared cluster."""
+    address, env, nodes, folder = cluster
     bucket = tmp_path / "bucket"
     name = "cluster"
     args = [sys.executable, "search/run_search.py", "--smoke-test", "--address", address, "--shards", str(tiny_shards),
@@ -110,5 +127,5 @@ def test_search_survives_a_lost_worker_node(cluster, tiny_shards, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and all(r["status"] == "TERMINATED" and r["epochs"] == "6" for r in rows)
     # the shards came from the bucket: each node that ran a trial cached them once
-    caches = [p for n in ("head", "w1", "w2") for p in (tmp_path / f"cache-{n}").glob("*/manifest.json")]
+    caches = [p for n in ("head", "w1", "w2") for p in (folder / f"cache-{n}").glob("*/manifest.json")]
     assert 1 <= len(caches) <= 3 and (bucket / "shards").is_dir()

@@ -10,7 +10,7 @@ import pytest
 
 from search.curves import read_curves
 from search.replay import Setting, replay, replay_many
-from tests.conftest import run_cli
+from tests.conftest import RAY, run_cli, run_main
 
 EPOCHS = 8
 
@@ -67,7 +67,6 @@ def test_fifo_runs_everything_and_asha_saves_but_can_lose_a_late_bloomer(tmp_pat
 def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
     """Epochs each trial ran in a real Ray Tune run, one trial at a time in table order, with the
     scheduler the live search builds."""
-    import ray
     from ray import tune
 
     from search.tuner import make_scheduler
@@ -76,23 +75,20 @@ def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
         for epoch, value in enumerate(config["curve"], 1):
             tune.report({"epoch": epoch, "val_iou": float(value)})
 
-    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    try:
-        tuner = tune.Tuner(
-            trainable, param_space={"curve": tune.grid_search([list(map(float, c)) for c in values])},
-            tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1),
-            run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
-        results = tuner.fit()
-        by_curve = {tuple(r.config["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
-    finally:
-        ray.shutdown()
+    tuner = tune.Tuner(
+        trainable, param_space={"curve": tune.grid_search([list(map(float, c)) for c in values])},
+        tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
+    results = tuner.fit()
+    by_curve = {tuple(r.config["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
     return [by_curve[tuple(map(float, c))] for c in values]
 
 
 TMP = []
 
 
-def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(tmp_path):
+@RAY
+def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(local_ray, tmp_path):
     TMP[:] = [tmp_path / "ray"]
     values = _curves(n=7, seed=1)
     curves = read_curves(write_table(tmp_path / "curves.parquet", values))
@@ -103,12 +99,14 @@ def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(tmp_path):
     assert _live_epochs(values, 1, 2) == expected
 
 
-def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path):
+def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path, capsys):
+    from search.replay import main
+
     table = write_table(tmp_path / "curves.parquet", _curves())
-    result = run_cli("-m", "search.replay", str(table), "--scheduler", "fifo", "asha", "--grace-period", "1", "2",
+    result = run_main(main, str(table), "--scheduler", "fifo", "asha", "--grace-period", "1", "2",
                      "--reduction-factor", "2", "--seeds", "50", "--plot", str(tmp_path / "replay.png"),
                      "--json", str(tmp_path / "replay.json"), "--samplers", "random", "tpe-multivariate-group-liar",
-                     timeout=300)
+                     capsys=capsys)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert "12 configurations x 8 epochs" in lines[0] and "50 replays per setting" in lines[0]
@@ -139,11 +137,20 @@ def _text(path, text):
     (lambda p: write_table(p / "a.parquet", _curves(n=4), {"scheduler": "asha", "max_epochs": EPOCHS}, drop_last_of=1),
      "error: {p}/a.parquet: a asha search's table (1 of 4 trials stopped early); a replay needs every trial's whole"),
 ])
-def test_bad_tables_get_one_line_and_exit_2(tmp_path, make, message):
-    result = run_cli("-m", "search.replay", str(make(tmp_path)))
-    assert result.returncode == 2
+def test_bad_tables_get_one_line_and_exit_2(tmp_path, make, message, capsys):
+    from search.replay import main
+
+    result = run_main(main, str(make(tmp_path)), "--json", str(tmp_path / "out.json"), capsys=capsys)
+    assert result.returncode == 2 and not (tmp_path / "out.json").exists()
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(message.format(p=tmp_path))
+
+
+def test_a_bad_table_in_a_real_process_is_one_line_exit_2_and_no_traceback(tmp_path):
+    result = run_cli("-m", "search.replay", str(_text(tmp_path / "bad.parquet", "not parquet")))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {tmp_path}/bad.parquet: not a Parquet")
 
 
 def test_asha_breaks_ties_at_a_rung_by_arrival():

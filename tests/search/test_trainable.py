@@ -4,22 +4,26 @@ import csv
 import json
 
 import pytest
-import ray
 from ray import tune
 
 from search.report import write_results
 from search.trainable import train_simvp
+from tests.conftest import RAY, ray_instance
 from vidseg.errors import InputError
 
 COMMON = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, loss="ce", batch_size=4, epochs=2, device="cpu", seed=0,
               translator="incep", lr=5e-3, train_inputs="true", pseudo_labels=False, last_frame_skip=False)
 
 
-@pytest.fixture
+pytestmark = RAY
+
+
+@pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    """One local Ray for the module, with a logical GPU (no memory to read); the trials here ask
+    for CPUs only and train on the CPU."""
+    with ray_instance(num_gpus=1):
+        yield
 
 
 def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards, tmp_path):
@@ -45,15 +49,11 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards,
     assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
 
 
-def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag():
+def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag(local_ray):
     from search.trainable import detect_gpu_memory_gb
 
-    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    try:
-        with pytest.raises(InputError, match="--gpu-memory-gb"):
-            detect_gpu_memory_gb(timeout_s=60)
-    finally:
-        ray.shutdown()
+    with pytest.raises(InputError, match="--gpu-memory-gb"):
+        detect_gpu_memory_gb(timeout_s=60)
 
 
 def _leaderboard(results, tiny_shards, experiment):

@@ -6,13 +6,13 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import RAY, run_cli, run_main
 from vidseg.checkpoint import save_checkpoint
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.synth import GENERATOR_VERSION
 from vidseg.errors import InputError
 from vidseg.models import UNet
-from vidseg.segment.pretrained import RECIPE, SHIPPED, check_shipped, export, val_jaccard
+from vidseg.segment.pretrained import RECIPE, SHIPPED, check_shipped, export, main, val_jaccard
 from vidseg.segment.train import UNetConfig, load_unet
 
 
@@ -49,7 +49,7 @@ def test_export_halves_the_weights_and_records_the_recipe_and_version(tmp_path):
         export(tmp_path / "other.pt", tmp_path / "shipped2.pt")
 
 
-def test_another_generator_version_is_refused_in_one_line(tmp_path):
+def test_another_generator_version_is_refused_in_one_line(tmp_path, capsys):
     _recipe_checkpoint(tmp_path / "unet_best.pt")
     out = export(tmp_path / "unet_best.pt", tmp_path / "shipped.pt")
     state = torch.load(out, weights_only=True)
@@ -57,16 +57,21 @@ def test_another_generator_version_is_refused_in_one_line(tmp_path):
     with pytest.raises(InputError, match=rf"old.pt: trained on the synthetic generator version 0.9, but this generator "
                                          rf"is version {GENERATOR_VERSION}.*--train-unet"):
         check_shipped(tmp_path / "old.pt")
-    result = run_cli("-m", "vidseg.segment.pretrained", "--check", "--out", str(tmp_path / "old.pt"))
+    result = run_cli("-m", "vidseg.segment.pretrained", "--check", "--out", str(tmp_path / "old.pt"))  # a real process
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {tmp_path / 'old.pt'}: trained on the synthetic generator version 0.9")
-    missing = run_cli("-m", "vidseg.segment.pretrained", "--check", "--out", str(tmp_path / "none.pt"))
+    missing = run_main(main, "--check", "--out", str(tmp_path / "none.pt"), capsys=capsys)
     assert missing.returncode == 2 and "no shipped UNet checkpoint" in missing.stderr
+    assert missing.stderr.count("\n") == 1 and not (tmp_path / "none.pt").exists()
+    shipped = run_main(main, "--check", capsys=capsys)
+    assert shipped.returncode == 0 and f"generator {GENERATOR_VERSION}" in shipped.stdout
 
 
-def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(tiny_dataset, tmp_path):
+@RAY
+def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(local_ray, tiny_dataset, tmp_path):
     """prepare_shards with a profile that ships its UNet: the shards come from the shipped weights,
-    and the manifest records its val Jaccard on this dataset; --train-unet trains one instead."""
+    made on Ray tasks (the module's local Ray), and the manifest records its val Jaccard on this
+    dataset; --train-unet trains one instead."""
     from search.prepare import DataSource, prepare_shards
     from search.space import PROFILES
     from vidseg.data.shards import ShardSet
