@@ -83,6 +83,9 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
             fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
         except TrialDiverged as err:  # it would diverge again the same way: not retried
             end_trial(DIVERGED, err.epoch, str(err))
+        finally:
+            if torch.cuda.is_available():  # the process may run the next trial (reuse_actors): its share, empty
+                torch.cuda.empty_cache()
 
 
 def end_trial(outcome: str, epoch: int, reason: str) -> None:

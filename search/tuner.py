@@ -143,7 +143,8 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
                                      settings.reduction_factor),
-            num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer),
+            num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,
+            reuse_actors=True),  # a finished trial's process takes the next: no new process, no torch import
         run_config=tune.RunConfig(
             name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
