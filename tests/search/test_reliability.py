@@ -201,7 +201,7 @@ def test_a_bug_is_not_taken_for_bad_input(tmp_path, monkeypatch, capsys):
     assert "error:" not in capsys.readouterr().err
 
 
-EPOCHS = 40  # tiny epochs take about 0.2 s: enough that Ctrl-C lands mid-trial
+EPOCHS = 24  # tiny epochs take about 0.25 s: enough that Ctrl-C, sent after the first, lands mid-trial
 
 
 def _epochs(trial: Path) -> list[int]:

@@ -77,7 +77,8 @@ def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
 
     tuner = tune.Tuner(
         trainable, param_space={"curve": tune.grid_search([list(map(float, c)) for c in values])},
-        tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1),
+        tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1,
+                                    reuse_actors=True),  # as the live search (search.tuner.build_tuner)
         run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
     results = tuner.fit()
     by_curve = {tuple(r.config["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}

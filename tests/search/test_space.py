@@ -157,7 +157,7 @@ def test_trial_resources_ask_for_the_planned_share_only_where_there_are_gpus():
 
 
 def test_parameters_are_counted_as_built():
-    for config in itertools.islice(_full_space(), 0, None, 97):
+    for config in itertools.islice(_full_space(), 0, None, 389):  # 45 of the 17,280, every dimension varied
         with torch.device("meta"):
             built = sum(p.numel() for p in build_model(config, 160, 240).parameters())
         assert parameter_count(config) == built, config
