@@ -29,12 +29,7 @@ RAY = pytest.mark.xdist_group("ray")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
-    # Two workers on a 2-core machine: one thread each for this process's own torch work.
-    torch.set_num_threads(1)
-    if os.environ["PYTEST_XDIST_WORKER"] != "gw0":
-        # xdist hands its largest work unit, the "ray" group, to gw0 first: the other worker (and
-        # what it starts) yields the CPU to it, and works in its waits. Only speed depends on this.
-        os.nice(10)
+    torch.set_num_threads(1)  # two workers on a 2-core machine: one thread each for their own torch work
 
 
 def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
