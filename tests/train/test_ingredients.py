@@ -17,6 +17,7 @@ TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=2, device="cpu
 ALL = dict(loss="ce", input_encoding="embed", embed_dim=8, stem_stride=2, rollout="autoregressive", sampling="linear",
            iou_loss_weight=1.0, flip_augment=True)
 INGREDIENTS = [
+    dict(loss="weighted_ce", train_inputs="mix"),  # no ingredient: the plain loop, on UNet and true inputs
     dict(loss="ce", input_encoding="embed", embed_dim=8),
     dict(loss="weighted_ce", stem_stride=2, last_frame_skip=True),
     dict(loss="mse", stem_stride=2),
@@ -59,8 +60,10 @@ def test_one_epoch_then_resume_equals_two_epochs(tiny_shards, tmp_path, ingredie
     straight = fit(config, tiny_shards, lambda m: None, checkpoint_dir=tmp_path / "a")
     with pytest.raises(Killed):
         fit(config, tiny_shards, die, checkpoint_dir=tmp_path / "b")
-    resumed = fit(config, tiny_shards, lambda m: None, checkpoint=tmp_path / "b", checkpoint_dir=tmp_path / "b")
-    keys = ("train_loss", "val_loss", "val_iou", "val_iou_true_inputs")
+    reports = []
+    resumed = fit(config, tiny_shards, reports.append, checkpoint=tmp_path / "b", checkpoint_dir=tmp_path / "b")
+    assert [r["epoch"] for r in reports] == [2]  # only the missing epoch ran
+    keys = ("train_loss", "val_loss", "val_iou", "val_iou_true_inputs", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in straight.history]
     assert all(math.isfinite(r[k]) for r in straight.history for k in keys)
     a = torch.load(tmp_path / "a" / "checkpoint.pt")["model"]
