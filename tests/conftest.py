@@ -19,7 +19,7 @@ from filelock import FileLock
 TINY_COUNTS = {"train": 4, "val": 2, "unlabeled": 2, "hidden": 2}
 TINY_SEED = 7
 SHARD_SIZE = (40, 60)
-SEGMENT_ARGS = ("--size=40x60", "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0",
+SEGMENT_ARGS = (f"--size={SHARD_SIZE[0]}x{SHARD_SIZE[1]}", "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0",
                 "--videos-per-shard=3", "--no-ray", "--quiet")
 
 # Tests that start Ray, or read the one smoke search, share one pytest-xdist worker (``--dist

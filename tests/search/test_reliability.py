@@ -91,8 +91,6 @@ def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy,
 
 
 def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(shards_copy, tmp_path):
-    import numpy as np
-
     from search.report import hidden_score, read_answers
     from vidseg.data.shards import ShardSet
     from vidseg.errors import InputError

@@ -19,14 +19,14 @@ pytestmark = RAY
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def ray_with_a_logical_gpu():
     """One local Ray for the module, with a logical GPU (no memory to read); the trials here ask
     for CPUs only and train on the CPU."""
     with ray_instance(num_gpus=1):
         yield
 
 
-def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards, tmp_path):
+def test_failed_trial_is_recorded_and_the_search_goes_on(ray_with_a_logical_gpu, tiny_shards, tmp_path):
     # groups 3 does not divide hid_T // 2 = 8: that trial raises ValueError when it builds its model
     tuner = tune.Tuner(
         tune.with_parameters(train_simvp, shards=str(tiny_shards)),
@@ -49,7 +49,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(local_ray, tiny_shards,
     assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
 
 
-def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag(local_ray):
+def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag(ray_with_a_logical_gpu):
     from search.trainable import detect_gpu_memory_gb
 
     with pytest.raises(InputError, match="--gpu-memory-gb"):
@@ -63,7 +63,7 @@ def _leaderboard(results, tiny_shards, experiment):
         return list(csv.DictReader(f))
 
 
-def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(local_ray, tiny_shards, tmp_path):
+def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(ray_with_a_logical_gpu, tiny_shards, tmp_path):
     tuner = tune.Tuner(
         tune.with_parameters(train_simvp, shards=str(tiny_shards), gpu_memory_gb=0.25, resolution=(40, 60)),
         param_space={**COMMON, "groups": 1},
@@ -80,7 +80,7 @@ def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(l
     assert "infeasible on a 0.25 GiB GPU" in row["error"] and "one clip needs" in row["error"]
 
 
-def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(local_ray, tiny_shards, tmp_path):
+def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(ray_with_a_logical_gpu, tiny_shards, tmp_path):
     # an absurd learning rate drives the weights to overflow within the first epoch
     tuner = tune.Tuner(
         tune.with_parameters(train_simvp, shards=str(tiny_shards)),
