@@ -317,7 +317,8 @@ def top_team_config(profile: Profile) -> dict[str, Any]:
     """The best teams' recipe (maskpredformer, 2nd of 38; tanmayy24's fine-tune) in this profile's
     terms: gSTA on a learned embedding of the masks, behind a stride-2 stem; CE; one frame at a
     time, rolled out autoregressively, trained with scheduled sampling (exponential); pseudo-labels
-    of the unlabeled videos; at the profile's largest widths (their N_S 4, N_T 8, 64/512 in full)."""
+    of the unlabeled videos where the shard set has them; at the profile's largest widths (their N_S
+    4, N_T 8, 64/512 in full)."""
     def pick(name: str, wanted: Any) -> Any:
         choices = profile.choices(name)
         return wanted if wanted in choices else max(choices)
@@ -325,7 +326,7 @@ def top_team_config(profile: Profile) -> dict[str, Any]:
             "hid_T": max(profile.choices("hid_T")), "translator": "gsta", "groups": 1, "last_frame_skip": False,
             "loss": "ce", "iou_loss_weight": 0.0, "input_encoding": "embed", "embed_dim": max(profile.choices("embed_dim")),
             "stem_stride": 2, "rollout": "autoregressive", "sampling": "exponential", "train_inputs": "true",
-            "pseudo_labels": True}
+            "pseudo_labels": True in profile.choices("pseudo_labels")}  # False where the shards have none
 
 
 def reference_name(config: dict[str, Any], references: dict[str, dict[str, Any]]) -> str:

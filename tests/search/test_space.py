@@ -98,6 +98,7 @@ def test_fit_to_shards_leaves_out_what_the_shards_cannot_run_and_resume_rebuilds
                      "pseudo_labels=True left out of the space: the shard set has no unlabeled videos"]
     assert narrowed(PROFILES["full"], json.loads(json.dumps(limits_of(fitted)))) == fitted  # as search.json keeps it
     assert points_to_evaluate(fitted) and all(p["N_S"] != 8 for p in points_to_evaluate(fitted).values())
+    assert points_to_evaluate(fitted)[TOP_TEAM]["pseudo_labels"] is False  # it would fail with no unlabeled videos
     assert fit_to_shards(PROFILES["full"], (160, 240), {**counts, "unlabeled": 3}) == (PROFILES["full"], [])
     with pytest.raises(InputError, match="no val videos"):
         fit_to_shards(PROFILES["smoke"], (40, 60), {"train": 4, "val": 0})
