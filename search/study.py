@@ -27,11 +27,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search.trainable import OUTCOME
 
-__all__ = ["StudySearch", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
+__all__ = ["StudySearch", "RetryingLimiter", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
            "parameter_importances"]
 
 log = logging.getLogger("vidseg.search")
@@ -188,6 +189,17 @@ class StudySearch(OptunaSearch):
                     self._ot_study.tell(frozen.number, state=TrialState.FAIL)
                 except _STORAGE_ERRORS as err:
                     log.warning("study: trial %d: %s", frozen.number, err)
+
+
+class RetryingLimiter(ConcurrencyLimiter):
+    """Ray's ``ConcurrencyLimiter``, which also lets an errored trial that ``--retry-errored`` runs
+    again back in: Ray restores that trial rather than asking for it, and the plain limiter, which
+    dropped it when it errored, would never pass on its end, so the study kept its retry RUNNING."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.live_trials and not self.batch:
+            self.live_trials.add(trial_id)  # running again: it counts against the limit, and its end is passed on
+        super().on_trial_result(trial_id, result)
 
 
 def parameter_importances(path: Path | str, name: str) -> dict[str, float] | str:

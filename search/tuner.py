@@ -133,14 +133,15 @@ class TrialNamer:
 
 def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path):
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
+
+    from search.study import RetryingLimiter
 
     searcher = make_searcher(settings, profile, study_file, name)
     namer = TrialNamer(profile)
     return tune.Tuner(
         make_trainable(settings, profile, shards),
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
+            search_alg=RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
                                      settings.reduction_factor),
             num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.space import PROFILES, SearchSpace
@@ -139,8 +140,13 @@ def test_a_restored_searcher_reopens_its_moved_study_and_fails_trials_it_never_s
     assert not (tmp_path / "optuna.journal").exists()  # nothing written at the old place
 
 
-def test_an_errored_trial_retried_by_ray_becomes_a_new_study_trial(tmp_path):
-    searcher = _searcher(tmp_path)
+@pytest.mark.parametrize("limited", [False, True], ids=["searcher", "behind the search's limiter"])
+def test_an_errored_trial_retried_by_ray_becomes_a_new_study_trial(tmp_path, limited):
+    """Behind Ray's plain ConcurrencyLimiter the retry's end never reached the study (it dropped the
+    trial when it errored), leaving the retry RUNNING; the search's RetryingLimiter passes it on."""
+    from search.study import RetryingLimiter
+
+    searcher = RetryingLimiter(_searcher(tmp_path), max_concurrent=1) if limited else _searcher(tmp_path)
     searcher.suggest("flaky")
     searcher.on_trial_result("flaky", {"epoch": 1, "val_iou": 0.1})
     searcher.on_trial_complete("flaky", error=True)  # out of retries: the search ended it
