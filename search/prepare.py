@@ -65,8 +65,11 @@ def prepare_dataset(source: DataSource, profile: Profile, seed: int) -> Path | N
     return root
 
 
-def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path | None) -> str:
-    """The shard set the trials read: given, or made (and cached) from the dataset root."""
+def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path | None, *, address: str | None = None,
+                   use_ray: bool = True) -> str:
+    """The shard set the trials read: given, or made (and cached) from the dataset root, each shard
+    a Ray task (on the Ray this process joined, else on one started for them at ``address``, or
+    locally) unless not ``use_ray``."""
     from vidseg.segment.presegment import presegment
 
     if root is None:
@@ -83,7 +86,8 @@ def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path |
     log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
     started = time.perf_counter()
     presegment(root, cache, checkpoint, out_size=profile.resolution,
-               videos_per_shard=16 if profile.name != "full" else 64, progress=progress)
+               videos_per_shard=16 if profile.name != "full" else 64, address=address, use_ray=use_ray,
+               progress=progress)
     log.info("      shards ready (%.0f s)", time.perf_counter() - started)
     return str(cache.resolve())
 

@@ -33,7 +33,7 @@ from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, INPUT_FRAMES, build_model
 from vidseg.train.losses import predict_masks
 
-__all__ = ["write_results", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
+__all__ = ["write_results", "no_trial_completed", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -459,6 +459,13 @@ def outcome_text(rows: list[dict[str, Any]]) -> str:
     words = {"TERMINATED": "completed", "DIVERGED": "diverged", "INFEASIBLE": "infeasible", "ERROR": "failed (error)"}
     counts = {status: sum(r["status"] == status for r in rows) for status in words}
     return ", ".join(f"{n} {words[status]}" for status, n in counts.items() if n or status == "TERMINATED")
+
+
+def no_trial_completed(rows: list[dict[str, Any]], experiment: str) -> str | None:
+    """The error line of a search in which no trial completed (the driver then exits 1), or None."""
+    if any(row["status"] == "TERMINATED" for row in rows):
+        return None
+    return f"error: no trial completed ({outcome_text(rows)}); see {experiment}/leaderboard.csv for why"
 
 
 def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:

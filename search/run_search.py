@@ -80,6 +80,12 @@ def run(args) -> int:
             shards = prepare.prepare_shards(source, profile, settings.seed, None)
             profile, limits = prepare.fit_space(profile, shards)
             settings = settings.replace(limits=limits)
+        if args.prepare_only:  # no search: Ray starts only where shards remain to be made, for them
+            if root is not None:
+                shards = prepare.prepare_shards(source, profile, settings.seed, root, address=address)
+                prepare.fit_space(profile, shards)  # what a search on them would leave out, said now
+            print(f"shards ready: {shards}")
+            return 0
         tuner.init_ray(address)
         try:
             if not args.resume:
@@ -88,9 +94,6 @@ def run(args) -> int:
                     shards = prepare.prepare_shards(source, profile, settings.seed, root)
                     profile, limits = prepare.fit_space(profile, shards)
                     settings = settings.replace(limits=limits)
-                if args.prepare_only:
-                    print(f"shards ready: {shards}")
-                    return 0
                 saved = state.save_new(storage, name, settings, shards, args.hidden_answers)
                 shards = saved.shards
             log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", name, settings.num_samples,
@@ -106,7 +109,7 @@ def run(args) -> int:
             if callback.interrupted or len(results) < settings.num_samples:
                 raise KeyboardInterrupt  # Tune saved its state and stopped the trials
             log.info("search finished in %.0f s", time.perf_counter() - started)
-            from search.report import outcome_text, write_results
+            from search.report import no_trial_completed, write_results
 
             out, rows = write_results(results, settings.to_dict(), shards, f"{storage}/{name}", saved.hidden_answers,
                                       study_file=study_file)
@@ -117,8 +120,9 @@ def run(args) -> int:
     print(f"\nresults: {out}\n  best config: {out}/best_config.json   report: {out}/report.md   "
           f"leaderboard: {out}/leaderboard.csv\n  watch and compare trials: tensorboard --logdir {out} (all searches: --logdir {args.storage})\n"
           f"  the Optuna study: optuna-dashboard {study_file}")
-    if not any(row["status"] == "TERMINATED" for row in rows):
-        print(f"error: no trial completed ({outcome_text(rows)}); see {out}/leaderboard.csv for why", file=sys.stderr)
+    failed = no_trial_completed(rows, out)
+    if failed:
+        print(failed, file=sys.stderr)
         return 1
     return 0
 

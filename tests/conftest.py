@@ -49,6 +49,14 @@ def run_main(main: Callable[[list[str]], int], *args: str, capsys: pytest.Captur
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 
+def read_leaderboard(experiment: Path) -> list[dict[str, str]]:
+    """A finished search's leaderboard.csv, a dict a row."""
+    import csv
+
+    with open(experiment / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def files_under(root: Path) -> dict[str, bytes]:
     """Every file below ``root`` and its bytes: to show that a refused command wrote nothing."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -12,10 +12,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
-from tests.conftest import RAY, SEGMENT_ARGS, SHARD_SIZE, files_under, run_cli, run_main, write_shard_set
+from tests.conftest import RAY, SEGMENT_ARGS, SHARD_SIZE, files_under, read_leaderboard, run_cli, run_main, write_shard_set
+from tests.loopback import kill_processes, process_tree
 from vidseg.checkpoint import CheckpointError, load_checkpoint
 
 SCRIPT = "search/run_search.py"
@@ -199,80 +204,130 @@ def test_a_bug_is_not_taken_for_bad_input(tmp_path, monkeypatch, capsys):
     assert "error:" not in capsys.readouterr().err
 
 
-EPOCHS = 24  # tiny epochs take about 0.25 s: enough that Ctrl-C, sent after the first, lands mid-trial
+EPOCHS = 12  # tiny epochs take 0.25-0.7 s: a trial lasts long enough for a kill or a Ctrl-C to land mid-trial
 
 
 def _epochs(trial: Path) -> list[int]:
-    return [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines() if line.endswith("}")]
+    """A trial folder's reported epochs, from Ray Tune's result.json (a half-written last line skipped)."""
+    result = trial / "result.json"
+    lines = result.read_text().splitlines() if result.is_file() else []
+    return [json.loads(line)["epoch"] for line in lines if line.endswith("}")]
+
+
+def _trials(experiment: Path) -> dict[Path, list[int]]:
+    return {t.parent: _epochs(t.parent) for t in experiment.glob("*/result.json")}
+
+
+def _wait_for(driver: subprocess.Popen, ready, what: str):
+    """Poll ``ready()`` until it returns something, while the driver still runs."""
+    deadline = time.monotonic() + 240
+    while not (found := ready()):
+        assert driver.poll() is None, f"the search ended before {what}"
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.2)
+    return found
 
 
 @RAY
-def test_ctrl_c_then_a_planted_checkpoint_then_retry_errored(tiny_shards, shards_without, tmp_path, capsys):
-    """Ctrl-C exits 130 with the exact command that continues; that command refuses conflicting
-    flags, applies --max-failures, refuses a planted trial checkpoint (the trial errors, and with no
-    trial completed the search exits 1); --retry-errored then goes on from the restored checkpoint."""
+def test_killed_then_a_planted_checkpoint_and_ctrl_c_then_retry_errored(tiny_shards, shards_without, tmp_path, capsys):
+    """One search of three trials, one at a time, through every way a search is cut short:
+    - the driver is killed (SIGKILL, with its Ray) once the first trial finished and the second is
+      past its second epoch;
+    - ``--resume --max-failures 0``, with the second trial's checkpoints replaced by planted
+      pickles, runs no code from them: that trial errors once (no retry) and the third starts;
+      Ctrl-C then exits 130 with the exact command that continues, which refuses conflicting flags
+      and changes nothing;
+    - ``--retry-errored``, the good checkpoints back, finishes the second trial from its checkpoint
+      and the third from its own; the first never ran again; the Optuna study holds one complete
+      trial per Ray trial and the failed attempt as FAIL."""
     from search.run_search import main
 
     shards = shards_without("unlabeled")  # pseudo-labels leave the space
-    storage, name = tmp_path / "results", "ctrl-c"
+    storage, name = tmp_path / "results", "cut-short"
     experiment = storage / name
-    driver = subprocess.Popen([sys.executable, SCRIPT, "--smoke-test", "--shards", str(shards), "--storage", str(storage),
-                               "--name", name, "--num-samples=1", f"--max-epochs={EPOCHS}", f"--grace-period={EPOCHS}"],
+    first_log = tmp_path / "first-run.log"
+    with open(first_log, "w") as log:
+        driver = subprocess.Popen([sys.executable, SCRIPT, "--smoke-test", "--shards", str(shards), "--storage",
+                                   str(storage), "--name", name, "--num-samples=3", "--max-concurrent=1",
+                                   f"--max-epochs={EPOCHS}", f"--grace-period={EPOCHS}"],
+                                  stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        def one_done_one_running():
+            epochs = _trials(experiment)
+            done = [t for t, e in epochs.items() if e and e[-1] == EPOCHS]
+            running = [t for t, e in epochs.items() if e and 2 <= e[-1] < EPOCHS]
+            return (done[0], running[0]) if done and running else None
+
+        finished, cut = _wait_for(driver, one_done_one_running, "trial finished while another was past its second epoch")
+    finally:
+        kill_processes(process_tree(driver.pid))  # the driver and its Ray, at once, by pid: a lost driver
+        driver.wait(timeout=30)
+    assert "pseudo_labels=True left out of the space: the shard set has no unlabeled videos" in first_log.read_text()
+    assert json.loads((experiment / "search.json").read_text())["settings"]["limits"]["pseudo_labels"] == [False]
+    finished_log = (finished / "result.json").read_text()
+    assert len(finished_log.splitlines()) == EPOCHS
+    cut_epochs = _epochs(cut)
+
+    good = {path: path.read_bytes() for path in cut.glob("checkpoint_*/checkpoint.pt")}
+    assert good
+    marker = tmp_path / "ran"
+    for path in good:  # the latest, and the best kept beside it
+        plant(path, marker)
+    resume = ["python", SCRIPT, "--resume", "--storage", str(storage), "--name", name]
+    driver = subprocess.Popen([sys.executable, SCRIPT, "--resume", "--storage", str(storage), "--max-failures=0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not [t for t in experiment.glob("*/result.json") if _epochs(t.parent)]:
-            assert driver.poll() is None, driver.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no epoch was reported"
-            time.sleep(0.2)
+        third = _wait_for(driver, lambda: [t for t, e in _trials(experiment).items() if e and t not in (finished, cut)],
+                          "third trial reported an epoch")[0]
         driver.send_signal(signal.SIGINT)
         _, stderr = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
-            driver.kill()
+            kill_processes(process_tree(driver.pid))
             driver.wait()
     assert driver.returncode == 130, stderr[-3000:]
-    assert "pseudo_labels=True left out of the space: the shard set has no unlabeled videos" in stderr
-    command = stderr.strip().splitlines()[-1].strip()
-    assert command == shlex.join(["python", SCRIPT, "--resume", "--storage", str(storage), "--name", name])
+    assert stderr.strip().splitlines()[-1].strip() == shlex.join(resume)
+    assert not marker.exists() and "refused, not loaded" in stderr
+    assert stderr.count("Trial task failed") == 1  # --max-failures 0 applied: no retry
+    assert _epochs(cut) == cut_epochs  # it trained no further
+    assert _epochs(third)[-1] < EPOCHS  # Ctrl-C landed mid-trial
     assert not (experiment / "report.md").exists() and not (experiment / "leaderboard.csv").exists()
-    assert json.loads((experiment / "search.json").read_text())["settings"]["limits"]["pseudo_labels"] == [False]
-    resume = [sys.executable, *shlex.split(command)[1:]]
 
     saved = files_under(experiment)
     conflict = run_main(main, *resume[2:], "--num-samples=5", capsys=capsys)
     assert conflict.returncode == 2
     assert one_error_line(conflict).startswith(f"error: --num-samples 5 conflicts with the saved search {experiment} "
-                                               "(--num-samples 1)")
+                                               "(--num-samples 3)")
     assert one_error_line(run_main(main, *resume[2:], "--workers=2", capsys=capsys)).startswith(
         "error: --workers has no effect with --resume")
     assert one_error_line(run_main(main, *resume[2:], "--shards", str(tiny_shards), capsys=capsys)).startswith(
         f"error: --shards {tiny_shards} conflicts with the saved search {experiment} (its shards: {shards})")
     assert files_under(experiment) == saved  # the refused commands changed nothing
 
-    [trial] = [p for p in experiment.iterdir() if (p / "params.json").is_file()]
-    good = {path: path.read_bytes() for path in trial.glob("checkpoint_*/checkpoint.pt")}
-    marker = tmp_path / "ran"
-    for path in good:  # the latest, and the best kept beside it
-        plant(path, marker)
-    failed = run_cli(*resume[1:], "--max-failures=0", timeout=400)
-    assert failed.returncode == 1, failed.stderr[-3000:]
-    assert not marker.exists()
-    assert failed.stderr.strip().splitlines()[-1] == (f"error: no trial completed (0 completed, 1 failed (error)); "
-                                                      f"see {experiment}/leaderboard.csv for why")
-    assert failed.stderr.count("Trial task failed") == 1  # --max-failures 0 applied: no retry
-    leaderboard = (experiment / "leaderboard.csv").read_text()
-    assert "ERROR" in leaderboard and "refused, not loaded" in leaderboard
-    epochs_before = _epochs(trial)
-
     for path, data in good.items():
         path.write_bytes(data)
     answers = tmp_path / "answers.npy"  # given on resume: the report scores against them
     shutil.copyfile(shards / "hidden_answers.npy", answers)
+    third_epochs = _epochs(third)
     retried = run_cli(*resume[1:], "--retry-errored", "--hidden-answers", str(answers), timeout=400)
     assert retried.returncode == 0, retried.stderr[-3000:]
-    assert f"Score against the known answers ({answers}):" in (experiment / "report.md").read_text()
-    assert "pseudo_labels=True left out of the space" in (experiment / "report.md").read_text()
-    epochs = _epochs(trial)
-    assert epochs[:len(epochs_before)] == epochs_before and epochs[-1] == EPOCHS and epochs.count(1) == 1
-    assert f",TERMINATED,{EPOCHS}," in (experiment / "leaderboard.csv").read_text()
+    report = (experiment / "report.md").read_text()
+    assert f"Score against the known answers ({answers}):" in report
+    assert "pseudo_labels=True left out of the space" in report
+    assert (finished / "result.json").read_text() == finished_log  # never rerun, over two resumes
+    for trial, before in ((cut, cut_epochs), (third, third_epochs)):  # each went on from its checkpoint
+        epochs = _epochs(trial)
+        assert epochs[:len(before)] == before and epochs[-1] == EPOCHS and epochs.count(1) == 1, (before, epochs)
+    rows = read_leaderboard(experiment)
+    assert len(rows) == 3 and all(r["status"] == "TERMINATED" and r["epochs"] == str(EPOCHS) for r in rows)
+    # the same Optuna study went on: one complete trial per Ray trial, and the failed attempt
+    study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(experiment / "optuna.journal"))))
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["ray_trial_id"] for t in complete) == sorted(r["trial_id"] for r in rows)
+    assert {t.user_attrs["ray_trial_id"]: t.value for t in complete} == pytest.approx(
+        {r["trial_id"]: float(r["best_val_iou"]) for r in rows}, abs=1e-4)
+    [attempt] = [t for t in study.trials if t.state != TrialState.COMPLETE]
+    assert attempt.state == TrialState.FAIL and attempt.user_attrs["outcome"] == "ERROR"
+    assert cut.name.endswith("-" + attempt.user_attrs["ray_trial_id"])
+    assert [t.user_attrs.get("retry_of") for t in complete if t.user_attrs["ray_trial_id"] == attempt.user_attrs[
+        "ray_trial_id"]] == [attempt.number]

@@ -6,7 +6,7 @@ import json
 import pytest
 from ray import tune
 
-from search.report import write_results
+from search.report import no_trial_completed, write_results
 from search.trainable import train_simvp
 from tests.conftest import RAY, ray_instance
 from vidseg.errors import InputError
@@ -47,6 +47,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(ray_with_a_logical_gpu,
     best = json.loads((tmp_path / "failing" / "best_config.json").read_text())
     assert best["trial_id"] == rows[0]["trial_id"] and best["config"]["groups"] == 1
     assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
+    assert no_trial_completed(rows, str(tmp_path / "failing")) is None  # one completed: the driver exits 0
 
 
 def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag(ray_with_a_logical_gpu):
@@ -78,6 +79,9 @@ def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(r
     [row] = _leaderboard(results, tiny_shards, tmp_path / "infeasible")
     assert row["status"] == "INFEASIBLE" and row["best_val_iou"] == ""
     assert "infeasible on a 0.25 GiB GPU" in row["error"] and "one clip needs" in row["error"]
+    # none completed: the driver's last line, and it exits 1
+    assert no_trial_completed([row], str(tmp_path / "infeasible")) == (
+        f"error: no trial completed (0 completed, 1 infeasible); see {tmp_path / 'infeasible'}/leaderboard.csv for why")
 
 
 def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(ray_with_a_logical_gpu, tiny_shards, tmp_path):

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import RAY, run_cli, run_main
+from tests.conftest import run_cli, run_main
 from vidseg.checkpoint import save_checkpoint
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.data.synth import GENERATOR_VERSION
@@ -67,23 +67,22 @@ def test_another_generator_version_is_refused_in_one_line(tmp_path, capsys):
     assert shipped.returncode == 0 and f"generator {GENERATOR_VERSION}" in shipped.stdout
 
 
-@RAY
-def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(local_ray, tiny_dataset, tmp_path):
-    """prepare_shards with a profile that ships its UNet: the shards come from the shipped weights,
-    made on Ray tasks (the module's local Ray), and the manifest records its val Jaccard on this
-    dataset; --train-unet trains one instead."""
+def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(tiny_dataset, tmp_path):
+    """prepare_shards with a profile that ships its UNet: the shards come from the shipped weights
+    (made in this process: the smoke search makes them on Ray tasks), and the manifest records its
+    val Jaccard on this dataset; --train-unet trains one instead."""
     from search.prepare import DataSource, prepare_shards
     from search.space import PROFILES
     from vidseg.data.shards import ShardSet
 
     profile = dataclasses.replace(PROFILES["smoke"], unet_shipped=True)
     root = shutil.copytree(tiny_dataset, tmp_path / "shipped" / "tiny")  # the shards are cached beside it
-    shards = ShardSet.open(prepare_shards(DataSource(), profile, 0, root))
+    shards = ShardSet.open(prepare_shards(DataSource(), profile, 0, root, use_ray=False))
     unet = shards.manifest["unet"]
     assert unet["width"] == RECIPE["width"] and tuple(unet["size"]) == RECIPE["size"]
     assert unet["val_iou"] == pytest.approx(val_jaccard(tiny_dataset, SHIPPED), abs=1e-6)
     assert unet["val_iou"] > 0.5  # the shipped weights, not a fresh UNet (which scores about 0.02)
     root = shutil.copytree(tiny_dataset, tmp_path / "trained" / "tiny")
-    trained = ShardSet.open(prepare_shards(DataSource(train_unet=True), profile, 0, root))
+    trained = ShardSet.open(prepare_shards(DataSource(train_unet=True), profile, 0, root, use_ray=False))
     assert trained.manifest["unet"]["width"] == profile.unet_width and trained.manifest["unet"]["sha256"] != unet["sha256"]
     assert trained.manifest["unet"]["val_iou"] < unet["val_iou"]
