@@ -158,7 +158,8 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                         help="an .npy of the hidden split's frame-22 masks (N, 160, 240), in its video order, to score "
                              "the submission (default: the answers the shard set carries, if any)")
     search.add_argument("--prepare-only", action="store_true",
-                        help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop")
+                        help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop; Ray "
+                             "starts only where shards remain to be made")
     search.add_argument("--smoke-test", action="store_true",
                         help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
     return parser

@@ -135,6 +135,22 @@ def test_unwritable_storage_is_refused_before_any_data_is_made(tmp_path, capsys)
     assert not (tmp_path / "data").exists()
 
 
+def test_a_damaged_dataset_is_refused_before_any_unet_or_shard(dataset_copy, tmp_path, capsys):
+    """--data with a damaged dataset: the checker's line for the file, then the search's, exit 2,
+    and nothing made (no UNet, no shards, no experiment)."""
+    from search.run_search import main
+
+    path = dataset_copy / "val" / "video_00005" / "mask.npy"
+    np.save(path, np.load(path).astype(np.float64))
+    result = run_main(main, "--smoke-test", "--data", str(dataset_copy), "--data-dir", str(tmp_path / "data"),
+                      "--storage", str(tmp_path / "results"), "--name", "damaged", capsys=capsys)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"error: {dataset_copy}: not a valid dataset (see the errors above)"
+    assert any(line.startswith(f"error: {path}: ") for line in lines) and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results" / "damaged").exists()
+
+
 def test_values_the_shards_cannot_run_are_left_out_in_one_line_each(tiny_shards, caplog):
     from search.prepare import fit_space
     from search.space import PROFILES
