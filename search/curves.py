@@ -4,7 +4,7 @@ Every search writes ``curves.parquet`` into its experiment folder. A search run 
 ``--scheduler fifo`` runs every trial to ``--max-epochs``, so its table holds whole curves, which
 ``python -m search.replay`` replays schedulers over. One row per trial and epoch:
 
-``trial_id``, ``epoch``, ``val_iou``, ``val_iou_true_inputs``, ``train_loss``, ``val_loss``,
+``trial_id``, ``epoch``, ``val_iou``, ``val_iou_true_inputs``, ``val_soft_iou``, ``train_loss``, ``val_loss``,
 ``epoch_seconds``, ``status`` (how the trial ended), ``reference`` (the paper's or the top teams'
 configuration it is, if any) and ``config`` (the searched dimensions, as JSON). The table's
 metadata holds the search's settings (``vidseg.settings``, JSON).
@@ -28,7 +28,7 @@ from vidseg.errors import InputError
 __all__ = ["CURVES", "write_curves", "read_curves", "Curves", "METRICS", "curves_of_experiment", "main"]
 
 CURVES = "curves.parquet"
-METRICS = ("val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "epoch_seconds")
+METRICS = ("val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "epoch_seconds")
 _META = b"vidseg.settings"
 
 

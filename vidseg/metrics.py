@@ -11,7 +11,7 @@ import torch
 
 from vidseg.data.classes import NUM_CLASSES
 
-__all__ = ["confusion_matrix", "jaccard_from_confusion", "jaccard_index", "JaccardAccumulator"]
+__all__ = ["confusion_matrix", "jaccard_from_confusion", "jaccard_index", "JaccardAccumulator", "SoftJaccardAccumulator"]
 
 
 def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES,
@@ -73,3 +73,41 @@ class JaccardAccumulator:
 
     def reset(self) -> None:
         self.confmat.zero_()
+
+
+class SoftJaccardAccumulator:
+    """The metric with class probabilities in place of the predicted mask: a continuous score that
+    separates predictions whose masks, and so whose Jaccard index, are the same.
+
+    Over a whole split, per class c: ``I_c = sum p_c`` over the pixels of class c, ``U_c = sum p_c +
+    |class c| - I_c``; the score is the mean of ``I_c / U_c`` over the classes present in the target
+    or in the predicted masks (``present``, from the hard metric's confusion matrix), the hard
+    metric's classes. With one-hot probabilities it equals the Jaccard index; a model that puts more
+    of its probability on the right classes scores higher, whatever its loss."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, device: torch.device | str | None = None) -> None:
+        self.num_classes = num_classes
+        self.sums = torch.zeros(3, num_classes, dtype=torch.float64, device=device)  # I, sum p, |class|
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        """``probs`` (B, C, H, W) summing to 1 over C; ``target`` (B, H, W) integer ids."""
+        probs = probs.float()
+        target = target.long().to(probs.device)
+        one_hot = torch.zeros_like(probs).scatter_(1, target.unsqueeze(1), 1.0)
+        self.sums += torch.stack([(probs * one_hot).sum((0, 2, 3)), probs.sum((0, 2, 3)),
+                                  one_hot.sum((0, 2, 3))]).double().to(self.sums.device)
+
+    def compute(self, confmat: torch.Tensor | None = None) -> float:
+        """The score, over the classes present in ``confmat`` (the hard metric's confusion matrix of
+        the same predictions), or in the target where none is given."""
+        inter, prob_sum, count = self.sums
+        union = prob_sum + count - inter
+        if confmat is None:
+            present = count > 0
+        else:
+            confmat = confmat.to(self.sums.device)
+            present = (confmat.sum(0) + confmat.sum(1)) > 0
+        present &= union > 0
+        if not bool(present.any()):
+            return 0.0
+        return float((inter[present] / union[present]).mean())

@@ -22,9 +22,9 @@ from vidseg.accel import autocast, bf16_dtype, fast_defaults, finite_check_steps
 from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
-from vidseg.metrics import JaccardAccumulator
+from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
-from vidseg.train.losses import compute_loss, predict_masks
+from vidseg.train.losses import class_probabilities, compute_loss, predict_masks
 from vidseg.train.model import build_model
 
 __all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
@@ -197,13 +197,17 @@ def _next_frame_clip(model: torch.nn.Module, inputs: torch.Tensor, target: torch
 @torch.inference_mode()
 def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainConfig, device: torch.device,
               dtype: torch.dtype | None, batch: int, epoch: int) -> dict[str, float]:
-    """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss.
+    """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss
+    and ``val_soft_iou``: the test-time Jaccard index with class probabilities in place of masks
+    (``SoftJaccardAccumulator``), one continuous score for every loss type, which the scheduler
+    reads to break ties in val IoU.
 
     ``val`` holds the true masks in rows 0..count-1 and the UNet's after them. Everything is
     accumulated on the device; the host reads it back once, at the end.
     """
     model.eval()
     test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
+    soft = SoftJaccardAccumulator(device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     all_rows = val.rows_for(np.arange(2 * count))
@@ -217,12 +221,14 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
             finite &= torch.isfinite(output).all()
             acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1], check_range=False)
             if offset:
+                soft.update(class_probabilities(output[:, -1], config.loss, config.mse_rounding), target[:, -1])
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
                                          config.iou_loss_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
         raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)", epoch)
-    return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss}
+    return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss,
+            "val_soft_iou": soft.compute(test_time.confmat)}
 
 
 def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[dict[str, Any]], Any],

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from vidseg.data.classes import NUM_CLASSES
 
-__all__ = ["encode_inputs", "compute_loss", "predict_masks", "soft_jaccard_loss"]
+__all__ = ["encode_inputs", "compute_loss", "predict_masks", "soft_jaccard_loss", "class_probabilities"]
 
 
 def encode_inputs(masks: torch.Tensor, loss: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -62,3 +62,24 @@ def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") 
         ids = output[:, :, 0].float().nan_to_num(0.0).clamp(0, NUM_CLASSES - 1)  # a diverged model still gives ids
         return (ids.floor() if mse_rounding == "floor" else ids.round()).long()
     return output.argmax(2)
+
+
+def class_probabilities(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
+    """One frame of SimVP's output (B, C, H, W) as class probabilities (B, 49, H, W) in fp32, for a
+    score that every loss type shares (``vidseg.metrics.SoftJaccardAccumulator``).
+
+    CE losses: the softmax of the logits. ``mse`` has no probabilities, so the regressed id is
+    shared between the two classes whose decoding points are nearest, in proportion to how near it
+    is to each: the decoding point of class c is c + 0.5 under ``floor`` rounding (the middle of the
+    ids that floor to c) and c under ``round``. So an output at a class's point is all that class,
+    one half-way between two is half each, and the most probable class is the decoded one
+    (``predict_masks``; exactly half-way, the lower)."""
+    if loss != "mse":
+        return output.float().softmax(1)
+    ids = output[:, 0].float().nan_to_num(0.0)
+    position = (ids - 0.5 if mse_rounding == "floor" else ids).clamp(0, NUM_CLASSES - 1)
+    low = position.floor().clamp(max=NUM_CLASSES - 2)
+    high_share = (position - low).unsqueeze(1)  # (B, 1, H, W)
+    probs = torch.zeros((ids.shape[0], NUM_CLASSES, *ids.shape[1:]), dtype=torch.float32, device=ids.device)
+    probs.scatter_(1, low.long().unsqueeze(1), 1 - high_share)
+    return probs.scatter_add_(1, low.long().unsqueeze(1) + 1, high_share)
