@@ -80,6 +80,13 @@ class Curves:
     values: np.ndarray  # (trials, epochs) val_iou
     seconds: np.ndarray  # (trials, epochs) epoch_seconds
     settings: dict[str, Any]
+    ties: np.ndarray | None = None  # (trials, epochs) val_soft_iou, the scheduler's tie score; None in older tables
+    losses: np.ndarray | None = None  # (trials, epochs) val_loss (comparable only within one loss type)
+
+    @property
+    def floor(self) -> float | None:
+        """Copy-last-frame's val IoU on the UNet's masks, where the table records it."""
+        return (self.settings.get("baselines") or {}).get("unet")
 
     @property
     def max_epochs(self) -> int:
@@ -104,10 +111,12 @@ def read_curves(path: Path | str, metric: str = "val_iou") -> Curves:
         raise InputError(f"{path}: not a learning-curve table (no column {', '.join(missing)})")
     settings = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
     data = table.to_pydict()
-    by_trial: dict[str, dict[int, tuple[float, float, str]]] = {}
-    for trial, epoch, value, seconds, config in zip(data["trial_id"], data["epoch"], data[metric],
-                                                    data["epoch_seconds"], data["config"]):
-        by_trial.setdefault(trial, {})[epoch] = (value, seconds, config)
+    by_trial: dict[str, dict[int, tuple[float, float, str, float, float]]] = {}
+    nan = [math.nan] * len(data["trial_id"])
+    for trial, epoch, value, seconds, config, tie, loss in zip(
+            data["trial_id"], data["epoch"], data[metric], data["epoch_seconds"], data["config"],
+            data.get("val_soft_iou", nan), data.get("val_loss", nan)):
+        by_trial.setdefault(trial, {})[epoch] = (value, seconds, config, tie, loss)
     max_epochs = int(settings.get("max_epochs") or max((max(e) for e in by_trial.values()), default=0))
     whole = {t: e for t, e in by_trial.items() if set(range(1, max_epochs + 1)) <= set(e)}
     scheduler = settings.get("scheduler", "fifo")
@@ -122,7 +131,10 @@ def read_curves(path: Path | str, metric: str = "val_iou") -> Curves:
     values = np.array([[whole[t][e][0] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
     seconds = np.array([[whole[t][e][1] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
     configs = [json.loads(whole[t][1][2]) for t in ids]
-    return Curves(ids, configs, np.nan_to_num(values, nan=0.0), np.nan_to_num(seconds, nan=1.0), settings)
+    ties = np.array([[whole[t][e][3] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
+    losses = np.array([[whole[t][e][4] for e in range(1, max_epochs + 1)] for t in ids], dtype=float)
+    return Curves(ids, configs, np.nan_to_num(values, nan=0.0), np.nan_to_num(seconds, nan=1.0), settings,
+                  None if np.isnan(ties).all() else ties, losses)
 
 
 def curves_of_experiment(experiment: Path) -> tuple[Path, int]:
@@ -136,7 +148,16 @@ def curves_of_experiment(experiment: Path) -> tuple[Path, int]:
     experiment = Path(experiment).resolve()
     if not (experiment / STATE).is_file():
         raise InputError(f"{experiment}: not a search's experiment folder (no {STATE})")
-    settings = {**json.loads((experiment / STATE).read_text())["settings"], "name": experiment.name}
+    from vidseg.baselines import copy_last_frame
+    from vidseg.data.remote import cached_shards
+    from vidseg.data.shards import ShardSet
+
+    saved = json.loads((experiment / STATE).read_text())
+    settings = {**saved["settings"], "name": experiment.name}
+    try:
+        settings["baselines"] = copy_last_frame(ShardSet.open(cached_shards(saved["shards"]), verify=False))
+    except (InputError, OSError, KeyError) as err:  # shards gone: the table has no floor for replays
+        print(f"note: no copy-last-frame baseline in the table ({err})")
     results = ResultGrid(ExperimentAnalysis(str(experiment), default_metric="val_iou", default_mode="max"))
     rows = trial_rows(results, settings["max_epochs"], settings)
     return experiment / CURVES, write_curves(rows, experiment / CURVES, settings)

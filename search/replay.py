@@ -1,6 +1,7 @@
-"""Replay schedulers over recorded learning curves: what ASHA saves, measured over many seeds.
+"""Replay schedulers over recorded learning curves: what early stopping saves, measured over many seeds.
 
     python -m search.replay results/NAME/curves.parquet                       # the default grid, 100 seeds
+    python -m search.replay TABLE --tie-evidence --scheduler asha pasha --grace-period 1 --reduction-factor 3
     python -m search.replay TABLE --scheduler asha --grace-period 1 2 4 --reduction-factor 2 3 --seeds 200
     python -m search.replay TABLE --plot replay.png --json replay.json
 
@@ -8,8 +9,10 @@ TABLE is a search's ``curves.parquet`` from ``run_search.py --scheduler fifo`` (
 every epoch). Each replay draws a random order of the recorded configurations and runs them as the
 live search would: ``--max-concurrent`` at a time, each epoch taking its recorded seconds, and
 every result handed to the very scheduler the live search builds (``search.tuner.make_scheduler``:
-Ray Tune's ``AsyncHyperBandScheduler``, one bracket for ASHA, three for Hyperband, or FIFO), which
-decides, as live, whether the trial goes on.
+``search.schedulers.RungScheduler`` for ASHA and PASHA, with the table's copy-last-frame as its floor
+and ties by the soft val IoU, or by arrival with ``--ties arrival``; Ray Tune's
+``AsyncHyperBandScheduler`` over three brackets for Hyperband; or FIFO), which decides, as live,
+whether the trial goes on.
 
 For each setting it prints the median and interquartile range, over the seeds, of:
 - ``to 2%``: the trial-epochs spent until the best found is within 2% of the table's best (the best
@@ -45,15 +48,21 @@ CLOSE = 0.98  # within 2% of the table's best
 
 @dataclass(frozen=True)
 class Setting:
-    scheduler: str  # asha, hyperband or fifo
+    scheduler: str  # asha, pasha, hyperband or fifo
     grace_period: int = 1
     reduction_factor: int = 2
+    ties: str = "score"  # asha and pasha: ties in val IoU by the tie score, or by "arrival" (the old rule)
+    floor: bool = True  # asha and pasha: the copy-last-frame floor at sparse rungs, where the table records it
 
     @property
     def label(self) -> str:
         if self.scheduler == "fifo":
             return "fifo"
-        return f"{self.scheduler} grace {self.grace_period} factor {self.reduction_factor}"
+        rule = ""
+        if self.scheduler in ("asha", "pasha"):
+            rule = "" if self.ties == "score" and self.floor else \
+                f" ({'arrival ties' if self.ties == 'arrival' else 'score ties'}{'' if self.floor else ', no floor'})"
+        return f"{self.scheduler} grace {self.grace_period} factor {self.reduction_factor}{rule}"
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,8 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
     from search.tuner import make_scheduler
 
     np.random.seed(seed)  # Hyperband draws each trial's bracket from numpy's global generator, as live
-    scheduler = make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor)
+    scheduler = make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor,
+                               floor=curves.floor if setting.floor else None, ties=setting.ties)
     events: list[tuple[float, int, int, int]] = []  # (finish time, tie-break, trial index, epoch)
     counter = itertools.count()
     pending = list(order)
@@ -101,6 +111,8 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
         best = max(best, value)
         trace.append((spent, best))
         result = {"epoch": epoch, "val_iou": value, "training_iteration": epoch}
+        if curves.ties is not None:
+            result["val_soft_iou"] = float(curves.ties[index, epoch - 1])
         decision = scheduler.on_trial_result(None, trials[index], result)
         if decision == TrialScheduler.STOP or epoch == curves.max_epochs:
             scheduler.on_trial_complete(None, trials[index], result)
@@ -197,10 +209,53 @@ def replay_many(curves: Curves, setting: Setting, seeds: int, num_samples: int, 
         subset = [int(i) for i in rng.permutation(n)[:num_samples]]
         at_budget.append(replay(curves, setting, subset, max_concurrent, seed).trace[-1][1])
     return {"setting": setting.label, "scheduler": setting.scheduler, "grace_period": setting.grace_period,
-            "reduction_factor": setting.reduction_factor, "seeds": seeds, "table_best": table_best,
+            "reduction_factor": setting.reduction_factor, "ties": setting.ties, "seeds": seeds, "table_best": table_best,
             "to_close": _quartiles(to_close), "never_close": sum(math.isinf(v) for v in to_close) / seeds,
             "kept_best": sum(kept) / seeds, "best_at_budget": _quartiles(at_budget), "spent": _quartiles(spent),
             "num_samples": num_samples, "traces": traces, "full": full}
+
+
+def tie_evidence(curves: Curves, epoch: int = 1, tolerances: tuple[float, ...] = (0.0, 1e-4, 1e-3, 3e-3, 1e-2)
+                 ) -> list[dict[str, Any]]:
+    """How well each signal at ``epoch`` predicts which of two trials ends better (its best val IoU
+    over every epoch), over the pairs whose val IoUs at ``epoch`` lie within each tolerance and whose
+    ends differ: the tie score (``val_soft_iou``), val IoU itself (pairs not exactly equal), and
+    val loss (pairs of the same loss type only: a loss is not comparable across them). A coin, such
+    as arrival order, gets half right."""
+    if curves.ties is None:
+        raise InputError("the table has no val_soft_iou column (a table made before trials reported it)")
+    peak = curves.values.max(axis=1)
+    value, tie = curves.values[:, epoch - 1], curves.ties[:, epoch - 1]
+    loss = curves.losses[:, epoch - 1] if curves.losses is not None else np.full(len(value), np.nan)
+    kinds = [c.get("loss") for c in curves.configs]
+    rows = []
+    for tolerance in tolerances:
+        counts = {"pairs": 0, "tie": 0, "val_iou": 0, "val_iou_pairs": 0, "val_loss": 0, "val_loss_pairs": 0}
+        for i in range(len(value)):
+            for j in range(i + 1, len(value)):
+                if abs(value[i] - value[j]) > tolerance or abs(peak[i] - peak[j]) <= 1e-12 or tie[i] == tie[j]:
+                    continue
+                better = peak[i] > peak[j]
+                counts["pairs"] += 1
+                counts["tie"] += (tie[i] > tie[j]) == better
+                if value[i] != value[j]:
+                    counts["val_iou_pairs"] += 1
+                    counts["val_iou"] += (value[i] > value[j]) == better
+                if kinds[i] == kinds[j] and np.isfinite(loss[i]) and np.isfinite(loss[j]) and loss[i] != loss[j]:
+                    counts["val_loss_pairs"] += 1
+                    counts["val_loss"] += (loss[i] < loss[j]) == better
+        rows.append({"epoch": epoch, "tolerance": tolerance, **counts})
+    return rows
+
+
+def tie_evidence_text(rows: list[dict[str, Any]]) -> str:
+    def share(right: int, total: int) -> str:
+        return f"{right / total:.0%} of {total}" if total else "-"
+    lines = [f"{'val IoU within':>15} {'pairs':>6} {'soft val IoU right':>20} {'val IoU right':>16} {'val loss right':>16}"]
+    for r in rows:
+        lines.append(f"{r['tolerance']:>15g} {r['pairs']:>6} {share(r['tie'], r['pairs']):>20} "
+                     f"{share(r['val_iou'], r['val_iou_pairs']):>16} {share(r['val_loss'], r['val_loss_pairs']):>16}")
+    return "\n".join(lines)
 
 
 def _plain(value: Any) -> Any:
@@ -219,10 +274,10 @@ def _share(q: tuple[float, float, float]) -> str:
 
 
 def table_text(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'setting':<30} {'to 2% of best':>20} {'kept best':>10} {'best at budget':>24} {'spent':>18}"]
+    lines = [f"{'setting':<44} {'to 2% of best':>20} {'kept best':>10} {'best at budget':>24} {'spent':>18}"]
     for r in rows:
         b = r["best_at_budget"]
-        lines.append(f"{r['setting']:<30} {_share(r['to_close']):>20} {r['kept_best']:>10.0%} "
+        lines.append(f"{r['setting']:<44} {_share(r['to_close']):>20} {r['kept_best']:>10.0%} "
                      f"{f'{b[0]:.4f} ({b[1]:.4f}-{b[2]:.4f})':>24} {_share(r['spent']):>18}")
     return "\n".join(lines)
 
@@ -263,8 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m search.replay", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", type=Path, help="a search's curves.parquet, from run_search.py --scheduler fifo")
-    parser.add_argument("--scheduler", nargs="+", choices=("asha", "hyperband", "fifo"),
-                        default=["fifo", "asha", "hyperband"], help="schedulers to replay (default: all three)")
+    parser.add_argument("--scheduler", nargs="+", choices=("asha", "pasha", "hyperband", "fifo"),
+                        default=["fifo", "asha", "pasha", "hyperband"], help="schedulers to replay (default: all four)")
+    parser.add_argument("--ties", nargs="+", choices=("score", "arrival"), default=["score", "arrival"],
+                        help="asha's and pasha's tie rule: by the soft val IoU (the search's), by arrival (the old "
+                             "rule), or both (default)")
+    parser.add_argument("--tie-evidence", action="store_true",
+                        help="first print how well the soft val IoU, val IoU and val loss at the first epoch predict "
+                             "which of two trials with (nearly) tied val IoUs ends better")
     parser.add_argument("--grace-period", nargs="+", type=int, default=None,
                         help="ASHA's and Hyperband's grace periods (default: 1 2 3 4)")
     parser.add_argument("--reduction-factor", nargs="+", type=int, default=[2, 3, 4],
@@ -306,10 +367,21 @@ def main(argv: list[str] | None = None) -> int:
     max_concurrent = args.max_concurrent or saved.get("max_concurrent") or profile.max_concurrent
     graces = args.grace_period or [g for g in (1, 2, 3, 4) if g <= curves.max_epochs]
     settings = [Setting("fifo")] if "fifo" in args.scheduler else []
-    settings += [Setting(s, g, f) for s in ("asha", "hyperband") if s in args.scheduler
-                 for g in graces for f in args.reduction_factor]
+    settings += [Setting(s, g, f, ties) for s in ("asha", "pasha", "hyperband") if s in args.scheduler
+                 for g in graces for f in args.reduction_factor
+                 for ties in (args.ties if s != "hyperband" else ["arrival"])]
     print(f"{args.table}: {n} configurations x {curves.max_epochs} epochs; best val IoU {curves.values.max():.4f}; "
           f"{args.seeds} replays per setting, {max_concurrent} trials at once; budget {num_samples} trials")
+    if curves.floor is None:
+        print("note: the table records no copy-last-frame baseline, so asha and pasha replay without their floor "
+              "(python -m search.curves EXPERIMENT adds it)")
+    if args.tie_evidence:
+        try:
+            print(f"\nwhich of two trials ends better, told from epoch 1 (pairs whose ends differ):\n"
+                  f"{tie_evidence_text(tie_evidence(curves))}\n")
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     rows = [replay_many(curves, s, args.seeds, num_samples, max_concurrent) for s in settings]
     print(table_text(rows))
     if args.samplers is not None:
@@ -329,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                                       indent=1) + "\n")
     if args.plot is not None:
         chosen = [r for r in rows if r["scheduler"] == "fifo"]
-        for scheduler in ("asha", "hyperband"):
+        for scheduler in ("asha", "pasha", "hyperband"):
             ranked = sorted((r for r in rows if r["scheduler"] == scheduler), key=lambda r: (r["to_close"][0], -r["kept_best"]))
             chosen += ranked[:2]
         plot(chosen, args.plot, f"{args.table.parent.name}: median and IQR over {args.seeds} replays")

@@ -38,7 +38,7 @@ __all__ = ["write_results", "no_trial_completed", "trial_rows", "predict_last_fr
 log = logging.getLogger("vidseg.search")
 
 SUBMISSION_SIZE = (160, 240)  # the competition's mask size
-SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
+SCHEDULER_NAMES = {"asha": "ASHA", "pasha": "PASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
 LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
                       "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
@@ -390,7 +390,8 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
-    write_curves(rows, staging / CURVES, settings)
+    baselines = copy_last_frame(shards)
+    write_curves(rows, staging / CURVES, {**settings, "baselines": baselines})  # a replay's floor
 
     checkpoints, models = {}, {}  # each checkpoint is loaded once
     for row in rows[:IMAGE_TRIALS]:
@@ -425,7 +426,6 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             score, source = hidden_score(shards, prediction, ids, hidden_answers)
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, models)
-    baselines = copy_last_frame(shards)
     if not local:  # a local experiment got its hparams config and baselines run when the search started
         from search.board import write_baselines, write_experiment
 

@@ -1,20 +1,192 @@
-"""The search's early-stopping scheduler: Ray's ASHA, with ties broken."""
+"""The search's early-stopping schedulers, deciding on evidence.
+
+``RungScheduler`` is asynchronous successive halving (ASHA: Li et al., 2020, as Ray's
+``AsyncHyperBandScheduler`` with one bracket) with three changes, each measured on the demo's
+learning-curve table (``python -m search.replay``, docs in the README):
+
+- **Ties go to the tie score, not to arrival.** Trials with the last-frame skip all start at
+  copy-last-frame, so at the first rung many score the same val IoU to the last digit. Trials
+  whose val IoU lies within ``tie_tolerance`` of each other are ordered by ``tie_metric``
+  (``val_soft_iou``: the Jaccard index with class probabilities in place of masks, computed the
+  same way for every loss), and only where that ties too, by arrival.
+- **No free ride at an empty rung.** Where a rung holds fewer than ``reduction_factor`` earlier
+  results, ASHA promotes whatever arrives (it has nothing to compare with). Here a trial clearly
+  below ``floor`` (copy-last-frame on the UNet's val masks, known before the first trial) is
+  stopped there instead: below ``floor * (1 - floor_margin)``.
+- **Progressive budget** (``progressive``: PASHA, Bohdal et al., ICLR 2023, in its stopping form).
+  Trials stop at a current top rung, which starts at the second rung and moves up one rung each
+  time the two top rungs disagree: a trial arriving at the top rung that ASHA would promote goes on
+  (and the top rung moves) only if some pair of trials at the top rung is ordered one way there
+  and the other way at the rung below, by the same tie-aware order. Trials already stopped at a
+  lower top rung stay stopped (Ray's function trainables end when stopped; PASHA's promotion form
+  would pause them).
+
+The live search (``search.tuner.make_scheduler``) and the replay (``search.replay``) build the same
+class and hand it the same results, so they make the same decisions on the same curves.
+"""
 
 from __future__ import annotations
 
-from ray.tune.schedulers import AsyncHyperBandScheduler
+import logging
+import math
 
-__all__ = ["TieBreakingASHA"]
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+__all__ = ["RungScheduler", "TieBreakingASHA", "TIE_METRIC", "TIE_TOLERANCE", "FLOOR_MARGIN"]
+
+log = logging.getLogger("vidseg.search")
+
+TIE_METRIC = "val_soft_iou"
+# val IoUs this close are a tie, decided by the tie score: the demo table's plateau trials score the
+# same to the last digit, and below this gap the final order follows val IoU no better than the
+# tie score (python -m search.replay TABLE --ties, README)
+TIE_TOLERANCE = 1e-4
+# "clearly below" copy-last-frame: a trial this far under it, at a rung with too few results to rank
+# it against, is stopped there
+FLOOR_MARGIN = 0.1
+
+
+class RungScheduler(FIFOScheduler):
+    """ASHA with ties decided by a tie score, a floor at sparse rungs, and (``progressive``) PASHA's
+    growing budget (the module's docstring). Results carry ``time_attr`` (the epoch), ``metric``
+    (maximised) and, where known, ``tie_metric``; a NaN metric (an infeasible or diverged trial's
+    last report) stops the trial."""
+
+    def __init__(self, max_t: int, grace_period: int = 1, reduction_factor: int = 3, *, metric: str = "val_iou",
+                 time_attr: str = "epoch", tie_metric: str | None = TIE_METRIC, tie_tolerance: float = TIE_TOLERANCE,
+                 floor: float | None = None, floor_margin: float = FLOOR_MARGIN, progressive: bool = False) -> None:
+        super().__init__()
+        if grace_period < 1 or reduction_factor < 2 or max_t < grace_period:
+            raise ValueError(f"need 1 <= grace_period <= max_t and reduction_factor >= 2, got grace {grace_period}, "
+                             f"factor {reduction_factor}, max_t {max_t}")
+        self.max_t, self.grace_period, self.reduction_factor = max_t, grace_period, reduction_factor
+        self._metric, self._mode, self._metric_op = metric, "max", 1.0  # TrialScheduler's, read by its properties
+        self.time_attr, self.tie_metric, self.tie_tolerance = time_attr, tie_metric, tie_tolerance
+        self.floor, self.floor_margin, self.progressive = floor, floor_margin, progressive
+        count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # as Ray's ASHA
+        self.rungs = [grace_period * reduction_factor ** k for k in range(count) if grace_period * reduction_factor ** k < max_t]
+        # rung -> trial id -> (metric, tie score, arrival place)
+        self.recorded: dict[int, dict[str, tuple[float, float, int]]] = {rung: {} for rung in self.rungs}
+        self.arrival: dict[str, int] = {}
+        self.top = min(1, len(self.rungs)) if progressive else len(self.rungs)  # trials stop at rungs[top]
+        self.decisions: dict[str, str] = {}  # trial id -> why it was stopped, for the log and the tests
+
+    @property
+    def budget(self) -> int:
+        """The most epochs a trial may run now: the top rung's (progressive), else ``max_t``."""
+        return self.rungs[self.top] if self.top < len(self.rungs) else self.max_t
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        return (metric in (None, self.metric)) and (mode in (None, "max"))
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self.arrival.setdefault(trial.trial_id, len(self.arrival))
+
+    def _entry(self, trial_id: str, result: dict) -> tuple[float, float, int]:
+        tie = result.get(self.tie_metric, math.nan) if self.tie_metric else math.nan
+        tie = float(tie) if isinstance(tie, (int, float)) else math.nan
+        return float(result[self.metric]), tie, self.arrival.setdefault(trial_id, len(self.arrival))
+
+    def beats(self, a: tuple[float, float, int], b: tuple[float, float, int], tolerance: float | None = None) -> bool:
+        """Whether result ``a`` ranks above ``b``: a clearly higher metric; within the tolerance, a
+        higher tie score; with that equal (or unknown), the earlier arrival."""
+        tolerance = self.tie_tolerance if tolerance is None else tolerance
+        if abs(a[0] - b[0]) > tolerance:
+            return a[0] > b[0]
+        if not (math.isnan(a[1]) or math.isnan(b[1])) and a[1] != b[1]:
+            return a[1] > b[1]
+        return a[2] < b[2]
+
+    def _promoted(self, rung: int, trial_id: str, entry: tuple[float, float, int]) -> tuple[bool, str]:
+        """ASHA's rule at ``rung``, with ties and the floor: (go on?, why not)."""
+        earlier = [e for t, e in self.recorded[rung].items() if t != trial_id]
+        value = entry[0]
+        if self.floor is not None and len(earlier) < self.reduction_factor and value < self.floor * (1 - self.floor_margin):
+            return False, (f"val IoU {value:.4f} is clearly below copy-last-frame ({self.floor:.4f}) and the rung "
+                           f"had {len(earlier)} result(s) to compare with")
+        if not earlier:
+            return True, ""
+        # Ray's cutoff (the (1 - 1/factor) percentile of the earlier results), with each earlier result
+        # that is tied with this one placed just above or just below it, as the tie order says
+        nudge = max(abs(value), 1.0) * 1e-12
+        placed = [(value + nudge if self.beats(e, entry) else value - nudge) if abs(e[0] - value) <= self.tie_tolerance
+                  else e[0] for e in earlier]
+        cutoff = _percentile(placed, (1 - 1 / self.reduction_factor) * 100)
+        if value >= cutoff:
+            return True, ""
+        tied = [e for e in earlier if abs(e[0] - value) <= self.tie_tolerance]
+        if tied and value >= _percentile([value - nudge if e in tied else e[0] for e in earlier],
+                                         (1 - 1 / self.reduction_factor) * 100):
+            above = sum(self.beats(e, entry) for e in tied)  # the tie order decided: say by what
+            by = f"{self.tie_metric} {entry[1]:.4f}" if self.tie_metric and not math.isnan(entry[1]) else "arrival"
+            return False, f"val IoU {value:.4f} ties {len(tied)} earlier trial(s); by {by} it ranks {above + 1} of {len(tied) + 1}"
+        return False, f"val IoU {value:.4f} is below the rung's cutoff {cutoff:.4f}"
+
+    def _swapped(self, rung: int, below: int) -> bool:
+        """Whether two trials at ``rung`` are ordered one way there and the other way at ``below``."""
+        here, there = self.recorded[rung], self.recorded[below]
+        ids = [t for t in here if t in there]
+        return any(self.beats(here[a], here[b]) and self.beats(there[b], there[a]) for a in ids for b in ids if a != b)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self.time_attr not in result or self.metric not in result:
+            return TrialScheduler.CONTINUE
+        epoch, value = result[self.time_attr], result[self.metric]
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return TrialScheduler.STOP
+        if epoch >= self.max_t:
+            return TrialScheduler.STOP
+        trial_id = trial.trial_id
+        entry = self._entry(trial_id, result)
+        for index, rung in enumerate(self.rungs):
+            if epoch < rung or trial_id in self.recorded[rung]:
+                continue
+            go_on, why = self._promoted(rung, trial_id, entry)
+            self.recorded[rung][trial_id] = entry
+            if not go_on:
+                return self._stop(trial_id, f"stopped at epoch {epoch}: {why}")
+            if self.progressive and index == self.top:
+                if index > 0 and self._swapped(rung, self.rungs[index - 1]):
+                    self.top += 1
+                    log.info("PASHA: the two top rungs (epochs %d and %d) rank trials differently: the budget grows "
+                             "to %d epochs", self.rungs[index - 1], rung, self.budget)
+                else:
+                    return self._stop(trial_id, f"ran the budget of {rung} epochs (the top rungs agree)", quiet=True)
+        return TrialScheduler.CONTINUE
+
+    def _stop(self, trial_id: str, why: str, quiet: bool = False) -> str:
+        self.decisions[trial_id] = why
+        if not quiet:
+            log.info("scheduler: trial %s %s", trial_id, why)
+        return TrialScheduler.STOP
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if result and self.time_attr in result and isinstance(result.get(self.metric), (int, float)) \
+                and not math.isnan(result[self.metric]):
+            entry = self._entry(trial.trial_id, result)
+            for rung in self.rungs:
+                if result[self.time_attr] >= rung and trial.trial_id not in self.recorded[rung]:
+                    self.recorded[rung][trial.trial_id] = entry
+
+    def debug_string(self) -> str:
+        return (f"RungScheduler: rungs {self.rungs}, budget {self.budget} of {self.max_t}, "
+                f"{len(self.decisions)} stopped")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """numpy's linear percentile, for a short list."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 class TieBreakingASHA(AsyncHyperBandScheduler):
-    """Ray's asynchronous successive halving (one bracket: ASHA; several: asynchronous Hyperband),
-    with ties at a rung going to the trial that reached the scheduler first.
-
-    Ray's promotes every trial that equals its rung's cutoff, so trials stuck on the same plateau
-    (all-background predictions score the same val IoU to the last digit) would all run to the end.
-    Here each trial's score is lowered by 1e-9 per place in arrival order, for the scheduler only:
-    far below any real difference in IoU."""
+    """Ray's asynchronous Hyperband (several brackets), with ties at a rung going to the trial that
+    reached the scheduler first: each trial's score is lowered by 1e-9 per place in arrival order,
+    for the scheduler only (Ray's promotes every trial equal to its rung's cutoff). The
+    ``hyperband`` scheduler."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

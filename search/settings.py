@@ -19,7 +19,7 @@ from vidseg.errors import InputError
 
 __all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS"]
 
-SCHEDULERS = ("asha", "hyperband", "fifo")
+SCHEDULERS = ("asha", "pasha", "hyperband", "fifo")
 SEARCHERS = ("tpe", "random")
 
 
@@ -63,7 +63,7 @@ class Settings:
         profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
         given = {name: getattr(args, name) for name in cls.flag_names() if getattr(args, name) is not None}
         defaults = {name: getattr(profile, name) for name in
-                    ("num_samples", "max_epochs", "grace_period", "reduction_factor", "max_concurrent")}
+                    ("num_samples", "max_epochs", "grace_period", "reduction_factor", "max_concurrent", "scheduler")}
         settings = cls(**{"profile": profile.name, **defaults, **given})
         if settings.grace_period > settings.max_epochs:
             raise UsageError(f"--grace-period {settings.grace_period} is more than --max-epochs {settings.max_epochs}")
@@ -130,16 +130,21 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                              + " (default: demo, or smoke with --smoke-test)")
     search.add_argument("--num-samples", type=int, default=None, help="trials to run")
     search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
-    search.add_argument("--grace-period", type=int, default=None, help="epochs before ASHA may stop a trial")
+    search.add_argument("--grace-period", type=int, default=None,
+                        help="epochs before the scheduler may stop a trial: its first rung")
     search.add_argument("--reduction-factor", type=int, default=None,
-                        help="ASHA keeps the top 1/factor of trials at each rung")
+                        help="the scheduler keeps the top 1/factor of trials at each rung; rungs are at grace x factor^k")
     search.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
     search.add_argument("--searcher", choices=SEARCHERS, default=None,
                         help="Optuna's sampler: tpe (the default) or random, for comparisons")
     search.add_argument("--scheduler", choices=SCHEDULERS, default=None,
-                        help="asha stops weak trials early (the default); hyperband is asynchronous Hyperband "
-                             "(ASHA over 3 brackets of grace periods); fifo runs every trial to --max-epochs and "
-                             "writes the learning-curve table curves.parquet that python -m search.replay replays")
+                        help="early stopping (default: the profile's). asha: asynchronous successive halving, ties in "
+                             "val IoU decided by the soft val IoU, trials clearly below copy-last-frame not promoted at "
+                             "a rung with too few results to rank them; pasha: the same, with the budget grown rung by "
+                             "rung only while the two top rungs rank trials differently (PASHA); hyperband: Ray's "
+                             "asynchronous Hyperband, 3 brackets of grace periods; fifo: every trial runs to "
+                             "--max-epochs, which writes the learning-curve table curves.parquet that python -m "
+                             "search.replay replays")
     search.add_argument("--max-failures", type=int, default=None,
                         help="retries of a trial whose worker died, each from its last checkpoint (default 2); "
                              "a diverged or infeasible trial is never retried")

@@ -134,6 +134,7 @@ class Profile:
     reduction_factor: int
     max_concurrent: int
     cpus_per_trial: float
+    scheduler: str = "asha"  # search.tuner.make_scheduler's kinds
     # the UNet's training windows (UNetConfig.crop, .foreground_crops); None: the paper's whole frames
     unet_crop: tuple[int, int] | None = None
     unet_foreground_crops: float = 0.0

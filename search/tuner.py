@@ -1,8 +1,8 @@
 """Building the search: Ray start-up, the scheduler, the searcher with its stored study, the tuner.
 
 ``make_scheduler`` is the one place a scheduler is made, for the live search and for
-``search.replay`` alike: ASHA (``AsyncHyperBandScheduler`` with one bracket), asynchronous
-Hyperband (the same class with three brackets), or FIFO.
+``search.replay`` alike: ASHA or PASHA (``search.schedulers.RungScheduler``), asynchronous
+Hyperband (Ray's ``AsyncHyperBandScheduler`` with three brackets), or FIFO.
 """
 
 from __future__ import annotations
@@ -67,18 +67,27 @@ def detect_gpus(settings: Settings, address: str | None) -> Settings:
     return settings
 
 
-def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int):
-    """Ray Tune's scheduler for ``kind`` (asha, hyperband or fifo), on ``val_iou`` at ``epoch``."""
+def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int, floor: float | None = None,
+                   ties: str = "score"):
+    """Ray Tune's scheduler for ``kind``, on ``val_iou`` at ``epoch``: ``asha`` and ``pasha``
+    (``search.schedulers.RungScheduler``, PASHA's budget growing rung by rung), ``hyperband`` (Ray's
+    asynchronous Hyperband over three brackets, ties by arrival) or ``fifo``. ``floor`` is
+    copy-last-frame's val IoU, below which a trial is not promoted at a rung with too few results to
+    rank it; ``ties`` decides equal val IoUs by the tie score (``score``) or by arrival
+    (``arrival``, the old rule, kept for replays)."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from search.schedulers import TieBreakingASHA
+    from search.schedulers import RungScheduler, TieBreakingASHA
 
     if kind == "fifo":
         return FIFOScheduler()
-    return TieBreakingASHA(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
-                           grace_period=grace_period, reduction_factor=reduction_factor,
-                           brackets=HYPERBAND_BRACKETS if kind == "hyperband" else 1)
-
+    if kind == "hyperband":
+        return TieBreakingASHA(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
+                               grace_period=grace_period, reduction_factor=reduction_factor, brackets=HYPERBAND_BRACKETS)
+    if kind not in ("asha", "pasha") or ties not in ("score", "arrival"):
+        raise ValueError(f"no scheduler {kind!r} with ties by {ties!r}")
+    return RungScheduler(max_epochs, grace_period, reduction_factor, floor=floor, progressive=kind == "pasha",
+                         **({} if ties == "score" else {"tie_metric": None, "tie_tolerance": 0.0}))
 
 
 def references_after(settings: Settings) -> int:
@@ -131,7 +140,8 @@ class TrialNamer:
         return run_name(config, trial.trial_id, reference_name(config, self.references))
 
 
-def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path):
+def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path,
+                floor: float | None = None):
     from ray import tune
 
     from search.study import RetryingLimiter
@@ -143,7 +153,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
         tune_config=tune.TuneConfig(
             search_alg=RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
-                                     settings.reduction_factor),
+                                     settings.reduction_factor, floor=floor),
             num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,
             reuse_actors=True),  # a finished trial's process takes the next: no new process, no torch import
         run_config=tune.RunConfig(
@@ -175,11 +185,21 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from search.study import STUDY_FILE_ENV
 
     os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
-    if resume and tune.Tuner.can_restore(experiment):
+    if "://" not in storage:  # the experiment's TensorBoard run, with copy-last-frame; a cloud one gets it with the results
+        from search.board import write_board
+
+        baselines = write_board(Path(storage) / name, profile, shards, settings.max_epochs)
+    else:
+        from vidseg.baselines import copy_last_frame
+        from vidseg.data.remote import cached_shards
+        from vidseg.data.shards import ShardSet
+
+        baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+    if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
                                    resume_unfinished=True, resume_errored=retry_errored)
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
-        tuner = build_tuner(settings, profile, shards, storage, name, study_file)
+        tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"])
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
     run_config = tuner._local_tuner.get_run_config()
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
@@ -187,8 +207,4 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     callback = driver_callback(settings.max_failures)
     run_config.callbacks = [callback, CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs),
                             ProgressTable(settings.max_epochs, settings.num_samples, settings.scheduler)]
-    if "://" not in storage:  # the experiment's TensorBoard run now; a cloud one gets it with the results
-        from search.board import write_board
-
-        write_board(Path(storage) / name, profile, shards, settings.max_epochs)
     return tuner, callback

@@ -26,9 +26,11 @@ def _curves(n: int = 12, seed: int = 0) -> np.ndarray:
     return values
 
 
-def write_table(path, values: np.ndarray, settings: dict | None = None, drop_last_of: int | None = None):
-    rows = {k: [] for k in ("trial_id", "epoch", "val_iou", "val_iou_true_inputs", "train_loss", "val_loss",
-                            "epoch_seconds", "status", "reference", "config")}
+def write_table(path, values: np.ndarray, settings: dict | None = None, drop_last_of: int | None = None,
+                ties: np.ndarray | None = None):
+    rows = {k: [] for k in ("trial_id", "epoch", "val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss",
+                            "val_loss", "epoch_seconds", "status", "reference", "config")}
+    ties = values if ties is None else ties
     for i, curve in enumerate(values):
         for epoch, value in enumerate(curve, 1):
             if i == drop_last_of and epoch == len(curve):
@@ -37,6 +39,7 @@ def write_table(path, values: np.ndarray, settings: dict | None = None, drop_las
             rows["epoch"].append(epoch)
             rows["val_iou"].append(float(value))
             rows["val_iou_true_inputs"].append(float(value))
+            rows["val_soft_iou"].append(float(ties[i, epoch - 1]))
             rows["train_loss"].append(1.0)
             rows["val_loss"].append(1.0)
             rows["epoch_seconds"].append(1.0 + 0.1 * i)
@@ -64,7 +67,7 @@ def test_fifo_runs_everything_and_asha_saves_but_can_lose_a_late_bloomer(tmp_pat
     assert patient["spent"][0] == 1.0  # a grace period of every epoch never stops a trial
 
 
-def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
+def _live_epochs(values: np.ndarray, ties: np.ndarray, kind: str, grace: int, factor: int, floor: float) -> list[int]:
     """Epochs each trial ran in a real Ray Tune run, one trial at a time in table order, with the
     scheduler the live search builds."""
     from ray import tune
@@ -72,16 +75,18 @@ def _live_epochs(values: np.ndarray, grace: int, factor: int) -> list[int]:
     from search.tuner import make_scheduler
 
     def trainable(config):
-        for epoch, value in enumerate(config["curve"], 1):
-            tune.report({"epoch": epoch, "val_iou": float(value)})
+        for epoch, (value, tie) in enumerate(zip(config["trial"]["curve"], config["trial"]["ties"]), 1):
+            tune.report({"epoch": epoch, "val_iou": float(value), "val_soft_iou": float(tie)})
 
     tuner = tune.Tuner(
-        trainable, param_space={"curve": tune.grid_search([list(map(float, c)) for c in values])},
-        tune_config=tune.TuneConfig(scheduler=make_scheduler("asha", EPOCHS, grace, factor), max_concurrent_trials=1,
+        trainable, param_space={"trial": tune.grid_search([{"curve": list(map(float, c)), "ties": list(map(float, t))}
+                                                           for c, t in zip(values, ties)])},
+        tune_config=tune.TuneConfig(scheduler=make_scheduler(kind, EPOCHS, grace, factor, floor=floor),
+                                    max_concurrent_trials=1,
                                     reuse_actors=True),  # as the live search (search.tuner.build_tuner)
         run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
     results = tuner.fit()
-    by_curve = {tuple(r.config["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
+    by_curve = {tuple(r.config["trial"]["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
     return [by_curve[tuple(map(float, c))] for c in values]
 
 
@@ -89,37 +94,61 @@ TMP = []
 
 
 @RAY
-def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(local_ray, tmp_path):
+@pytest.mark.parametrize("kind", ["asha", "pasha"])
+def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(local_ray, tmp_path, kind):
+    """With ties at the first rung (decided by the soft score), a trial below the floor at an empty
+    rung, and for PASHA a budget that grows: the same stops live as replayed."""
     TMP[:] = [tmp_path / "ray"]
     values = _curves(n=7, seed=1)
-    curves = read_curves(write_table(tmp_path / "curves.parquet", values))
+    values[1:5, 0] = 0.1  # four trials tied at the first rung, as the demo's plateau
+    ties = values + np.random.default_rng(2).uniform(-0.01, 0.01, values.shape)
+    floor = 0.09
+    values[0, 0] = 0.01  # trial 0 arrives first, clearly below the floor
+    curves = read_curves(write_table(tmp_path / "curves.parquet", values, ties=ties,
+                                     settings={"profile": "demo", "max_epochs": EPOCHS, "max_concurrent": 1,
+                                               "baselines": {"unet": floor, "true": 0.2}}))
+    assert curves.floor == floor and curves.ties is not None
     order = [curves.trial_ids.index(f"t{i:02d}") for i in range(len(values))]
-    replayed = replay(curves, Setting("asha", 1, 2), order, max_concurrent=1, seed=0)
+    replayed = replay(curves, Setting(kind, 1, 2), order, max_concurrent=1, seed=0)
     expected = [replayed.epochs_run[i] for i in order]
-    assert min(expected) < EPOCHS < max(expected) + 1  # some stopped, some ran to the end
-    assert _live_epochs(values, 1, 2) == expected
+    assert expected[0] == 1  # no free ride at the empty first rung
+    assert min(expected) < EPOCHS and max(expected) > 2  # some stopped, some went on
+    if kind == "asha":
+        assert max(expected) == EPOCHS
+    assert _live_epochs(values, ties, kind, 1, 2, floor) == expected
 
 
 def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path, capsys):
     from search.replay import main
 
-    table = write_table(tmp_path / "curves.parquet", _curves())
+    values = _curves()
+    values[:6, 0] = 0.05  # half the trials tied at epoch 1
+    ties = values + np.linspace(0, 0.01, len(values))[:, None]  # the tie score orders them by index
+    table = write_table(tmp_path / "curves.parquet", values, ties=ties,
+                        settings={"profile": "demo", "max_epochs": EPOCHS, "max_concurrent": 2,
+                                  "baselines": {"unet": 0.05, "true": 0.1}})
     result = run_main(main, str(table), "--scheduler", "fifo", "asha", "--grace-period", "1", "2",
                      "--reduction-factor", "2", "--seeds", "50", "--plot", str(tmp_path / "replay.png"),
                      "--json", str(tmp_path / "replay.json"), "--samplers", "random", "tpe-multivariate-group-liar",
-                     capsys=capsys)
+                     "--tie-evidence", capsys=capsys)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert "12 configurations x 8 epochs" in lines[0] and "50 replays per setting" in lines[0]
-    assert lines[1].split()[:2] == ["setting", "to"]
-    assert [line.split()[0] for line in lines[2:5]] == ["fifo", "asha", "asha"]
+    evidence = lines.index("which of two trials ends better, told from epoch 1 (pairs whose ends differ):")
+    assert lines[evidence + 1].split()[:3] == ["val", "IoU", "within"]
+    exact = lines[evidence + 2].split()
+    pairs = sum(1 for i in range(6) for j in range(i + 1, 6) if values[i].max() != values[j].max())
+    assert exact[:2] == ["0", str(pairs)]  # the tied pairs at tolerance 0
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["setting", "to"])
+    assert [line.split()[0] for line in lines[header + 1:header + 6]] == ["fifo", "asha", "asha", "asha", "asha"]
     assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "replay.json").read_text())
-    assert [m["setting"] for m in metrics] == ["fifo", "asha grace 1 factor 2", "asha grace 2 factor 2",
+    assert [m["setting"] for m in metrics] == ["fifo", "asha grace 1 factor 2", "asha grace 1 factor 2 (arrival ties)",
+                                               "asha grace 2 factor 2", "asha grace 2 factor 2 (arrival ties)",
                                                "sampler random", "sampler tpe-multivariate-group-liar"]
-    assert all(m["seeds"] == 50 and 0 <= m["kept_best"] <= 1 for m in metrics[:3])
+    assert all(m["seeds"] == 50 and 0 <= m["kept_best"] <= 1 for m in metrics[:5])
     peaks = _curves().max(axis=1)
-    for sampled in metrics[3:]:  # the bests found lie among the recorded configurations' peaks
+    for sampled in metrics[5:]:  # the bests found lie among the recorded configurations' peaks
         assert all(peaks.min() - 1e-9 <= v <= peaks.max() + 1e-9 for v in sampled["best_at_budget"])
         assert sampled["budget"] == 12  # the demo profile's 16, at most the table's 12
     assert "samplers, 12 trials (2 at a time)" in result.stdout
