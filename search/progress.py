@@ -23,7 +23,7 @@ from search.board import trial_status
 
 __all__ = ["ProgressTable"]
 
-HEADER = f"{'trial':<40} {'lr':>8} {'batch':>5} {'epoch':>7} {'val IoU':>8} {'best':>7} {'search best':>11}"
+HEADER = f"{'trial':<40} {'lr':>8} {'batch':>5} {'epoch':>7} {'val IoU':>8} {'soft':>7} {'best':>7} {'search best':>11}"
 HEADER_EVERY = 30  # rows
 
 
@@ -60,6 +60,7 @@ class ProgressTable(Callback):
         config = trial.config
         self._print(f"{name[:40]:<40} {config.get('lr', math.nan):>8.1e} {config.get('batch_size', ''):>5} "
                     f"{result.get('epoch', iteration):>3}/{config.get('epochs', self.max_epochs):<3} {value:>8.4f} "
+                    f"{result.get('val_soft_iou', math.nan):>7.4f} "
                     f"{self.trial_best[name]:>7.4f} {self.best:>11.4f}{mark}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
@@ -144,20 +145,21 @@ class RungScheduler(FIFOScheduler):
             go_on, why = self._promoted(rung, trial_id, entry)
             self.recorded[rung][trial_id] = entry
             if not go_on:
-                return self._stop(trial_id, f"stopped at epoch {epoch}: {why}")
+                return self._stop(trial, f"stopped at epoch {epoch}: {why}")
             if self.progressive and index == self.top:
                 if index > 0 and self._swapped(rung, self.rungs[index - 1]):
                     self.top += 1
                     log.info("PASHA: the two top rungs (epochs %d and %d) rank trials differently: the budget grows "
                              "to %d epochs", self.rungs[index - 1], rung, self.budget)
                 else:
-                    return self._stop(trial_id, f"ran the budget of {rung} epochs (the top rungs agree)", quiet=True)
+                    return self._stop(trial, f"ran the budget of {rung} epochs (the top rungs agree)", quiet=True)
         return TrialScheduler.CONTINUE
 
-    def _stop(self, trial_id: str, why: str, quiet: bool = False) -> str:
-        self.decisions[trial_id] = why
+    def _stop(self, trial, why: str, quiet: bool = False) -> str:
+        self.decisions[trial.trial_id] = why
         if not quiet:
-            log.info("scheduler: trial %s %s", trial_id, why)
+            path = getattr(trial, "local_path", None)
+            log.info("  %s: %s", Path(path).name if path else trial.trial_id, why)
         return TrialScheduler.STOP
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:

@@ -19,7 +19,7 @@ from vidseg.train.loop import MaskTable, _train_arrays
 from vidseg.train.memory import data_bytes
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
-METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "train_loss", "val_loss", "lr", "epoch_seconds",
+METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "lr", "epoch_seconds",
            "samples_per_second", "data_fraction"}
 
 
@@ -31,6 +31,7 @@ def test_one_epoch_reports_every_metric(tiny_shards, loss, translator):
     result = fit(config, tiny_shards, reports.append)
     assert len(reports) == 1 and set(reports[0]) == METRICS
     assert reports[0]["epoch"] == 1 and 0.0 <= reports[0]["val_iou"] <= 1.0
+    assert 0.0 < reports[0]["val_soft_iou"] <= 1.0
     assert all(math.isfinite(v) for v in reports[0].values())
     assert result.history == reports
 
@@ -41,6 +42,7 @@ def test_loss_falls_and_iou_rises_on_a_tiny_overfit_set(overfit_shards):
     fit(config, overfit_shards, reports.append)
     assert reports[-1]["train_loss"] < 0.5 * reports[0]["train_loss"]
     assert reports[-1]["val_iou"] > reports[0]["val_iou"] + 0.2
+    assert reports[-1]["val_soft_iou"] > reports[0]["val_soft_iou"] + 0.2  # the tie score follows what is learnt
 
 
 def test_resume_with_another_config_is_refused(tiny_shards, tmp_path):
