@@ -215,46 +215,51 @@ def replay_many(curves: Curves, setting: Setting, seeds: int, num_samples: int, 
             "num_samples": num_samples, "traces": traces, "full": full}
 
 
-def tie_evidence(curves: Curves, epoch: int = 1, tolerances: tuple[float, ...] = (0.0, 1e-4, 1e-3, 3e-3, 1e-2)
-                 ) -> list[dict[str, Any]]:
+TIE_BINS = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2)  # gaps in val IoU: exact ties, then (previous, this]
+
+
+def tie_evidence(curves: Curves, epoch: int = 1, bins: tuple[float, ...] = TIE_BINS) -> list[dict[str, Any]]:
     """How well each signal at ``epoch`` predicts which of two trials ends better (its best val IoU
-    over every epoch), over the pairs whose val IoUs at ``epoch`` lie within each tolerance and whose
-    ends differ: the tie score (``val_soft_iou``), val IoU itself (pairs not exactly equal), and
-    val loss (pairs of the same loss type only: a loss is not comparable across them). A coin, such
-    as arrival order, gets half right."""
+    over every epoch), over the pairs of trials whose ends differ, by the gap between their val IoUs
+    at ``epoch``: exact ties first, then each bin (previous edge, edge]. For each bin: the share
+    the tie score (``val_soft_iou``) gets right, the share val IoU itself gets right (where it is
+    not tied), and the share val loss gets right (pairs of the same loss type only: a loss is not
+    comparable across them). A coin, such as arrival order, gets half right. The scheduler's tie
+    tolerance is the widest gap up to which the tie score does at least as well as val IoU."""
     if curves.ties is None:
         raise InputError("the table has no val_soft_iou column (a table made before trials reported it)")
     peak = curves.values.max(axis=1)
     value, tie = curves.values[:, epoch - 1], curves.ties[:, epoch - 1]
     loss = curves.losses[:, epoch - 1] if curves.losses is not None else np.full(len(value), np.nan)
     kinds = [c.get("loss") for c in curves.configs]
-    rows = []
-    for tolerance in tolerances:
-        counts = {"pairs": 0, "tie": 0, "val_iou": 0, "val_iou_pairs": 0, "val_loss": 0, "val_loss_pairs": 0}
-        for i in range(len(value)):
-            for j in range(i + 1, len(value)):
-                if abs(value[i] - value[j]) > tolerance or abs(peak[i] - peak[j]) <= 1e-12 or tie[i] == tie[j]:
-                    continue
-                better = peak[i] > peak[j]
-                counts["pairs"] += 1
-                counts["tie"] += (tie[i] > tie[j]) == better
-                if value[i] != value[j]:
-                    counts["val_iou_pairs"] += 1
-                    counts["val_iou"] += (value[i] > value[j]) == better
-                if kinds[i] == kinds[j] and np.isfinite(loss[i]) and np.isfinite(loss[j]) and loss[i] != loss[j]:
-                    counts["val_loss_pairs"] += 1
-                    counts["val_loss"] += (loss[i] < loss[j]) == better
-        rows.append({"epoch": epoch, "tolerance": tolerance, **counts})
+    rows = [{"epoch": epoch, "low": low, "high": high, **dict.fromkeys(
+        ("pairs", "tie", "val_iou", "val_loss", "val_loss_pairs"), 0)}
+        for low, high in zip((-1.0, *bins[:-1]), bins)]
+    for i in range(len(value)):
+        for j in range(i + 1, len(value)):
+            gap = abs(value[i] - value[j])
+            row = next((r for r in rows if r["low"] < gap <= r["high"]), None)
+            if row is None or abs(peak[i] - peak[j]) <= 1e-12:
+                continue
+            better = peak[i] > peak[j]
+            row["pairs"] += 1
+            row["tie"] += bool(tie[i] != tie[j] and (tie[i] > tie[j]) == better)
+            row["val_iou"] += bool(gap > 0 and (value[i] > value[j]) == better)
+            if kinds[i] == kinds[j] and np.isfinite(loss[i]) and np.isfinite(loss[j]) and loss[i] != loss[j]:
+                row["val_loss_pairs"] += 1
+                row["val_loss"] += (loss[i] < loss[j]) == better
     return rows
 
 
 def tie_evidence_text(rows: list[dict[str, Any]]) -> str:
     def share(right: int, total: int) -> str:
         return f"{right / total:.0%} of {total}" if total else "-"
-    lines = [f"{'val IoU within':>15} {'pairs':>6} {'soft val IoU right':>20} {'val IoU right':>16} {'val loss right':>16}"]
+    lines = [f"{'val IoU gap':>18} {'pairs':>6} {'soft val IoU right':>19} {'val IoU right':>14} {'val loss right':>16}"]
     for r in rows:
-        lines.append(f"{r['tolerance']:>15g} {r['pairs']:>6} {share(r['tie'], r['pairs']):>20} "
-                     f"{share(r['val_iou'], r['val_iou_pairs']):>16} {share(r['val_loss'], r['val_loss_pairs']):>16}")
+        gap = "0 (tied)" if r["high"] == 0 else f"{max(r['low'], 0):g}-{r['high']:g}"
+        lines.append(f"{gap:>18} {r['pairs']:>6} {share(r['tie'], r['pairs']):>19} "
+                     f"{share(r['val_iou'], r['pairs']) if r['high'] > 0 else '-':>14} "
+                     f"{share(r['val_loss'], r['val_loss_pairs']):>16}")
     return "\n".join(lines)
 
 

@@ -88,15 +88,15 @@ class RungScheduler(FIFOScheduler):
         tie = float(tie) if isinstance(tie, (int, float)) else math.nan
         return float(result[self.metric]), tie, self.arrival.setdefault(trial_id, len(self.arrival))
 
-    def beats(self, a: tuple[float, float, int], b: tuple[float, float, int], tolerance: float | None = None) -> bool:
+    def beats(self, a: tuple[float, float, int], b: tuple[float, float, int], by_arrival: bool = True) -> bool:
         """Whether result ``a`` ranks above ``b``: a clearly higher metric; within the tolerance, a
-        higher tie score; with that equal (or unknown), the earlier arrival."""
-        tolerance = self.tie_tolerance if tolerance is None else tolerance
-        if abs(a[0] - b[0]) > tolerance:
+        higher tie score; with that equal (or unknown), the earlier arrival (``by_arrival``; else
+        neither ranks above the other)."""
+        if abs(a[0] - b[0]) > self.tie_tolerance:
             return a[0] > b[0]
         if not (math.isnan(a[1]) or math.isnan(b[1])) and a[1] != b[1]:
             return a[1] > b[1]
-        return a[2] < b[2]
+        return by_arrival and a[2] < b[2]
 
     def _promoted(self, rung: int, trial_id: str, entry: tuple[float, float, int]) -> tuple[bool, str]:
         """ASHA's rule at ``rung``, with ties and the floor: (go on?, why not)."""
@@ -124,10 +124,12 @@ class RungScheduler(FIFOScheduler):
         return False, f"val IoU {value:.4f} is below the rung's cutoff {cutoff:.4f}"
 
     def _swapped(self, rung: int, below: int) -> bool:
-        """Whether two trials at ``rung`` are ordered one way there and the other way at ``below``."""
+        """Whether two trials at ``rung`` are ordered one way there and the other way at ``below``
+        (by value and tie score: an order by arrival is no evidence)."""
         here, there = self.recorded[rung], self.recorded[below]
         ids = [t for t in here if t in there]
-        return any(self.beats(here[a], here[b]) and self.beats(there[b], there[a]) for a in ids for b in ids if a != b)
+        return any(self.beats(here[a], here[b], False) and self.beats(there[b], there[a], False)
+                   for a in ids for b in ids if a != b)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self.time_attr not in result or self.metric not in result:

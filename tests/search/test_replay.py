@@ -135,10 +135,10 @@ def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path, capsy
     lines = result.stdout.splitlines()
     assert "12 configurations x 8 epochs" in lines[0] and "50 replays per setting" in lines[0]
     evidence = lines.index("which of two trials ends better, told from epoch 1 (pairs whose ends differ):")
-    assert lines[evidence + 1].split()[:3] == ["val", "IoU", "within"]
+    assert lines[evidence + 1].split()[:3] == ["val", "IoU", "gap"]
     exact = lines[evidence + 2].split()
     pairs = sum(1 for i in range(6) for j in range(i + 1, 6) if values[i].max() != values[j].max())
-    assert exact[:2] == ["0", str(pairs)]  # the tied pairs at tolerance 0
+    assert exact[:3] == ["0", "(tied)", str(pairs)]  # the six trials tied at epoch 1
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["setting", "to"])
     assert [line.split()[0] for line in lines[header + 1:header + 6]] == ["fifo", "asha", "asha", "asha", "asha"]
     assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
