@@ -263,6 +263,21 @@ def tie_evidence_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def floor_evidence(curves: Curves, margin: float) -> str:
+    """What the floor would stop, by epoch: trials clearly below copy-last-frame there (under
+    ``floor * (1 - margin)``), and how many of those end above copy-last-frame (late bloomers the
+    floor would lose)."""
+    if curves.floor is None:
+        return "the table records no copy-last-frame baseline"
+    peak = curves.values.max(axis=1)
+    parts = []
+    for epoch in range(1, curves.max_epochs + 1):
+        below = curves.values[:, epoch - 1] < curves.floor * (1 - margin)
+        parts.append(f"{epoch}: {int(below.sum())}/{int((below & (peak > curves.floor)).sum())}")
+    return (f"copy-last-frame {curves.floor:.4f}; by epoch, the trials more than {margin:.0%} under it / those of them "
+            f"whose best ends above it: " + ", ".join(parts))
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready: infinities (a replay that never got close) become null."""
     if isinstance(value, dict):
@@ -382,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
               "(python -m search.curves EXPERIMENT adds it)")
     if args.tie_evidence:
         try:
+            from search.schedulers import FLOOR_MARGIN
+
             print(f"\nwhich of two trials ends better, told from epoch 1 (pairs whose ends differ):\n"
-                  f"{tie_evidence_text(tie_evidence(curves))}\n")
+                  f"{tie_evidence_text(tie_evidence(curves))}\n\nthe floor: {floor_evidence(curves, FLOOR_MARGIN)}\n")
         except InputError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
