@@ -226,8 +226,9 @@ SMOKE = dataclasses.replace(
     unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1, unet_crop=None, unet_foreground_crops=0.0,
     unet_lr=2e-3,
     unet_shipped=False,
+    # the skip always on, as in the demo: trials start at copy-last-frame, and its ties are decided by the soft score
     space=with_choices(SPACE, N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32), groups=(1, 2), embed_dim=(4, 8),
-                       lr=(1e-3, 1e-2), batch_size=(2, 4)),
+                       last_frame_skip=(True,), lr=(1e-3, 1e-2), batch_size=(2, 4)),
     num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (FULL, DEMO, SMOKE)}

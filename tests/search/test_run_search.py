@@ -71,8 +71,7 @@ def test_run_names_say_what_the_trial_is(smoke):
         name = row["name"]
         assert RUN_NAME.match(name), name
         assert name.endswith("-" + row["trial_id"]) and (experiment / name / "result.json").is_file()
-        assert name.split("-")[-5 if row["translator"] == "incep" else -4].startswith(row["translator"]) or \
-            name.startswith(("paper-", "top-"))
+        assert name.split("-")[1 if name.startswith(("paper-", "top-")) else 0] == row["translator"]
         config = json.loads((experiment / name / "params.json").read_text())
         assert f"-{config['N_S']}.{config['N_T']}.{config['hid_S']}.{config['hid_T']}-" in name
         assert ("-skip-" in name) == config["last_frame_skip"]
