@@ -42,11 +42,13 @@ def test_tied_val_ious_are_decided_by_the_soft_score_not_by_arrival():
 
 
 def test_the_tie_tolerance_counts_near_ties_as_ties_and_larger_gaps_as_evidence():
-    scheduler = make_scheduler("asha", 10, 1, 3)
+    scheduler = RungScheduler(10, 1, 3, tie_tolerance=1e-4)
     assert _report(scheduler, "a", 1, 0.25110, 0.30) == GO
     assert _report(scheduler, "b", 1, 0.25115, 0.20) == STOP  # 5e-5 higher, within the tolerance: the score decides
     assert _report(scheduler, "c", 1, 0.25200, 0.10) == GO  # 9e-4 higher: val IoU decides
-    assert scheduler.tie_tolerance < 0.0009
+    default = make_scheduler("asha", 10, 1, 3)  # the search's: exact ties only
+    assert _report(default, "a", 1, 0.25110, 0.30) == GO
+    assert _report(default, "b", 1, 0.25115, 0.20) == GO
 
 
 def test_a_trial_clearly_below_copy_last_frame_gets_no_free_ride_at_an_empty_rung():
