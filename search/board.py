@@ -8,7 +8,7 @@ and JSON loggers kept, which the results are read from) by ``TrialBoard``, a dri
   paper's and the top teams' configurations start with ``paper-`` and ``top-``. The trial's folder
   carries the same name, and so does its row in the HParams table;
 - **scalars** in groups, without Ray's bookkeeping: ``val/`` (``iou``, ``best_iou``,
-  ``iou_true_inputs``: the oracle), ``loss/`` (``train``, ``val``), ``opt/lr``, ``perf/`` (epoch
+  ``iou_true_inputs``: the oracle, ``soft_iou``: the scheduler's tie score), ``loss/`` (``train``, ``val``), ``opt/lr``, ``perf/`` (epoch
   seconds, samples/s, data share, GPU busy share, peak memory) and ``trial/`` (``epochs``,
   ``status``);
 - **one hparams config for the experiment** (``experiment_config``), in the experiment's ``report``
@@ -40,7 +40,7 @@ REPORT_RUN = "report"  # the experiment's own run: hparams config, report.md, it
 STATUS = {"running": 0, "completed": 1, "stopped early": 2, "diverged": 3, "failed": 4}
 STATUS_TEXT = "status (1 completed, 2 stopped early, 3 diverged, 4 failed)"
 SCALARS = {  # a trial's report key -> its tag
-    "val_iou": "val/iou", "val_iou_true_inputs": "val/iou_true_inputs",
+    "val_iou": "val/iou", "val_iou_true_inputs": "val/iou_true_inputs", "val_soft_iou": "val/soft_iou",
     "train_loss": "loss/train", "val_loss": "loss/val", "lr": "opt/lr",
     "epoch_seconds": "perf/epoch_seconds", "samples_per_second": "perf/samples_per_second",
     "data_fraction": "perf/data_fraction", "gpu_busy_fraction": "perf/gpu_busy_fraction",

@@ -116,6 +116,9 @@ def test_tensorboard_reads_at_a_glance(smoke):
         assert tags and all(t.split("/")[0] in ("val", "loss", "opt", "perf", "trial") for t in tags), tags
         values = [e.value for e in events.Scalars("val/iou")]
         assert len(values) == int(row["epochs"])
+        history = [json.loads(line) for line in (experiment / row["name"] / "result.json").read_text().splitlines()]
+        assert [e.value for e in events.Scalars("val/soft_iou")] == pytest.approx(  # the tie score, as reported
+            [r["val_soft_iou"] for r in history if "val_soft_iou" in r], abs=1e-6)
         assert max(values) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
         assert events.Scalars("val/best_iou")[-1].value == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
         assert [e.value for e in events.Scalars("val/best_iou")] == sorted(e.value for e in events.Scalars("val/best_iou"))
