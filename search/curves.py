@@ -157,7 +157,10 @@ def curves_of_experiment(experiment: Path) -> tuple[Path, int]:
     try:
         settings["baselines"] = copy_last_frame(ShardSet.open(cached_shards(saved["shards"]), verify=False))
     except (InputError, OSError, KeyError) as err:  # shards gone: the table has no floor for replays
-        print(f"note: no copy-last-frame baseline in the table ({err})")
+        import logging
+
+        logging.getLogger("vidseg.search").warning("no copy-last-frame baseline in the table, so replays run "
+                                                   "without the floor: %s", err)
     results = ResultGrid(ExperimentAnalysis(str(experiment), default_metric="val_iou", default_mode="max"))
     rows = trial_rows(results, settings["max_epochs"], settings)
     return experiment / CURVES, write_curves(rows, experiment / CURVES, settings)

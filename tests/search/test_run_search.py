@@ -244,6 +244,9 @@ def test_the_curves_of_a_finished_search_can_be_rewritten_from_its_trial_folders
     written, original = (pq.read_table(d / "curves.parquet").sort_by([("trial_id", "ascending"), ("epoch", "ascending")])
                          for d in (copy, tmp / "results" / "smoke"))
     assert written.num_rows > 0 and written.equals(original)
+    floors = [json.loads(pq.read_schema(d / "curves.parquet").metadata[b"vidseg.settings"])["baselines"]["unet"]
+              for d in (copy, tmp / "results" / "smoke")]
+    assert 0 < floors[0] == floors[1]  # copy-last-frame, a replay's floor, in both
     # in a process of its own: a folder with no search is one line, exit 2, no traceback
     refused = run_cli("-m", "search.curves", str(tmp_path))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
