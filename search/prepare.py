@@ -20,6 +20,7 @@ from typing import Any
 
 from search.settings import UsageError
 from search.space import Profile
+from vidseg.data.remote import is_uri
 
 __all__ = ["DataSource", "DATA_DIR", "prepare_dataset", "prepare_shards", "shard_counts", "fit_space", "demo_root"]
 
@@ -73,7 +74,7 @@ def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path |
     from vidseg.segment.presegment import presegment
 
     if root is None:
-        return source.shards if "://" in source.shards else str(Path(source.shards).resolve())
+        return source.shards if is_uri(source.shards) else str(Path(source.shards).resolve())
     if source.data is not None:
         cache = (source.data_dir or DATA_DIR) / "shards" / f"{root.resolve().name}-{profile.name}"
     else:

@@ -32,12 +32,14 @@ from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, INPUT_FRAMES, build_model
 from vidseg.train.losses import predict_masks
+from vidseg.task import FRAME_SIZE
+from vidseg.data.remote import is_uri
 
 __all__ = ["write_results", "no_trial_completed", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
 
 log = logging.getLogger("vidseg.search")
 
-SUBMISSION_SIZE = (160, 240)  # the competition's mask size
+SUBMISSION_SIZE = FRAME_SIZE  # the competition's mask size
 SCHEDULER_NAMES = {"asha": "ASHA", "pasha": "PASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
 LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
@@ -379,7 +381,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
     ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
     is uploaded beside the results)."""
-    local = "://" not in experiment
+    local = not is_uri(experiment)
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
     settings = {**settings, "name": Path(experiment).name}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidseg.errors import InputError
+from vidseg.data.remote import is_uri
 
 if TYPE_CHECKING:
     from search.state import SearchState
@@ -61,7 +62,7 @@ def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: s
                              f"{settings.get(key)}); --resume continues a search as it was started: drop the flag, "
                              "or start a new search with another --name")
     if args.shards is not None:
-        given = args.shards if "://" in args.shards else str(Path(args.shards).resolve())
+        given = args.shards if is_uri(args.shards) else str(Path(args.shards).resolve())
         if given not in (state["shards"], state.get("shards_source")):  # as given, or as published to the bucket
             raise InputError(f"--shards {args.shards} conflicts with the saved search {where} (its shards: "
                              f"{state.get('shards_source') or state['shards']})")

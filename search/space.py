@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidseg.errors import InputError
+from vidseg.models.simvp import encoder_scale, valid_groups
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
 __all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
@@ -157,7 +158,7 @@ class Profile:
         """Every combination of the profile's widths must build at its resolution."""
         h, w = self.resolution
         for n_s in self.choices("N_S"):
-            scale = 2 ** (n_s // 2)
+            scale = encoder_scale(n_s)
             if h % scale or w % scale:
                 raise ValueError(f"profile {self.name}: N_S={n_s} needs H and W divisible by {scale}, "
                                  f"but the resolution is {h}x{w}")
@@ -172,11 +173,6 @@ class Profile:
         for i, dim in enumerate(self.space):
             if dim.when is not None and dim.when[0] not in names[:i]:
                 raise ValueError(f"profile {self.name}: {dim.name} depends on {dim.when[0]}, which is not before it")
-
-
-def valid_groups(hid_S: int, hid_T: int, candidates=(1, 2, 4, 8, 16)) -> list[int]:
-    """Group counts the Inception translator accepts: they divide hid_T // 2, hid_T and 11 * hid_S."""
-    return [g for g in candidates if (hid_T // 2) % g == 0 and hid_T % g == 0 and (INPUT_FRAMES * hid_S) % g == 0]
 
 
 def correct_groups(groups: int, hid_S: int, hid_T: int) -> int:
@@ -255,13 +251,13 @@ def fit_to_shards(profile: Profile, resolution: tuple[int, int], counts: dict[st
                              "reports val IoU against them")
     notes = []
     all_n_s = profile.choices("N_S")
-    n_s = tuple(n for n in all_n_s if h % 2 ** (n // 2) == 0 and w % 2 ** (n // 2) == 0)
+    n_s = tuple(n for n in all_n_s if h % encoder_scale(n) == 0 and w % encoder_scale(n) == 0)
     if not n_s:
         raise InputError(f"the shards are {h}x{w}, which no N_S of profile {profile.name} can run "
-                         f"({', '.join(f'N_S={n} needs H and W divisible by {2 ** (n // 2)}' for n in all_n_s)})")
+                         f"({', '.join(f'N_S={n} needs H and W divisible by {encoder_scale(n)}' for n in all_n_s)})")
     if n_s != all_n_s:
         notes.append(f"N_S={', '.join(str(n) for n in all_n_s if n not in n_s)} left out of the space: "
-                     f"{h}x{w} shards are not divisible by {', '.join(str(2 ** (n // 2)) for n in all_n_s if n not in n_s)}")
+                     f"{h}x{w} shards are not divisible by {', '.join(str(encoder_scale(n)) for n in all_n_s if n not in n_s)}")
     pseudo = profile.choices("pseudo_labels")
     if True in pseudo and not counts.get("unlabeled"):
         pseudo = (False,)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from search.settings import Settings, UsageError
 from search.space import PROFILES
+from vidseg.data.remote import is_uri
 
 __all__ = ["STATE", "SearchState", "storage_root", "local_path", "filesystem", "read_state", "write_state",
            "latest_experiment", "check_storage", "study_path", "new_search", "save_new"]
@@ -44,23 +45,24 @@ class SearchState:
 
 def storage_root(storage: str) -> str:
     """A URI stays as it is; a local path becomes absolute (Ray Tune needs that)."""
-    if "://" in storage:
+    if is_uri(storage):
         return storage
     return str(Path(storage).expanduser().resolve())
 
 
 def local_path(storage: str) -> Path | None:
     """The folder of a local storage; None for a cloud URI."""
-    return None if "://" in storage else Path(storage)
+    return None if is_uri(storage) else Path(storage)
 
 
 def filesystem(storage: str):
     """(pyarrow filesystem, path) of a local path or a cloud URI (s3://, gs://, ...)."""
     import pyarrow as pa
-    import pyarrow.fs as pafs
+
+    from vidseg.data.remote import filesystem as location_filesystem
 
     try:
-        return pafs.FileSystem.from_uri(storage if "://" in storage else Path(storage).resolve().as_uri())
+        return location_filesystem(storage)
     except (pa.ArrowInvalid, OSError) as err:
         raise UsageError(f"--storage {storage}: {err}") from None
 
@@ -177,7 +179,7 @@ def save_new(storage: str, name: str, settings: Settings, shards: str, hidden_an
     """Save a new search's state before its first trial; for a cloud storage, the shards are
     published to the bucket first, so that trials on every node read them from there."""
     source = shards
-    if "://" in storage and "://" not in shards:
+    if is_uri(storage) and not is_uri(shards):
         from vidseg.data.remote import publish_shards
 
         shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from search.settings import Settings, UsageError
 from search.space import Profile, SearchSpace, points_to_evaluate
+from vidseg.data.remote import is_uri
 
 __all__ = ["check_address", "init_ray", "make_scheduler", "make_searcher", "build_tuner", "restore_or_build",
            "HYPERBAND_BRACKETS"]
@@ -185,7 +186,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from search.study import STUDY_FILE_ENV
 
     os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
-    if "://" not in storage:  # the experiment's TensorBoard run, with copy-last-frame; a cloud one gets it with the results
+    if not is_uri(storage):  # the experiment's TensorBoard run, with copy-last-frame; a cloud one gets it with the results
         from search.board import write_board
 
         baselines = write_board(Path(storage) / name, profile, shards, settings.max_epochs)

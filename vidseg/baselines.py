@@ -7,6 +7,7 @@ import torch
 
 from vidseg.data.shards import ShardSet
 from vidseg.metrics import JaccardAccumulator
+from vidseg.task import LAST_INPUT_INDEX, TARGET_INDEX
 
 __all__ = ["copy_last_frame"]
 
@@ -21,8 +22,8 @@ def copy_last_frame(shards: ShardSet, split: str = "val", batch: int = 64) -> di
         acc = JaccardAccumulator()
         for start in range(0, len(part), batch):
             index = range(start, min(start + batch, len(part)))
-            last_input = np.stack([getattr(part, kind)[i][10] for i in index])
-            target = np.stack([part.true[i][21] for i in index])
+            last_input = np.stack([getattr(part, kind)[i][LAST_INPUT_INDEX] for i in index])
+            target = np.stack([part.true[i][TARGET_INDEX] for i in index])
             acc.update(torch.from_numpy(last_input), torch.from_numpy(target))
         scores[kind] = acc.compute()
     return scores

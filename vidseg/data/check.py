@@ -114,7 +114,7 @@ def _check_hidden_answers(root: Path, num_hidden: int, size, problem) -> None:
 def _summary(report: CheckReport, size: tuple[int, int]) -> str:
     lines = [f"{report.root}: ok"]
     lines.append("videos: " + ", ".join(f"{split} {report.counts[split]}" for split in SPLITS if split in report.counts))
-    lines.append(f"resolution: {size[1]}x{size[0]} (WxH), frames: 22 (hidden: 11)")
+    lines.append(f"resolution: {size[1]}x{size[0]} (WxH), frames: {FRAMES['train']} (hidden: {FRAMES['hidden']})")
     total = report.class_pixels.sum()
     if total:
         seen = int((report.class_videos[1:] > 0).sum())
@@ -129,7 +129,7 @@ def _size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. 160x240") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. {FRAME_SIZE[0]}x{FRAME_SIZE[1]}") from None
     return h, w
 
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vidseg.data.check", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="dataset root (holds train/, val/, ...)")
     parser.add_argument("--size", type=_size, default=FRAME_SIZE, metavar="HxW",
-                        help="expected frame size (default 160x240)")
+                        help=f"expected frame size (default {FRAME_SIZE[0]}x{FRAME_SIZE[1]})")
     parser.add_argument("--max-errors", type=int, default=50, help="stop after this many problems (default 50)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

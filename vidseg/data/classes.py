@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vidseg.task import NUM_CLASSES as TASK_CLASSES
 
 __all__ = [
     "SHAPES",
@@ -29,7 +30,8 @@ __all__ = [
 SHAPES: tuple[str, ...] = ("cube", "sphere", "cylinder")
 MATERIALS: tuple[str, ...] = ("metal", "rubber")
 COLORS: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "cyan", "purple", "yellow")
-NUM_CLASSES = 1 + len(SHAPES) * len(MATERIALS) * len(COLORS)  # 49
+NUM_CLASSES = 1 + len(SHAPES) * len(MATERIALS) * len(COLORS)
+assert NUM_CLASSES == TASK_CLASSES, "the class table must have the task's class count (vidseg.task)"
 BACKGROUND = 0
 
 # The CLEVR/CLEVRER colour values (0-255), which the competition's renders follow.

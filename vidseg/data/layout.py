@@ -22,6 +22,7 @@ from PIL import Image
 
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.errors import InputError
+from vidseg.task import FRAME_SIZE, INPUT_FRAMES, TOTAL_FRAMES
 
 __all__ = [
     "SPLITS",
@@ -40,8 +41,7 @@ __all__ = [
 
 SPLITS = ("train", "val", "unlabeled", "hidden")
 LABELED_SPLITS = ("train", "val")  # these carry mask.npy, and a dataset root must have both
-FRAMES = {"train": 22, "val": 22, "unlabeled": 22, "hidden": 11}
-FRAME_SIZE = (160, 240)  # (height, width)
+FRAMES = {"train": TOTAL_FRAMES, "val": TOTAL_FRAMES, "unlabeled": TOTAL_FRAMES, "hidden": INPUT_FRAMES}
 _VIDEO_RE = re.compile(r"video_(\d+)")
 _FRAME_RE = re.compile(r"image_(0|[1-9]\d*)\.png")  # image_5.png, never image_05.png
 
@@ -70,7 +70,7 @@ def read_frame(path: Path, size: tuple[int, int] | None = FRAME_SIZE) -> np.ndar
     return rgb
 
 
-def read_mask(path: Path, num_frames: int = 22, size: tuple[int, int] | None = FRAME_SIZE,
+def read_mask(path: Path, num_frames: int = TOTAL_FRAMES, size: tuple[int, int] | None = FRAME_SIZE,
               check_values: bool = True) -> np.ndarray:
     """A video's masks (T, H, W) in their stored integer dtype, validated."""
     try:

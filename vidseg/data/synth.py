@@ -32,6 +32,7 @@ from vidseg.data import classes
 from vidseg.data.layout import FRAMES, SPLITS, video_name
 from vidseg.data.render import Camera, Solid, shade
 from vidseg.errors import InputError
+from vidseg.task import TOTAL_FRAMES
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -61,7 +62,7 @@ class SynthConfig:
     seed: int = 0
     width: int = 240  # frame width in pixels (the competition's)
     height: int = 160  # frame height in pixels
-    num_frames: int = 22
+    num_frames: int = TOTAL_FRAMES
     min_objects: int = 3
     max_objects: int = 8
     motion: float = 1.0  # scales every initial speed; 0 gives still scenes

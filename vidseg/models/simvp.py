@@ -16,8 +16,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vidseg.task import INPUT_FRAMES
 
-__all__ = ["group_problem", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
+
+__all__ = ["group_problem", "valid_groups", "encoder_scale", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
 
 INCEPTION_KERNELS = (3, 5, 7, 11)
 
@@ -119,6 +121,18 @@ def group_problem(groups: int, in_channels: int, hid_channels: int) -> str | Non
         if count % groups:
             return f"groups {groups} does not divide the {count} {what}"
     return None
+
+
+def valid_groups(hid_S: int, hid_T: int, candidates=(1, 2, 4, 8, 16)) -> list[int]:
+    """The group counts among ``candidates`` that the Inception translator accepts for these widths
+    (``group_problem``, with the task's input frames stacked into the translator's channels)."""
+    return [g for g in candidates if group_problem(g, INPUT_FRAMES * hid_S, hid_T) is None]
+
+
+def encoder_scale(N_S: int) -> int:
+    """What the encoder of ``N_S`` blocks divides H and W by (its strides, ``_strides``): H and W
+    must be multiples of it."""
+    return math.prod(_strides(N_S))
 
 
 class IncepTranslator(nn.Module):
@@ -274,7 +288,7 @@ class SimVP(nn.Module):
             raise ValueError(f"out_channels is {out_channels}, but must be >= 1 or None")
         if translator == "incep" and groups < 1:
             raise ValueError(f"groups is {groups}, but must be >= 1")
-        scale = 2 ** (N_S // 2)
+        scale = encoder_scale(N_S)
         if H % scale or W % scale:  # otherwise the upsampled latent misses the skip's size
             raise ValueError(f"H x W is {H} x {W}, but N_S={N_S} needs both divisible by {scale}")
         self.in_shape, self.out_channels, self.translator = (T, C, H, W), out_channels or C, translator

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from vidseg.task import NUM_CLASSES
 
 
 __all__ = ["DoubleConv", "Down", "Up", "OutConv", "UNet"]
@@ -79,7 +80,7 @@ class OutConv(nn.Module):
 class UNet(nn.Module):
     """``UNet(n_channels=3, n_classes=49, bilinear=False, width=64)``: (B, C, H, W) -> (B, classes, H, W) logits."""
 
-    def __init__(self, n_channels: int = 3, n_classes: int = 49, bilinear: bool = False, width: int = 64) -> None:
+    def __init__(self, n_channels: int = 3, n_classes: int = NUM_CLASSES, bilinear: bool = False, width: int = 64) -> None:
         super().__init__()
         if width < 2 or width % 2:
             raise ValueError(f"width is {width}, but must be an even number >= 2")

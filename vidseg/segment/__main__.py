@@ -17,6 +17,7 @@ from pathlib import Path
 from vidseg.errors import InputError
 from vidseg.segment.presegment import presegment
 from vidseg.segment.train import UNetConfig, train_unet
+from vidseg.task import FRAME_SIZE
 
 log = logging.getLogger("vidseg.segment")
 
@@ -25,7 +26,7 @@ def _size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. 160x240") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. {FRAME_SIZE[0]}x{FRAME_SIZE[1]}") from None
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return h, w
@@ -38,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="dataset root in the competition layout")
     parser.add_argument("--out", type=Path, required=True, help="shard folder to write (SHARDS_DIR)")
-    parser.add_argument("--size", type=_size, default=(160, 240), metavar="HxW",
-                        help="resolution of the shards' masks (default 160x240; masks are downscaled by nearest)")
+    parser.add_argument("--size", type=_size, default=FRAME_SIZE, metavar="HxW",
+                        help=f"resolution of the shards' masks (default {FRAME_SIZE[0]}x{FRAME_SIZE[1]}; masks are "
+                             "downscaled by nearest)")
     parser.add_argument("--unet-size", type=_size, default=None, metavar="HxW",
                         help="resolution the UNet trains and segments at (default: --size; frames are "
                              "downscaled by area)")

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from vidseg.atomic import atomic_path
 from vidseg.data.layout import FRAMES, Video
 from vidseg.segment.frames import DecodeFailure, VideoFrames
+from vidseg.task import TOTAL_FRAMES
 
 __all__ = ["FrameCache", "frame_cache", "DeviceFrames", "frame_index"]
 
@@ -148,7 +149,7 @@ def frame_cache(videos: list[Video], size: tuple[int, int], cache_dir: Path | st
     return cache
 
 
-def frame_index(num_videos: int, frames: range | list[int], num_frames: int = 22) -> torch.Tensor:
+def frame_index(num_videos: int, frames: range | list[int], num_frames: int = TOTAL_FRAMES) -> torch.Tensor:
     """Flat indices ``video * num_frames + t`` (int64) of the given frames of every video, video-major."""
     t = torch.as_tensor(list(frames), dtype=torch.int64)
     return (torch.arange(num_videos, dtype=torch.int64)[:, None] * num_frames + t[None, :]).reshape(-1)

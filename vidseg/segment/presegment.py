@@ -25,6 +25,7 @@ from vidseg.data.shards import MANIFEST, ShardError, read_shard, sha256_file, wr
 from vidseg.errors import InputError
 from vidseg.models import UNet
 from vidseg.segment.frames import resize_images, resize_masks
+from vidseg.task import FRAME_SIZE, NUM_CLASSES
 
 __all__ = ["ShardPlan", "plan_shards", "segment_video", "presegment"]
 
@@ -123,7 +124,7 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
 
 
 def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | str,
-               out_size: tuple[int, int] = (160, 240), videos_per_shard: int = 64, address: str | None = None,
+               out_size: tuple[int, int] = FRAME_SIZE, videos_per_shard: int = 64, address: str | None = None,
                use_ray: bool = True, device: str = "auto", progress: bool = True) -> Path:
     """Write every split's shards and ``manifest.json``; returns the manifest's path.
 
@@ -178,7 +179,7 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
         split["shards"].append(entries[plan.file])
     manifest = {
         "resolution": {"height": out_size[0], "width": out_size[1]},
-        "num_classes": 49,
+        "num_classes": NUM_CLASSES,
         "dataset": {"root": str(data_root.resolve())},
         "unet": {"checkpoint": str(checkpoint.resolve()), "sha256": unet_sha, "val_iou": state.get("val_iou"),
                  "epoch": state.get("epoch"), "width": state["config"]["width"], "size": list(unet_size)},

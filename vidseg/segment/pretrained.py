@@ -26,6 +26,7 @@ import torch
 from vidseg.atomic import atomic_path
 from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.errors import InputError
+from vidseg.task import FRAME_SIZE
 
 __all__ = ["SHIPPED", "RECIPE", "RECIPE_DATA", "check_shipped", "export", "build", "val_jaccard"]
 
@@ -33,7 +34,7 @@ log = logging.getLogger("vidseg.segment")
 
 SHIPPED = Path(__file__).parent / "weights" / "unet-demo.pt"
 RECIPE_DATA = {"seed": 3, "counts": {"train": 600, "val": 50, "unlabeled": 0, "hidden": 0}}
-RECIPE: dict[str, Any] = {"width": 16, "size": (160, 240), "crop": (96, 128), "foreground_crops": 0.5, "epochs": 28,
+RECIPE: dict[str, Any] = {"width": 16, "size": FRAME_SIZE, "crop": (96, 128), "foreground_crops": 0.5, "epochs": 28,
                           "batch_size": 16, "background_weight": 0.1,
                           "lr": 3e-3, "train_frame_stride": 4, "val_frame_stride": 2, "seed": 0}
 COMMAND = "python -m vidseg.segment.pretrained"

@@ -35,6 +35,7 @@ from vidseg.metrics import JaccardAccumulator
 from vidseg.models import UNet
 from vidseg.segment.augment import Augmentation, augment
 from vidseg.segment.cache import DeviceFrames, frame_cache, frame_index
+from vidseg.task import FRAME_SIZE, TOTAL_FRAMES
 
 __all__ = ["UNetConfig", "UNetResult", "train_unet", "load_unet", "evaluate", "predict", "pick_device",
            "settings_key", "cpu_has_bf16"]
@@ -51,7 +52,7 @@ class UNetConfig:
     """How the segmentation UNet is trained."""
 
     width: int = 16  # channels of the first block; 64 is the paper's full model
-    size: tuple[int, int] = (160, 240)  # (H, W) the UNet sees; frames are area-downscaled to it
+    size: tuple[int, int] = FRAME_SIZE  # (H, W) the UNet sees; frames are area-downscaled to it
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3  # Adam, cosine-annealed to zero over `epochs`
@@ -86,8 +87,9 @@ class UNetConfig:
             (self.lr > 0, f"lr is {self.lr}, but must be > 0"),
             (0 < self.background_weight <= 1, f"background_weight is {self.background_weight}, but must be in (0, 1]"),
             (self.val_frame_stride >= 1, f"val_frame_stride is {self.val_frame_stride}, but must be >= 1"),
-            (1 <= self.train_frame_stride <= 22, f"train_frame_stride is {self.train_frame_stride}, but must be in 1..22"),
-            (self.val_frame_stride <= 22, f"val_frame_stride is {self.val_frame_stride}, but must be <= 22"),
+            (1 <= self.train_frame_stride <= TOTAL_FRAMES,
+             f"train_frame_stride is {self.train_frame_stride}, but must be in 1..{TOTAL_FRAMES}"),
+            (self.val_frame_stride <= TOTAL_FRAMES, f"val_frame_stride is {self.val_frame_stride}, but must be <= {TOTAL_FRAMES}"),
             (self.max_train_videos is None or self.max_train_videos >= 1,
              f"max_train_videos is {self.max_train_videos}, but must be >= 1"),
             (self.num_workers >= 0, f"num_workers is {self.num_workers}, but must be >= 0"),

@@ -10,10 +10,10 @@ from typing import Any
 from vidseg.config import from_dict, validate
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.models.simvp import group_problem
+from vidseg.task import INPUT_FRAMES  # re-exported: the frames in; the scored frame is output index -1
 
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "INPUT_FRAMES", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
 
-INPUT_FRAMES = 11  # frames 1-11 in, frames 12-22 out; frame 22 is output index -1
 LOSSES = ("mse", "ce", "weighted_ce")
 RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
                   "memory_budget_gb")

@@ -25,6 +25,7 @@ from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 from vidseg.train.losses import class_probabilities, compute_loss, predict_masks
+from vidseg.train.memory import GIB
 from vidseg.train.model import build_model
 
 __all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 MAX_SELF_FED = 5  # scheduled sampling: at most this many of a clip's inputs are the model's own predictions
-GIB = 1024 ** 3
 
 
 class TrialDiverged(FloatingPointError):

@@ -20,6 +20,7 @@ import torch
 
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
+from vidseg.task import TOTAL_FRAMES
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
            "parameter_count"]
@@ -184,7 +185,7 @@ def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], bat
     return sum(b for i, b in seen.items() if i not in params)
 
 
-def data_bytes(config: TrainConfig, counts: dict[str, int], resolution: tuple[int, int], frames: int = 22) -> int:
+def data_bytes(config: TrainConfig, counts: dict[str, int], resolution: tuple[int, int], frames: int = TOTAL_FRAMES) -> int:
     """Bytes of the uint8 masks a trial reads, from the shard set's videos per split: what ``fit``
     puts on the GPU (its ``MaskTable``s; a test holds the two together). The train split's true
     masks, its UNet masks if it trains on them, the val split's both, the unlabeled split's UNet

@@ -27,6 +27,7 @@ from torch import nn
 
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.models import SimVP
+from vidseg.models.simvp import encoder_scale
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 from vidseg.train.losses import encode_inputs, predict_masks
 
@@ -62,7 +63,7 @@ class MaskPredictor(nn.Module):
             self.head = nn.Sequential(nn.ConvTranspose2d(width_stem, width_stem, 3, stride=2, padding=1, output_padding=1),
                                       nn.GroupNorm(2, width_stem), nn.LeakyReLU(0.2, inplace=True),
                                       nn.Conv2d(width_stem, out, 1))
-            scale = 2 ** (config.N_S // 2)
+            scale = encoder_scale(config.N_S)
             half = (-(-height // 2), -(-width // 2))
             inner = tuple(-(-size // scale) * scale for size in half)  # padded to what the encoder divides
             self.half = half
