@@ -216,3 +216,25 @@ def test_bf16_on_a_cpu_that_has_it_and_mse_reads_out_in_fp32(loss, dtype):
     with torch.autocast("cpu", dtype=compute):
         output = model(masks)
     assert output.dtype == dtype
+
+
+def test_help_gives_every_flag_a_sentence_and_every_choice_flag_its_choices(capsys):
+    """The flags come from TrainConfig's fields, with the help and choices each field carries."""
+    import dataclasses
+
+    from vidseg.train.__main__ import build_parser
+
+    parser = build_parser()
+    flags = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        action = flags[f.name]
+        assert len(action.help.split()) >= 4, (f.name, action.help)  # a sentence, not just "default X"
+        if f.metadata["choices"]:
+            assert action.metavar == "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "--loss {mse,ce,weighted_ce}" in text and "--rollout {direct,autoregressive}" in text
+    assert "--translator {incep,gsta}" in text and "--channels-last {true,false,none}" in text
+    args = parser.parse_args(["--shards", "S", "--channels-last", "none", "--stem-stride", "2", "--loss", "ce"])
+    assert (args.channels_last, args.stem_stride, args.loss) == (None, 2, "ce")  # "none" is the field's None

@@ -35,15 +35,14 @@ def _parse_bool(text: str) -> bool:
 
 
 def _flag_type(annotation: str):
-    if "bool" in annotation:
-        return _parse_bool
-    if "None" in annotation:
-        base = int if "int" in annotation else float
+    base = _parse_bool if "bool" in annotation else int if "int" in annotation else \
+        float if "float" in annotation else str
+    if "None" not in annotation:
+        return base
 
-        def optional(text: str):
-            return None if text.lower() == "none" else base(text)
-        return optional
-    return {"int": int, "float": float}.get(annotation, str)
+    def optional(text: str):  # "none" is the field's None
+        return None if text.lower() == "none" else base(text)
+    return optional
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         annotation = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        choices = f.metadata.get("choices") or None
+        default = "none" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
+        if "bool" in annotation:
+            choices = ("true", "false", "none") if "None" in annotation else ("true", "false")
+        # the choices are shown, not enforced here: TrainConfig refuses a bad value in one line, naming it
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_flag_type(annotation),
-                            default=argparse.SUPPRESS, metavar=f.name.upper(), help=f"default {f.default}")
+                            default=argparse.SUPPRESS,
+                            metavar="{" + ",".join(map(str, choices)) + "}" if choices else f.name.upper(),
+                            help=f"{f.metadata.get('help', '')} (default {default})")
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidseg.config import from_dict, validate
@@ -21,6 +21,14 @@ TRAIN_INPUTS = ("true", "unet", "mix")
 ENCODINGS = ("onehot", "embed")
 ROLLOUTS = ("direct", "autoregressive")
 SAMPLINGS = ("none", "linear", "exponential")
+TRANSLATORS = ("incep", "gsta")
+MSE_ROUNDINGS = ("floor", "round")
+
+
+def _field(default: Any, help: str, choices: tuple = ()) -> Any:
+    """A field with its help text and, where it has them, its choices: what ``python -m vidseg.train
+    --help`` and the docs read."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -28,49 +36,58 @@ class TrainConfig:
     """Everything one trial needs. Unknown keys and invalid values are refused."""
 
     # SimVP's scale (A4Bio/SimVP's names)
-    N_S: int = 2  # ConvSC blocks in the encoder (and decoder)
-    N_T: int = 4  # translator blocks
-    hid_S: int = 16  # spatial hidden channels
-    hid_T: int = 64  # temporal hidden channels
-    groups: int = 2  # group convolutions in the Inception translator; must divide its channels
-    translator: str = "incep"  # "incep" (SimVP) or "gsta" (SimVPv2)
-    last_frame_skip: bool = False  # add a learnable multiple of the last input frame to every output
-    # (this project's extension: the model starts near copy-last-frame and learns the motion)
+    N_S: int = _field(2, "ConvSC blocks in the encoder and in the decoder (every second one strides by 2)")
+    N_T: int = _field(4, "translator blocks")
+    hid_S: int = _field(16, "spatial hidden channels (even: the encoder normalises with GroupNorm(2))")
+    hid_T: int = _field(64, "temporal hidden channels of the translator")
+    groups: int = _field(2, "group convolutions in the Inception translator; must divide its channel counts")
+    translator: str = _field("incep", "the translator: SimVP's Inception U-Net, or SimVPv2's gated spatial attention",
+                             TRANSLATORS)
+    last_frame_skip: bool = _field(False, "add a learnable multiple of the last input frame to every output, so that "
+                                          "the model starts near copy-last-frame and learns the motion")
     # loss, as in the paper
-    loss: str = "weighted_ce"  # "mse" (1-channel ids), "ce" (49-channel one-hot), "weighted_ce"
-    last_frame_weight: float = 3.0  # weighted_ce: the last frame's loss is scaled by this, then normalised
-    mse_rounding: str = "floor"  # mse: "floor" (the paper) or "round" of the clamped output
-    iou_loss_weight: float = 0.0  # CE losses: weight of a soft-Jaccard term added to the loss (0: off)
+    loss: str = _field("weighted_ce", "mse regresses class ids (1 channel); ce and weighted_ce score logits over "
+                                      "the classes; weighted_ce weighs the last frame by --last-frame-weight", LOSSES)
+    last_frame_weight: float = _field(3.0, "weighted_ce: the last frame's loss is scaled by this, then normalised")
+    mse_rounding: str = _field("floor", "mse: how the clamped output becomes a class id (floor: the paper's)",
+                               MSE_ROUNDINGS)
+    iou_loss_weight: float = _field(0.0, "CE losses: weight of a soft-Jaccard term on the last frame (0: off)")
     # the top teams' ingredients (maskpredformer, tanmayy24): how masks go in and frames come out
-    input_encoding: str = "onehot"  # "onehot" (49 channels) or "embed" (learned); CE losses only (mse feeds ids)
-    embed_dim: int = 16  # embed: width of the learned class embedding
-    stem_stride: int = 1  # 2: a strided conv in, a transposed conv out, and SimVP at half resolution
-    rollout: str = "direct"  # "direct": frames 12-22 at once; "autoregressive": one frame, rolled out 11 steps
-    sampling: str = "none"  # autoregressive: scheduled sampling, the share of self-fed steps over epochs:
-    # "none" (teacher forcing), "linear" or "exponential" (up to MAX_SELF_FED self-fed steps a clip)
+    input_encoding: str = _field("onehot", "CE losses: masks in as one-hot channels, or a learned embedding (mse "
+                                           "feeds class ids)", ENCODINGS)
+    embed_dim: int = _field(16, "embed: width of the learned class embedding")
+    stem_stride: int = _field(1, "2: a strided conv in, a transposed conv out, and SimVP at half resolution",
+                              (1, 2))
+    rollout: str = _field("direct", "direct: every output frame at once; autoregressive: one frame at a time, rolled "
+                                    "out over the output frames", ROLLOUTS)
+    sampling: str = _field("none", "autoregressive: scheduled sampling over epochs (none: teacher forcing; up to "
+                                   "MAX_SELF_FED self-fed steps a clip)", SAMPLINGS)
     # data
-    train_inputs: str = "true"  # frames 1-11 from "true" masks, "unet" masks, or a "mix"
-    unet_input_fraction: float = 0.5  # mix: share of training clips whose inputs are UNet masks
-    pseudo_labels: bool = False  # also train on the unlabeled videos' UNet masks (inputs and targets)
-    max_train_videos: int | None = None  # cap on labeled train videos (None: all)
-    flip_augment: bool = False  # mirror a random half of the training clips left-right (inputs and targets)
+    train_inputs: str = _field("true", "the training clips' input frames: true masks, the UNet's, or a mix",
+                               TRAIN_INPUTS)
+    unet_input_fraction: float = _field(0.5, "mix: share of training clips whose inputs are UNet masks")
+    pseudo_labels: bool = _field(False, "also train on the unlabeled videos' UNet masks (inputs and targets)")
+    max_train_videos: int | None = _field(None, "cap on the labeled train videos (none: all)")
+    flip_augment: bool = _field(False, "mirror a random half of the training clips left-right (inputs and targets)")
     # optimisation
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 2e-3  # Adam, cosine-annealed over `epochs`
-    weight_decay: float = 0.0
-    grad_clip: float | None = None  # max gradient norm (None: no clipping)
+    epochs: int = _field(20, "epochs to train")
+    batch_size: int = _field(8, "clips a step")
+    lr: float = _field(2e-3, "Adam's learning rate, cosine-annealed over the epochs")
+    weight_decay: float = _field(0.0, "Adam's weight decay")
+    grad_clip: float | None = _field(None, "max gradient norm (none: no clipping)")
     # speed and memory: these do not change what is learned beyond rounding, so a resume may change them
-    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (mse keeps its readout and loss in fp32)
-    channels_last: bool | None = None  # None: the device's measured default (vidseg.accel.FAST_DEFAULTS)
-    compile: bool | None = None  # torch.compile the model; None: the device's measured default
-    tf32: bool | None = None  # TF32 matmuls and convs on CUDA; None: the device's measured default
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    micro_batch_size: int | None = None  # gradient accumulation in micro-batches of this size (None: none);
-    # the effective batch stays batch_size (exact for GroupNorm models; gSTA's BatchNorm sees the micro-batch)
-    data_on_device: bool | None = None  # keep the trial's masks on the GPU; None: where they fit the budget
-    memory_budget_gb: float | None = None  # this trial's share of its GPU, enforced on CUDA (None: the whole GPU)
-    seed: int = 0
+    amp: bool = _field(True, "bf16 autocast on CUDA and on CPUs with native bf16 (mse keeps its readout and loss "
+                             "in fp32)")
+    channels_last: bool | None = _field(None, "channels-last memory layout (none: the device's measured default)")
+    compile: bool | None = _field(None, "torch.compile the model (none: the device's measured default)")
+    tf32: bool | None = _field(None, "TF32 matmuls and convs on CUDA (none: the device's measured default)")
+    device: str = _field("auto", "auto, cpu, cuda or cuda:N")
+    micro_batch_size: int | None = _field(None, "gradient accumulation in micro-batches of this size (none: none); "
+                                                "the effective batch stays --batch-size")
+    data_on_device: bool | None = _field(None, "keep the trial's masks on the GPU (none: where they fit the budget)")
+    memory_budget_gb: float | None = _field(None, "this trial's share of its GPU in GiB, enforced on CUDA (none: "
+                                                  "the whole GPU)")
+    seed: int = _field(0, "seed of the initial weights and of each epoch's order")
 
     def __post_init__(self) -> None:
         checks = [
@@ -82,10 +99,10 @@ class TrainConfig:
             (self.translator != "incep" or self.groups < 1 or self.hid_S < 2 or self.hid_T < 1
              or not group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T),
              f"{group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T) if self.groups >= 1 else ''}"),
-            (self.translator in ("incep", "gsta"), f"translator is {self.translator!r}; valid: incep, gsta"),
+            (self.translator in TRANSLATORS, f"translator is {self.translator!r}; valid: {', '.join(TRANSLATORS)}"),
             (self.loss in LOSSES, f"loss is {self.loss!r}; valid: {', '.join(LOSSES)}"),
             (self.last_frame_weight > 0, f"last_frame_weight is {self.last_frame_weight}, but must be > 0"),
-            (self.mse_rounding in ("floor", "round"), f"mse_rounding is {self.mse_rounding!r}; valid: floor, round"),
+            (self.mse_rounding in MSE_ROUNDINGS, f"mse_rounding is {self.mse_rounding!r}; valid: {', '.join(MSE_ROUNDINGS)}"),
             (self.iou_loss_weight >= 0, f"iou_loss_weight is {self.iou_loss_weight}, but must be >= 0"),
             (self.iou_loss_weight == 0 or self.loss != "mse", "iou_loss_weight needs a CE loss (mse has no class scores)"),
             (self.input_encoding in ENCODINGS, f"input_encoding is {self.input_encoding!r}; valid: {', '.join(ENCODINGS)}"),
