@@ -32,13 +32,16 @@ from typing import Any
 import numpy as np
 from ray.tune.logger import LoggerCallback
 
+from search.outcome import Outcome, classify
+
 __all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report", "image_summary",
            "prediction_image", "legend_image", "trial_status", "STATUS", "SCALARS", "BASELINES_RUN", "REPORT_RUN"]
 
+
 BASELINES_RUN = "baselines"
 REPORT_RUN = "report"  # the experiment's own run: hparams config, report.md, its picture, the legend
-STATUS = {"running": 0, "completed": 1, "stopped early": 2, "diverged": 3, "failed": 4}
-STATUS_TEXT = "status (1 completed, 2 stopped early, 3 diverged, 4 failed)"
+STATUS = {"running": 0, **{outcome.value: outcome.code for outcome in Outcome}}
+STATUS_TEXT = "status (" + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome) + ")"
 SCALARS = {  # a trial's report key -> its tag
     "val_iou": "val/iou", "val_iou_true_inputs": "val/iou_true_inputs", "val_soft_iou": "val/soft_iou",
     "train_loss": "loss/train", "val_loss": "loss/val", "lr": "opt/lr",
@@ -52,8 +55,8 @@ METRICS = (  # the HParams table's metric columns, the first five shown: (tag, d
     ("val/iou", "val_iou", "val IoU of frame 22 at the last epoch, UNet masks in"),
     ("val/iou_true_inputs", "oracle", "val IoU with the true masks in: what a perfect UNet would give"),
     (EPOCHS_TAG, "epochs", "epochs run"),
-    (STATUS_TAG, STATUS_TEXT, "how the trial ended: 0 running, 1 completed, 2 stopped early (ASHA), "
-                              "3 diverged, 4 failed (an error, or infeasible)"),
+    (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.outcome): 0 running, "
+                              + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome)),
     ("loss/train", "train_loss", "training loss at the last epoch"),
     ("loss/val", "val_loss", "validation loss at the last epoch"),
 )
@@ -96,17 +99,8 @@ def run_name(config: dict[str, Any], trial_id: str, reference: str = "") -> str:
 
 
 def trial_status(last_result: dict[str, Any] | None, max_epochs: int, failed: bool) -> str:
-    """completed, stopped early, diverged or failed, from a finished trial's last report."""
-    from search.trainable import DIVERGED, OUTCOME
-
-    last = last_result or {}
-    if failed:
-        return "failed"
-    if last.get(OUTCOME) == DIVERGED:
-        return "diverged"
-    if last.get(OUTCOME):  # INFEASIBLE: it never ran
-        return "failed"
-    return "completed" if int(last.get("epoch", 0) or 0) >= max_epochs else "stopped early"
+    """How a finished trial ended, in words (``search.outcome.classify``)."""
+    return classify(last_result, max_epochs, failed).value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +159,7 @@ def _session_end(status: str):
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
     info = plugin_data_pb2.SessionEndInfo(
-        status=api_pb2.STATUS_FAILURE if status in ("diverged", "failed") else api_pb2.STATUS_SUCCESS,
+        status=api_pb2.STATUS_FAILURE if Outcome(status).failed else api_pb2.STATUS_SUCCESS,
         end_time_secs=time.time())
     meta = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(session_end_info=info))
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta,

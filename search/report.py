@@ -21,7 +21,7 @@ import torch
 from search.curves import CURVES, write_curves
 from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate, reference_name
 from search.study import parameter_importances
-from search.trainable import DIVERGED, INFEASIBLE, OUTCOME
+from search.outcome import Outcome, classify
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
 from vidseg.checkpoint import load_checkpoint
@@ -73,17 +73,17 @@ def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None)
             last_iou, oracle = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
         else:
             best_iou = best_epoch = last_iou = oracle = float("nan")
-        if result.error is not None:
-            status, error = "ERROR", str(result.error).strip().splitlines()[-1][:400]  # it names a trial's file
-        elif last.get(OUTCOME) in (DIVERGED, INFEASIBLE):  # ended by the trainable, not retried
-            status, error = last[OUTCOME], str(last.get("reason", ""))[:200]
-        else:
-            status, error = "TERMINATED", ""
+        outcome = classify(last, max_epochs, result.error is not None)
+        if outcome is Outcome.ERROR:
+            error = str(result.error).strip().splitlines()[-1][:400]  # it names a trial's file
+        else:  # a diverged or infeasible trial's reason (ended by the trainable, not retried)
+            error = str(last.get("reason", ""))[:200] if outcome.failed else ""
+        status = outcome.leaderboard
         rows.append({
             "trial_id": last.get("trial_id") or trial_id_of(result.path), "name": Path(result.path).name, "status": status, "epochs": epochs,
             "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
             "val_iou_true_inputs": oracle,
-            "stopped_early": status == "TERMINATED" and epochs < max_epochs,
+            "stopped_early": outcome is Outcome.STOPPED_EARLY,
             "reference": reference_name(config, references),
             **{k: config.get(k, "") for k in SEARCHED}, "error": error,
             "_path": result.path, "_result": result,

@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from search.trainable import OUTCOME
+from search.outcome import Outcome, classify
 
 __all__ = ["StudySearch", "RetryingLimiter", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
            "parameter_importances"]
@@ -154,17 +154,17 @@ class StudySearch(OptunaSearch):
             self.on_trial_result(trial_id, result)  # the result the scheduler stopped it on
         best = self._best.pop(trial_id, None)
         self._told.pop(trial_id, None)
-        outcome = result.get(OUTCOME) or ("ERROR" if error else None)
-        if outcome or best is None:
+        outcome = classify(result, self._max_epochs, bool(error))  # search.outcome: as the leaderboard's
+        if outcome.failed or best is None:
             reason = str(result.get("reason", ""))[:300]
 
             def attrs(t):
-                t.set_user_attr("outcome", outcome or "NO_RESULT")
+                t.set_user_attr("outcome", outcome.name if outcome.failed else "NO_RESULT")
                 if reason:
                     t.set_user_attr("reason", reason)
             self._write(trial_id, attrs)
             state, value = TrialState.FAIL, None
-        elif int(result.get("epoch", 0)) < self._max_epochs:  # stopped early by the scheduler
+        elif outcome is Outcome.STOPPED_EARLY:  # stopped early by the scheduler
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best

@@ -37,8 +37,7 @@ __all__ = ["train_simvp", "trial_resources", "trial_plan", "end_trial", "detect_
 
 log = logging.getLogger("vidseg.search")
 
-OUTCOME = "outcome"  # the metric that marks a trial's last report: DIVERGED or INFEASIBLE
-DIVERGED, INFEASIBLE = "DIVERGED", "INFEASIBLE"
+from search.outcome import DIVERGED, INFEASIBLE, OUTCOME  # noqa: E402  (re-exported)
 
 
 def trial_plan(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float,

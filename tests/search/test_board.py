@@ -23,8 +23,8 @@ def test_run_names(config, reference, expected):
 
 @pytest.mark.parametrize("last, failed, expected", [
     ({"epoch": 12}, False, "completed"), ({"epoch": 3}, False, "stopped early"),
-    ({"epoch": 2, "outcome": "DIVERGED"}, False, "diverged"), ({"epoch": 0, "outcome": "INFEASIBLE"}, False, "failed"),
-    ({"epoch": 5}, True, "failed"), (None, True, "failed"),
+    ({"epoch": 2, "outcome": "DIVERGED"}, False, "diverged"), ({"epoch": 0, "outcome": "INFEASIBLE"}, False, "infeasible"),
+    ({"epoch": 5}, True, "error"), (None, True, "error"),
 ])
 def test_trial_status(last, failed, expected):
     assert trial_status(last, 12, failed) == expected
@@ -52,3 +52,14 @@ def test_legend_lists_the_classes_and_the_error_colours():
     colors = {tuple(c) for c in image.reshape(-1, 3)}
     assert tuple(PALETTE[1]) in colors and tuple(PALETTE[17]) in colors
     assert all(tuple(c) in colors for c in ERROR_COLORS.values())
+
+
+def test_one_outcome_names_every_ending_for_the_leaderboard_tensorboard_and_the_study():
+    from search.board import STATUS
+    from search.outcome import Outcome, classify
+
+    assert STATUS == {"running": 0, "completed": 1, "stopped early": 2, "diverged": 3, "infeasible": 4, "error": 5}
+    assert [o.leaderboard for o in Outcome] == ["TERMINATED", "TERMINATED", "DIVERGED", "INFEASIBLE", "ERROR"]
+    assert [o.failed for o in Outcome] == [False, False, True, True, True]  # Optuna's FAIL, TensorBoard's failure
+    assert classify({"epoch": 3, "outcome": "INFEASIBLE"}, 3, False) is Outcome.INFEASIBLE  # ran no epoch, whatever it says
+    assert classify({"epoch": 3}, 3, True) is Outcome.ERROR
