@@ -218,7 +218,7 @@ DEMO = dataclasses.replace(
     cpus_per_trial=1, fixed={"device": "cpu"},
 )
 SMOKE = dataclasses.replace(
-    DEMO, name="smoke", description="the tests' tiny run: a few videos, 2-3 epochs, about 3 minutes on CPU",
+    DEMO, name="smoke", description="the tests' tiny run: a few videos, 4 trials of up to 3 epochs, under a minute on a 2-core CPU",
     counts={"train": 4, "val": 2, "unlabeled": 2, "hidden": 2},
     unet_size=(80, 120), unet_width=4, unet_epochs=1, unet_frame_stride=1, unet_crop=None, unet_foreground_crops=0.0,
     unet_lr=2e-3,
