@@ -2,7 +2,7 @@
 
 ``RungScheduler`` is asynchronous successive halving (ASHA: Li et al., 2020, as Ray's
 ``AsyncHyperBandScheduler`` with one bracket) with three changes, each measured on the demo's
-learning-curve table (``python -m search.replay``, docs in the README):
+learning-curve table (``python -m search.replay``, docs/search.md):
 
 - **Ties go to the tie score, not to arrival.** Trials with the last-frame skip all start at
   copy-last-frame, so at the first rung many score the same val IoU to the last digit. Trials
@@ -42,7 +42,7 @@ TIE_METRIC = "val_soft_iou"
 # confusion counts, so trials that predict the same masks (the demo's many at copy-last-frame) score
 # the same to the last bit; and on the demo's table, for gaps up to 1e-4 val IoU itself told which
 # of two trials ends better as often as the soft score (95% against 93% of 56 pairs: python -m
-# search.replay TABLE --tie-evidence, README)
+# search.replay TABLE --tie-evidence, docs/search.md)
 TIE_TOLERANCE = 0.0
 # "clearly below" copy-last-frame: a trial this far under it, at a rung with too few results to rank
 # it against, is stopped there

@@ -186,7 +186,7 @@ FULL = Profile(
     resolution=(160, 240),
     counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
     unet_size=(160, 240), unet_width=64, unet_epochs=30, unet_frame_stride=1,
-    unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (README)
+    unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (docs/performance.md)
     space=SPACE,
     # grace 3 (a tenth of the epochs, the demo's evidence scaled) and factor 3, as the demo's replays
     # chose; no table at this scale yet (the demo's has no late bloomers, which a GPU-scale one may)
@@ -203,14 +203,14 @@ DEMO = dataclasses.replace(
     unet_crop=(48, 64), unet_foreground_crops=0.5, unet_lr=3e-3,
     unet_shipped=True,  # the shipped UNet (vidseg.segment.pretrained); the recipe above is --train-unet's
     # Narrowed to what learns within a 2-core CPU's minutes (the replay table and the session-7 runs,
-    # README): every trial above copy-last-frame had the last-frame skip, none had an autoregressive
+    # docs/search.md): every trial above copy-last-frame had the last-frame skip, none had an autoregressive
     # rollout (twice the time an epoch), and the soft-Jaccard term took gSTA 2/8/16/32 from 1.21x to
     # 1.27x copy-last-frame (1.29x at weight 4). The reference configurations keep their own settings.
     space=with_choices(SPACE, N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64), groups=(1, 2, 4),
                        last_frame_skip=(True,), iou_loss_weight=(1.0, 4.0), rollout=("direct",),
                        embed_dim=(8, 16), lr=(3e-4, 3e-3), batch_size=(4, 8)),
     # The scheduler's settings from 100 replays of 48 configurations of this space run 10 epochs each
-    # (python -m search.replay, README): ASHA grace 1, factor 3, ties by the soft score, with the
+    # (python -m search.replay, docs/search.md): ASHA grace 1, factor 3, ties by the soft score, with the
     # floor, reaches within 2% of the table's best in 9% (6-14%) of the full budget's trial-epochs and
     # kept the best in every replay; PASHA gets there as fast but keeps it in half; 16 trials find
     # 0.3179 (0.3153-0.3191) of its 0.3226 (20 would find 0.3191, past the demo's 15 minutes).

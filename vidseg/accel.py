@@ -85,7 +85,7 @@ def finite_check_steps(steps: int, checks: int = 4, spacing: int = 32) -> set[in
 
 
 # Speed settings by device type, used where a TrainConfig leaves them None. Only a measurement
-# turns one on (see the README's Performance table for the figures).
+# turns one on (docs/performance.md has the figures).
 FAST_DEFAULTS: dict[str, dict[str, bool]] = {
     # 2-core AMD EPYC with AVX512-BF16, SimVP 2/4/16/64 ce at 40x60, batch 8 (tests/bench/bench_speed.py
     # --config small --size 40x60 --batch-size 8): fp32 817 ms, bf16 405 ms, bf16 + channels_last 428 ms.

@@ -10,7 +10,7 @@ The shards (600 train and 50 val videos at 40x60, about 4 minutes on 2 cores) co
 
 with UNET any UNet checkpoint (the demo's: ``data/demo/seed0-shards-40x60/unet-*/unet_best.pt``).
 
-Arms: the baseline, the family that learns motion at this size on a CPU (the README's SimVP row:
+Arms: the baseline, the family that learns motion at this size on a CPU (docs/performance.md's SimVP row:
 2/4/16/64 groups 2, ce, batch 8, lr 2e-3), then each new ingredient alone on top of it
 (``input_encoding`` embed, ``stem_stride`` 2, ``rollout`` autoregressive with exponential
 scheduled sampling, ``iou_loss_weight`` 1), then all of them together.

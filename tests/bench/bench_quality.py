@@ -12,7 +12,7 @@ Two models are trained from scratch with ``vidseg.train.loop.fit``, for the same
 - the paper's final CE model, 4/8/64/256 with "groups 7", which the reference code ran with 1
   group (``search.space.paper_configs()``), with the learning rate and batch size the search
   gives the paper's configurations (the profile's middle values). At groups 1 it has about 120M
-  parameters at 40x60 (the 30.8M of the README is the 1-channel MSE model with groups 4), so
+  parameters at 40x60 (the 30.8M of the docs is the 1-channel MSE model with groups 4), so
   on a CPU one epoch takes about 30 s on the smoke shards, and minutes on the demo's.
 
 Beside them: the copy-last-frame baseline (frame 11's mask as frame 22, with the UNet's and with
