@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from ray.tune.logger import LoggerCallback
 
-from search.outcome import Outcome, classify
+from search.trial_outcome import Outcome, classify
 
 __all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report", "image_summary",
            "prediction_image", "legend_image", "trial_status", "STATUS", "SCALARS", "BASELINES_RUN", "REPORT_RUN"]
@@ -55,7 +55,7 @@ METRICS = (  # the HParams table's metric columns, the first five shown: (tag, d
     ("val/iou", "val_iou", "val IoU of frame 22 at the last epoch, UNet masks in"),
     ("val/iou_true_inputs", "oracle", "val IoU with the true masks in: what a perfect UNet would give"),
     (EPOCHS_TAG, "epochs", "epochs run"),
-    (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.outcome): 0 running, "
+    (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.trial_outcome): 0 running, "
                               + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome)),
     ("loss/train", "train_loss", "training loss at the last epoch"),
     ("loss/val", "val_loss", "validation loss at the last epoch"),
@@ -99,7 +99,7 @@ def run_name(config: dict[str, Any], trial_id: str, reference: str = "") -> str:
 
 
 def trial_status(last_result: dict[str, Any] | None, max_epochs: int, failed: bool) -> str:
-    """How a finished trial ended, in words (``search.outcome.classify``)."""
+    """How a finished trial ended, in words (``search.trial_outcome.classify``)."""
     return classify(last_result, max_epochs, failed).value
 
 

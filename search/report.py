@@ -21,7 +21,7 @@ import torch
 from search.curves import CURVES, write_curves
 from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate, reference_name
 from search.study import parameter_importances
-from search.outcome import Outcome, classify
+from search.trial_outcome import Outcome, classify
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
 from vidseg.checkpoint import load_checkpoint
@@ -31,7 +31,6 @@ from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, INPUT_FRAMES, build_model
-from vidseg.train.losses import predict_masks
 from vidseg.task import FRAME_SIZE
 from vidseg.data.remote import is_uri
 
@@ -107,13 +106,13 @@ def load_trial_model(checkpoint_file: Path, resolution: tuple[int, int]) -> tupl
 
 
 @torch.inference_mode()
-def predict_last_frame(model: torch.nn.Module, config: TrainConfig, masks: np.ndarray, batch: int = 16) -> np.ndarray:
+def predict_last_frame(model: torch.nn.Module, masks: np.ndarray, batch: int = 16) -> np.ndarray:
     """Frame 22 (N, H, W) uint8 from frames 1-11 (N, >=11, H, W) of integer masks."""
     out = []
     for start in range(0, len(masks), batch):
         inputs = torch.from_numpy(np.ascontiguousarray(masks[start:start + batch, :INPUT_FRAMES]))
         output = model(inputs)
-        out.append(predict_masks(output, config.loss, config.mse_rounding)[:, -1].to(torch.uint8).numpy())
+        out.append(model.decode(output)[:, -1].to(torch.uint8).numpy())
     return np.concatenate(out) if out else np.zeros((0, *masks.shape[2:]), np.uint8)
 
 
@@ -155,7 +154,7 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, m
         if row["trial_id"] not in models:
             continue
         model, config, state = models[row["trial_id"]]
-        pred = predict_last_frame(model, config, unet_masks)
+        pred = predict_last_frame(model, unet_masks)
         ious = [_frame_iou(p, t) for p, t in zip(pred, truth)]
         classes |= set(np.unique(truth).tolist()) | set(np.unique(pred).tolist()) | \
             set(np.unique(unet_masks[:, INPUT_FRAMES - 1]).tolist())
@@ -178,7 +177,7 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, m
 def _submission(model, config: TrainConfig, shards: ShardSet) -> tuple[torch.Tensor, np.ndarray]:
     hidden = shards.split("hidden")
     masks = np.stack([hidden.unet[i] for i in range(len(hidden))])
-    pred = torch.from_numpy(predict_last_frame(model, config, masks))
+    pred = torch.from_numpy(predict_last_frame(model, masks))
     if tuple(pred.shape[1:]) != SUBMISSION_SIZE:  # nearest, as masks are always resized
         pred = torch.nn.functional.interpolate(pred[:, None].float(), size=SUBMISSION_SIZE, mode="nearest")[:, 0]
     return pred.to(torch.uint8).contiguous(), hidden.video_ids

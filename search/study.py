@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from search.outcome import Outcome, classify
+from search.trial_outcome import Outcome, classify
 
 __all__ = ["StudySearch", "RetryingLimiter", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
            "parameter_importances"]
@@ -154,7 +154,7 @@ class StudySearch(OptunaSearch):
             self.on_trial_result(trial_id, result)  # the result the scheduler stopped it on
         best = self._best.pop(trial_id, None)
         self._told.pop(trial_id, None)
-        outcome = classify(result, self._max_epochs, bool(error))  # search.outcome: as the leaderboard's
+        outcome = classify(result, self._max_epochs, bool(error))  # search.trial_outcome: as the leaderboard's
         if outcome.failed or best is None:
             reason = str(result.get("reason", ""))[:300]
 

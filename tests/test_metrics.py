@@ -4,7 +4,7 @@ from torchmetrics import JaccardIndex
 
 from vidseg.data.classes import NUM_CLASSES
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator, confusion_matrix, jaccard_index
-from vidseg.train.losses import class_probabilities, predict_masks
+from vidseg.train.codec import class_probabilities, predict_masks
 
 
 def oracle(preds, target, num_classes=49):

@@ -499,7 +499,7 @@ class EncodedInputs(torch.nn.Module):
         self.model, self.loss = model, loss
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
-        from vidseg.train.losses import encode_inputs
+        from vidseg.train.codec import encode_inputs
 
         kind = masks.device.type
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else torch.float32

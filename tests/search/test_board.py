@@ -56,7 +56,7 @@ def test_legend_lists_the_classes_and_the_error_colours():
 
 def test_one_outcome_names_every_ending_for_the_leaderboard_tensorboard_and_the_study():
     from search.board import STATUS
-    from search.outcome import Outcome, classify
+    from search.trial_outcome import Outcome, classify
 
     assert STATUS == {"running": 0, "completed": 1, "stopped early": 2, "diverged": 3, "infeasible": 4, "error": 5}
     assert [o.leaderboard for o in Outcome] == ["TERMINATED", "TERMINATED", "DIVERGED", "INFEASIBLE", "ERROR"]

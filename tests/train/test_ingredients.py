@@ -10,7 +10,8 @@ import torch
 from tests.conftest import SHARD_SIZE, run_main
 from vidseg.train import TrainConfig, build_model, fit
 from vidseg.train.loop import self_fed_share
-from vidseg.train.losses import predict_masks, soft_jaccard_loss
+from vidseg.train.codec import predict_masks
+from vidseg.train.losses import soft_jaccard_loss
 from vidseg.train.memory import estimate_peak_bytes, parameter_count, probe_activation_bytes
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=2, device="cpu", seed=0)

@@ -121,7 +121,7 @@ def test_cli_runs_resumes_and_rejects_bad_config(tiny_shards, tmp_path, capsys):
 
 @pytest.mark.parametrize("loss, at_least", [("ce", 0.95), ("mse", 0.5)])  # raw ids make mse's start noisier
 def test_last_frame_skip_starts_at_copy_last_frame(tiny_shards, loss, at_least):
-    from vidseg.train.losses import predict_masks
+    from vidseg.train.codec import predict_masks
 
     config = TrainConfig(loss=loss, last_frame_skip=True, **TINY)
     torch.manual_seed(0)

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidseg.train.losses import compute_loss, encode_inputs, predict_masks
+from vidseg.train.codec import encode_inputs, predict_masks
+from vidseg.train.losses import compute_loss
 
 
 def test_encodings():

@@ -24,7 +24,7 @@ from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
-from vidseg.train.losses import class_probabilities, compute_loss, predict_masks
+from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model
 
@@ -188,7 +188,7 @@ def _next_frame_clip(model: torch.nn.Module, inputs: torch.Tensor, target: torch
     if self_fed:
         with torch.no_grad(), autocast(device, dtype):
             for _ in range(self_fed):
-                predicted = predict_masks(model.step(window), config.loss, config.mse_rounding)
+                predicted = model.decode(model.step(window))
                 window = torch.cat([window[:, 1:], predicted.to(window.dtype)], 1)
     stop = start + INPUT_FRAMES + self_fed
     return window, frames[:, stop:stop + 1]
@@ -219,9 +219,9 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
             with autocast(device, dtype):
                 output = model(masks)  # an autoregressive model rolls out all 11 steps, as at test time
             finite &= torch.isfinite(output).all()
-            acc.update(predict_masks(output, config.loss, config.mse_rounding)[:, -1], target[:, -1], check_range=False)
+            acc.update(model.decode(output)[:, -1], target[:, -1], check_range=False)
             if offset:
-                soft.update(class_probabilities(output[:, -1], config.loss, config.mse_rounding), target[:, -1])
+                soft.update(model.probabilities(output[:, -1]), target[:, -1])
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
                                          config.iou_loss_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync

@@ -1,4 +1,4 @@
-"""The paper's three losses, and how each turns masks into SimVP inputs and outputs into masks."""
+"""The paper's three losses, and the soft-Jaccard term (the model's codec is ``vidseg.train.codec``)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,7 @@ import torch.nn.functional as F
 
 from vidseg.data.classes import NUM_CLASSES
 
-__all__ = ["encode_inputs", "compute_loss", "predict_masks", "soft_jaccard_loss", "class_probabilities"]
-
-
-def encode_inputs(masks: torch.Tensor, loss: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Integer masks (B, T, H, W) to SimVP input (B, T, C, H, W) in ``dtype``: class ids for mse,
-    one-hot for CE. The one-hot is written straight into ``dtype`` (no int64 or fp32 copy of it);
-    bf16 holds the ids 0..48 exactly."""
-    if loss == "mse":
-        return masks.unsqueeze(2).to(dtype)  # (B, T, 1, H, W), raw class ids as in the paper
-    b, t, h, w = masks.shape
-    one_hot = torch.zeros((b, t, NUM_CLASSES, h, w), dtype=dtype, device=masks.device)
-    return one_hot.scatter_(2, masks.unsqueeze(2).long(), 1)  # (B, T, 49, H, W)
+__all__ = ["compute_loss", "soft_jaccard_loss"]
 
 
 def compute_loss(output: torch.Tensor, target: torch.Tensor, loss: str, last_frame_weight: float = 1.0,
@@ -54,32 +43,3 @@ def soft_jaccard_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     union = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3)) - inter
     present = (one_hot.sum((0, 2, 3)) > 0).to(probs.dtype)  # a weight, not an index: no host sync
     return 1 - (inter / union.clamp_min(1e-6) * present).sum() / present.sum().clamp_min(1)
-
-
-def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
-    """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W)."""
-    if loss == "mse":
-        ids = output[:, :, 0].float().nan_to_num(0.0).clamp(0, NUM_CLASSES - 1)  # a diverged model still gives ids
-        return (ids.floor() if mse_rounding == "floor" else ids.round()).long()
-    return output.argmax(2)
-
-
-def class_probabilities(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
-    """One frame of SimVP's output (B, C, H, W) as class probabilities (B, 49, H, W) in fp32, for a
-    score that every loss type shares (``vidseg.metrics.SoftJaccardAccumulator``).
-
-    CE losses: the softmax of the logits. ``mse`` has no probabilities, so the regressed id is
-    shared between the two classes whose decoding points are nearest, in proportion to how near it
-    is to each: the decoding point of class c is c + 0.5 under ``floor`` rounding (the middle of the
-    ids that floor to c) and c under ``round``. So an output at a class's point is all that class,
-    one half-way between two is half each, and the most probable class is the decoded one
-    (``predict_masks``; exactly half-way, the lower)."""
-    if loss != "mse":
-        return output.float().softmax(1)
-    ids = output[:, 0].float().nan_to_num(0.0)
-    position = (ids - 0.5 if mse_rounding == "floor" else ids).clamp(0, NUM_CLASSES - 1)
-    low = position.floor().clamp(max=NUM_CLASSES - 2)
-    high_share = (position - low).unsqueeze(1)  # (B, 1, H, W)
-    probs = torch.zeros((ids.shape[0], NUM_CLASSES, *ids.shape[1:]), dtype=torch.float32, device=ids.device)
-    probs.scatter_(1, low.long().unsqueeze(1), 1 - high_share)
-    return probs.scatter_add_(1, low.long().unsqueeze(1) + 1, high_share)

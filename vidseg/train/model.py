@@ -29,7 +29,7 @@ from vidseg.data.classes import NUM_CLASSES
 from vidseg.models import SimVP
 from vidseg.models.simvp import encoder_scale
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
-from vidseg.train.losses import encode_inputs, predict_masks
+from vidseg.train.codec import class_probabilities, encode_inputs, predict_masks
 
 __all__ = ["MaskPredictor", "build_model", "SKIP_LOGIT"]
 
@@ -83,6 +83,15 @@ class MaskPredictor(nn.Module):
             return self.embed(masks.long()).permute(0, 1, 4, 2, 3)  # (B, T, E, H, W)
         return encode_inputs(masks, self.loss, _compute_dtype(masks.device))  # one-hot, or ids for mse
 
+    def decode(self, output: torch.Tensor) -> torch.Tensor:
+        """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W), as this trial's loss reads it."""
+        return predict_masks(output, self.loss, self.rounding)
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """One frame of output (B, C, H, W) as class probabilities (B, classes, H, W), the same way for
+        every loss (``vidseg.train.codec.class_probabilities``)."""
+        return class_probabilities(output, self.loss, self.rounding)
+
     def _frames(self, masks: torch.Tensor, last_only: bool) -> torch.Tensor:
         """SimVP's outputs for 11 input frames: every slot (B, 11, C, H, W), or the last (B, 1, C, H, W)."""
         x = self.encode(masks)
@@ -124,7 +133,7 @@ class MaskPredictor(nn.Module):
         for _ in range(INPUT_FRAMES):  # as at test time: each predicted frame becomes the newest input
             output = self.step(window)
             outputs.append(output)
-            window = torch.cat([window[:, 1:], predict_masks(output, self.loss, self.rounding).to(window.dtype)], 1)
+            window = torch.cat([window[:, 1:], self.decode(output).to(window.dtype)], 1)
         return torch.cat(outputs, 1)
 
 
