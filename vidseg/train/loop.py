@@ -231,6 +231,165 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
             "val_soft_iou": soft.compute(test_time.confmat)}
 
 
+@dataclass
+class _Run:
+    """One fit's working state: the device and its settings, the model (and what steps it), the
+    optimiser and its schedule, and the mask tables."""
+
+    config: TrainConfig
+    shards: ShardSet
+    device: torch.device
+    dtype: torch.dtype | None
+    micro: int
+    model: torch.nn.Module
+    step_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    budget: int | None = None
+    train_table: MaskTable | None = None
+    val_table: MaskTable | None = None
+    starts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def _set_up(config: TrainConfig, shards: ShardSet) -> _Run:
+    """The device and its fast settings, the allocator's cap on CUDA, the seeded model, its optimiser
+    and cosine schedule."""
+    device = pick_device(config.device)
+    if config.pseudo_labels and "unlabeled" not in shards.splits:
+        raise InputError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
+    speed = {k: v if (v := getattr(config, k)) is not None else default for k, default in fast_defaults(device).items()}
+    budget = None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = speed["tf32"]
+        total = torch.cuda.get_device_properties(device).total_memory
+        # set every time: the cap is per process, and a later fit in the same process must not inherit it
+        fraction = 1.0 if config.memory_budget_gb is None else min(1.0, config.memory_budget_gb * GIB / total)
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+        budget = int(fraction * total) if config.memory_budget_gb is not None else torch.cuda.mem_get_info(device)[0]
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
+    model = build_model(config, *shards.resolution).to(device)
+    if speed["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if speed["compile"]:
+        torch._dynamo.reset()  # a process that ran other trials must not hit dynamo's recompile limit
+    step_model = torch.compile(model) if speed["compile"] else model
+    dtype = bf16_dtype(device, config.amp)  # mse too: its readout (fp32_readout) and loss stay in fp32
+    return _Run(config, shards, device, dtype, config.micro_batch_size or config.batch_size, model, step_model,
+                optimizer, scheduler, budget)
+
+
+def _resume(run: _Run, checkpoint: dict | str | Path | None) -> tuple[int, list[dict[str, Any]]]:
+    """The epoch to start from and the history so far: a checkpoint's, refused where it was made with
+    a config that learns differently; (0, []) without one."""
+    state = _load_checkpoint(checkpoint, run.device)
+    if state is None:
+        return 0, []
+    saved = TrainConfig.from_dict(state["config"]).result_fields()
+    wanted = run.config.result_fields()
+    if saved != wanted:
+        differing = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise InputError(f"checkpoint was made with another config (differs in {', '.join(differing)})")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    return state["epoch"], list(state["history"])
+
+
+def _load_tables(run: _Run) -> None:
+    """The trial's masks as tables: on the device where they fit its budget (or the free memory)
+    beside the modelled peak, else memory-mapped on the host."""
+    from vidseg.train.memory import data_bytes, estimate_peak_bytes
+
+    config, shards = run.config, run.shards
+    arrays = _train_arrays(shards, config)
+    val_split = shards.split("val")
+    on_device = config.data_on_device
+    if on_device is None:
+        counts = {split: len(shards.split(split)) for split in shards.splits}
+        need = data_bytes(config, counts, shards.resolution) + estimate_peak_bytes(config, shards.resolution, run.micro)
+        on_device = run.cuda and need <= run.budget
+    run.train_table = MaskTable(list(arrays.values()), run.device, on_device)
+    run.starts = dict(zip(arrays, (int(s) for s in run.train_table.starts)))
+    run.val_table = MaskTable([val_split.true, val_split.unet], run.device, on_device)
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict[str, float]:
+    """One epoch of training (0-based ``epoch``, seeded by it, so a resumed run matches an
+    uninterrupted one): the mean training loss, the samples, and where the time went."""
+    from tqdm import tqdm
+
+    config, model, device, table = run.config, run.model, run.device, run.train_table
+    seed = config.seed * 1_000_003 + epoch
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    rollout_rng = np.random.default_rng([seed, 1])  # offsets and self-fed steps of autoregressive clips
+    clips = _training_clips(run.shards, config, rng, run.starts)
+    order = rng.permutation(len(clips))
+    input_rows = table.rows_for(clips.inputs[order])  # in the epoch's order, on the table's device
+    target_rows = table.rows_for(clips.targets[order])
+    flips = torch.from_numpy(rng.random(len(order)) < 0.5).to(device) if config.flip_augment else None
+    model.train()
+    started, data_seconds = time.perf_counter(), 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    steps = math.ceil(len(order) / config.batch_size)
+    checks = finite_check_steps(steps)
+    mark, busy = step_timer(device)
+    for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+        fetch = time.perf_counter()
+        chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
+        inputs = table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
+        target = table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
+        if flips is not None:  # the scene mirrored: physics and classes are left-right symmetric
+            mirror = flips[chosen].view(-1, 1, 1, 1)
+            inputs, target = torch.where(mirror, inputs.flip(-1), inputs), torch.where(mirror, target.flip(-1), target)
+        data_seconds += time.perf_counter() - fetch
+        if config.rollout == "autoregressive":  # one next frame per clip, after some self-fed steps
+            inputs, target = _next_frame_clip(model, inputs, target, config, device, run.dtype, rollout_rng,
+                                              self_fed_share(config, epoch))
+        mark()
+        loss_sum += _step(run, inputs, target, finite)
+        mark()
+        if step in checks and not bool(finite):  # a host sync, a constant number of times per epoch
+            raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})",
+                                epoch + 1)
+    gpu_busy = busy(time.perf_counter() - started)  # on CUDA it waits for the device first
+    return {"train_loss": float(loss_sum) / max(len(order), 1), "samples": len(order), "started": started,
+            "train_seconds": time.perf_counter() - started, "data_seconds": data_seconds, "gpu_busy": gpu_busy}
+
+
+def _step(run: _Run, inputs: torch.Tensor, target: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """One optimiser step over a batch, in micro-batches; returns the batch's summed loss, and
+    records in ``finite`` (on the device) whether every loss was finite."""
+    config, micro = run.config, run.micro
+    run.optimizer.zero_grad(set_to_none=True)
+    clips_in_batch = len(inputs)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    for part in range(0, clips_in_batch, micro):
+        with autocast(run.device, run.dtype):
+            clip = inputs[part:part + micro]
+            output = run.step_model.step(clip) if config.rollout == "autoregressive" else run.step_model(clip)
+            loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight,
+                                config.iou_loss_weight)
+        share = min(micro, clips_in_batch - part)
+        (loss * (share / clips_in_batch)).backward()
+        loss = loss.detach()
+        loss_sum += loss.double() * share
+        finite &= torch.isfinite(loss)
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.optimizer.step()
+    return loss_sum
+
+
 def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[dict[str, Any]], Any],
         checkpoint: dict | str | Path | None = None, checkpoint_dir: str | Path | None = None,
         progress: bool = False) -> FitResult:
@@ -248,135 +407,30 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     events, against the epoch's wall time: gaps between kernels inside a step count as busy, only
     host time between steps as idle) and ``peak_memory_gb`` (``max_memory_allocated``).
     """
-    from tqdm import tqdm
-
-    from vidseg.train.memory import data_bytes, estimate_peak_bytes
-
-    device = pick_device(config.device)
     if not isinstance(shards, ShardSet):
         shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
-    if config.pseudo_labels and "unlabeled" not in shards.splits:
-        raise InputError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
-    speed = {k: v if (v := getattr(config, k)) is not None else default for k, default in fast_defaults(device).items()}
-    dtype = bf16_dtype(device, config.amp)  # mse too: its readout (fp32_readout) and loss stay in fp32
-    micro = config.micro_batch_size or config.batch_size
-    height, width = shards.resolution
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed shapes
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = speed["tf32"]
-        total = torch.cuda.get_device_properties(device).total_memory
-        # set every time: the cap is per process, and a later fit in the same process must not inherit it
-        fraction = 1.0 if config.memory_budget_gb is None else min(1.0, config.memory_budget_gb * GIB / total)
-        torch.cuda.set_per_process_memory_fraction(fraction, device)
-        budget = int(fraction * total) if config.memory_budget_gb is not None else torch.cuda.mem_get_info(device)[0]
-        torch.cuda.reset_peak_memory_stats(device)
-    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
-    model = build_model(config, height, width).to(device)
-    if speed["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    state = _load_checkpoint(checkpoint, device)
-    if state is not None:
-        saved = TrainConfig.from_dict(state["config"]).result_fields()
-        wanted = config.result_fields()
-        if saved != wanted:
-            differing = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-            raise InputError(f"checkpoint was made with another config (differs in {', '.join(differing)})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], list(state["history"])
-    if speed["compile"]:
-        torch._dynamo.reset()  # a process that ran other trials must not hit dynamo's recompile limit
-    step_model = torch.compile(model) if speed["compile"] else model
-    autoregressive = config.rollout == "autoregressive"
-
-    arrays = _train_arrays(shards, config)
-    val_split = shards.split("val")
-    val_arrays = [val_split.true, val_split.unet]
-    on_device = config.data_on_device
-    if on_device is None:  # where the masks fit the budget (or the free memory) beside the modelled peak
-        counts = {split: len(shards.split(split)) for split in shards.splits}
-        need = data_bytes(config, counts, (height, width)) + estimate_peak_bytes(config, (height, width), micro)
-        on_device = cuda and need <= budget
-    train_table = MaskTable(list(arrays.values()), device, on_device)
-    starts = dict(zip(arrays, (int(s) for s in train_table.starts)))
-    val_table = MaskTable(val_arrays, device, on_device)
-
+    run = _set_up(config, shards)
+    start_epoch, history = _resume(run, checkpoint)
+    _load_tables(run)
+    val_count = len(shards.split("val"))
     for epoch in range(start_epoch, config.epochs):
-        seed = config.seed * 1_000_003 + epoch  # per epoch, so a resumed run matches an uninterrupted one
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        rollout_rng = np.random.default_rng([seed, 1])  # offsets and self-fed steps of autoregressive clips
-        clips = _training_clips(shards, config, rng, starts)
-        order = rng.permutation(len(clips))
-        input_rows = train_table.rows_for(clips.inputs[order])  # in the epoch's order, on the table's device
-        target_rows = train_table.rows_for(clips.targets[order])
-        flips = torch.from_numpy(rng.random(len(order)) < 0.5).to(device) if config.flip_augment else None
-        model.train()
-        started = time.perf_counter()
-        data_seconds = 0.0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        finite = torch.ones((), dtype=torch.bool, device=device)
-        steps = math.ceil(len(order) / config.batch_size)
-        checks = finite_check_steps(steps)
-        mark, busy = step_timer(device)
-        for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
-            fetch = time.perf_counter()
-            chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            inputs = train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
-            target = train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
-            if flips is not None:  # the scene mirrored: physics and classes are left-right symmetric
-                mirror = flips[chosen].view(-1, 1, 1, 1)
-                inputs, target = torch.where(mirror, inputs.flip(-1), inputs), torch.where(mirror, target.flip(-1), target)
-            data_seconds += time.perf_counter() - fetch
-            if autoregressive:  # one next frame per clip, after some self-fed steps (scheduled sampling)
-                inputs, target = _next_frame_clip(model, inputs, target, config, device, dtype, rollout_rng,
-                                                  self_fed_share(config, epoch))
-            mark()
-            optimizer.zero_grad(set_to_none=True)
-            clips_in_batch = len(inputs)
-            for part in range(0, clips_in_batch, micro):
-                with autocast(device, dtype):
-                    clip = inputs[part:part + micro]
-                    output = step_model.step(clip) if autoregressive else step_model(clip)
-                    loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight,
-                                        config.iou_loss_weight)
-                share = min(micro, clips_in_batch - part)
-                (loss * (share / clips_in_batch)).backward()
-                loss = loss.detach()
-                loss_sum += loss.double() * share
-                finite &= torch.isfinite(loss)
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            mark()
-            if step in checks and not bool(finite):  # a host sync, a constant number of times per epoch
-                raise TrialDiverged(f"loss became NaN or infinite at epoch {epoch + 1} (by batch {step + 1} of {steps})",
-                                    epoch + 1)
-        train_loss = float(loss_sum) / max(len(order), 1)
-        gpu_busy = busy(time.perf_counter() - started)  # on CUDA it waits for the device first
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        train_seconds = time.perf_counter() - started
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss,
-                   **_validate(model, val_table, len(val_split), config, device, dtype, micro, epoch + 1),
-                   "lr": lr, "epoch_seconds": time.perf_counter() - started,
-                   "samples_per_second": len(order) / max(train_seconds, 1e-9),
-                   "data_fraction": data_seconds / max(train_seconds, 1e-9)}
-        if cuda:
-            metrics["gpu_busy_fraction"] = gpu_busy
-            metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / GIB
+        trained = _train_epoch(run, epoch, progress)
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.scheduler.step()
+        metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"],
+                   **_validate(run.model, run.val_table, val_count, config, run.device, run.dtype, run.micro, epoch + 1),
+                   "lr": lr, "epoch_seconds": time.perf_counter() - trained["started"],
+                   "samples_per_second": trained["samples"] / max(trained["train_seconds"], 1e-9),
+                   "data_fraction": trained["data_seconds"] / max(trained["train_seconds"], 1e-9)}
+        if run.cuda:
+            metrics["gpu_busy_fraction"] = trained["gpu_busy"]
+            metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / GIB
         if not math.isfinite(metrics["val_loss"]):
             raise TrialDiverged(f"validation loss became {metrics['val_loss']} at epoch {epoch + 1}", epoch + 1)
         history.append(metrics)
         if checkpoint_dir is not None:
-            _save_checkpoint({"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history},
-                             Path(checkpoint_dir))
+            _save_checkpoint({"config": config.to_dict(), "model": run.model.state_dict(),
+                              "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                              "epoch": epoch + 1, "history": history}, Path(checkpoint_dir))
         report(metrics)
     return FitResult(history)
