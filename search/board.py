@@ -61,20 +61,15 @@ METRICS = (  # the HParams table's metric columns, the first five shown: (tag, d
     ("loss/val", "val_loss", "validation loss at the last epoch"),
 )
 SHOWN_HPARAMS = ("hid_S", "hid_T", "loss", "lr", "translator")  # TensorBoard shows five columns by default
-DESCRIPTIONS = {
-    "N_S": "ConvSC blocks in SimVP's encoder and decoder", "N_T": "translator blocks",
-    "hid_S": "spatial hidden channels", "hid_T": "temporal hidden channels",
-    "translator": "incep (SimVP) or gsta (SimVPv2)", "groups": "group convolutions (Inception only)",
-    "last_frame_skip": "adds a learnable multiple of the last input frame to every output",
-    "loss": "mse on class ids, ce, or weighted_ce (the last frame weighted)",
-    "last_frame_weight": "weighted_ce: the last frame's weight", "iou_loss_weight": "soft-Jaccard term's weight",
-    "input_encoding": "onehot or a learned embedding", "embed_dim": "the embedding's width",
-    "stem_stride": "2: SimVP at half resolution", "rollout": "direct (11 frames at once) or autoregressive",
-    "sampling": "autoregressive: scheduled sampling", "lr": "Adam's learning rate", "batch_size": "clips a step",
-    "train_inputs": "training inputs: true, UNet or mixed masks", "unet_input_fraction": "mix: share of UNet inputs",
-    "pseudo_labels": "also train on the unlabeled videos' UNet masks",
-}
 LOSS_SHORT = {"mse": "mse", "ce": "ce", "weighted_ce": "wce"}
+
+
+def _description(name: str) -> str:
+    """A searched dimension's help text: its TrainConfig field's (vidseg.train.config), as --help shows it."""
+    from vidseg.train.config import TrainConfig
+
+    field = TrainConfig.__dataclass_fields__.get(name)
+    return field.metadata.get("help", "") if field is not None else ""
 
 
 def _number(value: float) -> str:
@@ -138,7 +133,7 @@ def experiment_config(profile):
     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     for info in data.experiment.hparam_infos:
         info.differs = info.name in SHOWN_HPARAMS
-        info.description = DESCRIPTIONS.get(info.name, "")
+        info.description = _description(info.name)
     value.metadata.plugin_data.content = data.SerializeToString()
     return summary
 

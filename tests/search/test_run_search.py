@@ -98,6 +98,8 @@ def test_tensorboard_reads_at_a_glance(smoke):
     config = _hparams(root, "_hparams_/experiment").experiment
     varied = {d.name for d in profile.space if d.bounds is not None or len(d.choices) > 1}
     assert {h.name for h in config.hparam_infos} == varied
+    for h in config.hparam_infos:  # described by the TrainConfig field, as --help describes the flag
+        assert h.description and h.description == TrainConfig.__dataclass_fields__[h.name].metadata["help"]
     assert "N_S" not in varied  # smoke searches one N_S: a constant, so not listed
     assert {"epochs", "seed", "device"}.isdisjoint(h.name for h in config.hparam_infos)
     assert {m.display_name for m in config.metric_infos} >= {"best_val_iou", "val_iou", "oracle", "train_loss",
