@@ -11,7 +11,6 @@ Prints one line per problem and exits 2, or prints a summary and exits 0.
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,10 @@ def _public_ray_port_rules(config: dict[str, Any]) -> list[str]:
 
 def check_cluster_config(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """``(prepared config, problems)``; the config is None when Ray's validator refuses it."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    from search.ray_internals import validate_cluster_config
 
     try:
-        config = prepare_config(copy.deepcopy(raw))
-        validate_config(config)
+        config = validate_cluster_config(raw)
     except Exception as err:  # jsonschema.ValidationError, ValueError: Ray's own words
         return None, [f"Ray's validator: {str(err).splitlines()[0]}"]
     problems = []

@@ -155,7 +155,7 @@ def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concu
     the paper's points are enqueued first, as live. Returns the best found at ``budget``."""
     import optuna
 
-    from search.space import SearchSpace, points_to_evaluate
+    from search.space import SearchSpace, enqueue, points_to_evaluate
     from search.study import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -166,7 +166,7 @@ def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concu
     for seed in range(seeds):
         study = optuna.create_study(direction="maximize", sampler=make_sampler(searcher, seed, budget, tpe))
         for point in points_to_evaluate(profile).values():
-            study.enqueue_trial(point)
+            enqueue(study, point)
         rng, best = np.random.default_rng(seed), -math.inf
         running = []  # asked, not yet told: as live, a new trial is asked as soon as one ends
         for asked in range(budget):

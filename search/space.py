@@ -24,7 +24,7 @@ from vidseg.errors import InputError
 from vidseg.models.simvp import encoder_scale, valid_groups
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 
-__all__ = ["Profile", "PROFILES", "SearchSpace", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
+__all__ = ["Profile", "PROFILES", "SearchSpace", "enqueue", "ENQUEUED", "valid_groups", "correct_groups", "reference_groups", "paper_configs",
            "points_to_evaluate", "SEARCHED", "INPUT_FRAMES", "fit_to_shards", "narrowed", "limits_of", "Dim", "SPACE",
            "with_choices", "complete", "top_team_config", "TOP_TEAM", "reference_name"]
 
@@ -386,12 +386,18 @@ class SearchSpace:
         return {**self.profile.fixed, **complete(config), "epochs": self.max_epochs, "seed": self.seed}
 
 
+ENQUEUED = "enqueued_params"  # the user attribute that carries an enqueued trial's params
+
+
+def enqueue(study, params: dict[str, Any]) -> None:
+    """Enqueue a configuration (a reference, or a retried trial's params) so that ``SearchSpace``
+    keeps its values, in the profile's choices or not (Optuna's public ``user_attrs``)."""
+    study.enqueue_trial(params, user_attrs={ENQUEUED: params})
+
+
 def _enqueued(trial) -> dict[str, Any]:
-    """The params an Optuna trial was enqueued with (a reference configuration), or {}."""
-    try:
-        return dict(trial.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {})
-    except AttributeError:  # not a trial of a study (e.g. a FixedTrial)
-        return {}
+    """The params an Optuna trial was enqueued with (``enqueue``), or {}."""
+    return dict(getattr(trial, "user_attrs", {}).get(ENQUEUED) or {})
 
 
 def train_config(trial_config: dict[str, Any]) -> TrainConfig:

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from search.space import enqueue
 from search.trial_outcome import Outcome, classify
 
 __all__ = ["StudySearch", "RetryingLimiter", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
@@ -95,7 +96,7 @@ class StudySearch(OptunaSearch):
     def suggest(self, trial_id: str):
         if self._references and self._suggested >= self._references_after and self._ot_study is not None:
             for point in self._references:
-                self._ot_study.enqueue_trial(point)
+                enqueue(self._ot_study, point)
             self._references = []
         config = super().suggest(trial_id)
         if isinstance(config, dict):
@@ -131,7 +132,7 @@ class StudySearch(OptunaSearch):
             old = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
             if old.state != TrialState.FAIL or old.user_attrs.get("outcome") != "ERROR":
                 return
-            self._ot_study.enqueue_trial(old.params)
+            enqueue(self._ot_study, old.params)
             new = self._ot_study.ask()
             self._suggest_from_define_by_run_func(self._space, new)
             new.set_user_attr("ray_trial_id", trial_id)

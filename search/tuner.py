@@ -202,7 +202,9 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
         tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"])
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
-    run_config = tuner._local_tuner.get_run_config()
+    from search.ray_internals import run_config as run_config_of
+
+    run_config = run_config_of(tuner)
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
     run_config.verbose = 0
     callback = driver_callback(settings.max_failures)

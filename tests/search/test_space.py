@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 
-from search.space import (PROFILES, TOP_TEAM, SearchSpace, correct_groups, paper_configs, points_to_evaluate,
+from search.space import (PROFILES, TOP_TEAM, SearchSpace, correct_groups, enqueue, paper_configs, points_to_evaluate,
                           train_config, valid_groups)
 from search.trainable import trial_plan, trial_resources
 from vidseg.train.config import TrainConfig
@@ -59,7 +59,7 @@ def test_every_sampled_config_builds_a_valid_model(name):
     space = SearchSpace(profile, max_epochs=5, seed=3)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10), direction="maximize")
     for point in points_to_evaluate(profile).values():
-        study.enqueue_trial(point)
+        enqueue(study, point)
     seen_losses, seen_groups, sampled = set(), set(), set()
     for i in range(40):
         trial = study.ask()

@@ -156,7 +156,8 @@ def test_an_errored_trial_retried_by_ray_becomes_a_new_study_trial(tmp_path, lim
     first, retry = study.trials
     assert first.state == TrialState.FAIL and first.user_attrs["outcome"] == "ERROR"
     assert retry.state == TrialState.COMPLETE and retry.value == 0.3 and retry.params == first.params
-    assert retry.user_attrs == {"ray_trial_id": "flaky", "retry_of": first.number}
+    assert retry.user_attrs == {"ray_trial_id": "flaky", "retry_of": first.number,
+                                "enqueued_params": first.params}  # search.space.enqueue: its values kept
     assert retry.intermediate_values == {1: 0.1, 2: 0.3, 4: 0.2}
 
 
