@@ -181,18 +181,12 @@ def write_baselines(folder: Path | str, baselines: dict[str, float], max_epochs:
     writer.close()
 
 
-def write_board(folder: Path | str, profile, shards: str, max_epochs: int) -> dict[str, float]:
-    """The experiment's own TensorBoard runs: its hparams config and the ``baselines`` run (scored on
-    the shard set's val split); returns the baselines."""
-    from vidseg.baselines import copy_last_frame
-    from vidseg.data.remote import cached_shards
-    from vidseg.data.shards import ShardSet
-
-    baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+def write_board(folder: Path | str, profile, baselines: dict[str, float], max_epochs: int) -> None:
+    """The experiment's own TensorBoard runs: its hparams config and the ``baselines`` run
+    (copy-last-frame on the shard set's val split)."""
     if not list((Path(folder) / REPORT_RUN).glob("*.hparams")):  # a resumed search has them already
         write_experiment(folder, profile)
         write_baselines(folder, baselines, max_epochs)
-    return baselines
 
 
 def image_summary(tag: str, image: np.ndarray, description: str = ""):

@@ -52,16 +52,12 @@ class Setting:
     grace_period: int = 1
     reduction_factor: int = 2
     ties: str = "score"  # asha and pasha: ties in val IoU by the tie score, or by "arrival" (the old rule)
-    floor: bool = True  # asha and pasha: the copy-last-frame floor at sparse rungs, where the table records it
 
     @property
     def label(self) -> str:
         if self.scheduler == "fifo":
             return "fifo"
-        rule = ""
-        if self.scheduler in ("asha", "pasha"):
-            rule = "" if self.ties == "score" and self.floor else \
-                f" ({'arrival ties' if self.ties == 'arrival' else 'score ties'}{'' if self.floor else ', no floor'})"
+        rule = " (arrival ties)" if self.scheduler in ("asha", "pasha") and self.ties == "arrival" else ""
         return f"{self.scheduler} grace {self.grace_period} factor {self.reduction_factor}{rule}"
 
 
@@ -87,7 +83,7 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
 
     np.random.seed(seed)  # Hyperband draws each trial's bracket from numpy's global generator, as live
     scheduler = make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor,
-                               floor=curves.floor if setting.floor else None, ties=setting.ties)
+                               floor=curves.floor, ties=setting.ties)
     events: list[tuple[float, int, int, int]] = []  # (finish time, tie-break, trial index, epoch)
     counter = itertools.count()
     pending = list(order)

@@ -186,16 +186,16 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from search.study import STUDY_FILE_ENV
 
     os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
-    if not is_uri(storage):  # the experiment's TensorBoard run, with copy-last-frame; a cloud one gets it with the results
+    from vidseg.baselines import copy_last_frame
+    from vidseg.data.remote import cached_shards
+    from vidseg.data.shards import ShardSet
+
+    # copy-last-frame, known before the first trial: the scheduler's floor and TensorBoard's baselines
+    baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+    if not is_uri(storage):  # the experiment's TensorBoard runs; a cloud one gets them with the results
         from search.board import write_board
 
-        baselines = write_board(Path(storage) / name, profile, shards, settings.max_epochs)
-    else:
-        from vidseg.baselines import copy_last_frame
-        from vidseg.data.remote import cached_shards
-        from vidseg.data.shards import ShardSet
-
-        baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+        write_board(Path(storage) / name, profile, baselines, settings.max_epochs)
     if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
                                    resume_unfinished=True, resume_errored=retry_errored)
