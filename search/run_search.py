@@ -38,9 +38,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from search import prepare, state, tuner  # noqa: E402
-from search.resume import resume_command, resume_state  # noqa: E402
-from search.settings import Settings, build_parser  # noqa: E402
+from search.run import prepare, state, tuner  # noqa: E402
+from search.run.resume import resume_command, resume_state  # noqa: E402
+from search.run.settings import Settings, build_parser  # noqa: E402
 from search.space import PROFILES, narrowed  # noqa: E402
 from vidseg.errors import InputError  # noqa: E402
 
@@ -62,7 +62,7 @@ def run(args) -> int:
     storage = state.storage_root(args.storage)
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.hidden_answers is not None:
-        from search.report import read_answers
+        from vidseg.eval.score import read_answers
 
         read_answers(args.hidden_answers)  # a bad file is named now, not after the search
     if args.resume:
@@ -109,7 +109,7 @@ def run(args) -> int:
             if callback.interrupted or len(results) < settings.num_samples:
                 raise KeyboardInterrupt  # Tune saved its state and stopped the trials
             log.info("search finished in %.0f s", time.perf_counter() - started)
-            from search.report import no_trial_completed, write_results
+            from search.results.report import no_trial_completed, write_results
 
             out, rows = write_results(results, settings.to_dict(), shards, f"{storage}/{name}", saved.hidden_answers,
                                       study_file=study_file)

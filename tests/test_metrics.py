@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchmetrics import JaccardIndex
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator, confusion_matrix, jaccard_index
 from vidseg.train.codec import class_probabilities, predict_masks
 

@@ -1,8 +1,11 @@
-"""The packages' layout: every module is reachable by its dotted name."""
+"""The packages' layout: every module is reachable by its dotted name, no module or package imports
+in a circle, and Ray's and Optuna's internals stay in their adapters."""
 
+import ast
 import importlib
 import pkgutil
 import types
+from pathlib import Path
 
 import pytest
 
@@ -41,11 +44,174 @@ def test_no_script_folder_module_hides_an_installed_package():
     folder = Path(search.__file__).parent
     others = [p for p in sys.path if Path(p or ".").resolve() != folder.resolve()]
     clashes = []
-    for file in folder.glob("*.py"):
-        if file.stem.startswith("__"):
+    names = [f.stem for f in folder.glob("*.py")] + [d.name for d in folder.iterdir() if (d / "__init__.py").is_file()]
+    assert {"run_search", "space", "run", "results", "tools"} <= set(names)
+    for name in names:
+        if name.startswith("__"):
             continue
-        spec = importlib.machinery.PathFinder.find_spec(file.stem, others)
-        if spec is not None or file.stem in sys.builtin_module_names or file.stem in sys.stdlib_module_names:
-            clashes.append(file.stem)
-    assert not clashes, f"modules in search/ named like installed ones: {clashes}"
+        spec = importlib.machinery.PathFinder.find_spec(name, others)
+        if spec is not None and spec.origin is None:
+            spec = None  # a plain folder (e.g. the repository's results/), not an installed package
+        if spec is not None or name in sys.builtin_module_names or name in sys.stdlib_module_names:
+            clashes.append(name)
+    assert not clashes, f"modules and packages in search/ named like installed ones: {clashes}"
     assert importlib.util.find_spec("tensorboard") is not None  # the check above can find one
+
+
+# ----------------------------------------------------------------------------------------------
+# imports: no circle, search/'s layers, and third-party internals only in their adapters
+
+ROOT = Path(search.__file__).resolve().parent.parent
+ADAPTERS = {"search.run.ray_internals", "search.run.optuna_internals"}
+# search/'s packages, each importing only those before it (the commands at its top import any)
+LAYERS = ("search.space", "search.results", "search.run", "search.tools")
+
+
+def _sources() -> dict[str, Path]:
+    out = {}
+    for top in ("search", "vidseg"):
+        for file in (ROOT / top).rglob("*.py"):
+            parts = file.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+    return out
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
+def _imports(sources: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the project's modules it imports, at its top or inside a function."""
+    graph = {}
+    for name, file in sources.items():
+        deps = set()
+        for node in _runtime_nodes(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {d for d in deps if d in sources and d != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_between_modules_nor_packages():
+    graph = _imports(_sources())
+    assert "search.results.rows" in graph["search.results.report"]  # the graph sees imports
+    assert not _circles(graph), "modules that import each other"
+    package = {}
+    for name, deps in graph.items():
+        top = ".".join(name.split(".")[:2])
+        package.setdefault(top, set()).update(".".join(d.split(".")[:2]) for d in deps)
+    package = {k: v - {k} for k, v in package.items()}
+    assert not _circles(package), "packages that import each other"
+
+
+def test_search_packages_import_only_the_layers_below_them():
+    graph = _imports(_sources())
+    upward = []
+    for name, deps in graph.items():
+        layer = next((i for i, p in enumerate(LAYERS) if name == p or name.startswith(p + ".")), None)
+        if layer is None:
+            continue
+        for dep in deps:
+            above = next((i for i, p in enumerate(LAYERS) if dep == p or dep.startswith(p + ".")), None)
+            if dep.startswith("search.") and (above is None or above > layer):
+                upward.append(f"{name} -> {dep}")
+    assert not upward, f"imports against search/'s layers {LAYERS}: {upward}"
+
+
+def _third_party_privates(name: str, file: Path) -> list[str]:
+    """Where a module reaches into Ray's or Optuna's insides: a private module, a private attribute
+    of something not its own (``x._y``), or, in a class built on theirs, a private attribute it reads
+    but never sets."""
+    tree = ast.parse(file.read_text())
+    third = {}  # local name -> the Ray or Optuna object it was imported as
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("ray", "optuna"):
+            if any(part.startswith("_") for part in node.module.split(".")):
+                found.append(f"{name}:{node.lineno} from {node.module}")
+            third.update({a.asname or a.name: node.module for a in node.names})
+        elif isinstance(node, ast.Import):
+            third.update({(a.asname or a.name).split(".")[0]: a.name for a in node.names
+                          if a.name.split(".")[0] in ("ray", "optuna")})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Name) and owner.id in ("torch", "np"):
+                continue  # not Ray's nor Optuna's (torch._dynamo's settings: vidseg.train.loop)
+            found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[0] in third for b in node.bases):
+            own, read = set(), {}
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    own.add(inner.name)
+                if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id == "self" \
+                        and inner.attr.startswith("_") and not inner.attr.startswith("__"):
+                    (own.add(inner.attr) if isinstance(inner.ctx, ast.Store) else read.setdefault(inner.attr, inner.lineno))
+            found += [f"{name}:{line} {node.name} reads self.{attr}" for attr, line in read.items() if attr not in own]
+    return found
+
+
+def test_the_privates_finder_finds_each_kind(tmp_path):
+    file = tmp_path / "m.py"
+    file.write_text("from ray.autoscaler._private import util\nfrom ray.tune.search.optuna import OptunaSearch\n"
+                    "class S(OptunaSearch):\n    def f(self):\n        self._mine = 1\n"
+                    "        return self._ot_study, self._mine\n\ndef g(study):\n    return study._storage\n")
+    found = _third_party_privates("m", file)
+    assert sorted(f.split(" ", 1)[1] for f in found) == ["S reads self._ot_study", "from ray.autoscaler._private",
+                                                         "study._storage"], found
+
+
+def test_ray_and_optuna_internals_are_used_only_in_their_adapters():
+    sources = _sources()
+    assert ADAPTERS <= set(sources)
+    assert _third_party_privates("search.run.ray_internals", sources["search.run.ray_internals"])  # it sees them
+    found = [hit for name, file in sources.items() if name not in ADAPTERS for hit in _third_party_privates(name, file)]
+    assert not found, f"Ray or Optuna internals outside {sorted(ADAPTERS)}: {found}"

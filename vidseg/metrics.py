@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 
 __all__ = ["confusion_matrix", "jaccard_from_confusion", "jaccard_index", "JaccardAccumulator", "SoftJaccardAccumulator"]
 

@@ -7,7 +7,7 @@
 
 (a) ``trial``: on a local Ray instance, trials one at a time, the time from Ray's trial start (Tune's
 ``on_trial_start`` callback: the trial's actor is up) to the first training step, for this project's
-trainable (``search.trainable.train_simvp`` through ``tune.with_parameters``, a tiny SimVP on a tiny shard
+trainable (``search.run.trainable.train_simvp`` through ``tune.with_parameters``, a tiny SimVP on a tiny shard
 set) against a bare function trainable that reports once. train_simvp's first step is its first
 ``tune.report`` minus that epoch's ``epoch_seconds`` (timestamps taken in the trial's process); the
 actor's own start-up (previous trial done, or ``Tuner.fit`` called, to Ray's trial start) is shown
@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.loopback
 
-from search.trainable import train_simvp  # noqa: E402
+from search.run.trainable import train_simvp  # noqa: E402
 from tests.loopback import RayNode as Node, free_port  # noqa: E402
 
 SIMVP = {"N_S": 2, "N_T": 2, "hid_S": 8, "hid_T": 32, "groups": 1, "translator": "incep", "loss": "ce",

@@ -34,7 +34,7 @@ import torch
 
 from search.space import paper_configs
 from vidseg.accel import autocast, bf16_dtype
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import INPUT_FRAMES, build_model
 from vidseg.train.losses import compute_loss

@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.models import UNet
 from vidseg.segment.__main__ import _size  # the CLI's HxW parser, with its error message
 from vidseg.segment.train import _autocast, cpu_has_bf16, pick_device

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.cluster_check import check_cluster_config
+from search.tools.cluster_check import check_cluster_config
 from tests.conftest import run_cli
 
 YAML = Path(__file__).resolve().parents[2] / "cluster" / "gpu.yaml"

@@ -96,7 +96,7 @@ def test_segment_cli_refuses_planted_unet_checkpoints(tiny_dataset, shards_copy,
 
 
 def test_the_hidden_score_comes_from_answers_the_driver_reads_or_says_why_not(shards_copy, tmp_path):
-    from search.report import hidden_score, read_answers
+    from vidseg.eval.score import hidden_score, read_answers
     from vidseg.data.shards import ShardSet
     from vidseg.errors import InputError
 
@@ -152,7 +152,7 @@ def test_a_damaged_dataset_is_refused_before_any_unet_or_shard(dataset_copy, tmp
 
 
 def test_values_the_shards_cannot_run_are_left_out_in_one_line_each(tiny_shards, caplog):
-    from search.prepare import fit_space
+    from search.run.prepare import fit_space
     from search.space import PROFILES
 
     h, w = SHARD_SIZE

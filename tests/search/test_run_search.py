@@ -153,7 +153,7 @@ def test_prediction_images_are_enlarged_titled_and_show_errors(smoke):
     """The best trials' images: 2 val videos at 40x60, enlarged 4x (nearest) to 160x240 tiles under
     column titles, an error column, the video ids and each row's IoU in the description; and a
     class legend in the experiment's report run."""
-    from search.board import ERROR_COLORS
+    from search.results.board import ERROR_COLORS
 
     tmp, _ = smoke
     experiment = tmp / "results" / "smoke"

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import run_cli, run_main
 from vidseg.checkpoint import save_checkpoint
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.data.synth import GENERATOR_VERSION
 from vidseg.errors import InputError
 from vidseg.models import UNet
@@ -71,7 +71,7 @@ def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(tiny_datas
     """prepare_shards with a profile that ships its UNet: the shards come from the shipped weights
     (made in this process: the smoke search makes them on Ray tasks), and the manifest records its
     val Jaccard on this dataset; --train-unet trains one instead."""
-    from search.prepare import DataSource, prepare_shards
+    from search.run.prepare import DataSource, prepare_shards
     from search.space import PROFILES
     from vidseg.data.shards import ShardSet
 

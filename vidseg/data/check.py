@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidseg.data.classes import CLASS_NAMES, NUM_CLASSES
+from vidseg.data.classes import CLASS_NAMES
+from vidseg.task import NUM_CLASSES
 from vidseg.data.layout import FRAME_SIZE, FRAMES, SPLITS, LayoutError, read_frame, read_mask, walk_splits
 
 __all__ = ["CheckReport", "check_dataset", "print_errors", "main"]

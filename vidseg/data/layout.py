@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.errors import InputError
 from vidseg.task import FRAME_SIZE, INPUT_FRAMES, TOTAL_FRAMES
 

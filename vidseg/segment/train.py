@@ -28,7 +28,7 @@ from vidseg.accel import (autocast, bf16_dtype, cpu_has_bf16,  # re-exported: th
                           finite_check_steps, pick_device, step_timer)
 from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.config import from_dict, validate
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.data.layout import Dataset
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidseg.config import from_dict, validate
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.models.simvp import group_problem
 from vidseg.task import INPUT_FRAMES  # re-exported: the frames in; the scored frame is output index -1
 

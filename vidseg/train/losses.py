@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 
 __all__ = ["compute_loss", "soft_jaccard_loss"]
 

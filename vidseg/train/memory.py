@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.train.config import INPUT_FRAMES, TrainConfig
 from vidseg.task import TOTAL_FRAMES
 

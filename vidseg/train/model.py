@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.data.classes import NUM_CLASSES
+from vidseg.task import NUM_CLASSES
 from vidseg.models import SimVP
 from vidseg.models.simvp import encoder_scale
 from vidseg.train.config import INPUT_FRAMES, TrainConfig

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from search.space import (PROFILES, TOP_TEAM, SearchSpace, correct_groups, enqueue, paper_configs, points_to_evaluate,
-                          train_config, valid_groups)
-from search.trainable import trial_plan, trial_resources
+                          train_config)
+from search.run.trainable import trial_plan, trial_resources
+from vidseg.models.simvp import valid_groups
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import build_model
 from vidseg.train.memory import CUDA_CONTEXT_BYTES, GIB, HEADROOM, data_bytes, estimate_peak_bytes, parameter_count

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from search.curves import read_curves
-from search.replay import Setting, replay, replay_many
+from search.results.curves import read_curves
+from search.tools.replay import Setting, replay, replay_many
 from tests.conftest import RAY, run_cli, run_main
 
 EPOCHS = 8
@@ -72,7 +72,7 @@ def _live_epochs(values: np.ndarray, ties: np.ndarray, kind: str, grace: int, fa
     scheduler the live search builds."""
     from ray import tune
 
-    from search.tuner import make_scheduler
+    from search.run.tuner import make_scheduler
 
     def trainable(config):
         for epoch, (value, tie) in enumerate(zip(config["trial"]["curve"], config["trial"]["ties"]), 1):
@@ -83,7 +83,7 @@ def _live_epochs(values: np.ndarray, ties: np.ndarray, kind: str, grace: int, fa
                                                            for c, t in zip(values, ties)])},
         tune_config=tune.TuneConfig(scheduler=make_scheduler(kind, EPOCHS, grace, factor, floor=floor),
                                     max_concurrent_trials=1,
-                                    reuse_actors=True),  # as the live search (search.tuner.build_tuner)
+                                    reuse_actors=True),  # as the live search (search.run.tuner.build_tuner)
         run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0))
     results = tuner.fit()
     by_curve = {tuple(r.config["trial"]["curve"]): int(r.metrics_dataframe["epoch"].max()) for r in results}
@@ -119,7 +119,7 @@ def test_the_replay_stops_the_trials_that_a_live_ray_tune_run_stops(local_ray, t
 
 
 def test_the_cli_prints_the_table_draws_the_plot_and_writes_json(tmp_path, capsys):
-    from search.replay import main
+    from search.tools.replay import main
 
     values = _curves()
     values[:6, 0] = 0.05  # half the trials tied at epoch 1
@@ -168,7 +168,7 @@ def _text(path, text):
      "error: {p}/a.parquet: a asha search's table (1 of 4 trials stopped early); a replay needs every trial's whole"),
 ])
 def test_bad_tables_get_one_line_and_exit_2(tmp_path, make, message, capsys):
-    from search.replay import main
+    from search.tools.replay import main
 
     result = run_main(main, str(make(tmp_path)), "--json", str(tmp_path / "out.json"), capsys=capsys)
     assert result.returncode == 2 and not (tmp_path / "out.json").exists()
@@ -188,8 +188,8 @@ def test_asha_breaks_ties_at_a_rung_by_arrival():
     (each equals the rung's cutoff); the search's stops all but the first."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-    from search.replay import _Trial
-    from search.tuner import make_scheduler
+    from search.tools.replay import _Trial
+    from search.run.tuner import make_scheduler
 
     def decisions(scheduler):
         out = []

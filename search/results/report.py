@@ -18,106 +18,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.curves import CURVES, write_curves
-from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed, points_to_evaluate, reference_name
-from search.study import parameter_importances
-from search.trial_outcome import Outcome, classify
+from search.results.curves import CURVES, write_curves
+from search.results.journal import parameter_importances
+from search.results.rows import LEADERBOARD_FIELDS, TrialRow, trial_rows
+from search.space import PAPER, PROFILES, SEARCHED, TOP_TEAM, narrowed
 from vidseg.atomic import atomic_path
 from vidseg.baselines import copy_last_frame
-from vidseg.checkpoint import load_checkpoint
-from vidseg.data.remote import cached_shards
-from vidseg.data.shards import ShardSet, sha256_file
+from vidseg.data.remote import cached_shards, is_uri
+from vidseg.data.shards import ShardSet
 from vidseg.errors import InputError
-from vidseg.metrics import JaccardAccumulator
-from vidseg.train.config import TrainConfig
-from vidseg.train.loop import CHECKPOINT, INPUT_FRAMES, build_model
-from vidseg.task import FRAME_SIZE
-from vidseg.data.remote import is_uri
+from vidseg.eval.predict import frame_iou, load_trial_model, predict_last_frame, submission
+from vidseg.eval.score import hidden_score
+from vidseg.task import INPUT_FRAMES
+from vidseg.train.loop import CHECKPOINT
 
-__all__ = ["write_results", "no_trial_completed", "trial_rows", "predict_last_frame", "SUBMISSION_SIZE"]
+__all__ = ["write_results", "no_trial_completed", "summary_text", "outcome_text", "draw_progress", "PICTURE"]
 
 log = logging.getLogger("vidseg.search")
 
-SUBMISSION_SIZE = FRAME_SIZE  # the competition's mask size
 SCHEDULER_NAMES = {"asha": "ASHA", "pasha": "PASHA", "hyperband": "asynchronous Hyperband", "fifo": "FIFO"}
 IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
-LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
-                      "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
 
 
-# ----------------------------------------------------------------------------------------------
-# rows
-
-
-def trial_id_of(path: str | Path) -> str:
-    """Ray's trial id from a trial folder's name (``search.board.run_name``: it ends the name)."""
-    return Path(path).name.rsplit("-", 1)[-1].removeprefix("trial_")
-
-
-def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per trial, best first: config, epochs run, best val_iou, and how it ended (with the
-    search's ``settings``, which reference configuration it is)."""
-    references = points_to_evaluate(narrowed(PROFILES[settings["profile"]], settings.get("limits"))) if settings else {}
-    rows = []
-    for result in results:
-        history = result.metrics_dataframe
-        config = result.config or {}
-        last = result.metrics or {}
-        has_history = history is not None and len(history) and "val_iou" in history
-        epochs = int(history["epoch"].max()) if has_history else 0
-        scored = history.dropna(subset=["val_iou"]) if has_history else None  # a diverged epoch has no score
-        if scored is not None and len(scored):
-            best = scored.loc[scored["val_iou"].idxmax()]
-            best_iou, best_epoch = float(best["val_iou"]), int(best["epoch"])
-            last_iou, oracle = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
-        else:
-            best_iou = best_epoch = last_iou = oracle = float("nan")
-        outcome = classify(last, max_epochs, result.error is not None)
-        if outcome is Outcome.ERROR:
-            error = str(result.error).strip().splitlines()[-1][:400]  # it names a trial's file
-        else:  # a diverged or infeasible trial's reason (ended by the trainable, not retried)
-            error = str(last.get("reason", ""))[:200] if outcome.failed else ""
-        status = outcome.leaderboard
-        rows.append({
-            "trial_id": last.get("trial_id") or trial_id_of(result.path), "name": Path(result.path).name, "status": status, "epochs": epochs,
-            "best_val_iou": best_iou, "best_epoch": best_epoch, "last_val_iou": last_iou,
-            "val_iou_true_inputs": oracle,
-            "stopped_early": outcome is Outcome.STOPPED_EARLY,
-            "reference": reference_name(config, references),
-            **{k: config.get(k, "") for k in SEARCHED}, "error": error,
-            "_path": result.path, "_result": result,
-        })
-    rows.sort(key=lambda r: (math.isnan(r["best_val_iou"]), -r["best_val_iou"] if not math.isnan(r["best_val_iou"]) else 0))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return rows
-
-
-# ----------------------------------------------------------------------------------------------
-# predictions
-
-
-def load_trial_model(checkpoint_file: Path, resolution: tuple[int, int]) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    state = load_checkpoint(checkpoint_file)
-    config = TrainConfig.from_dict(state["config"])
-    model = build_model(config, *resolution)
-    model.load_state_dict(state["model"])
-    return model.eval(), config, state
-
-
-@torch.inference_mode()
-def predict_last_frame(model: torch.nn.Module, masks: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Frame 22 (N, H, W) uint8 from frames 1-11 (N, >=11, H, W) of integer masks."""
-    out = []
-    for start in range(0, len(masks), batch):
-        inputs = torch.from_numpy(np.ascontiguousarray(masks[start:start + batch, :INPUT_FRAMES]))
-        output = model(inputs)
-        out.append(model.decode(output)[:, -1].to(torch.uint8).numpy())
-    return np.concatenate(out) if out else np.zeros((0, *masks.shape[2:]), np.uint8)
-
-
-def _best_checkpoint(row: dict[str, Any]) -> Path | None:
-    result = row["_result"]
+def _best_checkpoint(row: TrialRow) -> Path | None:
+    result = row.result
     checkpoint = result.get_best_checkpoint("val_iou", "max") if result.best_checkpoints else result.checkpoint
     if checkpoint is None:
         return None
@@ -130,17 +54,11 @@ def _best_checkpoint(row: dict[str, Any]) -> Path | None:
         return keep
 
 
-def _frame_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    acc = JaccardAccumulator()
-    acc.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(truth.astype(np.int64)))
-    return acc.compute()
-
-
-def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, models: dict[str, tuple]) -> None:
+def _write_images(rows: list[TrialRow], shards: ShardSet, staging: Path, models: dict[str, tuple]) -> None:
     """For the best trials: val videos' frame 22 predicted against the truth, enlarged, with titled
-    columns and an error column (``search.board.prediction_image``); the video ids and each
+    columns and an error column (``search.results.board.prediction_image``); the video ids and each
     row's IoU in the image's description; and a class legend in the experiment's run."""
-    from search.board import REPORT_RUN, legend_image, prediction_image, write_images
+    from search.results.board import REPORT_RUN, legend_image, prediction_image, write_images
 
     val = shards.split("val")
     n = min(IMAGE_VIDEOS, len(val))
@@ -151,21 +69,21 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, m
     ids = [int(v) for v in val.video_ids[:n]]
     classes: set[int] = set()
     for row in rows[:IMAGE_TRIALS]:
-        if row["trial_id"] not in models:
+        if row.trial_id not in models:
             continue
-        model, config, state = models[row["trial_id"]]
+        model, config, state = models[row.trial_id]
         pred = predict_last_frame(model, unet_masks)
-        ious = [_frame_iou(p, t) for p, t in zip(pred, truth)]
+        ious = [frame_iou(p, t) for p, t in zip(pred, truth)]
         classes |= set(np.unique(truth).tolist()) | set(np.unique(pred).tolist()) | \
             set(np.unique(unet_masks[:, INPUT_FRAMES - 1]).tolist())
         labels = [f"video {vid:05d}\nIoU {iou:.3f}" for vid, iou in zip(ids, ious)]
-        description = (f"**{row['name']}**, epoch {state['epoch']} (its best, val IoU {row['best_val_iou']:.4f} over "
+        description = (f"**{row.name}**, epoch {state['epoch']} (its best, val IoU {row.best_val_iou:.4f} over "
                        "the whole val split). Rows: " + ", ".join(f"video {vid:05d} (frame-22 IoU {iou:.3f})"
                                                                   for vid, iou in zip(ids, ious))
                        + ". Columns: the UNet's mask of frame 11 (the last input), the predicted and the true frame "
                        "22, and the errors: white correct object, orange missed, blue extra, red wrong class. "
                        "Class colours: the `predictions/legend` image of the `report` run.")
-        write_images(staging / Path(row["_path"]).name, "predictions/val_frame22",
+        write_images(staging / Path(row.path).name, "predictions/val_frame22",
                      prediction_image(unet_masks[:, INPUT_FRAMES - 1], pred, truth, row_labels=labels),
                      description, state["epoch"], ".predictions")
     if classes:
@@ -174,71 +92,19 @@ def _write_images(rows: list[dict[str, Any]], shards: ShardSet, staging: Path, m
                      "column's colours.", 0, ".legend")
 
 
-def _submission(model, config: TrainConfig, shards: ShardSet) -> tuple[torch.Tensor, np.ndarray]:
-    hidden = shards.split("hidden")
-    masks = np.stack([hidden.unet[i] for i in range(len(hidden))])
-    pred = torch.from_numpy(predict_last_frame(model, masks))
-    if tuple(pred.shape[1:]) != SUBMISSION_SIZE:  # nearest, as masks are always resized
-        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=SUBMISSION_SIZE, mode="nearest")[:, 0]
-    return pred.to(torch.uint8).contiguous(), hidden.video_ids
-
-
-def read_answers(path: Path | str) -> np.ndarray:
-    """Known answers of the hidden split: an .npy of frame-22 masks (N, 160, 240), in the hidden
-    split's video order. Raises ``InputError`` naming the file."""
-    try:
-        answers = np.load(path, allow_pickle=False)  # an .npy, never a pickle
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable as hidden answers ({str(err).splitlines()[0][:120]})") from None
-    if answers.ndim != 3 or tuple(answers.shape[1:]) != SUBMISSION_SIZE or answers.dtype.kind not in "iu":
-        raise InputError(f"{path}: hidden answers must be integer masks of shape (N, {SUBMISSION_SIZE[0]}, "
-                         f"{SUBMISSION_SIZE[1]}), but it holds {answers.dtype} {answers.shape}")
-    return answers
-
-
-def hidden_score(shards: ShardSet, prediction: torch.Tensor, video_ids: np.ndarray,
-                 answers_file: str | None = None) -> tuple[float | None, str]:
-    """The submission's IoU against known answers, and where they came from; or None and why not.
-
-    The answers are read here, by the driver: from ``answers_file`` (``--hidden-answers``), else
-    from the shard set, which carries them when its dataset had them (``hidden_answers`` in its
-    manifest, checksummed)."""
-    entry = shards.manifest.get("hidden_answers")
-    if answers_file is None and not entry:
-        return None, ("no answers to score against: the shard set carries none (the competition keeps its own); "
-                      "give them with --hidden-answers FILE")
-    try:
-        if answers_file is not None:
-            answers, ids, source = read_answers(answers_file), video_ids, str(answers_file)
-        else:
-            path = shards.root / entry["file"]
-            if not path.is_file() or sha256_file(path) != entry["sha256"]:
-                return None, f"{path}: missing or damaged (its checksum differs from the manifest's)"
-            answers, ids, source = read_answers(path), np.asarray(entry["video_ids"]), "the shard set's answers"
-    except InputError as err:  # after a search: the report says why, and everything else is still written
-        return None, str(err)
-    if not np.array_equal(ids, video_ids):
-        return None, f"{source}: its videos are not the hidden split's ({len(ids)} against {len(video_ids)})"
-    if answers.shape != tuple(prediction.shape):
-        return None, f"{source}: shape {answers.shape}, but the predictions are {tuple(prediction.shape)}"
-    acc = JaccardAccumulator()
-    acc.update(prediction.long(), torch.from_numpy(answers.astype(np.int64)))
-    return acc.compute(), source
-
-
 # ----------------------------------------------------------------------------------------------
 # the search's progress: best val IoU against trial-epochs spent
 
 PICTURE = "best_vs_trial_epochs.png"
 
 
-def progress_curve(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
+def progress_curve(rows: list[TrialRow]) -> list[tuple[int, float]]:
     """(trial-epochs spent, best val IoU so far) after each trial-epoch, in the order they were
     reported (Ray's timestamps; a trial's own epochs in order)."""
     events = []
     for index, row in enumerate(rows):
-        history = row["_result"].metrics_dataframe
-        if history is None or not len(history) or "val_iou" not in history:
+        history = row.history
+        if history is None:
             continue
         stamps = history["timestamp"] if "timestamp" in history else range(len(history))
         for stamp, epoch, value in zip(stamps, history["epoch"], history["val_iou"]):
@@ -252,7 +118,7 @@ def progress_curve(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return curve
 
 
-def draw_progress(rows: list[dict[str, Any]], baselines: dict[str, float], max_epochs: int, path: Path) -> Path | None:
+def draw_progress(rows: list[TrialRow], baselines: dict[str, float], max_epochs: int, path: Path) -> Path | None:
     """``report.md``'s picture: the best val IoU found against trial-epochs spent, beside the
     baselines and the reference configurations' best; None where there is nothing to draw."""
     curve = [(x, y) for x, y in progress_curve(rows) if math.isfinite(y)]
@@ -272,9 +138,9 @@ def draw_progress(rows: list[dict[str, Any]], baselines: dict[str, float], max_e
                label=f"copy-last-frame, true masks ({baselines['true']:.4f})")
     colors = iter(["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
     for row in rows:
-        if row["reference"] and not math.isnan(row["best_val_iou"]):
-            ax.axhline(row["best_val_iou"], color=next(colors, "tab:gray"), linestyle="-.", linewidth=1,
-                       label=f"{row['reference']} ({row['best_val_iou']:.4f}, {row['epochs']} epoch{'s' * (row['epochs'] != 1)})")
+        if row.reference and row.scored:
+            ax.axhline(row.best_val_iou, color=next(colors, "tab:gray"), linestyle="-.", linewidth=1,
+                       label=f"{row.reference} ({row.best_val_iou:.4f}, {row.epochs} epoch{'s' * (row.epochs != 1)})")
     full = len(rows) * max_epochs
     ax.axvline(full, color="tab:green", linewidth=1, alpha=0.6, label=f"every trial to the end ({full} trial-epochs)")
     ax.set_xlim(0, max(full, xs[-1]) * 1.02)
@@ -294,17 +160,11 @@ def draw_progress(rows: list[dict[str, Any]], baselines: dict[str, float], max_e
 # importances and the report
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
-
-
 def _report(rows, settings, baselines, importances, hidden, best_row, picture: Path | None = None) -> str:
     max_epochs = settings["max_epochs"]
-    run = sum(r["epochs"] for r in rows)
+    run = sum(r.epochs for r in rows)
     full = len(rows) * max_epochs
-    stopped = sum(r["stopped_early"] for r in rows)
+    stopped = sum(r.stopped_early for r in rows)
     scheduler = settings.get("scheduler", "asha")
     lines = [f"# Search report: {settings.get('name', '')}", "",
              f"Profile `{settings['profile']}`: {len(rows)} trials of up to {max_epochs} epochs; "
@@ -319,24 +179,24 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
               "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]
     if best_row is not None:
-        lines.append(f"| **Best trial** `{best_row['name']}` | **{_fmt(best_row['best_val_iou'])}** | "
-                     f"epoch {best_row['best_epoch']}; {_config_text(best_row)} |")
-        lines.append(f"| Best trial, true masks as inputs (oracle) | {_fmt(best_row['val_iou_true_inputs'])} | "
+        lines.append(f"| **Best trial** `{best_row.name}` | **{_fmt(best_row.best_val_iou)}** | "
+                     f"epoch {best_row.best_epoch}; {_config_text(best_row)} |")
+        lines.append(f"| Best trial, true masks as inputs (oracle) | {_fmt(best_row.val_iou_true_inputs)} | "
                      "what a perfect UNet would give this model |")
     lines.append(f"| Copy last frame (UNet frame 11) | {_fmt(baselines['unet'])} | the test-time baseline |")
     lines.append(f"| Copy last frame (true frame 11) | {_fmt(baselines['true'])} | with a perfect UNet |")
-    seen = {r["reference"]: r for r in rows if r["reference"]}
+    seen = {r.reference: r for r in rows if r.reference}
     for name in [name for name, *_ in PAPER] + [TOP_TEAM]:
         what = "Top teams' recipe" if name == TOP_TEAM else "Paper"
         row = seen.get(name)
         if row is None:
             lines.append(f"| {what} `{name}` | | not in this profile's space |")
         else:
-            note = f"{row['epochs']} epoch{'s' * (row['epochs'] != 1)}" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row["stopped_early"] else "") + \
-                   (f", {row['status'].lower()}: {row['error']}" if row["status"] != "TERMINATED" else "")
-            lines.append(f"| {what} `{name}` | {_fmt(row['best_val_iou'])} | {note} |")
+            note = f"{row.epochs} epoch{'s' * (row.epochs != 1)}" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row.stopped_early else "") + \
+                   (f", {row.status.lower()}: {row.error}" if not row.completed else "")
+            lines.append(f"| {what} `{name}` | {_fmt(row.best_val_iou)} | {note} |")
     if best_row is not None and baselines["unet"] > 0:
-        lines += ["", f"Best against copy-last-frame: {best_row['best_val_iou'] / baselines['unet']:.2f}x."]
+        lines += ["", f"Best against copy-last-frame: {best_row.best_val_iou / baselines['unet']:.2f}x."]
     lines += ["", f"## Early stopping's savings ({SCHEDULER_NAMES[scheduler]})", "",
               f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
               f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
@@ -365,17 +225,21 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
     return "\n".join(lines)
 
 
-def _config_text(row: dict[str, Any]) -> str:
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.4f}"
+
+
+def _config_text(row: TrialRow) -> str:
     """The trial's value of every searched dimension it has, in the table's order."""
     return " ".join(f"{name}={f'{value:.3g}' if isinstance(value, float) else value}"
-                    for name in SEARCHED if (value := row.get(name, "")) != "")
+                    for name in SEARCHED if (value := row.config.get(name, "")) != "")
 
 
 # ----------------------------------------------------------------------------------------------
 
 
 def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str,
-                  hidden_answers: str | None = None, study_file: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
+                  hidden_answers: str | None = None, study_file: Path | None = None) -> tuple[str, list[TrialRow]]:
     """Write everything about a finished search into ``experiment``; returns it and the leaderboard's
     rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
     ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
@@ -390,45 +254,45 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+        writer.writerows(row.leaderboard() for row in rows)
     baselines = copy_last_frame(shards)
     write_curves(rows, staging / CURVES, {**settings, "baselines": baselines})  # a replay's floor
 
     checkpoints, models = {}, {}  # each checkpoint is loaded once
     for row in rows[:IMAGE_TRIALS]:
-        if row["status"] == "TERMINATED" and not math.isnan(row["best_val_iou"]):
+        if row.completed and row.scored:
             file = _best_checkpoint(row)
             if file is None:
                 continue
             try:  # plain data that builds this trial's model: a planted pickle is refused here, and never run
-                models[row["trial_id"]] = load_trial_model(file, shards.resolution)
+                models[row.trial_id] = load_trial_model(file, shards.resolution)
             except (InputError, KeyError, ValueError, RuntimeError) as err:  # CheckpointError is an InputError
-                log.warning("trial %s: its checkpoint %s is skipped: %s", row["trial_id"], file,
+                log.warning("trial %s: its checkpoint %s is skipped: %s", row.trial_id, file,
                             err.args[0] if isinstance(err, KeyError) else str(err).splitlines()[0])
                 continue
-            checkpoints[row["trial_id"]] = file
-    best_row = next((r for r in rows if r["trial_id"] in checkpoints), None)
+            checkpoints[row.trial_id] = file
+    best_row = next((r for r in rows if r.trial_id in checkpoints), None)
     hidden = None
     if best_row is not None:
         best_dir = staging / "best"
         best_dir.mkdir(exist_ok=True)
         with atomic_path(best_dir / CHECKPOINT) as tmp:
-            shutil.copyfile(checkpoints[best_row["trial_id"]], tmp)
-        model, config, state = models[best_row["trial_id"]]
-        best = {"trial_id": best_row["trial_id"], "val_iou": best_row["best_val_iou"], "epoch": state["epoch"],
-                "val_iou_true_inputs": best_row["val_iou_true_inputs"], "checkpoint": "best/checkpoint.pt",
+            shutil.copyfile(checkpoints[best_row.trial_id], tmp)
+        model, config, state = models[best_row.trial_id]
+        best = {"trial_id": best_row.trial_id, "val_iou": best_row.best_val_iou, "epoch": state["epoch"],
+                "val_iou_true_inputs": best_row.val_iou_true_inputs, "checkpoint": "best/checkpoint.pt",
                 "shards": shards_dir, "config": config.to_dict()}
         with atomic_path(staging / "best_config.json") as tmp:
             tmp.write_text(json.dumps(best, indent=2) + "\n")
         if "hidden" in shards.splits and len(shards.split("hidden")):
-            prediction, ids = _submission(model, config, shards)
+            prediction, ids = submission(model, shards)
             with atomic_path(staging / "submission.pt") as tmp:
                 torch.save(prediction, tmp)
             score, source = hidden_score(shards, prediction, ids, hidden_answers)
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, models)
     if not local:  # a local experiment got its hparams config and baselines run when the search started
-        from search.board import write_baselines, write_experiment
+        from search.results.board import write_baselines, write_experiment
 
         write_experiment(staging, narrowed(PROFILES[settings["profile"]], settings.get("limits")))
         write_baselines(staging, baselines, settings["max_epochs"])
@@ -440,7 +304,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     report = _report(rows, settings, baselines, importances, hidden, best_row, picture)
     with atomic_path(staging / "report.md") as tmp:
         tmp.write_text(report)
-    from search.board import write_report
+    from search.results.board import write_report
 
     write_report(staging, report, picture)
     for file in checkpoints.values():
@@ -455,16 +319,16 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     return experiment, rows
 
 
-def outcome_text(rows: list[dict[str, Any]]) -> str:
+def outcome_text(rows: list[TrialRow]) -> str:
     """How the trials ended, e.g. '3 completed, 1 diverged, 1 failed (error)'."""
     words = {"TERMINATED": "completed", "DIVERGED": "diverged", "INFEASIBLE": "infeasible", "ERROR": "failed (error)"}
-    counts = {status: sum(r["status"] == status for r in rows) for status in words}
+    counts = {status: sum(r.status == status for r in rows) for status in words}
     return ", ".join(f"{n} {words[status]}" for status, n in counts.items() if n or status == "TERMINATED")
 
 
-def no_trial_completed(rows: list[dict[str, Any]], experiment: str) -> str | None:
+def no_trial_completed(rows: list[TrialRow], experiment: str) -> str | None:
     """The error line of a search in which no trial completed (the driver then exits 1), or None."""
-    if any(row["status"] == "TERMINATED" for row in rows):
+    if any(row.completed for row in rows):
         return None
     return f"error: no trial completed ({outcome_text(rows)}); see {experiment}/leaderboard.csv for why"
 
@@ -473,26 +337,26 @@ def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:
     """The terminal's end-of-search summary: the best trial against the baselines and the reference
     configurations, and what early stopping saved."""
     max_epochs, scheduler = settings["max_epochs"], settings.get("scheduler", "asha")
-    lines = ["", f"{len(rows)} trials: {outcome_text(rows)}; {sum(r['stopped_early'] for r in rows)} stopped early"]
+    lines = ["", f"{len(rows)} trials: {outcome_text(rows)}; {sum(r.stopped_early for r in rows)} stopped early"]
     if best_row is None:
         lines.append("no trial finished with a checkpoint")
         return "\n".join(lines)
-    best = best_row["best_val_iou"]
+    best = best_row.best_val_iou
 
     def against(value: float) -> str:
         return f"{best / value:.2f}x" if value and math.isfinite(value) and value > 0 else "-"
 
-    lines += [f"best  {best:.4f}  {best_row['name']}  (epoch {best_row['best_epoch']}; oracle "
-              f"{best_row['val_iou_true_inputs']:.4f})",
+    lines += [f"best  {best:.4f}  {best_row.name}  (epoch {best_row.best_epoch}; oracle "
+              f"{best_row.val_iou_true_inputs:.4f})",
               f"      {_config_text(best_row)}",
               f"  {'against':<44} {'val IoU':>8} {'best is':>8}",
               f"  {'copy-last-frame, UNet masks (the baseline)':<44} {baselines['unet']:>8.4f} {against(baselines['unet']):>8}",
               f"  {'copy-last-frame, true masks':<44} {baselines['true']:>8.4f} {against(baselines['true']):>8}"]
     for row in rows:
-        if row["reference"]:
-            what = f"{row['reference']} ({row['epochs']} epoch{'s' * (row['epochs'] != 1)})"
-            lines.append(f"  {what:<44} {row['best_val_iou']:>8.4f} {against(row['best_val_iou']):>8}")
-    run, full = sum(r["epochs"] for r in rows), len(rows) * max_epochs
+        if row.reference:
+            what = f"{row.reference} ({row.epochs} epoch{'s' * (row.epochs != 1)})"
+            lines.append(f"  {what:<44} {row.best_val_iou:>8.4f} {against(row.best_val_iou):>8}")
+    run, full = sum(r.epochs for r in rows), len(rows) * max_epochs
     if scheduler != "fifo":
         lines.append(f"{SCHEDULER_NAMES[scheduler]} ran {run} of {full} trial-epochs: {1 - run / max(full, 1):.0%} saved")
     return "\n".join(lines)

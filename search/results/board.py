@@ -17,7 +17,7 @@ and JSON loggers kept, which the results are read from) by ``TrialBoard``, a dri
   2 stopped early, 3 diverged, 4 failed). Each trial's folder starts a session with its values;
 - **a ``baselines`` run**: copy-last-frame on the UNet's and on the true masks, as flat lines on
   ``val/iou`` and ``val/iou_true_inputs`` beside the trials;
-- after the search, ``search.report`` adds the prediction images (in each of the best trials' runs),
+- after the search, ``search.results.report`` adds the prediction images (in each of the best trials' runs),
   and the class legend, ``report.md`` as text and its picture (in the ``report`` run).
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from ray.tune.logger import LoggerCallback
 
-from search.trial_outcome import Outcome, classify
+from search.results.outcome import Outcome, classify
 
 __all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report", "image_summary",
            "prediction_image", "legend_image", "trial_status", "STATUS", "SCALARS", "BASELINES_RUN", "REPORT_RUN"]
@@ -55,7 +55,7 @@ METRICS = (  # the HParams table's metric columns, the first five shown: (tag, d
     ("val/iou", "val_iou", "val IoU of frame 22 at the last epoch, UNet masks in"),
     ("val/iou_true_inputs", "oracle", "val IoU with the true masks in: what a perfect UNet would give"),
     (EPOCHS_TAG, "epochs", "epochs run"),
-    (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.trial_outcome): 0 running, "
+    (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.results.outcome): 0 running, "
                               + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome)),
     ("loss/train", "train_loss", "training loss at the last epoch"),
     ("loss/val", "val_loss", "validation loss at the last epoch"),
@@ -94,7 +94,7 @@ def run_name(config: dict[str, Any], trial_id: str, reference: str = "") -> str:
 
 
 def trial_status(last_result: dict[str, Any] | None, max_epochs: int, failed: bool) -> str:
-    """How a finished trial ended, in words (``search.trial_outcome.classify``)."""
+    """How a finished trial ended, in words (``search.results.outcome.classify``)."""
     return classify(last_result, max_epochs, failed).value
 
 
@@ -109,7 +109,7 @@ def _writer(folder: Path | str, suffix: str = ""):
 
 
 def _add(writer, summary, step: int | None = None) -> None:
-    writer._get_file_writer().add_summary(summary, step)
+    writer.file_writer.add_summary(summary, step)  # a new writer's (it is made at once)
 
 
 def _varied(profile) -> list:

@@ -12,7 +12,7 @@ stopped on, so TPE weighs a 2-epoch score as a final one. ``StudySearch`` tells 
 Each Optuna trial carries its Ray trial id (user attribute ``ray_trial_id``).
 
 The study lives in an Optuna journal file (``optuna.journal`` in the experiment folder), named
-after the experiment: ``optuna.load_study(study_name=NAME, storage=journal_storage(PATH))`` and
+after the experiment: ``search.results.journal.load_study(PATH, NAME)`` and
 ``optuna-dashboard PATH`` read it, and ``--resume`` continues it.
 """
 
@@ -28,13 +28,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
+from search.results.journal import journal_storage
+from search.run.ray_internals import OpenOptunaSearch
 from search.space import enqueue
-from search.trial_outcome import Outcome, classify
+from search.results.outcome import Outcome, classify
 
-__all__ = ["StudySearch", "RetryingLimiter", "journal_storage", "load_study", "make_sampler", "startup_trials", "TPE_SETTINGS",
-           "parameter_importances"]
+__all__ = ["StudySearch", "RetryingLimiter", "make_sampler", "startup_trials", "TPE_SETTINGS"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -60,26 +60,13 @@ def make_sampler(searcher: str, seed: int, num_samples: int, tpe_settings: dict[
                                           **(TPE_SETTINGS if tpe_settings is None else tpe_settings))
 
 
-def journal_storage(path: Path | str):
-    """An Optuna journal storage in the file ``path`` (its folder is made)."""
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def load_study(path: Path | str, name: str):
-    """The stored study ``name`` of a search (``search.state.study_path``)."""
-    return optuna.load_study(study_name=name, storage=journal_storage(path))
-
-
 _STORAGE_ERRORS = (RuntimeError, ValueError, KeyError, optuna.exceptions.UpdateFinishedTrialError)
 
 STUDY_FILE_ENV = "VIDSEG_STUDY_FILE"  # where a restored searcher's study is now (the driver sets it)
 
 
-class StudySearch(OptunaSearch):
-    """``OptunaSearch`` that tells the study the truth (the module's docstring); ``kwargs`` go to
+class StudySearch(OpenOptunaSearch):
+    """Ray's ``OptunaSearch`` (opened up by ``search.run.ray_internals``) that tells the study the truth (the module's docstring); ``kwargs`` go to
     ``OptunaSearch`` (space, sampler, storage, study_name, points_to_evaluate). A failing write to
     the study is logged and never ends the search."""
 
@@ -94,20 +81,20 @@ class StudySearch(OptunaSearch):
         self._references, self._references_after, self._suggested = list(references or []), references_after, 0
 
     def suggest(self, trial_id: str):
-        if self._references and self._suggested >= self._references_after and self._ot_study is not None:
+        if self._references and self._suggested >= self._references_after and self.optuna_study is not None:
             for point in self._references:
-                enqueue(self._ot_study, point)
+                enqueue(self.optuna_study, point)
             self._references = []
         config = super().suggest(trial_id)
         if isinstance(config, dict):
             self._suggested += 1
-        if trial_id in self._ot_trials:
+        if trial_id in self.optuna_trials:
             self._write(trial_id, lambda t: t.set_user_attr("ray_trial_id", trial_id))
         return config
 
     def _write(self, trial_id: str, write) -> None:
         try:
-            write(self._ot_trials[trial_id])
+            write(self.optuna_trials[trial_id])
         except _STORAGE_ERRORS as err:  # e.g. a trial the study finished before a restore
             log.warning("study: trial %s: %s", trial_id, err)
 
@@ -115,9 +102,9 @@ class StudySearch(OptunaSearch):
         """Every epoch's val_iou, as an intermediate value at step ``epoch``. Tune calls this for
         every result but the one its scheduler stops the trial on: ``on_trial_complete`` has that."""
         value, epoch = result.get("val_iou"), result.get("epoch")
-        if trial_id in self._completed_trials and trial_id in self._ot_trials and value is not None:
+        if trial_id in self.ended and trial_id in self.optuna_trials and value is not None:
             self._retried(trial_id)  # an errored trial that --retry-errored runs again
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials or value is None or epoch is None:
+        if trial_id in self.ended or trial_id not in self.optuna_trials or value is None or epoch is None:
             return
         if math.isnan(value) or int(epoch) in self._told.setdefault(trial_id, set()):  # a diverged epoch: FAIL
             return
@@ -129,12 +116,12 @@ class StudySearch(OptunaSearch):
         """Results of a trial the study holds as failed with an error: Ray retries it from its
         checkpoint (``--retry-errored``), so the study gets a new trial with the same params."""
         try:
-            old = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+            old = _stored(self.optuna_study, self.optuna_trials[trial_id])
             if old.state != TrialState.FAIL or old.user_attrs.get("outcome") != "ERROR":
                 return
-            enqueue(self._ot_study, old.params)
-            new = self._ot_study.ask()
-            self._suggest_from_define_by_run_func(self._space, new)
+            enqueue(self.optuna_study, old.params)
+            new = self.optuna_study.ask()
+            self.ask_in_space(new)
             new.set_user_attr("ray_trial_id", trial_id)
             new.set_user_attr("retry_of", old.number)
             for epoch, value in sorted(old.intermediate_values.items()):
@@ -142,20 +129,20 @@ class StudySearch(OptunaSearch):
         except _STORAGE_ERRORS as err:
             log.warning("study: trial %s: its retry is not recorded: %s", trial_id, err)
             return
-        self._ot_trials[trial_id] = new
+        self.optuna_trials[trial_id] = new
         self._told[trial_id] = set(old.intermediate_values)
         self._best[trial_id] = max(old.intermediate_values.values(), default=-math.inf)
-        self._completed_trials.discard(trial_id)
+        self.ended.discard(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self.ended or trial_id not in self.optuna_trials:
             return
         result = result or {}
         if not error:
             self.on_trial_result(trial_id, result)  # the result the scheduler stopped it on
         best = self._best.pop(trial_id, None)
         self._told.pop(trial_id, None)
-        outcome = classify(result, self._max_epochs, bool(error))  # search.trial_outcome: as the leaderboard's
+        outcome = classify(result, self._max_epochs, bool(error))  # search.results.outcome: as the leaderboard's
         if outcome.failed or best is None:
             reason = str(result.get("reason", ""))[:300]
 
@@ -169,8 +156,8 @@ class StudySearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best
-        self._write(trial_id, lambda t: self._ot_study.tell(t, value, state=state))
-        self._completed_trials.add(trial_id)
+        self._write(trial_id, lambda t: self.optuna_study.tell(t, value, state=state))
+        self.ended.add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore, then: the study reopened where the driver says it is now (a results
@@ -180,16 +167,22 @@ class StudySearch(OptunaSearch):
         super().restore(checkpoint_path)
         moved = os.environ.get(STUDY_FILE_ENV)
         if moved:
-            self._storage = journal_storage(moved)
-            self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
-            self._ot_trials = {k: optuna.Trial(self._ot_study, t._trial_id) for k, t in self._ot_trials.items()}
-        known = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in known:
+            self.reopen(journal_storage(moved))
+        known = {t.number for t in self.optuna_trials.values()}
+        for frozen in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in known:
                 try:
-                    self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+                    self.optuna_study.tell(frozen.number, state=TrialState.FAIL)
                 except _STORAGE_ERRORS as err:
                     log.warning("study: trial %d: %s", frozen.number, err)
+
+
+def _stored(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """What the study holds of ``trial`` now (KeyError where it holds none)."""
+    for stored in study.get_trials(deepcopy=False):
+        if stored.number == trial.number:
+            return stored
+    raise KeyError(f"no trial {trial.number} in study {study.study_name}")
 
 
 class RetryingLimiter(ConcurrencyLimiter):
@@ -201,30 +194,3 @@ class RetryingLimiter(ConcurrencyLimiter):
         if trial_id not in self.live_trials and not self.batch:
             self.live_trials.add(trial_id)  # running again: it counts against the limit, and its end is passed on
         super().on_trial_result(trial_id, result)
-
-
-def parameter_importances(path: Path | str, name: str) -> dict[str, float] | str:
-    """Optuna's PED-ANOVA importances (Optuna's own; fANOVA would add scikit-learn) over the stored
-    study's finished trials, completed and pruned, each at its best value (as the leaderboard ranks
-    them: a demo search completes only a few), for the dimensions all of them have; or why not."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not Path(path).is_file():
-        return f"no stored study ({path} does not exist)"
-    try:
-        stored = load_study(path, name)
-    except (KeyError, OSError, ValueError) as err:
-        return f"no stored study ({err})"
-    finished = [t for t in stored.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                if t.intermediate_values or t.value is not None]
-    if len(finished) < 3:
-        return f"needs at least 3 finished trials in the study ({len(finished)} finished)"
-    shared = set.intersection(*(set(t.params) for t in finished))
-    study = optuna.create_study(direction="maximize")
-    for t in finished:
-        best = max(t.intermediate_values.values()) if t.intermediate_values else t.value
-        study.add_trial(optuna.trial.create_trial(params={k: t.params[k] for k in shared},
-                                                  distributions={k: t.distributions[k] for k in shared}, value=best))
-    try:
-        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    except (RuntimeError, ValueError) as err:
-        return f"not computable: {err}"

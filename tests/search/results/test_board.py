@@ -1,9 +1,9 @@
-"""The TensorBoard pieces of ``search.board``, without a search: names, statuses, pictures."""
+"""The TensorBoard pieces of ``search.results.board``, without a search: names, statuses, pictures."""
 
 import numpy as np
 import pytest
 
-from search.board import ERROR_COLORS, error_map, legend_image, prediction_image, run_name, trial_status
+from search.results.board import ERROR_COLORS, error_map, legend_image, prediction_image, run_name, trial_status
 from vidseg.data.classes import PALETTE
 
 
@@ -55,8 +55,8 @@ def test_legend_lists_the_classes_and_the_error_colours():
 
 
 def test_one_outcome_names_every_ending_for_the_leaderboard_tensorboard_and_the_study():
-    from search.board import STATUS
-    from search.trial_outcome import Outcome, classify
+    from search.results.board import STATUS
+    from search.results.outcome import Outcome, classify
 
     assert STATUS == {"running": 0, "completed": 1, "stopped early": 2, "diverged": 3, "infeasible": 4, "error": 5}
     assert [o.leaderboard for o in Outcome] == ["TERMINATED", "TERMINATED", "DIVERGED", "INFEASIBLE", "ERROR"]

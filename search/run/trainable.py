@@ -37,7 +37,7 @@ __all__ = ["train_simvp", "trial_resources", "trial_plan", "end_trial", "detect_
 
 log = logging.getLogger("vidseg.search")
 
-from search.trial_outcome import DIVERGED, INFEASIBLE, OUTCOME  # noqa: E402  (re-exported)
+from search.results.outcome import DIVERGED, INFEASIBLE, OUTCOME  # noqa: E402  (re-exported)
 
 
 def trial_plan(config: TrainConfig, resolution: tuple[int, int], gpu_memory_gb: float,

@@ -1,7 +1,7 @@
 """Building the search: Ray start-up, the scheduler, the searcher with its stored study, the tuner.
 
 ``make_scheduler`` is the one place a scheduler is made, for the live search and for
-``search.replay`` alike: ASHA or PASHA (``search.schedulers.RungScheduler``), asynchronous
+``search.tools.replay`` alike: ASHA or PASHA (``search.run.schedulers.RungScheduler``), asynchronous
 Hyperband (Ray's ``AsyncHyperBandScheduler`` with three brackets), or FIFO.
 """
 
@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-from search.settings import Settings, UsageError
+from search.run.settings import Settings, UsageError
 from search.space import Profile, SearchSpace, points_to_evaluate
 from vidseg.data.remote import is_uri
 
@@ -57,7 +57,7 @@ def detect_gpus(settings: Settings, address: str | None) -> Settings:
     import ray
 
     if settings.gpu_memory_gb is None and ray.cluster_resources().get("GPU", 0) > 0:
-        from search.trainable import detect_gpu_memory_gb
+        from search.run.trainable import detect_gpu_memory_gb
 
         settings = settings.replace(gpu_memory_gb=detect_gpu_memory_gb())  # InputError when it cannot tell
         log.info("GPUs of %.1f GiB: trials are packed for that size (--gpu-memory-gb overrides)", settings.gpu_memory_gb)
@@ -71,14 +71,14 @@ def detect_gpus(settings: Settings, address: str | None) -> Settings:
 def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int, floor: float | None = None,
                    ties: str = "score"):
     """Ray Tune's scheduler for ``kind``, on ``val_iou`` at ``epoch``: ``asha`` and ``pasha``
-    (``search.schedulers.RungScheduler``, PASHA's budget growing rung by rung), ``hyperband`` (Ray's
+    (``search.run.schedulers.RungScheduler``, PASHA's budget growing rung by rung), ``hyperband`` (Ray's
     asynchronous Hyperband over three brackets, ties by arrival) or ``fifo``. ``floor`` is
     copy-last-frame's val IoU, below which a trial is not promoted at a rung with too few results to
     rank it; ``ties`` decides equal val IoUs by the tie score (``score``) or by arrival
     (``arrival``, the old rule, kept for replays)."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from search.schedulers import RungScheduler, TieBreakingASHA
+    from search.run.schedulers import RungScheduler, TieBreakingASHA
 
     if kind == "fifo":
         return FIFOScheduler()
@@ -101,8 +101,9 @@ def references_after(settings: Settings) -> int:
 
 
 def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: str):
-    """Optuna behind Ray, its study stored in ``study_file`` under ``name`` (``search.study``)."""
-    from search.study import StudySearch, journal_storage, make_sampler
+    """Optuna behind Ray, its study stored in ``study_file`` under ``name`` (``search.run.study``)."""
+    from search.results.journal import journal_storage
+    from search.run.study import StudySearch, make_sampler
 
     points = list(points_to_evaluate(profile).values())
     return StudySearch(space=SearchSpace(profile, settings.max_epochs, settings.seed), max_epochs=settings.max_epochs,
@@ -116,8 +117,8 @@ def make_trainable(settings: Settings, profile: Profile, shards: str):
     else the share of one GPU that the trial's planned peak needs."""
     from ray import tune
 
-    from search.prepare import shard_counts
-    from search.trainable import train_simvp, trial_resources
+    from search.run.prepare import shard_counts
+    from search.run.trainable import train_simvp, trial_resources
 
     gpu_memory_gb = settings.gpu_memory_gb
     counts = shard_counts(shards) if gpu_memory_gb is not None else None
@@ -128,14 +129,14 @@ def make_trainable(settings: Settings, profile: Profile, shards: str):
 
 
 class TrialNamer:
-    """Names a trial's folder (and its TensorBoard run) by what it is: ``search.board.run_name``."""
+    """Names a trial's folder (and its TensorBoard run) by what it is: ``search.results.board.run_name``."""
 
     def __init__(self, profile: Profile) -> None:
         self.references = points_to_evaluate(profile)
 
     def __call__(self, trial) -> str:
         from search.space import reference_name
-        from search.board import run_name
+        from search.results.board import run_name
 
         config = trial.config or {}
         return run_name(config, trial.trial_id, reference_name(config, self.references))
@@ -145,7 +146,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
                 floor: float | None = None):
     from ray import tune
 
-    from search.study import RetryingLimiter
+    from search.run.study import RetryingLimiter
 
     searcher = make_searcher(settings, profile, study_file, name)
     namer = TrialNamer(profile)
@@ -161,29 +162,29 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
             name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
                                                     checkpoint_score_order="max"),
-            verbose=0),  # the progress table (search.progress) instead of Ray's status tables
+            verbose=0),  # the progress table (search.results.progress) instead of Ray's status tables
     )
 
 
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
                      storage: str, name: str, study_file: Path):
     """A new tuner, or the saved search restored (its searcher, and so its study, included), with
-    ``max_failures`` applied to every trial; and its driver callback (``search.resume.driver_callback``).
-    Ray's TensorBoard logger is replaced by ``search.board.TrialBoard``, and its output by
-    ``search.progress.ProgressTable``."""
+    ``max_failures`` applied to every trial; and its driver callback (``search.run.resume.driver_callback``).
+    Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
+    ``search.results.progress.ProgressTable``."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from search.progress import ProgressTable
-    from search.board import TrialBoard
+    from search.results.progress import ProgressTable
+    from search.results.board import TrialBoard
 
-    from search.resume import driver_callback
+    from search.run.resume import driver_callback
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 wants it
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # its CSV and JSON loggers are given below, not its TBX
     experiment = f"{storage}/{name}"
-    from search.study import STUDY_FILE_ENV
+    from search.run.study import STUDY_FILE_ENV
 
     os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
     from vidseg.baselines import copy_last_frame
@@ -193,7 +194,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     # copy-last-frame, known before the first trial: the scheduler's floor and TensorBoard's baselines
     baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
     if not is_uri(storage):  # the experiment's TensorBoard runs; a cloud one gets them with the results
-        from search.board import write_board
+        from search.results.board import write_board
 
         write_board(Path(storage) / name, profile, baselines, settings.max_epochs)
     if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
@@ -202,7 +203,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
         tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"])
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
-    from search.ray_internals import run_config as run_config_of
+    from search.run.ray_internals import run_config as run_config_of
 
     run_config = run_config_of(tuner)
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)

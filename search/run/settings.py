@@ -144,7 +144,7 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                              "rung only while the two top rungs rank trials differently (PASHA); hyperband: Ray's "
                              "asynchronous Hyperband, 3 brackets of grace periods; fifo: every trial runs to "
                              "--max-epochs, which writes the learning-curve table curves.parquet that python -m "
-                             "search.replay replays")
+                             "search.tools.replay replays")
     search.add_argument("--max-failures", type=int, default=None,
                         help="retries of a trial whose worker died, each from its last checkpoint (default 2); "
                              "a diverged or infeasible trial is never retried")

@@ -27,7 +27,7 @@ from vidseg.errors import InputError
 from vidseg.data.remote import is_uri
 
 if TYPE_CHECKING:
-    from search.state import SearchState
+    from search.run.state import SearchState
 
 __all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state"]
 
@@ -112,8 +112,8 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
     """The name and saved state of the search ``--resume`` continues, with what it may change
     applied and saved back (so that a later resume keeps it). Raises InputError, naming the flag or
     the file."""
-    from search.settings import Settings
-    from search.state import check_storage, latest_experiment, read_state, write_state
+    from search.run.settings import Settings
+    from search.run.state import check_storage, latest_experiment, read_state, write_state
 
     if args.max_failures is not None and args.max_failures < 0:
         raise InputError(f"--max-failures is {args.max_failures}, but must be >= 0")

@@ -6,8 +6,9 @@ import json
 import pytest
 from ray import tune
 
-from search.report import no_trial_completed, write_results
-from search.trainable import train_simvp
+from search.results.report import no_trial_completed, write_results
+from search.results.rows import trial_rows
+from search.run.trainable import train_simvp
 from tests.conftest import RAY, ray_instance
 from vidseg.errors import InputError
 
@@ -47,11 +48,13 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(ray_with_a_logical_gpu,
     best = json.loads((tmp_path / "failing" / "best_config.json").read_text())
     assert best["trial_id"] == rows[0]["trial_id"] and best["config"]["groups"] == 1
     assert "1 failed" in (tmp_path / "failing" / "report.md").read_text()
-    assert no_trial_completed(rows, str(tmp_path / "failing")) is None  # one completed: the driver exits 0
+    typed = trial_rows(results, 2, settings)
+    assert [r.trial_id for r in typed] == [r["trial_id"] for r in rows] and [r.leaderboard() for r in typed] == rows
+    assert no_trial_completed(typed, str(tmp_path / "failing")) is None  # one completed: the driver exits 0
 
 
 def test_logical_gpus_have_no_memory_to_read_and_the_error_names_the_flag(ray_with_a_logical_gpu):
-    from search.trainable import detect_gpu_memory_gb
+    from search.run.trainable import detect_gpu_memory_gb
 
     with pytest.raises(InputError, match="--gpu-memory-gb"):
         detect_gpu_memory_gb(timeout_s=60)
@@ -80,7 +83,7 @@ def test_a_trial_that_cannot_fit_one_gpu_ends_at_once_as_infeasible_naming_why(r
     assert row["status"] == "INFEASIBLE" and row["best_val_iou"] == ""
     assert "infeasible on a 0.25 GiB GPU" in row["error"] and "one clip needs" in row["error"]
     # none completed: the driver's last line, and it exits 1
-    assert no_trial_completed([row], str(tmp_path / "infeasible")) == (
+    assert no_trial_completed(trial_rows(results, 2), str(tmp_path / "infeasible")) == (
         f"error: no trial completed (0 completed, 1 infeasible); see {tmp_path / 'infeasible'}/leaderboard.csv for why")
 
 

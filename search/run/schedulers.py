@@ -21,7 +21,7 @@ learning-curve table (``python -m search.replay``, docs/search.md):
   lower top rung stay stopped (Ray's function trainables end when stopped; PASHA's promotion form
   would pause them).
 
-The live search (``search.tuner.make_scheduler``) and the replay (``search.replay``) build the same
+The live search (``search.run.tuner.make_scheduler``) and the replay (``search.tools.replay``) build the same
 class and hand it the same results, so they make the same decisions on the same curves.
 """
 
@@ -42,7 +42,7 @@ TIE_METRIC = "val_soft_iou"
 # confusion counts, so trials that predict the same masks (the demo's many at copy-last-frame) score
 # the same to the last bit; and on the demo's table, for gaps up to 1e-4 val IoU itself told which
 # of two trials ends better as often as the soft score (95% against 93% of 56 pairs: python -m
-# search.replay TABLE --tie-evidence, docs/search.md)
+# search.tools.replay TABLE --tie-evidence, docs/search.md)
 TIE_TOLERANCE = 0.0
 # "clearly below" copy-last-frame: a trial this far under it, at a rung with too few results to rank
 # it against, is stopped there
@@ -63,7 +63,7 @@ class RungScheduler(FIFOScheduler):
             raise ValueError(f"need 1 <= grace_period <= max_t and reduction_factor >= 2, got grace {grace_period}, "
                              f"factor {reduction_factor}, max_t {max_t}")
         self.max_t, self.grace_period, self.reduction_factor = max_t, grace_period, reduction_factor
-        self._metric, self._mode, self._metric_op = metric, "max", 1.0  # TrialScheduler's, read by its properties
+        super().set_search_properties(metric, "max")  # the metric Ray's public TrialScheduler.metric returns
         self.time_attr, self.tie_metric, self.tie_tolerance = time_attr, tie_metric, tie_tolerance
         self.floor, self.floor_margin, self.progressive = floor, floor_margin, progressive
         count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # as Ray's ASHA
@@ -199,13 +199,14 @@ class TieBreakingASHA(AsyncHyperBandScheduler):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._arrival: dict[str, int] = {}
+        self._sign = -1.0 if kwargs.get("mode") == "min" else 1.0
 
     def _broken(self, trial, result: dict | None) -> dict | None:
-        value = (result or {}).get(self._metric)
+        value = (result or {}).get(self.metric)
         if not isinstance(value, (int, float)) or value != value:
             return result
         place = self._arrival.setdefault(trial.trial_id, len(self._arrival))
-        return {**result, self._metric: value - (self._metric_op or 1.0) * 1e-9 * place}
+        return {**result, self.metric: value - self._sign * 1e-9 * place}
 
     def on_trial_result(self, tune_controller, trial, result: dict):
         return super().on_trial_result(tune_controller, trial, self._broken(trial, result))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from search.settings import Settings, UsageError
+from search.run.settings import Settings, UsageError
 from search.space import PROFILES
 from vidseg.data.remote import is_uri
 

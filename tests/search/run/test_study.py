@@ -1,4 +1,4 @@
-"""The search's Optuna study: what ``search.study.StudySearch`` tells it, the sampler's settings,
+"""The search's Optuna study: what ``search.run.study.StudySearch`` tells it, the sampler's settings,
 and optuna-dashboard serving a stored study. The smoke search's stored study is checked against
 Ray's results in ``test_run_search.py``."""
 
@@ -15,8 +15,9 @@ import pytest
 from optuna.trial import TrialState
 
 from search.space import PROFILES, SearchSpace
-from search.study import TPE_SETTINGS, StudySearch, journal_storage, load_study, make_sampler, parameter_importances
-from search.trainable import DIVERGED, OUTCOME
+from search.results.journal import journal_storage, load_study, parameter_importances
+from search.run.study import TPE_SETTINGS, StudySearch, make_sampler
+from search.run.trainable import DIVERGED, OUTCOME
 from tests.loopback import free_port
 
 
@@ -144,7 +145,7 @@ def test_a_restored_searcher_reopens_its_moved_study_and_fails_trials_it_never_s
 def test_an_errored_trial_retried_by_ray_becomes_a_new_study_trial(tmp_path, limited):
     """Behind Ray's plain ConcurrencyLimiter the retry's end never reached the study (it dropped the
     trial when it errored), leaving the retry RUNNING; the search's RetryingLimiter passes it on."""
-    from search.study import RetryingLimiter
+    from search.run.study import RetryingLimiter
 
     searcher = RetryingLimiter(_searcher(tmp_path), max_concurrent=1) if limited else _searcher(tmp_path)
     searcher.suggest("flaky")

@@ -1,4 +1,4 @@
-"""The search's schedulers (``search.schedulers.RungScheduler``): ties decided by the soft val IoU,
+"""The search's schedulers (``search.run.schedulers.RungScheduler``): ties decided by the soft val IoU,
 no free ride at an empty rung, and PASHA's growing budget; and that two trials of a search under
 the concurrency limit really run at once."""
 
@@ -8,9 +8,9 @@ import time
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.replay import _Trial
-from search.schedulers import RungScheduler
-from search.tuner import make_scheduler
+from search.tools.replay import _Trial
+from search.run.schedulers import RungScheduler
+from search.run.tuner import make_scheduler
 from tests.conftest import RAY
 
 GO, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -109,7 +109,8 @@ def test_two_trials_of_a_search_under_the_concurrency_limit_run_at_once(local_ra
     from ray import tune
 
     from search.space import PROFILES, SearchSpace
-    from search.study import RetryingLimiter, StudySearch, journal_storage, make_sampler
+    from search.results.journal import journal_storage
+    from search.run.study import RetryingLimiter, StudySearch, make_sampler
 
     def trainable(config):
         start = time.time()

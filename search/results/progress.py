@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from search.board import trial_status
+from search.results.board import trial_status
 
 __all__ = ["ProgressTable"]
 

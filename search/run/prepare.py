@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.settings import UsageError
+from search.run.settings import UsageError
 from search.space import Profile
 from vidseg.data.remote import is_uri
 

@@ -1,0 +1,122 @@
+"""A finished trial as one typed row: what the leaderboard, the report, the curves table and the
+terminal's summary read.
+
+``trial_rows`` makes them from Ray Tune's results, best first; ``TrialRow.leaderboard`` is its line
+of ``leaderboard.csv`` (``LEADERBOARD_FIELDS``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search.results.outcome import Outcome, classify
+from search.space import PROFILES, SEARCHED, narrowed, points_to_evaluate, reference_name
+
+__all__ = ["TrialRow", "trial_rows", "trial_id_of", "LEADERBOARD_FIELDS"]
+
+LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
+                      "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
+
+NAN = float("nan")
+
+
+@dataclass
+class TrialRow:
+    """One finished trial. Scores are NaN where the trial has none (it diverged at once, or never ran)."""
+
+    trial_id: str
+    name: str  # its folder's name (``search.results.board.run_name``)
+    outcome: Outcome
+    epochs: int  # epochs it reported
+    best_val_iou: float = NAN
+    best_epoch: int | None = None
+    last_val_iou: float = NAN
+    val_iou_true_inputs: float = NAN  # at its best epoch, with true masks as inputs (the oracle)
+    reference: str = ""  # the reference configuration it is (the paper's, the top teams'), if any
+    config: dict[str, Any] = field(default_factory=dict)  # the searched dimensions it has
+    error: str = ""  # why it failed, in one line
+    path: str = ""  # its trial folder (a local path or a URI)
+    result: Any = field(default=None, repr=False, compare=False)  # Ray Tune's Result: history and checkpoints
+    rank: int = 0
+
+    @property
+    def status(self) -> str:
+        """Its leaderboard status: TERMINATED, DIVERGED, INFEASIBLE or ERROR (``Outcome.leaderboard``)."""
+        return self.outcome.leaderboard
+
+    @property
+    def completed(self) -> bool:
+        return not self.outcome.failed
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.outcome is Outcome.STOPPED_EARLY
+
+    @property
+    def scored(self) -> bool:
+        return not math.isnan(self.best_val_iou)
+
+    @property
+    def history(self):
+        """Its per-epoch reports (a DataFrame with ``epoch`` and ``val_iou``), or None."""
+        history = self.result.metrics_dataframe if self.result is not None else None
+        if history is None or not len(history) or "val_iou" not in history:
+            return None
+        return history
+
+    def leaderboard(self) -> dict[str, str]:
+        """Its line of ``leaderboard.csv``, as text (a missing score is an empty cell)."""
+        values = {"rank": self.rank, "trial_id": self.trial_id, "name": self.name, "status": self.status,
+                  "epochs": self.epochs, "best_val_iou": self.best_val_iou,
+                  "best_epoch": "" if self.best_epoch is None else self.best_epoch,
+                  "last_val_iou": self.last_val_iou, "val_iou_true_inputs": self.val_iou_true_inputs,
+                  "stopped_early": self.stopped_early, "reference": self.reference,
+                  **{name: self.config.get(name, "") for name in SEARCHED}, "error": self.error}
+        return {name: _text(values[name]) for name in LEADERBOARD_FIELDS}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def trial_id_of(path: str | Path) -> str:
+    """Ray's trial id from a trial folder's name (``search.results.board.run_name``: it ends the name)."""
+    return Path(path).name.rsplit("-", 1)[-1].removeprefix("trial_")
+
+
+def trial_row(result, max_epochs: int, references: dict[str, dict[str, Any]]) -> TrialRow:
+    """The row of one of Ray Tune's results."""
+    config, last = result.config or {}, result.metrics or {}
+    outcome = classify(last, max_epochs, result.error is not None)
+    if outcome is Outcome.ERROR:
+        error = str(result.error).strip().splitlines()[-1][:400]  # it names a trial's file
+    else:  # a diverged or infeasible trial's reason (ended by the trainable, not retried)
+        error = str(last.get("reason", ""))[:200] if outcome.failed else ""
+    row = TrialRow(trial_id=last.get("trial_id") or trial_id_of(result.path), name=Path(result.path).name,
+                   outcome=outcome, epochs=0, reference=reference_name(config, references),
+                   config={k: config[k] for k in SEARCHED if k in config}, error=error, path=result.path, result=result)
+    history = row.history
+    if history is not None:
+        row.epochs = int(history["epoch"].max())
+        scored = history.dropna(subset=["val_iou"])  # a diverged epoch has no score
+        if len(scored):
+            best = scored.loc[scored["val_iou"].idxmax()]
+            row.best_val_iou, row.best_epoch = float(best["val_iou"]), int(best["epoch"])
+            row.last_val_iou, row.val_iou_true_inputs = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
+    return row
+
+
+def trial_rows(results, max_epochs: int, settings: dict[str, Any] | None = None) -> list[TrialRow]:
+    """One row per trial, best first, ranked (with the search's ``settings``, which reference
+    configuration each is)."""
+    references = points_to_evaluate(narrowed(PROFILES[settings["profile"]], settings.get("limits"))) if settings else {}
+    rows = [trial_row(result, max_epochs, references) for result in results]
+    rows.sort(key=lambda r: -r.best_val_iou if r.scored else math.inf)
+    for rank, row in enumerate(rows, 1):
+        row.rank = rank
+    return rows
