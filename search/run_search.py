@@ -12,7 +12,7 @@ each step is cached and reused), then runs a demo search on a local Ray instance
 minutes on a 2-core CPU from a cold cache. `--data DIR` takes a real dataset root in
 the competition layout instead, and `--shards DIR` an existing shard set (skipping the UNet).
 
-Every trial trains SimVP on the shards and reports val IoU (frame 22, the competition's metric)
+Every trial trains SimVP on the shards and reports val IoU (of the target frame, the competition's metric)
 each epoch. Optuna's TPE proposes trials, the paper's configurations that fit the
 profile and the top teams' recipe among the first; ASHA stops weak ones early, and the Optuna study, stored with the results, records them
 as pruned. Results go to STORAGE/NAME/: trial folders with TensorBoard events, leaderboard.csv,

@@ -2,6 +2,7 @@
 in a circle, and Ray's and Optuna's internals stay in their adapters."""
 
 import ast
+import re
 import importlib
 import pkgutil
 import types
@@ -215,3 +216,33 @@ def test_ray_and_optuna_internals_are_used_only_in_their_adapters():
     assert _third_party_privates("search.run.ray_internals", sources["search.run.ray_internals"])  # it sees them
     found = [hit for name, file in sources.items() if name not in ADAPTERS for hit in _third_party_privates(name, file)]
     assert not found, f"Ray or Optuna internals outside {sorted(ADAPTERS)}: {found}"
+
+
+# ----------------------------------------------------------------------------------------------
+# the task's facts, once
+
+FACTS = re.compile(r"\b(22|49|11)\b|160, 240|160x240")
+NOT_THE_TASK = {  # lines that match FACTS but are about something else: (file, text on the line, why)
+    ("vidseg/accel.py", "torch 2.11.0", "a torch version"),
+    ("vidseg/models/simvp.py", "INCEPTION_KERNELS = (3, 5, 7, 11)", "SimVP's Inception kernel sizes"),
+    ("search/run_search.py", "--gpu-memory-gb 22", "an A10G's memory in GiB"),
+    ("search/run/settings.py", "an A10G: 22", "an A10G's memory in GiB"),
+    ("search/run/tuner.py", "an A10G: 22", "an A10G's memory in GiB"),
+    ("search/results/progress.py", ":>11", "a column's width"),
+    ("search/results/board.py", "row, columns, column = 22, 2, 400", "a legend's layout in pixels"),
+}
+
+
+def test_the_tasks_facts_are_written_only_in_vidseg_task():
+    """Frames in (11), frames in all (22), classes (49) and the frame size (160x240) are
+    ``vidseg.task``'s; every other module imports them (prose names frames by role)."""
+    assert FACTS.search("frames 1-11 of 160x240") and not FACTS.search("frame221")
+    hits = []
+    for name, file in _sources().items():
+        path = file.relative_to(ROOT).as_posix()
+        if path == "vidseg/task.py":
+            continue
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            if FACTS.search(line) and not any(path == f and text in line for f, text, _ in NOT_THE_TASK):
+                hits.append(f"{path}:{number}: {line.strip()}")
+    assert not hits, "the task's facts outside vidseg/task.py:\n" + "\n".join(hits)

@@ -92,7 +92,7 @@ FAST_DEFAULTS: dict[str, dict[str, bool]] = {
     # torch.compile: 0.83x on the paper's CE model (bench_speed.py). TF32 does not exist on CPUs.
     "cpu": {"channels_last": False, "compile": False, "tf32": False},
     # One H100 80GB (tests/bench/device_suite.py, 2026-11-26, torch 2.11.0+cu130 on the device), batch 8 at
-    # 160x240, ms per step: small 2/4/16/64 g2 fp32 98.7, fp32+TF32 59.8, bf16 52.7, bf16+channels_last 63.6;
+    # the full frame size, ms per step: small 2/4/16/64 g2 fp32 98.7, fp32+TF32 59.8, bf16 52.7, bf16+channels_last 63.6;
     # paper CE 4/8/64/256 fp32 490, TF32 184, bf16 136, channels_last 172; gSTA 4/8/64/256 fp32 226, TF32 118,
     # bf16 104, channels_last 117. TF32 wins everywhere (it speeds what autocast leaves in fp32);
     # channels_last loses everywhere; torch.compile failed in Inductor's backward (convolution_backward

@@ -1,4 +1,4 @@
-"""The copy-last-frame baseline: frame 11's mask taken as frame 22's, scored over a split."""
+"""The copy-last-frame baseline: the last input frame's mask taken as the target frame's, scored over a split."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ __all__ = ["copy_last_frame"]
 
 
 def copy_last_frame(shards: ShardSet, split: str = "val", batch: int = 64) -> dict[str, float]:
-    """``{"unet": IoU with the UNet's frame-11 mask, "true": IoU with the true one}`` against true frame 22."""
+    """``{"unet": IoU with the UNet's mask of the last input frame, "true": IoU with the true one}`` against
+    the true target frame."""
     part = shards.split(split)
     if part.true is None:
         raise ValueError(f"split {split!r} has no true masks to score against")

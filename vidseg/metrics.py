@@ -1,6 +1,6 @@
 """The competition's metric: multiclass Jaccard index from an aggregated confusion matrix.
 
-It equals ``torchmetrics.JaccardIndex(task="multiclass", num_classes=49)`` (macro average): the
+It equals ``torchmetrics.JaccardIndex(task="multiclass", num_classes=NUM_CLASSES)`` (macro average): the
 mean, over classes whose union is non-empty, of ``TP / (TP + FP + FN)``, computed from one
 confusion matrix accumulated over every pixel of every frame. Per-batch IoUs are never averaged.
 """

@@ -33,6 +33,7 @@ import numpy as np
 from ray.tune.logger import LoggerCallback
 
 from search.results.outcome import Outcome, classify
+from vidseg.task import LAST_INPUT, TARGET
 
 __all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report", "image_summary",
            "prediction_image", "legend_image", "trial_status", "STATUS", "SCALARS", "BASELINES_RUN", "REPORT_RUN"]
@@ -51,8 +52,8 @@ SCALARS = {  # a trial's report key -> its tag
 }
 BEST_TAG, EPOCHS_TAG, STATUS_TAG = "val/best_iou", "trial/epochs", "trial/status"
 METRICS = (  # the HParams table's metric columns, the first five shown: (tag, display name, description)
-    (BEST_TAG, "best_val_iou", "best val IoU of frame 22 so far, UNet masks in (the search's objective)"),
-    ("val/iou", "val_iou", "val IoU of frame 22 at the last epoch, UNet masks in"),
+    (BEST_TAG, "best_val_iou", f"best val IoU of {TARGET} so far, UNet masks in (the search's objective)"),
+    ("val/iou", "val_iou", f"val IoU of {TARGET} at the last epoch, UNet masks in"),
     ("val/iou_true_inputs", "oracle", "val IoU with the true masks in: what a perfect UNet would give"),
     (EPOCHS_TAG, "epochs", "epochs run"),
     (STATUS_TAG, STATUS_TEXT, "how the trial ended (search.results.outcome): 0 running, "
@@ -175,7 +176,7 @@ def write_baselines(folder: Path | str, baselines: dict[str, float], max_epochs:
         writer.add_scalar("val/iou", baselines["unet"], step)
         writer.add_scalar(BEST_TAG, baselines["unet"], step)
         writer.add_scalar("val/iou_true_inputs", baselines["true"], step)
-    writer.add_text("baselines", f"Copy-last-frame (frame 11's mask taken as frame 22): {baselines['unet']:.4f} "
+    writer.add_text("baselines", f"Copy-last-frame ({LAST_INPUT}'s mask taken as {TARGET}'s): {baselines['unet']:.4f} "
                                  f"on the UNet's masks (`val/iou`, `val/best_iou`), {baselines['true']:.4f} on the true "
                                  "masks (`val/iou_true_inputs`).")
     writer.close()
@@ -313,7 +314,7 @@ def _font(size: int):
 def prediction_image(unet_last: np.ndarray, pred: np.ndarray, truth: np.ndarray, scale: int | None = None,
                      row_labels: list[str] | None = None) -> np.ndarray:
     """(H, W, 3) uint8: a row per video, enlarged by ``scale`` (nearest; by default to >= 160 pixels
-    high), under column titles: UNet frame 11 | predicted frame 22 | true frame 22 | errors."""
+    high), under column titles: UNet's last input frame | predicted target frame | true target frame | errors."""
     from PIL import Image, ImageDraw
 
     from vidseg.data.classes import colorize
@@ -333,7 +334,7 @@ def prediction_image(unet_last: np.ndarray, pred: np.ndarray, truth: np.ndarray,
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     font = _font(16)
-    for c, text in enumerate(("UNet frame 11 (input)", "predicted frame 22", "true frame 22", "errors")):
+    for c, text in enumerate((f"UNet {LAST_INPUT} (input)", f"predicted {TARGET}", f"true {TARGET}", "errors")):
         draw.text((label_w + c * (tw + gap) + 4, 5), text, fill=(0, 0, 0), font=font)
     for r, text in enumerate(row_labels or []):
         draw.multiline_text((4, title + r * (th + gap) + 4), text, fill=(0, 0, 0), font=_font(14), spacing=4)
@@ -348,7 +349,7 @@ def legend_image(classes: list[int]) -> np.ndarray:
 
     entries = [(tuple(int(v) for v in PALETTE[c]), f"{c}: {class_name(c)}") for c in classes]
     entries += [((255, 255, 255), "")] + [(color, f"errors: {name}") for name, color in ERROR_COLORS.items()]
-    row, columns, column = 22, 2, 400
+    row, columns, column = 22, 2, 400  # pixels: a line's height, columns, a column's width
     rows = math.ceil(len(entries) / columns)
     image = Image.new("RGB", (columns * column, rows * row + 8), (255, 255, 255))
     draw = ImageDraw.Draw(image)

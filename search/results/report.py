@@ -29,7 +29,7 @@ from vidseg.data.shards import ShardSet
 from vidseg.errors import InputError
 from vidseg.eval.predict import frame_iou, load_trial_model, predict_last_frame, submission
 from vidseg.eval.score import hidden_score
-from vidseg.task import INPUT_FRAMES
+from vidseg.task import INPUT_FRAMES, LAST_INPUT, TARGET
 from vidseg.train.loop import CHECKPOINT
 
 __all__ = ["write_results", "no_trial_completed", "summary_text", "outcome_text", "draw_progress", "PICTURE"]
@@ -55,7 +55,7 @@ def _best_checkpoint(row: TrialRow) -> Path | None:
 
 
 def _write_images(rows: list[TrialRow], shards: ShardSet, staging: Path, models: dict[str, tuple]) -> None:
-    """For the best trials: val videos' frame 22 predicted against the truth, enlarged, with titled
+    """For the best trials: val videos' target frame predicted against the truth, enlarged, with titled
     columns and an error column (``search.results.board.prediction_image``); the video ids and each
     row's IoU in the image's description; and a class legend in the experiment's run."""
     from search.results.board import REPORT_RUN, legend_image, prediction_image, write_images
@@ -78,10 +78,10 @@ def _write_images(rows: list[TrialRow], shards: ShardSet, staging: Path, models:
             set(np.unique(unet_masks[:, INPUT_FRAMES - 1]).tolist())
         labels = [f"video {vid:05d}\nIoU {iou:.3f}" for vid, iou in zip(ids, ious)]
         description = (f"**{row.name}**, epoch {state['epoch']} (its best, val IoU {row.best_val_iou:.4f} over "
-                       "the whole val split). Rows: " + ", ".join(f"video {vid:05d} (frame-22 IoU {iou:.3f})"
+                       "the whole val split). Rows: " + ", ".join(f"video {vid:05d} ({TARGET} IoU {iou:.3f})"
                                                                   for vid, iou in zip(ids, ious))
-                       + ". Columns: the UNet's mask of frame 11 (the last input), the predicted and the true frame "
-                       "22, and the errors: white correct object, orange missed, blue extra, red wrong class. "
+                       + f". Columns: the UNet's mask of {LAST_INPUT} (the last input), the predicted and the true "
+                       f"{TARGET}, and the errors: white correct object, orange missed, blue extra, red wrong class. "
                        "Class colours: the `predictions/legend` image of the `report` run.")
         write_images(staging / Path(row.path).name, "predictions/val_frame22",
                      prediction_image(unet_masks[:, INPUT_FRAMES - 1], pred, truth, row_labels=labels),
@@ -145,7 +145,7 @@ def draw_progress(rows: list[TrialRow], baselines: dict[str, float], max_epochs:
     ax.axvline(full, color="tab:green", linewidth=1, alpha=0.6, label=f"every trial to the end ({full} trial-epochs)")
     ax.set_xlim(0, max(full, xs[-1]) * 1.02)
     ax.set_xlabel("trial-epochs spent")
-    ax.set_ylabel("best val IoU (frame 22, UNet masks in)")
+    ax.set_ylabel(f"best val IoU ({TARGET}, UNet masks in)")
     ax.set_title(f"The search's progress: {xs[-1]} trial-epochs run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -176,15 +176,15 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
     if notes:  # values of the profile's space that these shards cannot run
         lines += ["Left out of the space for these shards: " + "; ".join(notes) + ".", ""]
     lines += ["## Best trial against the baselines and the reference configurations", "",
-              "val IoU of frame 22 on the val split, with the UNet's masks as inputs (as at test time).", "",
+              f"val IoU of {TARGET} on the val split, with the UNet's masks as inputs (as at test time).", "",
               "| What | val IoU | Note |", "|---|---|---|"]
     if best_row is not None:
         lines.append(f"| **Best trial** `{best_row.name}` | **{_fmt(best_row.best_val_iou)}** | "
                      f"epoch {best_row.best_epoch}; {_config_text(best_row)} |")
         lines.append(f"| Best trial, true masks as inputs (oracle) | {_fmt(best_row.val_iou_true_inputs)} | "
                      "what a perfect UNet would give this model |")
-    lines.append(f"| Copy last frame (UNet frame 11) | {_fmt(baselines['unet'])} | the test-time baseline |")
-    lines.append(f"| Copy last frame (true frame 11) | {_fmt(baselines['true'])} | with a perfect UNet |")
+    lines.append(f"| Copy last frame (UNet {LAST_INPUT}) | {_fmt(baselines['unet'])} | the test-time baseline |")
+    lines.append(f"| Copy last frame (true {LAST_INPUT}) | {_fmt(baselines['true'])} | with a perfect UNet |")
     seen = {r.reference: r for r in rows if r.reference}
     for name in [name for name, *_ in PAPER] + [TOP_TEAM]:
         what = "Top teams' recipe" if name == TOP_TEAM else "Paper"
@@ -215,7 +215,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
     if hidden is None:
         lines.append("No hidden split in the shard set.")
     else:
-        lines.append(f"`submission.pt`: the best model's frame-22 predictions, {hidden['shape']} uint8 "
+        lines.append(f"`submission.pt`: the best model's {TARGET} predictions, {hidden['shape']} uint8 "
                      "(the competition's format).")
         if hidden["score"] is not None:
             lines.append(f"Score against the known answers ({hidden['source']}): **{hidden['score']:.4f}** IoU.")

@@ -16,6 +16,7 @@ from typing import Any
 
 from search.space import PROFILES
 from vidseg.errors import InputError
+from vidseg.task import FRAME_SIZE, TARGET
 
 __all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS"]
 
@@ -160,7 +161,7 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     search.add_argument("--retry-errored", action="store_true",
                         help="with --resume: errored trials start again from their last checkpoints")
     search.add_argument("--hidden-answers", type=Path, default=None,
-                        help="an .npy of the hidden split's frame-22 masks (N, 160, 240), in its video order, to score "
+                        help=f"an .npy of the hidden split's {TARGET} masks (N, {FRAME_SIZE[0]}, {FRAME_SIZE[1]}), in its video order, to score "
                              "the submission (default: the answers the shard set carries, if any)")
     search.add_argument("--prepare-only", action="store_true",
                         help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop; Ray "

@@ -89,7 +89,7 @@ FULL = Profile(
     resolution=FRAME_SIZE,
     counts={"train": 1000, "val": 100, "unlabeled": 1000, "hidden": 100},
     unet_size=FRAME_SIZE, unet_width=64, unet_epochs=30, unet_frame_stride=1,
-    unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at 160x240 on CPU (docs/performance.md)
+    unet_crop=(96, 128), unet_foreground_crops=0.5,  # the recipe measured at the full frame size on CPU (docs/performance.md)
     space=SPACE,
     # grace 3 (a tenth of the epochs, the demo's evidence scaled) and factor 3, as the demo's replays
     # chose; no table at this scale yet (the demo's has no late bloomers, which a GPU-scale one may)

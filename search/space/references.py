@@ -33,7 +33,7 @@ def reference_groups(groups: int, hid_S: int, hid_T: int) -> int:
 
 def paper_configs() -> dict[str, dict[str, Any]]:
     """The paper's six configurations, as search points, groups corrected to what actually ran: every
-    dimension they set, so that none is sampled (one-hot inputs, no stem, 11 frames at once)."""
+    dimension they set, so that none is sampled (one-hot inputs, no stem, every later frame at once)."""
     out = {}
     for name, n_s, n_t, hid_s, hid_t, groups, loss in PAPER:
         out[name] = {"N_S": n_s, "N_T": n_t, "hid_S": hid_s, "hid_T": hid_t, "translator": "incep",

@@ -36,7 +36,8 @@ from search.space import paper_configs
 from vidseg.accel import autocast, bf16_dtype
 from vidseg.task import NUM_CLASSES
 from vidseg.train.config import TrainConfig
-from vidseg.train.loop import INPUT_FRAMES, build_model
+from vidseg.task import INPUT_FRAMES
+from vidseg.train.loop import build_model
 from vidseg.train.losses import compute_loss
 
 PAPER = "paper-ce-4_8_64_256_1"

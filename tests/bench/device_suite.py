@@ -65,7 +65,8 @@ import torch  # noqa: E402
 from vidseg.accel import autocast, bf16_dtype, cpu_has_bf16  # noqa: E402
 from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa: E402
 from vidseg.train.config import TrainConfig  # noqa: E402
-from vidseg.train.loop import INPUT_FRAMES, build_model, fit  # noqa: E402
+from vidseg.task import INPUT_FRAMES  # noqa: E402
+from vidseg.train.loop import build_model, fit  # noqa: E402
 from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 

@@ -170,7 +170,9 @@ def test_prediction_images_are_enlarged_titled_and_show_errors(smoke):
     from vidseg.data.shards import ShardSet
 
     ids = ShardSet.open(shards).split("val").video_ids
-    assert all(f"video {int(v):05d} (frame-22 IoU " in description for v in ids[:2])
+    from vidseg.task import TARGET
+
+    assert all(f"video {int(v):05d} ({TARGET} IoU " in description for v in ids[:2])
     legend, text = _image(_board(experiment / "report"), "predictions/legend")
     assert legend.shape[0] > 100 and "error" in text
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from vidseg.data.classes import CLASS_NAMES
-from vidseg.task import NUM_CLASSES
-from vidseg.data.layout import FRAME_SIZE, FRAMES, SPLITS, LayoutError, read_frame, read_mask, walk_splits
+from vidseg.task import FRAME_SIZE, NUM_CLASSES
+from vidseg.data.layout import FRAMES, SPLITS, LayoutError, read_frame, read_mask, walk_splits
 
 __all__ = ["CheckReport", "check_dataset", "print_errors", "main"]
 
@@ -107,7 +107,7 @@ def _check_hidden_answers(root: Path, num_hidden: int, size, problem) -> None:
     if not path.exists():
         return
     try:
-        read_mask(path, num_hidden, size)  # one frame-22 mask per hidden video
+        read_mask(path, num_hidden, size)  # one target-frame mask per hidden video
     except LayoutError as err:
         problem(err)
 

@@ -1,4 +1,4 @@
-"""The competition's 49-class table: background plus 3 shapes x 2 materials x 8 colours.
+"""The competition's class table: background plus 3 shapes x 2 materials x 8 colours (``NUM_CLASSES``).
 
 An object's class id is ``1 + 16*shape + 8*material + color``; class 0 is background.
 """
@@ -103,7 +103,7 @@ def _palette() -> np.ndarray:
 
 
 PALETTE: np.ndarray = _palette()
-"""(49, 3) uint8: one distinct RGB colour per class, black for background."""
+"""(NUM_CLASSES, 3) uint8: one distinct RGB colour per class, black for background."""
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:

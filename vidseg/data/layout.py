@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vidseg.task import NUM_CLASSES
 from vidseg.errors import InputError
-from vidseg.task import FRAME_SIZE, INPUT_FRAMES, TOTAL_FRAMES
+from vidseg.task import FRAME_SIZE, INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
 
 __all__ = [
     "SPLITS",
@@ -145,7 +144,7 @@ class Video:
         return np.stack([read_frame(self.frame_path(t), size) for t in range(count)])
 
     def masks(self, size: tuple[int, int] | None = FRAME_SIZE) -> np.ndarray:
-        """The true masks (22, H, W); only train and val have them."""
+        """The true masks (TOTAL_FRAMES, H, W); only train and val have them."""
         if not self.labeled:
             raise LayoutError(self.path, f"the {self.split} split has no masks")
         return read_mask(self.mask_path, FRAMES[self.split], size)

@@ -32,7 +32,7 @@ from vidseg.data import classes
 from vidseg.data.layout import FRAMES, SPLITS, video_name
 from vidseg.data.render import Camera, Solid, shade
 from vidseg.errors import InputError
-from vidseg.task import TOTAL_FRAMES
+from vidseg.task import LAST_INPUT, TARGET, TOTAL_FRAMES
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -475,7 +475,7 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
             "videos_with_contact": sum(bool(m["contacts"]) for m in metas) / max(len(metas), 1),
             "mean_objects": float(np.mean([len(m["objects"]) for m in metas])) if metas else 0.0,
         },
-        # Hidden videos' scenes would tell which classes frame 22 holds: they stay out.
+        # Hidden videos' scenes would tell which classes the target frame holds: they stay out.
         "videos": [m for m in metas if m["split"] != "hidden"],
     }
     _atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel processes (default: all cores)")
     parser.add_argument("--motion", type=float, default=SynthConfig.motion,
-                        help="scale of initial speeds; higher makes frame 22 differ more from frame 11 (default 1.0)")
+                        help=f"scale of initial speeds; higher makes {TARGET} differ more from {LAST_INPUT} (default 1.0)")
     parser.add_argument("--min-objects", type=int, default=SynthConfig.min_objects)
     parser.add_argument("--max-objects", type=int, default=SynthConfig.max_objects)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -100,7 +100,7 @@ class GroupConv(nn.Module):
 
 
 class Inception(nn.Module):
-    """1x1 conv to ``mid_channels``, then the sum of GroupConv branches with kernels 3, 5, 7, 11."""
+    """1x1 conv to ``mid_channels``, then the sum of GroupConv branches, one per kernel size in ``INCEPTION_KERNELS``."""
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, groups: int) -> None:
         super().__init__()

@@ -78,7 +78,7 @@ class OutConv(nn.Module):
 
 
 class UNet(nn.Module):
-    """``UNet(n_channels=3, n_classes=49, bilinear=False, width=64)``: (B, C, H, W) -> (B, classes, H, W) logits."""
+    """``UNet(n_channels=3, n_classes=NUM_CLASSES, bilinear=False, width=64)``: (B, C, H, W) -> (B, classes, H, W) logits."""
 
     def __init__(self, n_channels: int = 3, n_classes: int = NUM_CLASSES, bilinear: bool = False, width: int = 64) -> None:
         super().__init__()

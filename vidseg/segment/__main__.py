@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "downscaled by area)")
     parser.add_argument("--crop", type=_size, default=None, metavar="HxW",
                         help="train on random HxW crops at --unet-size, without rescaling (default: the paper's "
-                             "scale-changing crops of whole frames); 96x128 of 160x240 trains 3x faster a frame")
+                             "scale-changing crops of whole frames); 96x128 of a full frame trains 3x faster a frame")
     parser.add_argument("--foreground-crops", type=float, default=defaults.foreground_crops, metavar="P",
                         help="with --crop: the share of crops centred on an object pixel rather than placed at "
                              "random (default 0; nnU-Net uses 0.33)")

@@ -1,7 +1,7 @@
 """Each labeled split's frames decoded once, resized to the UNet's size, into memory-mapped .npy files.
 
-    CACHE_DIR/train-80x120-images.npy  (N, 22, H, W, 3) uint8, RGB
-    CACHE_DIR/train-80x120-masks.npy   (N, 22, H, W) uint8, class ids
+    CACHE_DIR/train-80x120-images.npy  (N, frames, H, W, 3) uint8, RGB
+    CACHE_DIR/train-80x120-masks.npy   (N, frames, H, W) uint8, class ids
     CACHE_DIR/train-80x120.json        what was decoded: video ids, size, a fingerprint of the files
 
 The UNet then gathers batches from these arrays instead of decoding PNGs every step. Both arrays
@@ -159,7 +159,7 @@ class DeviceFrames:
     """A frame cache as seen from ``device``: ``take(index)`` gathers a batch of frames there.
 
     On CUDA the whole cache moves to GPU memory once when it takes at most ``resident_share`` of
-    the free memory (a 1000-video split at 160x240 is 3.4 GB), so a step reads no host memory at
+    the free memory (a 1000-video split at the full frame size is 3.4 GB), so a step reads no host memory at
     all; otherwise each batch is gathered into pinned memory and copied without blocking. On the
     CPU the batch is gathered straight from the memory map.
     """

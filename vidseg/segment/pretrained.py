@@ -7,7 +7,7 @@ synthetic generator, so that the demo segments well without an hour of CPU train
 It is versioned with the generator: the checkpoint records ``GENERATOR_VERSION``, and a generator
 of another version is refused with one line (its frames, and so the right masks, may differ).
 Rebuilding generates the recipe's dataset (``RECIPE_DATA``, under ``--work``), trains the UNet with
-``RECIPE`` (a width-16 UNet at 160x240 on 96x128 windows, half of them centred on an object), and
+``RECIPE`` (a width-16 UNet at the full frame size on 96x128 windows, half of them centred on an object), and
 writes the best epoch's weights in half precision, with the recipe and the val Jaccard, to
 ``vidseg/segment/weights/unet-demo.pt`` (about 3.9 MB).
 """

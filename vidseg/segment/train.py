@@ -64,7 +64,7 @@ class UNetConfig:
     max_train_videos: int | None = None  # cap on train videos (None: all)
     num_workers: int = 1  # DataLoader processes decoding the PNGs, once, into the frame cache
     crop: tuple[int, int] | None = None  # train on random (h, w) crops at `size`, without rescaling; None:
-    # the paper's scale-changing crop of whole frames. A 96x128 crop of 160x240 costs a third of a frame
+    # the paper's scale-changing crop of whole frames. A 96x128 crop of a full frame costs a third of it
     foreground_crops: float = 0.0  # share of crops centred on an object pixel (nnU-Net uses 1/3); needs crop
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX or AVX512-BF16)
     seed: int = 0
@@ -134,7 +134,7 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def prior_correction(background_weight: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Per-class logit offsets (49, 1, 1) that undo the loss's background weight at inference.
+    """Per-class logit offsets (K, 1, 1) that undo the loss's background weight at inference.
 
     A class weighted w in the cross-entropy ends up with its posterior scaled by w, so with
     w = 0.1 the UNet draws objects too big. Adding log(1 / w) to the background logit restores the

@@ -20,6 +20,7 @@ from pathlib import Path
 from vidseg.baselines import copy_last_frame
 from vidseg.data.shards import ShardSet
 from vidseg.errors import InputError
+from vidseg.task import LAST_INPUT
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, TrialDiverged, fit
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
         shards = ShardSet.open(args.shards, verify=not args.no_verify)
         baseline = copy_last_frame(shards)
-        print(f"copy-last-frame val IoU: {baseline['unet']:.4f} (UNet frame 11), {baseline['true']:.4f} (true frame 11)")
+        print(f"copy-last-frame val IoU: {baseline['unet']:.4f} (UNet {LAST_INPUT}), {baseline['true']:.4f} (true {LAST_INPUT})")
         print("  ".join(f"{c:>10}" for c in _COLUMNS))
         resume = args.out / CHECKPOINT if args.out and (args.out / CHECKPOINT).is_file() else None
 

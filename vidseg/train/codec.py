@@ -19,7 +19,7 @@ def encode_inputs(masks: torch.Tensor, loss: str, dtype: torch.dtype = torch.flo
         return masks.unsqueeze(2).to(dtype)  # (B, T, 1, H, W), raw class ids as in the paper
     b, t, h, w = masks.shape
     one_hot = torch.zeros((b, t, NUM_CLASSES, h, w), dtype=dtype, device=masks.device)
-    return one_hot.scatter_(2, masks.unsqueeze(2).long(), 1)  # (B, T, 49, H, W)
+    return one_hot.scatter_(2, masks.unsqueeze(2).long(), 1)  # (B, T, K, H, W)
 
 
 def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
@@ -31,7 +31,7 @@ def predict_masks(output: torch.Tensor, loss: str, mse_rounding: str = "floor") 
 
 
 def class_probabilities(output: torch.Tensor, loss: str, mse_rounding: str = "floor") -> torch.Tensor:
-    """One frame of SimVP's output (B, C, H, W) as class probabilities (B, 49, H, W) in fp32, for a
+    """One frame of SimVP's output (B, C, H, W) as class probabilities (B, K, H, W) in fp32, for a
     score that every loss type shares (``vidseg.metrics.SoftJaccardAccumulator``).
 
     CE losses: the softmax of the logits. ``mse`` has no probabilities, so the regressed id is

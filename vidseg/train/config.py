@@ -10,9 +10,9 @@ from typing import Any
 from vidseg.config import from_dict, validate
 from vidseg.task import NUM_CLASSES
 from vidseg.models.simvp import group_problem
-from vidseg.task import INPUT_FRAMES  # re-exported: the frames in; the scored frame is output index -1
+from vidseg.task import INPUT_FRAMES
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "INPUT_FRAMES", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
 
 LOSSES = ("mse", "ce", "weighted_ce")
 RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
@@ -132,7 +132,7 @@ class TrainConfig:
 
     @property
     def channels(self) -> int:
-        """Channels per frame in and out of SimVP: 1 for mse, 49 for the CE losses."""
+        """Channels per frame in and out of SimVP: 1 for mse, one per class for the CE losses."""
         return 1 if self.loss == "mse" else NUM_CLASSES
 
     @classmethod

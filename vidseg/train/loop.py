@@ -23,7 +23,8 @@ from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
-from vidseg.train.config import INPUT_FRAMES, TrainConfig
+from vidseg.task import INPUT_FRAMES
+from vidseg.train.config import TrainConfig
 from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model
@@ -58,7 +59,7 @@ class FitResult:
 
 
 class MaskTable:
-    """Some mask arrays of a shard set as the rows of one (M, 22, H, W) uint8 table.
+    """Some mask arrays of a shard set as the rows of one (M, frames, H, W) uint8 table.
 
     On the device (``on_device``) the table is one tensor, uploaded once, and a batch is one
     on-device gather. Otherwise the rows stay memory-mapped views of the shards: a batch is
@@ -110,7 +111,7 @@ class MaskTable:
 
 @dataclass
 class _Clips:
-    """Training clips as rows of the trial's mask table: inputs (frames 1-11) and targets (12-22)."""
+    """Training clips as rows of the trial's mask table: inputs (the input frames) and targets (the later ones)."""
 
     inputs: np.ndarray  # (N,) rows
     targets: np.ndarray  # (N,) rows
@@ -177,13 +178,13 @@ def self_fed_share(config: TrainConfig, epoch: int) -> float:
 def _next_frame_clip(model: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor, config: TrainConfig,
                      device: torch.device, dtype: torch.dtype | None, rng: np.random.Generator,
                      share: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """An autoregressive training example from a batch of 22-frame clips: 11 consecutive frames
-    (from a random offset) and the frame after them, (B, 11, H, W) and (B, 1, H, W). With
+    """An autoregressive training example from a batch of whole clips: T consecutive frames (T
+    input frames' worth, from a random offset) and the frame after them, (B, T, H, W) and (B, 1, H, W). With
     ``share`` > 0, some of the newest inputs are the model's own predictions, made without
     gradients (Binomial(MAX_SELF_FED, share) of them): the model learns to go on from its mistakes."""
     self_fed = int(rng.binomial(MAX_SELF_FED, share)) if share > 0 else 0
-    start = int(rng.integers(0, INPUT_FRAMES - self_fed))  # the target, start + 11 + self_fed, is frame <= 22
-    frames = torch.cat([inputs, target], 1)  # (B, 22, H, W)
+    start = int(rng.integers(0, INPUT_FRAMES - self_fed))  # the target, start + T + self_fed, is in the clip
+    frames = torch.cat([inputs, target], 1)  # the whole clips
     window = frames[:, start:start + INPUT_FRAMES]
     if self_fed:
         with torch.no_grad(), autocast(device, dtype):
@@ -197,7 +198,7 @@ def _next_frame_clip(model: torch.nn.Module, inputs: torch.Tensor, target: torch
 @torch.inference_mode()
 def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainConfig, device: torch.device,
               dtype: torch.dtype | None, batch: int, epoch: int) -> dict[str, float]:
-    """Frame 22 from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss
+    """The target frame from UNet inputs (as at test time) and from true inputs (the oracle), plus val loss
     and ``val_soft_iou``: the test-time Jaccard index with class probabilities in place of masks
     (``SoftJaccardAccumulator``), one continuous score for every loss type, which the scheduler
     reads to break ties in val IoU.
@@ -217,7 +218,7 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
         for offset, acc in ((count, test_time), (0, oracle)):
             masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
             with autocast(device, dtype):
-                output = model(masks)  # an autoregressive model rolls out all 11 steps, as at test time
+                output = model(masks)  # an autoregressive model rolls out every step, as at test time
             finite &= torch.isfinite(output).all()
             acc.update(model.decode(output)[:, -1], target[:, -1], check_range=False)
             if offset:

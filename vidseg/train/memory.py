@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vidseg.task import NUM_CLASSES
-from vidseg.train.config import INPUT_FRAMES, TrainConfig
-from vidseg.task import TOTAL_FRAMES
+from vidseg.models.simvp import INCEPTION_KERNELS
+from vidseg.task import INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
+from vidseg.train.config import TrainConfig
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
            "parameter_count"]
@@ -53,7 +53,7 @@ def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = No
         mid, g = ht // 2, config.groups
 
         def inception(cin: int, cout: int) -> int:
-            return _conv(cin, mid, 1) + sum(_conv(mid, cout, k, g) + 2 * cout for k in (3, 5, 7, 11))
+            return _conv(cin, mid, 1) + sum(_conv(mid, cout, k, g) + 2 * cout for k in INCEPTION_KERNELS)
         depth = config.N_T
         total += sum(inception(t_in if i == 0 else ht, ht) for i in range(depth))
         total += sum(inception(ht if i == 0 else 2 * ht, t_in if i == depth - 1 else ht) for i in range(depth))

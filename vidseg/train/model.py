@@ -1,21 +1,21 @@
-"""One trial's model: integer masks of frames 1-11 in, frames 12-22 out, as ``TrainConfig`` says.
+"""One trial's model: integer masks of the input frames in, the later frames out, as ``TrainConfig`` says.
 
 ``MaskPredictor`` wraps SimVP with the ways a trial may feed it and read it out:
 
-- ``input_encoding``: ``onehot`` (49 channels, the paper's CE input), or ``embed`` (a learned
-  ``nn.Embedding(49, embed_dim)``, as maskpredformer did). ``mse`` feeds the class ids as one
+- ``input_encoding``: ``onehot`` (a channel per class, the paper's CE input), or ``embed`` (a
+  learned ``nn.Embedding(NUM_CLASSES, embed_dim)``, as maskpredformer did). ``mse`` feeds the class ids as one
   channel, as in the paper.
 - ``stem_stride`` 2: a strided 3x3 conv in and a transposed conv plus a 1x1 readout out, so that
   SimVP runs at half resolution (maskpredformer's layout). Any H and W work: the half-resolution
   features are padded to what SimVP's encoder divides, and the outputs cropped back.
-- ``rollout``: ``direct`` (SimVP's 11 output slots are frames 12-22, as in the paper), or
-  ``autoregressive`` (the last slot is the next frame; ``forward`` rolls out 11 steps, feeding each
+- ``rollout``: ``direct`` (SimVP's T output slots are the later frames, as in the paper), or
+  ``autoregressive`` (the last slot is the next frame; ``forward`` rolls out T steps, feeding each
   predicted frame back as the newest input, as at test time; ``step`` is one step, for training).
 - ``last_frame_skip``: a learnable multiple of the last input frame (its one-hot, or its ids for
   mse) added to every output, so that the model starts near copy-last-frame.
 
-``forward`` takes integer masks (B, 11, H, W) and returns (B, 11, C, H, W): logits over the 49
-classes, or one channel of class ids for mse. Inputs are encoded inside, straight into the
+``forward`` takes integer masks (B, T, H, W) of the T input frames and returns (B, T, C, H, W):
+logits over the K classes, or one channel of class ids for mse. Inputs are encoded inside, straight into the
 autocast dtype when autocast is on.
 """
 
@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.task import NUM_CLASSES
+from vidseg.task import INPUT_FRAMES, NUM_CLASSES
 from vidseg.models import SimVP
 from vidseg.models.simvp import encoder_scale
-from vidseg.train.config import INPUT_FRAMES, TrainConfig
+from vidseg.train.config import TrainConfig
 from vidseg.train.codec import class_probabilities, encode_inputs, predict_masks
 
 __all__ = ["MaskPredictor", "build_model", "SKIP_LOGIT"]
@@ -93,7 +93,7 @@ class MaskPredictor(nn.Module):
         return class_probabilities(output, self.loss, self.rounding)
 
     def _frames(self, masks: torch.Tensor, last_only: bool) -> torch.Tensor:
-        """SimVP's outputs for 11 input frames: every slot (B, 11, C, H, W), or the last (B, 1, C, H, W)."""
+        """SimVP's outputs for T input frames: every slot (B, T, C, H, W), or the last (B, 1, C, H, W)."""
         x = self.encode(masks)
         b, t = x.shape[:2]
         if self.stem is not None:
@@ -121,11 +121,11 @@ class MaskPredictor(nn.Module):
         return F.one_hot(last.long(), NUM_CLASSES).permute(0, 1, 4, 2, 3).to(dtype)
 
     def step(self, masks: torch.Tensor) -> torch.Tensor:
-        """The next frame's output (B, 1, C, H, W) from the 11 frames before it (autoregressive)."""
+        """The next frame's output (B, 1, C, H, W) from the T frames before it (autoregressive)."""
         return self._frames(masks, last_only=True)
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
-        """Frames 12-22 (B, 11, C, H, W) from frames 1-11 (B, 11, H, W) of integer masks."""
+        """The later frames (B, T, C, H, W) from the input frames (B, T, H, W) of integer masks."""
         if not self.autoregressive:
             return self._frames(masks, last_only=False)
         outputs = []
