@@ -4,12 +4,13 @@ and the report reads Optuna's parameter importances from."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["journal_storage", "load_study", "parameter_importances"]
+__all__ = ["journal_storage", "load_study", "parameter_importances", "trim_partial_record"]
 
 
 def journal_storage(path: Path | str):
@@ -18,6 +19,36 @@ def journal_storage(path: Path | str):
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def trim_partial_record(path: Path | str) -> int:
+    """Cut a journal's last record where a full disk cut it short (no line end), so that the next
+    record starts a line of its own; Optuna skips such a record when it reads, but would read the
+    next one appended to it as one broken line. Returns the bytes cut."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        step, end = 1 << 16, size
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        while end > 0:  # the last line end, read backwards in blocks
+            start = max(0, end - step)
+            f.seek(start)
+            block = f.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return size - keep
 
 
 def load_study(path: Path | str, name: str):

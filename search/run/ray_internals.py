@@ -66,3 +66,109 @@ def validate_cluster_config(raw: dict[str, Any]) -> dict[str, Any]:
     config = prepare_config(copy.deepcopy(raw))
     validate_config(config)
     return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray Tune's state files, kept whole across a full disk
+
+# The files ``Tuner.restore`` reads, in the experiment folder. Ray writes each atomically in the
+# driver's staging folder, then copies it over the one in storage in place (``pyarrow.fs.copy_files``),
+# so a full disk can leave one cut short, and ``Tuner.restore`` then starts from nothing. Their
+# names are Ray's own (``experiment_state-TIME.json`` and the searcher's beside it).
+TUNE_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "tuner.pkl")
+LAST_GOOD = ".vidseg-last-good"  # a whole, consistent copy of them, replaced only by a whole newer one
+DAMAGED = ".vidseg-damaged"  # the cut-short set, moved aside by a repair
+
+
+def _whole(path) -> bool:
+    """Complete as far as can be told without running it: the experiment state (JSON) parses; the
+    others are pickles (``search_gen_state`` too, whatever its name says), which end with STOP."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if not data:
+        return False
+    if path.name.startswith("experiment_state-"):
+        try:
+            json.loads(data)
+        except ValueError:
+            return False
+        return True
+    return data.endswith(b".")  # pickle's STOP opcode ends every pickle
+
+
+def _state_files(folder) -> list:
+    from pathlib import Path
+
+    return sorted({p for pattern in TUNE_STATE for p in Path(folder).glob(pattern) if p.is_file()})
+
+
+def keep_tune_state(folder) -> bool:
+    """Copy Ray Tune's state files of the experiment ``folder`` to ``LAST_GOOD`` when all are whole and
+    one changed since; the copy is made beside it and renamed into place, so the last good copy
+    stays whole whatever happens. Returns whether it copied. Raises OSError (a full disk)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    folder = Path(folder)
+    files = _state_files(folder)
+    if not any(f.name.startswith("experiment_state-") for f in files) or not all(_whole(f) for f in files):
+        return False  # nothing to resume from yet, or Ray is writing one of them now
+    good = folder / LAST_GOOD
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    stamp_file = good / "stamp.json"
+    import json
+
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == [list(s) for s in stamp]:
+        return False
+    staging = folder / f"{LAST_GOOD}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        for f in files:
+            shutil.copy2(f, staging / f.name)
+        (staging / "stamp.json").write_text(json.dumps(stamp))
+        if good.exists():
+            old = folder / f"{LAST_GOOD}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(good, old)
+            os.rename(staging, good)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, good)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
+def repair_tune_state(folder) -> list[str]:
+    """Where one of Ray Tune's state files in ``folder`` is cut short, put the last good set
+    (``keep_tune_state``) back in place of them all, moving the damaged set to ``DAMAGED``. Returns
+    the damaged files' names (empty when all were whole, or no good copy exists)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    folder = Path(folder)
+    good = folder / LAST_GOOD
+    if not good.is_dir() and (folder / f"{LAST_GOOD}.old").is_dir():
+        os.rename(folder / f"{LAST_GOOD}.old", good)  # a rename cut short between its two steps
+    damaged = [f.name for f in _state_files(folder) if not _whole(f)]
+    if not damaged or not good.is_dir():
+        return damaged if not good.is_dir() and damaged else []
+    aside = folder / DAMAGED
+    aside.mkdir(exist_ok=True)
+    for f in _state_files(folder):
+        os.replace(f, aside / f.name)
+    for f in good.iterdir():
+        if f.name != "stamp.json":
+            shutil.copy2(f, folder / f"{f.name}.tmp")
+            os.replace(folder / f"{f.name}.tmp", folder / f.name)
+    return damaged

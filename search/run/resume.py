@@ -20,6 +20,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state"]
 
 log = logging.getLogger("vidseg.search")
+
+KEEP_EVERY_S = 1.0  # how often the driver looks for a newer whole Ray Tune state to copy aside (it saves every 5 s here)
 
 # flag dest -> settings key: the flags that define a search, compared with the saved settings
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
@@ -80,32 +83,108 @@ def resume_command(storage: str, name: str, address: str | None = None) -> str:
     return shlex.join(words)
 
 
-def driver_callback(max_failures: int):
-    """A Tune callback for the driver: it gives every trial, restored ones included, ``max_failures``
-    retries (a restored trial keeps the count it was created with otherwise), and its
-    ``interrupted`` says whether Ctrl-C stopped the run (Tune stops the trials and returns as if
-    they had ended; it installs its SIGINT handler before callbacks are set up, so this wraps it)."""
+def driver_callback(max_failures: int, experiment: str, guard=None):
+    """A Tune callback for the driver. It gives every trial, restored ones included, ``max_failures``
+    retries (a restored trial keeps the count it was created with otherwise). And it stops the
+    search as Ctrl-C does, through Tune's own handler (Tune saves its state, stops the trials and
+    returns as if they had ended), on SIGINT, on SIGTERM, and on a full disk: a trial's error, or the
+    searcher's, or free space below the reserve of ``guard`` (a ``search.run.stops.SpaceGuard``, for
+    local storage). Its ``stopped`` then says why: a signal's number, or a ``DiskFull`` naming the
+    path (``experiment`` where the error names none)."""
     from ray.tune import Callback
 
+    from search.run.ray_internals import keep_tune_state
+    from search.run.stops import DiskFull, Terminated, disk_full_seen, no_space, quiet_no_space_tracebacks
+
     class DriverCallback(Callback):
-        interrupted = False
+        stopped: int | DiskFull | None = None
+        _tune_handler = None
+        _kept = -float("inf")
+
+        @property
+        def interrupted(self) -> bool:
+            return self.stopped is not None
 
         def setup(self, **info) -> None:
-            tune_handler = signal.getsignal(signal.SIGINT)
+            quiet_no_space_tracebacks()  # Ray's handlers, as Tune set them up
+            tune_handler = signal.getsignal(signal.SIGINT)  # Tune's, which it installs before callbacks' setup
             if not callable(tune_handler) or threading.current_thread() is not threading.main_thread():
                 return
+            self._tune_handler = tune_handler
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda signum, frame: self.stop(signum))
 
-            def on_sigint(signum, frame) -> None:
-                self.interrupted = True
-                tune_handler(signum, frame)
-
-            signal.signal(signal.SIGINT, on_sigint)
+        def stop(self, why: int | DiskFull) -> None:
+            """Stop the search through Tune's handler; the first reason is kept. A second SIGTERM
+            stops at once, without saving (a second Ctrl-C does, through Tune's own handling)."""
+            if self.stopped is not None:
+                if why == signal.SIGTERM:
+                    raise Terminated()
+                return
+            self.stopped = why
+            if self._tune_handler is not None:
+                self._tune_handler(signal.SIGINT, None)
 
         def on_step_begin(self, iteration: int, trials: list, **info) -> None:
             for trial in trials:
                 trial.max_failures = max_failures
+            if self.stopped is not None:
+                return
+            seen = disk_full_seen()
+            if seen is not None:
+                path, err = seen
+                log.error("no space left on device: %s (%s)", path, err.strerror or err)
+                self.stop(DiskFull(getattr(err, "filename", None) or path, trials_started=True))
+                return
+            low = guard.check() if guard is not None else None
+            if low is not None:
+                log.error("stopping the search: %s", low.message().removeprefix("error: ").split("; free")[0])
+                self.stop(low)
+                return
+            if guard is not None and time.monotonic() - self._kept > KEEP_EVERY_S:
+                self._kept = time.monotonic()
+                try:  # a whole copy of Ray Tune's state, for a resume after a full disk cut it short
+                    keep_tune_state(guard.folder)
+                except OSError as err:
+                    if no_space(err) is None:
+                        log.warning("could not copy Ray Tune's state aside: %s", err)
+                    else:
+                        self.stop(DiskFull(guard.folder, trials_started=True))
+
+        def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+            if guard is not None and getattr(checkpoint, "path", None):
+                guard.saw_checkpoint(checkpoint.path)
+
+        def _trial_failed(self, trial) -> None:
+            err = _trial_error(trial)
+            if no_space(err) is not None and self.stopped is None:
+                full = no_space(err)
+                path = full.filename or f"{experiment}/{Path(str(trial.local_path or trial.trial_id)).name}"
+                log.error("no space left on device: trial %s could not write to %s", trial.trial_id, path)
+                self.stop(DiskFull(path, trials_started=True))
+
+        def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+            self._trial_failed(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+            self._trial_failed(trial)
 
     return DriverCallback()
+
+
+def _trial_error(trial) -> BaseException | None:
+    """The exception a trial last failed with, from the file Tune keeps beside its results."""
+    import cloudpickle
+
+    try:
+        with open(trial.pickled_error_file, "rb") as f:
+            return cloudpickle.load(f)
+    except Exception:  # noqa: BLE001 - no file, or one that does not unpickle: read the text instead
+        try:
+            text = Path(trial.error_file).read_text().rsplit("Failure #", 1)[-1]
+        except (OSError, TypeError):
+            return None
+        return OSError(28, text) if "No space left on device" in text else None
 
 
 def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState]:

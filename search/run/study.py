@@ -31,6 +31,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search.results.journal import journal_storage
 from search.run.ray_internals import OpenOptunaSearch
+from search.run.stops import no_space, note_disk_full
 from search.space import enqueue
 from search.results.outcome import Outcome, classify
 
@@ -81,22 +82,37 @@ class StudySearch(OpenOptunaSearch):
         self._references, self._references_after, self._suggested = list(references or []), references_after, 0
 
     def suggest(self, trial_id: str):
-        if self._references and self._suggested >= self._references_after and self.optuna_study is not None:
-            for point in self._references:
-                enqueue(self.optuna_study, point)
-            self._references = []
-        config = super().suggest(trial_id)
+        try:
+            if self._references and self._suggested >= self._references_after and self.optuna_study is not None:
+                for point in self._references:
+                    enqueue(self.optuna_study, point)
+                self._references = []
+            config = super().suggest(trial_id)
+        except OSError as err:
+            if no_space(err) is None:
+                raise
+            self._disk_full(err)
+            return None  # no trial now: the driver stops the search (search.run.stops)
         if isinstance(config, dict):
             self._suggested += 1
         if trial_id in self.optuna_trials:
             self._write(trial_id, lambda t: t.set_user_attr("ray_trial_id", trial_id))
         return config
 
+    def _disk_full(self, err: OSError) -> None:
+        where = os.environ.get(STUDY_FILE_ENV) or "the Optuna journal"
+        log.error("study: no space left to write %s", where)
+        note_disk_full(where, err)
+
     def _write(self, trial_id: str, write) -> None:
         try:
             write(self.optuna_trials[trial_id])
         except _STORAGE_ERRORS as err:  # e.g. a trial the study finished before a restore
             log.warning("study: trial %s: %s", trial_id, err)
+        except OSError as err:
+            if no_space(err) is None:
+                raise
+            self._disk_full(err)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Every epoch's val_iou, as an intermediate value at step ``epoch``. Tune calls this for

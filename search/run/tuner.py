@@ -208,7 +208,10 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     run_config = run_config_of(tuner)
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
     run_config.verbose = 0
-    callback = driver_callback(settings.max_failures)
+    from search.run.stops import SpaceGuard
+
+    guard = None if is_uri(storage) else SpaceGuard(Path(storage) / name, settings.max_concurrent)
+    callback = driver_callback(settings.max_failures, experiment, guard)
     run_config.callbacks = [callback, CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs),
                             ProgressTable(settings.max_epochs, settings.num_samples, settings.scheduler)]
     return tuner, callback

@@ -1,0 +1,194 @@
+"""Why a search stops before its end, and what the driver then says.
+
+- **Ctrl-C (SIGINT)** and **SIGTERM** (what a job manager, ``timeout``, a preempted node or
+  Kubernetes sends) stop a search the same way: Tune saves its state and stops the trials, and the
+  driver prints the exact command that continues it, exiting 130 for SIGINT and 143 for SIGTERM
+  (128 + the signal's number, as a shell reports a process the signal ended).
+- **A full disk** ends a search with one line that names the path and says there is no space left,
+  with the command that continues it once space is freed: exit 2 before any trial started, else 1.
+  A search on local storage keeps a reserve free (``SpaceGuard``): ``RESERVE_MIN`` for its own state
+  (Ray Tune's experiment state, the Optuna journal, results), plus room for two checkpoints of the
+  largest trial seen per concurrent trial. It checks before the first trial and between Tune's
+  steps, and stops the search as a signal does when the free space falls below the reserve, so
+  that Ray Tune's last save of its state still fits (Ray overwrites its state files in place, and a
+  write cut short by ENOSPC would leave nothing to resume from). A write that fails with ENOSPC (or
+  a quota's EDQUOT) anyway, anywhere the driver or a trial writes (``search.json``, the journal,
+  checkpoints, results, TensorBoard events, the shards), ends the search the same way; the journal's
+  last record, which such a write may cut short, is trimmed on resume
+  (``search.results.journal.trim_partial_record``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["EXIT_CODES", "Stopped", "Terminated", "DiskFull", "SpaceGuard", "RESERVE_MIN", "no_space", "watch_sigterm",
+           "disk_full_seen", "note_disk_full", "clear_disk_full", "quiet_no_space_tracebacks"]
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+MIB = 1 << 20
+RESERVE_MIN = 16 * MIB  # a search's own state: Ray Tune's experiment state, the journal, results; a few MB at most
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Stopped(Exception):
+    """A signal stopped the search (``signum``); ``command`` continues it (None: nothing to continue)."""
+
+    def __init__(self, signum: int, command: str | None) -> None:
+        super().__init__(signum, command)
+        self.signum, self.command = signum, command
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.signum]
+
+    def message(self) -> str:
+        what = "interrupted" if self.signum == signal.SIGINT else "terminated (SIGTERM)"
+        if self.command:
+            return f"{what}; the search is saved. Continue it with:\n  {self.command}"
+        return f"{what} before the search started; run the same command again (prepared data is reused)"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside Tune's loop: it unwinds the driver as Ctrl-C does."""
+
+
+class DiskFull(Exception):
+    """No space left where the search writes: ``path``, and whether trials had started."""
+
+    def __init__(self, path: str | Path, command: str | None = None, trials_started: bool = False,
+                 detail: str = "") -> None:
+        super().__init__(str(path))
+        self.path, self.command, self.trials_started, self.detail = str(path), command, trials_started, detail
+
+    def where(self, command: str | None, trials_started: bool) -> DiskFull:
+        """The same, with the command that continues the search and whether trials had started."""
+        return DiskFull(self.path, command, trials_started, self.detail)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.trials_started else 2
+
+    def message(self) -> str:
+        then = (f"free space, then continue the search with: {self.command}" if self.command else
+                "free space, then run the same command again (prepared data is reused)")
+        return f"error: {self.path}: no space left on device{f' ({self.detail})' if self.detail else ''}; {then}"
+
+
+def no_space(err: BaseException | None) -> OSError | None:
+    """The ENOSPC (or EDQUOT) error behind ``err``: itself, its causes and contexts, or what a Ray
+    task raised (``RayTaskError.cause``); None if there is none."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and (err.errno in _NO_SPACE or "No space left on device" in str(err)):
+            return err
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+# A full disk seen where no exception reaches the driver's loop (the searcher, in Tune's hands, logs
+# and goes on): the driver's Tune callback reads it between steps and stops the search.
+_seen: list[tuple[str, OSError]] = []
+_lock = threading.Lock()
+
+
+def note_disk_full(path: str | Path, err: OSError) -> None:
+    with _lock:
+        if not _seen:
+            _seen.append((str(path), err))
+
+
+def disk_full_seen() -> tuple[str, OSError] | None:
+    with _lock:
+        return _seen[0] if _seen else None
+
+
+def clear_disk_full() -> None:
+    with _lock:
+        _seen.clear()
+
+
+class _QuietNoSpace(logging.Filter):
+    """A log record of a failure a full disk caused keeps its first line, without the traceback (Ray
+    Tune logs a trial's failure, and its failed saves, with theirs): the driver ends with its own line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage()
+        if no_space(exc) is None and "No space left on device" not in text:
+            return True
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        if exc is not None and "No space left on device" not in first:
+            first = f"{first} {type(exc).__name__}: no space left on device".strip()
+        record.msg, record.args, record.exc_info, record.exc_text = first, (), None, None
+        return True
+
+
+# the loggers that report a trial's failure, a failed save of Tune's state, and a task error nobody read
+_RAY_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state", "ray._private.worker")
+
+
+def quiet_no_space_tracebacks() -> None:
+    """Install the filter on the loggers where Ray reports such failures, and on the handlers of the
+    root logger and Ray's (which does not propagate)."""
+    targets = [logging.getLogger(name) for name in _RAY_LOGGERS]
+    targets += [h for name in ("", "ray") for h in logging.getLogger(name).handlers]
+    for target in targets:
+        if not any(isinstance(f, _QuietNoSpace) for f in target.filters):
+            target.addFilter(_QuietNoSpace())
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def watch_sigterm() -> None:
+    """SIGTERM unwinds the driver as Ctrl-C does (``Terminated``), replacing Ray's handler, which
+    would exit 1 at once. Tune's loop replaces it while it runs (``search.run.resume.driver_callback``)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+class SpaceGuard:
+    """The free space of a local storage, against the reserve a search keeps (the module's docstring)."""
+
+    def __init__(self, folder: str | Path, max_concurrent: int, every_s: float = 1.0) -> None:
+        self.folder, self.max_concurrent, self.every_s = Path(folder), max(1, max_concurrent), every_s
+        self.largest_checkpoint = 0
+        self._checked = -float("inf")
+
+    @property
+    def reserve(self) -> int:
+        return RESERVE_MIN + 2 * self.max_concurrent * self.largest_checkpoint
+
+    def free(self) -> int:
+        folder = self.folder
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return shutil.disk_usage(folder).free
+
+    def saw_checkpoint(self, folder: str | Path) -> None:
+        """A trial's checkpoint folder: its size sets the room kept for checkpoints."""
+        try:
+            size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+        except OSError:
+            return
+        self.largest_checkpoint = max(self.largest_checkpoint, size)
+
+    def check(self, now: bool = False) -> DiskFull | None:
+        """A ``DiskFull`` when the free space is below the reserve (at most once a second unless ``now``)."""
+        if not now and time.monotonic() - self._checked < self.every_s:
+            return None
+        self._checked = time.monotonic()
+        free, reserve = self.free(), self.reserve
+        if free >= reserve:
+            return None
+        return DiskFull(self.folder, detail=f"{free / MIB:.1f} MiB free, under the {reserve / MIB:.0f} MiB a search "
+                                            "keeps for its state and checkpoints")
