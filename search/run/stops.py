@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import signal
 import threading
@@ -145,14 +146,23 @@ def quiet_no_space_tracebacks() -> None:
             target.addFilter(_QuietNoSpace())
 
 
+_owner: int | None = None  # the driver's pid: a process forked from it (a pool's worker) inherits the handler
+
+
 def _raise_terminated(signum, frame) -> None:
+    if os.getpid() != _owner:  # a forked worker, told to stop by its pool: it ends as SIGTERM ends a process
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 
 def watch_sigterm() -> None:
     """SIGTERM unwinds the driver as Ctrl-C does (``Terminated``), replacing Ray's handler, which
     would exit 1 at once. Tune's loop replaces it while it runs (``search.run.resume.driver_callback``)."""
+    global _owner
     if threading.current_thread() is threading.main_thread():
+        _owner = os.getpid()
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 

@@ -1,0 +1,172 @@
+"""How a search's stops are told apart and said (search.run.stops), and what keeps its state whole
+across a full disk (the journal's trim, the copy of Ray Tune's state)."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import pickle
+import signal
+
+import pytest
+
+from search.results.journal import journal_storage, load_study, trim_partial_record
+from search.run.ray_internals import DAMAGED, LAST_GOOD, keep_tune_state, repair_tune_state
+from search.run.stops import RESERVE_MIN, DiskFull, SpaceGuard, Stopped, no_space, quiet_no_space_tracebacks
+
+
+class _TaskError(Exception):
+    """As Ray's RayTaskError carries what the task raised."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"task failed: {cause}")
+        self.cause = cause
+
+
+def test_a_full_disk_is_found_behind_whatever_wraps_it():
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/x")
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded")
+    arrow = OSError("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert no_space(full) is full and no_space(quota) is quota and no_space(arrow) is arrow
+    assert no_space(_TaskError(full)) is full
+    try:
+        try:
+            raise full
+        except OSError as err:
+            raise RuntimeError("Ray Tune failed") from err
+    except RuntimeError as wrapped:
+        assert no_space(wrapped) is full
+    assert no_space(OSError(errno.EACCES, "Permission denied")) is None
+    assert no_space(ValueError("no")) is None and no_space(None) is None
+
+
+def test_the_lines_and_exit_codes_of_each_stop():
+    command = "python search/run_search.py --resume --storage results --name s"
+    assert DiskFull("results/s", command).exit_code == 2
+    assert DiskFull("results/s", command, trials_started=True).exit_code == 1
+    line = DiskFull("results/s", command, True, "3.0 MiB free").message()
+    assert line == f"error: results/s: no space left on device (3.0 MiB free); free space, then continue the search with: {command}"
+    assert "\n" not in line
+    assert DiskFull("data").message().endswith("run the same command again (prepared data is reused)")
+    assert DiskFull("a").where(command, True).message() == DiskFull("a", command, True).message()
+    assert Stopped(signal.SIGTERM, command).exit_code == 143 and Stopped(signal.SIGINT, command).exit_code == 130
+    assert Stopped(signal.SIGTERM, command).message().splitlines() == [
+        "terminated (SIGTERM); the search is saved. Continue it with:", f"  {command}"]
+    assert Stopped(signal.SIGINT, None).message().startswith("interrupted before the search started")
+
+
+def test_the_space_guard_keeps_its_reserve_and_room_for_the_largest_checkpoints(tmp_path):
+    guard = SpaceGuard(tmp_path / "not-yet" / "made", max_concurrent=2)
+    assert guard.reserve == RESERVE_MIN and guard.free() > 0  # measured where the folder will be
+    assert guard.check(now=True) is None  # this disk has more than 16 MiB free
+    (tmp_path / "checkpoint_000001").mkdir()
+    (tmp_path / "checkpoint_000001" / "checkpoint.pt").write_bytes(b"x" * 1000)
+    guard.saw_checkpoint(tmp_path / "checkpoint_000001")
+    assert guard.reserve == RESERVE_MIN + 2 * 2 * 1000
+    guard.largest_checkpoint = guard.free()  # a checkpoint as large as the free space: no room for two
+    low = guard.check(now=True)
+    assert low is not None and low.path == str(tmp_path / "not-yet" / "made") and "MiB free, under the" in low.detail
+    guard.largest_checkpoint = 0
+    assert guard.check() is None or guard.check(now=True) is None  # checked at most once a second unless now
+
+
+def test_rays_tracebacks_of_a_full_disk_are_cut_to_one_line():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    ray_logger = logging.getLogger("ray")
+    ray_logger.addHandler(handler)
+    try:
+        quiet_no_space_tracebacks()
+        log = logging.getLogger("ray.tune.execution.tune_controller")
+        try:
+            raise _TaskError(OSError(errno.ENOSPC, "No space left on device"))
+        except _TaskError as err:
+            log.error("Trial task failed for trial t1", exc_info=err)
+        try:
+            raise ValueError("a bug")
+        except ValueError as err:
+            log.error("Trial task failed for trial t2", exc_info=err)
+    finally:
+        ray_logger.removeHandler(handler)
+    text = stream.getvalue()
+    first, rest = text.split("Trial task failed for trial t2", 1)
+    assert first.strip() == "Trial task failed for trial t1 _TaskError: no space left on device"
+    assert "Traceback" in rest and "ValueError: a bug" in rest  # other failures keep theirs
+
+
+def test_a_journal_record_cut_short_is_trimmed_and_the_study_reads_on(tmp_path):
+    import optuna
+
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=journal_storage(path))
+    study.enqueue_trial({"x": 1.0})
+    whole = path.read_bytes()
+    partial = b'{"op_code": 4, "worker_id": "w", "trial_id": 0, "par'  # what a full disk left
+    with open(path, "ab") as f:
+        f.write(partial)
+    assert trim_partial_record(path) == len(partial)
+    assert path.read_bytes() == whole and trim_partial_record(path) == 0
+    optuna.load_study(study_name="s", storage=journal_storage(path)).enqueue_trial({"x": 2.0})
+    assert [t.state for t in load_study(path, "s").trials] == [optuna.trial.TrialState.WAITING] * 2
+
+
+def test_a_cut_short_tune_state_goes_back_to_its_last_whole_copy(tmp_path):
+    state = tmp_path / "experiment_state-2026-12-03_10-00-00.json"
+    searcher = tmp_path / "searcher-state-2026-12-03_10-00-00.pkl"
+    assert not keep_tune_state(tmp_path)  # nothing yet
+    searcher.write_bytes(pickle.dumps({"trials": 1}))
+    assert not keep_tune_state(tmp_path)  # no experiment state: nothing to resume from
+    state.write_text(json.dumps({"trials": [1]}))
+    assert keep_tune_state(tmp_path) and not keep_tune_state(tmp_path)  # copied once, then unchanged
+    assert repair_tune_state(tmp_path) == []  # all whole: nothing to do
+    good = {p.name: p.read_bytes() for p in (state, searcher)}
+
+    state.write_text(json.dumps({"trials": [1, 2]}))
+    searcher.write_bytes(pickle.dumps({"trials": 2})[:-3])  # Ray's copy over it, cut short
+    assert not keep_tune_state(tmp_path)  # the last good copy stays as it was
+    newer = tmp_path / "experiment_state-2026-12-03_11-00-00.json"
+    newer.write_text('{"trials": [1, 2, ')
+    assert sorted(repair_tune_state(tmp_path)) == sorted([newer.name, searcher.name])
+    assert {p.name: p.read_bytes() for p in (state, searcher)} == good and not newer.exists()
+    assert sorted(p.name for p in (tmp_path / DAMAGED).iterdir()) == sorted([state.name, searcher.name, newer.name])
+    assert (tmp_path / LAST_GOOD).is_dir() and repair_tune_state(tmp_path) == []
+
+
+KEEP_ON_A_FULL_DISK = """
+import errno, sys
+from pathlib import Path
+from search.run.ray_internals import LAST_GOOD, keep_tune_state
+folder = Path(sys.argv[1])
+state = folder / "experiment_state-1.json"
+state.write_text('{"a": "' + "x" * 20000 + '"}')
+assert keep_tune_state(folder)
+state.write_text('{"b": "' + "y" * 30000 + '"}')  # and its copy would not fit
+try:
+    keep_tune_state(folder)
+except OSError as err:
+    assert err.errno == errno.ENOSPC, err
+else:
+    raise AssertionError("the copy fitted")
+assert (folder / LAST_GOOD / state.name).read_text().startswith('{"a": ')
+assert not (folder / (LAST_GOOD + ".new")).exists()
+print("kept")
+"""
+
+
+def test_a_copy_that_meets_a_full_disk_leaves_the_last_good_copy_whole(tmp_path):
+    """On a real 64 KiB tmpfs, in a mount namespace of the test's own."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs a mount namespace (unshare -m) to make a small tmpfs")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs {folder} && '
+                           f'{sys.executable} -c "$0" {folder}', KEEP_ON_A_FULL_DISK],
+                          capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+    assert done.returncode == 0 and done.stdout.strip() == "kept", done.stderr
