@@ -6,6 +6,7 @@ are its descendants: ``stop()`` (or ``kill_tree``) ends exactly that node's proc
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["RayNode", "free_port", "process_tree", "kill_processes"]
+__all__ = ["RayNode", "free_port", "process_tree", "kill_processes", "driver_process"]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 READY = "This command will now block"
@@ -43,6 +44,18 @@ def kill_processes(processes: list[psutil.Process]) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(processes, timeout=20)
+
+
+@contextlib.contextmanager
+def driver_process(args: list[str]):
+    """``args`` run with text pipes; on leaving, whatever of its process tree still runs is killed, by pid."""
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            kill_processes(process_tree(driver.pid))
+            driver.wait()
 
 
 class RayNode:

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna

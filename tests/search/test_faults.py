@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RAY, read_leaderboard, run_cli
-from tests.loopback import kill_processes, process_tree
+from tests.loopback import driver_process
 
 pytestmark = RAY
 
@@ -42,19 +42,13 @@ def _every_trial_finished(experiment: Path) -> None:
 
 def test_sigterm_saves_the_search_exits_143_and_says_how_to_continue(tiny_shards, tmp_path):
     storage = tmp_path / "results"
-    driver = subprocess.Popen(_search("--shards", str(tiny_shards), "--storage", str(storage), "--name", "term"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with driver_process(_search("--shards", str(tiny_shards), "--storage", str(storage), "--name", "term")) as driver:
         deadline = time.monotonic() + 240
         while not _checkpointed(storage / "term") and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert driver.poll() is None, "the search ended before it could be stopped"
         driver.send_signal(signal.SIGTERM)
         _, stderr = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            kill_processes(process_tree(driver.pid))
-            driver.wait()
     assert driver.returncode == 143, stderr[-3000:]
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
@@ -114,14 +108,8 @@ def test_a_full_disk_ends_the_search_in_one_line_and_resume_finishes_it(tiny_sha
                               search=shlex.join(_search("--shards", str(tiny_shards), "--storage", str(storage),
                                                         "--name", "full")),
                               resume=shlex.join([sys.executable, *resume[1:]]))
-    shell = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    try:
+    with driver_process(["unshare", "-m", "sh", "-c", script]) as shell:
         _, err = shell.communicate(timeout=900)
-    finally:
-        if shell.poll() is None:
-            kill_processes(process_tree(shell.pid))
-            shell.wait()
     assert shell.returncode == 0, err
 
     def ended(step: str) -> tuple[int, str]:

@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.conftest import RAY, SEGMENT_ARGS, SHARD_SIZE, files_under, read_leaderboard, run_cli, run_main, write_shard_set
-from tests.loopback import kill_processes, process_tree
+from tests.loopback import driver_process, kill_processes, process_tree
 from vidseg.checkpoint import CheckpointError, load_checkpoint
 
 SCRIPT = "search/run_search.py"
@@ -290,17 +290,11 @@ def test_killed_then_a_planted_checkpoint_and_ctrl_c_then_retry_errored(tiny_sha
     for path in good:  # the latest, and the best kept beside it
         plant(path, marker)
     resume = ["python", SCRIPT, "--resume", "--storage", str(storage), "--name", name]
-    driver = subprocess.Popen([sys.executable, SCRIPT, "--resume", "--storage", str(storage), "--max-failures=0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with driver_process([sys.executable, SCRIPT, "--resume", "--storage", str(storage), "--max-failures=0"]) as driver:
         third = _wait_for(driver, lambda: [t for t, e in _trials(experiment).items() if e and t not in (finished, cut)],
                           "third trial reported an epoch")[0]
         driver.send_signal(signal.SIGINT)
         _, stderr = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            kill_processes(process_tree(driver.pid))
-            driver.wait()
     assert driver.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].strip() == shlex.join(resume)
     assert not marker.exists() and "refused, not loaded" in stderr

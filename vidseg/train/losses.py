@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vidseg.task import NUM_CLASSES
-
 __all__ = ["compute_loss", "soft_jaccard_loss"]
 
 
