@@ -50,6 +50,27 @@ from vidseg.errors import InputError  # noqa: E402
 log = logging.getLogger("vidseg.search")
 
 
+def _before_the_first_trial(args, storage: str, name: str, settings: Settings, study_file: Path) -> None:
+    """On resume, what a full disk may have cut short is mended (the journal's last record, Ray Tune's
+    state files); then a local storage must have the reserve a search keeps free (``DiskFull`` if not)."""
+    local = state.local_path(storage)
+    if args.resume and study_file.is_file():
+        from search.results.journal import trim_partial_record
+
+        trim_partial_record(study_file)
+    if args.resume and local is not None:
+        from search.run.ray_internals import repair_tune_state
+
+        damaged = repair_tune_state(local / name)
+        if damaged:
+            log.warning("Ray Tune's state in %s was cut short (%s): the search goes on from its last whole copy",
+                        local / name, ", ".join(damaged))
+    if local is not None:
+        low = SpaceGuard(local / name, settings.max_concurrent).check(now=True)
+        if low is not None:
+            raise low.where(resume_command(storage, name, args.address), trials_started=False)
+
+
 def run(args) -> int:
     """The search, flags to results: 0 a trial completed, 1 none did; InputError, Stopped (a signal),
     DiskFull."""
@@ -94,29 +115,15 @@ def run(args) -> int:
                     shards = prepare.prepare_shards(source, profile, settings.seed, root)
                     profile, limits = prepare.fit_space(profile, shards)
                     settings = settings.replace(limits=limits)
-                where = f"{storage}/{name}"
+            where = f"{storage}/{name}"  # the search's own files, from here on
+            if not args.resume:
                 saved = state.save_new(storage, name, settings, shards, args.hidden_answers)
                 shards = saved.shards
-            where = f"{storage}/{name}"
             log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", name, settings.num_samples,
                      settings.max_epochs, settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
                      else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}")
             study_file = state.study_path(storage, name)
-            if args.resume and study_file.is_file():
-                from search.results.journal import trim_partial_record
-
-                trim_partial_record(study_file)  # a record a full disk cut short
-            if args.resume and state.local_path(storage) is not None:
-                from search.run.ray_internals import repair_tune_state
-
-                damaged = repair_tune_state(state.local_path(storage) / name)
-                if damaged:
-                    log.warning("Ray Tune's state in %s was cut short (%s): the search goes on from its last whole "
-                                "copy", state.local_path(storage) / name, ", ".join(damaged))
-            if state.local_path(storage) is not None:  # room for the search's own state, before any trial
-                low = SpaceGuard(state.local_path(storage) / name, settings.max_concurrent).check(now=True)
-                if low is not None:
-                    raise low.where(resume_command(storage, name, args.address), trials_started=False)
+            _before_the_first_trial(args, storage, name, settings, study_file)
             search, callback = tuner.restore_or_build(args.resume, args.retry_errored, settings, profile, shards,
                                                       storage, name, study_file)
             started, trials_started = time.perf_counter(), True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import shlex
 import signal
@@ -94,7 +95,10 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
     from ray.tune import Callback
 
     from search.run.ray_internals import keep_tune_state
-    from search.run.stops import DiskFull, Terminated, disk_full_seen, no_space, quiet_no_space_tracebacks
+    from search.run.stops import (DiskFull, Terminated, clear_disk_full, disk_full_seen, no_space,
+                                  quiet_no_space_tracebacks)
+
+    clear_disk_full()  # an earlier search in this process (a test's) told nothing about this one
 
     class DriverCallback(Callback):
         stopped: int | DiskFull | None = None
@@ -184,7 +188,7 @@ def _trial_error(trial) -> BaseException | None:
             text = Path(trial.error_file).read_text().rsplit("Failure #", 1)[-1]
         except (OSError, TypeError):
             return None
-        return OSError(28, text) if "No space left on device" in text else None
+        return OSError(errno.ENOSPC, text) if "No space left on device" in text else None
 
 
 def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState]:
