@@ -49,6 +49,26 @@ def run_main(main: Callable[[list[str]], int], *args: str, capsys: pytest.Captur
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 
+def need_small_tmpfs(tmp_path: Path) -> None:
+    """Skip unless this process can make a tmpfs in a mount namespace of its own (``unshare -m``), as
+    the full-disk tests do; where ``VIDSEG_REQUIRE_TMPFS`` is set (``.ci/run`` sets it), fail instead,
+    so that those tests never pass unseen in CI."""
+    probe = tmp_path / "tmpfs-probe"
+    probe.mkdir()
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {probe}"],
+                              capture_output=True, text=True, timeout=30)
+        why = done.stderr.strip() if done.returncode else ""
+    except (OSError, subprocess.TimeoutExpired) as err:
+        why = str(err)
+    probe.rmdir()
+    if why:
+        message = f"needs a mount namespace (unshare -m) to make a small tmpfs: {why}"
+        if os.environ.get("VIDSEG_REQUIRE_TMPFS"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def read_leaderboard(experiment: Path) -> list[dict[str, str]]:
     """A finished search's leaderboard.csv, a dict a row."""
     import csv

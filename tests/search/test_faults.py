@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import RAY, read_leaderboard, run_cli
+from tests.conftest import RAY, need_small_tmpfs, read_leaderboard, run_cli
 from tests.loopback import driver_process
 
 pytestmark = RAY
@@ -61,17 +59,6 @@ def test_sigterm_saves_the_search_exits_143_and_says_how_to_continue(tiny_shards
     _every_trial_finished(storage / "term")
 
 
-def _can_mount_tmpfs(tmp_path: Path) -> bool:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    try:
-        done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {probe}"],
-                              capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 # Run inside a mount namespace of its own, so that its tmpfs is gone with it: the storage starts
 # at 4 MiB (below the reserve: refused before any trial), then grows to 128 MiB for a resume,
 # which another process's file fills to 14 MiB free once a trial has checkpointed and the driver
@@ -98,8 +85,7 @@ cp $ST/full/leaderboard.csv $ST/full/report.md {out}/
 
 
 def test_a_full_disk_ends_the_search_in_one_line_and_resume_finishes_it(tiny_shards, tmp_path):
-    if not _can_mount_tmpfs(tmp_path):
-        pytest.skip("needs a mount namespace (unshare -m) to make a small tmpfs")
+    need_small_tmpfs(tmp_path)
     storage, out = tmp_path / "storage", tmp_path / "out"
     storage.mkdir()
     out.mkdir()
@@ -143,8 +129,7 @@ timeout 300 {prepare} > {out}/2.out 2> {out}/2.err; echo $? > {out}/2.rc
 
 
 def test_data_preparation_on_a_full_disk_says_so_and_the_same_command_then_makes_the_data(tmp_path):
-    if not _can_mount_tmpfs(tmp_path):
-        pytest.skip("needs a mount namespace (unshare -m) to make a small tmpfs")
+    need_small_tmpfs(tmp_path)
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     out.mkdir()

@@ -11,11 +11,10 @@ import os
 import pickle
 import signal
 
-import pytest
-
 from search.results.journal import journal_storage, load_study, trim_partial_record
 from search.run.ray_internals import DAMAGED, LAST_GOOD, keep_tune_state, repair_tune_state
 from search.run.stops import RESERVE_MIN, DiskFull, SpaceGuard, Stopped, no_space, quiet_no_space_tracebacks
+from tests.conftest import need_small_tmpfs
 
 
 class _TaskError(Exception):
@@ -163,9 +162,7 @@ def test_a_copy_that_meets_a_full_disk_leaves_the_last_good_copy_whole(tmp_path)
 
     folder = tmp_path / "small"
     folder.mkdir()
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("needs a mount namespace (unshare -m) to make a small tmpfs")
+    need_small_tmpfs(tmp_path)
     done = subprocess.run(["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs {folder} && '
                            f'{sys.executable} -c "$0" {folder}', KEEP_ON_A_FULL_DISK],
                           capture_output=True, text=True, timeout=120, cwd=os.getcwd())
