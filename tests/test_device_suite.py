@@ -51,7 +51,44 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys):
     main = runpy.run_path(str(SUITE))["main"]  # the script's main(argv), in this process
     result = run_main(main, "--dry-run", "--parts", "steps,warp", capsys=capsys)
     assert result.returncode == 2 and result.stderr.strip() == \
-        "error: unknown part(s) warp; valid: steps, busy, packing, memory, openstl, unet"
+        "error: unknown part(s) warp; valid: steps, busy, packing, memory, openstl, unet, search"
     result = run_main(main, "--dry-run", "--openstl", str(tmp_path), capsys=capsys)
     assert result.returncode == 2 and "not a copy of OpenSTL" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_search_figures_from_trial_folders(tmp_path):
+    """The search part's reading of a search's trial folders: planned against measured memory, OOM, overlap."""
+    import csv
+    import runpy
+
+    suite = runpy.run_path(str(SUITE))
+    experiment = tmp_path / "device-search"
+
+    def trial(name: str, trial_id: str, reports: list[dict], error: str | None = None) -> None:
+        folder = experiment / name
+        folder.mkdir(parents=True)
+        lines = [json.dumps({"trial_id": trial_id, **r}) for r in reports]
+        (folder / "result.json").write_text("\n".join(lines) + "\n{\"epoch\": 3, \"val_io")  # the last line cut short
+        if error:
+            (folder / "error.txt").write_text(error)
+
+    plan = {"gpu_share": 0.125, "planned_peak_gb": 10.0, "memory_budget_gb": 16.5}
+    trial("a", "a1", [{"epoch": 1, "val_iou": 0.2, "peak_memory_gb": 8.0, "timestamp": 110, "time_total_s": 10, **plan},
+                      {"epoch": 2, "val_iou": 0.3, "peak_memory_gb": 9.0, "timestamp": 120, "time_total_s": 20, **plan}])
+    trial("b", "b1", [{"epoch": 1, "val_iou": 0.1, "peak_memory_gb": 12.0, "timestamp": 130, "time_total_s": 15, **plan}],
+          error="Traceback...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    trial("c", "c1", [{"epoch": 0, "val_iou": float("nan"), "timestamp": 140, "time_total_s": 0.5}])  # infeasible
+    with open(experiment / "leaderboard.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["trial_id", "status"])
+        writer.writeheader()
+        writer.writerows([{"trial_id": "a1", "status": "TERMINATED"}, {"trial_id": "b1", "status": "ERROR"}])
+
+    rows = {row["trial"]: row for row in suite["search_trials"](experiment)}
+    assert rows["a"]["epochs"] == 2 and rows["a"]["best_val_iou"] == 0.3 and rows["a"]["status"] == "TERMINATED"
+    assert rows["a"]["peak_gib"] == 9.0 and rows["a"]["peak_over_planned"] == 0.9 and rows["a"]["start"] == 100
+    assert rows["b"]["oom"] and rows["b"]["peak_over_planned"] == 1.2 and "CUDA out of memory" in rows["b"]["error"]
+    assert rows["c"]["epochs"] == 0 and rows["c"]["peak_gib"] is None and not rows["c"]["oom"]
+    ran = [rows["a"], rows["b"]]
+    assert suite["max_overlap"](ran) == 2  # a ran 100-120, b 115-130
+    assert suite["max_overlap"]([rows["a"], {**rows["b"], "start": 121}]) == 1

@@ -48,7 +48,7 @@ SCALARS = {  # a trial's report key -> its tag
     "train_loss": "loss/train", "val_loss": "loss/val", "lr": "opt/lr",
     "epoch_seconds": "perf/epoch_seconds", "samples_per_second": "perf/samples_per_second",
     "data_fraction": "perf/data_fraction", "gpu_busy_fraction": "perf/gpu_busy_fraction",
-    "peak_memory_gb": "perf/peak_memory_gb",
+    "peak_memory_gb": "perf/peak_memory_gb", "planned_peak_gb": "perf/planned_peak_gb",  # on GPUs: measured, modelled
 }
 BEST_TAG, EPOCHS_TAG, STATUS_TAG = "val/best_iou", "trial/epochs", "trial/status"
 METRICS = (  # the HParams table's metric columns, the first five shown: (tag, display name, description)

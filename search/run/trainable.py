@@ -8,9 +8,11 @@ On GPUs each trial is packed by ``vidseg.train.memory.plan_trial`` for the GPUs 
 on (``gpu_memory_gb``, detected on a worker or given as a flag): it asks Ray for the share of a
 GPU its modelled peak needs, in eighths; it runs in micro-batches where its batch would not fit
 one GPU; its allocator is capped at that share; and a configuration that cannot fit at all ends
-at once as INFEASIBLE, naming why, before it touches the GPU. A trial whose loss diverges ends at
-once as DIVERGED. Neither is an error, so Ray Tune does not retry them (``end_trial``); a worker
-that dies is still retried from its last checkpoint.
+at once as INFEASIBLE, naming why, before it touches the GPU. Each report then carries the plan
+(``gpu_share``, ``planned_peak_gb``, ``memory_budget_gb``) beside fit's measured
+``peak_memory_gb``. A trial whose loss diverges ends at once as DIVERGED. Neither is an error, so
+Ray Tune does not retry them (``end_trial``); a worker that dies is still retried from its last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
         if plan.infeasible:  # before any work: the search records why, and goes on
             end_trial(INFEASIBLE, 0, f"infeasible on a {gpu_memory_gb:g} GiB GPU: {plan.infeasible}")
             return
+    planned: dict[str, float] = {}
     if gpu_memory_gb is not None and resolution is not None and torch.cuda.is_available():
         train = dataclasses.replace(train, micro_batch_size=plan.micro_batch_size, data_on_device=plan.data_on_device,
                                     memory_budget_gb=plan.budget_gb)
+        # reported beside fit's measured peak_memory_gb, so the plan can be checked against it
+        planned = {"gpu_share": plan.share, "planned_peak_gb": plan.peak_bytes / GIB, "memory_budget_gb": plan.budget_gb}
     state = None
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -76,7 +81,7 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
     with tempfile.TemporaryDirectory(prefix="vidseg-trial-") as folder:
         def report(metrics: dict[str, Any]) -> None:
             # fit saved this epoch's checkpoint to ``folder`` just before; Ray copies it to storage now.
-            tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+            tune.report({**metrics, **planned}, checkpoint=Checkpoint.from_directory(folder))
 
         try:
             fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)

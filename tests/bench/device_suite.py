@@ -4,6 +4,7 @@
     python tests/bench/device_suite.py --openstl third_party/OpenSTL   # plus OpenSTL's SimVP beside ours
     python tests/bench/device_suite.py --dry-run                # every part at toy size on the CPU (a test runs it)
     python tests/bench/device_suite.py --parts steps,memory     # some parts only
+    python3 tests/bench/device_bundle.py install && PYTHONPATH=/tmp/site python3 tests/bench/device_suite.py --parts search
 
 It runs on a bare CUDA machine: it imports only ``vidseg`` (never Ray, Optuna or pybullet),
 needs no install (it puts the repository on ``sys.path``; ``pip install --no-deps -e .`` works
@@ -31,6 +32,15 @@ Parts (all at 160x240 on a GPU):
 - ``openstl`` (with ``--openstl``): our SimVP step against OpenSTL's on the same configs, device
   and precision, with both parameter counts.
 - ``unet``: the UNet stage at width 64: frames/s of training and the GPU busy share.
+- ``search`` (only when named; it needs a call of its own): ``search/run_search.py --profile full``
+  on this GPU, in processes of its own with Ray and Optuna from the bundle that
+  ``tests/bench/device_bundle.py`` makes and installs (this process still never imports them):
+  16 trials of up to 6 epochs, 8 at a time as their memory shares allow, on 96 drawn train videos,
+  FIFO by default (``--search-scheduler``) so that it also writes the learning-curve table
+  (``curves-160x240.parquet`` beside the JSON, for ``python -m search.replay``). Trials/hour, the
+  GPU's busy share while trials ran (NVML, twice a second), each trial's modelled peak against its
+  measured one, OOM errors, and whether the report was written. Past 7 minutes the search is
+  stopped with SIGTERM (it saves; the figures are of the trials so far).
 
 It writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
 ``results/device_suite.json``) after every part, and prints a short table per part. Past
@@ -70,7 +80,8 @@ from vidseg.train.loop import build_model, fit  # noqa: E402
 from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 
-PARTS = ("steps", "busy", "packing", "memory", "openstl", "unet")
+PARTS = ("steps", "busy", "packing", "memory", "openstl", "unet", "search")
+DEFAULT_PARTS = PARTS[:-1]  # search needs Ray and Optuna (tests/bench/device_bundle.py) and a call of its own
 FRAMES = 22
 
 # name: TrainConfig fields; the three step configs of the issue
@@ -507,6 +518,193 @@ class EncodedInputs(torch.nn.Module):
         return self.model(encode_inputs(masks, self.loss, dtype))
 
 
+# ----------------------------------------------------------------------------------------------
+# search: a real Ray Tune search with Optuna, in processes of its own (this one never imports Ray)
+
+SEARCH_NAME = "device-search"
+PROBE = "import json, optuna, ray; print(json.dumps({'ray': ray.__version__, 'ray_path': ray.__file__, 'optuna': optuna.__version__}))"
+
+
+class GpuSampler:
+    """The GPU's utilisation (NVML's share of time a kernel ran) and memory in use, twice a second,
+    in a thread; nothing where NVML is absent (the CPU dry run)."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float, float]] = []  # (time, busy fraction, GiB in use)
+        self.why_none: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception as err:  # no NVML: the figure stays empty, with why
+            self.why_none = f"no NVML ({type(err).__name__}: {err})"
+            return
+        while not self._stop.wait(interval_s):
+            busy = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100
+            used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / GIB
+            self.samples.append((time.time(), busy, used))
+
+    def __enter__(self) -> "GpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def busy_share(self, start: float, end: float) -> float | None:
+        inside = [busy for t, busy, _ in self.samples if start <= t <= end]
+        return statistics.mean(inside) if inside else None
+
+    def peak_used_gib(self) -> float | None:
+        return max((used for _, _, used in self.samples), default=None)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a stop
+            pass
+    return rows
+
+
+def search_trials(experiment: Path) -> list[dict]:
+    """Each trial folder's reports (Ray Tune's result.json) and error, reduced to what the part reports."""
+    import csv
+
+    board = {}
+    if (experiment / "leaderboard.csv").is_file():
+        with open(experiment / "leaderboard.csv", newline="") as f:
+            board = {row["trial_id"]: row for row in csv.DictReader(f)}
+    trials = []
+    for result in sorted(experiment.glob("*/result.json")):
+        reports = [r for r in _read_jsonl(result) if "epoch" in r]
+        error = next((p.read_text(errors="replace") for p in (result.parent / "error.txt",) if p.is_file()), "")
+        if not reports and not error:
+            continue
+        last = reports[-1] if reports else {}
+        trial_id = last.get("trial_id") or result.parent.name
+        peaks = [r["peak_memory_gb"] for r in reports if r.get("peak_memory_gb") is not None]
+        planned = last.get("planned_peak_gb")
+        start = last["timestamp"] - last["time_total_s"] if "time_total_s" in last else None
+        trials.append({
+            "trial": result.parent.name, "trial_id": trial_id, "status": board.get(trial_id, {}).get("status"),
+            "epochs": sum(1 for r in reports if r.get("val_iou") == r.get("val_iou")),  # NaN: an end without an epoch
+            "best_val_iou": max((r["val_iou"] for r in reports if r.get("val_iou") == r.get("val_iou")), default=None),
+            "gpu_share": last.get("gpu_share"), "planned_peak_gib": planned, "budget_gib": last.get("memory_budget_gb"),
+            "peak_gib": max(peaks) if peaks else None,
+            "peak_over_planned": max(peaks) / planned if peaks and planned else None,
+            "start": start, "end": last.get("timestamp"), "seconds": last.get("time_total_s"),
+            "oom": "out of memory" in error.lower() or "outofmemoryerror" in error.lower(),
+            "error": error.strip().splitlines()[-1][:300] if error.strip() else None,
+        })
+    return trials
+
+
+def part_search(ctx: dict) -> dict:
+    """``search/run_search.py`` on this machine's GPU: Ray Tune, Optuna's TPE, trials packed by their
+    memory shares, the report; then its figures from the trial folders and the GPU's samples."""
+    import shutil
+    import signal
+    import subprocess
+
+    plan = ctx["search"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "PYTHONUNBUFFERED": "1"}
+    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
+    if probe.returncode:
+        raise RuntimeError("Ray and Optuna do not import here: make the bundle with tests/bench/device_bundle.py, carry "
+                           f".device-wheels, and run its install step first ({probe.stderr.strip().splitlines()[-1:]})")
+    versions = json.loads(probe.stdout.strip().splitlines()[-1])
+    print(f"  Ray {versions['ray']} ({versions['ray_path']}), Optuna {versions['optuna']}", flush=True)
+    work = Path(ctx["tmp"]) / "search"
+    shards = write_shard_set(work / "shards", ctx["size"], plan["counts"], seed=3)
+    storage = work / "results"
+    command = [sys.executable, str(REPO / "search" / "run_search.py"), "--shards", str(shards), "--storage", str(storage),
+               "--name", SEARCH_NAME, "--profile", plan["profile"], "--scheduler", ctx["search_scheduler"],
+               "--num-samples", str(plan["num_samples"]), "--max-epochs", str(plan["max_epochs"]),
+               "--max-concurrent", str(plan["max_concurrent"]), "--seed", "0"]
+    print(f"  {' '.join(command[1:])}", flush=True)
+    timeout = max(30.0, min(plan["timeout"], ctx["deadline"] - time.perf_counter()))
+    log_path = work / "search.log"
+    started = time.time()
+    with GpuSampler() as gpu, open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
+                                   start_new_session=True)  # its Ray processes in its group, for a last resort
+        try:
+            code = process.wait(timeout=timeout)
+            cut = None
+        except subprocess.TimeoutExpired:  # stopped as SIGTERM stops it: saved, resumable
+            cut = f"stopped by SIGTERM after {timeout:.0f} s"
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                code = process.wait()
+    wall = time.time() - started
+    log_text = log_path.read_text(errors="replace")
+    experiment = storage / SEARCH_NAME
+    trials = search_trials(experiment)
+    ran = [t for t in trials if t["epochs"] and t["start"] is not None]
+    first = min((t["start"] for t in ran), default=started)
+    last = max((t["end"] for t in ran), default=time.time())
+    window = max(last - first, 1e-9)
+    shares = [t for t in ran if t["peak_over_planned"] is not None]
+    report = {
+        "command": " ".join(command[1:]), "exit_code": code, "cut": cut, "versions": versions,
+        "profile": plan["profile"], "scheduler": ctx["search_scheduler"], "counts": plan["counts"],
+        "search_wall_s": wall, "trials_window_s": window if ran else None,
+        "trials": len(trials), "trials_ran": len(ran), "epochs": sum(t["epochs"] for t in ran),
+        "trials_per_hour": len(ran) * 3600 / window if ran else None,
+        "epochs_per_hour": sum(t["epochs"] for t in ran) * 3600 / window if ran else None,
+        "gpu_busy_share": gpu.busy_share(first, last), "gpu_busy_share_search": gpu.busy_share(started, time.time()),
+        "gpu_peak_used_gib": gpu.peak_used_gib(), "gpu_samples": len(gpu.samples), "gpu_sampler": gpu.why_none,
+        "max_concurrent_seen": max_overlap(ran),
+        "max_peak_over_planned": max((t["peak_over_planned"] for t in shares), default=None),
+        "over_plan": sum(1 for t in shares if t["peak_over_planned"] > 1),
+        "oom": sum(1 for t in trials if t["oom"]), "errors": sorted({t["error"] for t in trials if t["error"]}),
+        "report_written": (experiment / "report.md").is_file(), "leaderboard": (experiment / "leaderboard.csv").is_file(),
+        "best_val_iou": max((t["best_val_iou"] for t in ran if t["best_val_iou"] is not None), default=None),
+        "rows": trials, "log_tail": log_text[-3000:],
+    }
+    curves = experiment / "curves.parquet"
+    if curves.is_file():  # the learning-curve table, for python -m search.replay (kept out of git)
+        table = ctx["out"].parent / f"curves-{ctx['size'][0]}x{ctx['size'][1]}.parquet"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curves, table.with_suffix(".tmp"))
+        table.with_suffix(".tmp").replace(table)
+        report["curves"] = str(table)
+    print(f"  exit {code}{f' ({cut})' if cut else ''} after {wall:.0f} s; {len(ran)} trials ran "
+          f"({report['epochs']} epochs, up to {report['max_concurrent_seen']} at once): "
+          f"{_fmt(report['trials_per_hour'])} trials/h; GPU busy {_fmt(report['gpu_busy_share'], '.1%')}; "
+          f"peak/planned up to {_fmt(report['max_peak_over_planned'], '.2f')} ({report['over_plan']} over); "
+          f"{report['oom']} OOM; report.md {'written' if report['report_written'] else 'MISSING'}", flush=True)
+    if code not in (0, 143) or (code == 0 and not report["report_written"]):
+        report["error"] = (f"the search ended with exit {code}{', no report.md' if not report['report_written'] else ''}: "
+                           + " | ".join(log_text.strip().splitlines()[-3:]))
+    return report
+
+
+def max_overlap(trials: list[dict]) -> int:
+    """The most trials whose runs overlapped in time."""
+    events = sorted([(t["start"], 1) for t in trials] + [(t["end"], -1) for t in trials], key=lambda e: (e[0], e[1]))
+    most = running = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
 def part_unet(ctx: dict) -> dict:
     from vidseg.segment.train import UNetConfig, train_unet
 
@@ -539,21 +737,30 @@ def context(args: argparse.Namespace) -> dict:
                 "memory_configs": [{**c, "batch_size": 2} for c in MEMORY_CONFIGS[:2]],
                 "shard_counts": {"train": 4, "val": 2}, "packing": (1, 2), "packing_epochs": 1,
                 "unet_counts": {"train": 2, "val": 1}, "unet_width": 4, "unet_size": (80, 120), "unet_epochs": 1,
-                "unet_batch": 4, "unet_crop": (48, 64), "unet_workers": 0, "openstl": args.openstl}
+                "unet_batch": 4, "unet_crop": (48, 64), "unet_workers": 0, "openstl": args.openstl,
+                "search": {"profile": "smoke", "counts": {"train": 4, "val": 2, "hidden": 2}, "num_samples": 2,
+                           "max_epochs": 2, "max_concurrent": 2, "timeout": 300}}
     return {"device": device, "size": (160, 240), "batch": 8, "warmup": 3, "steps": 10,
             "compile": {"small 2/4/16/64 g2"}, "packing_timeout": 240,
             "step_configs": STEP_CONFIGS, "small": "small 2/4/16/64 g2", "memory_configs": list(MEMORY_CONFIGS),
             "shard_counts": {"train": 96, "val": 32}, "packing": (1, 2, 4, 8), "packing_epochs": 2,
             "unet_counts": {"train": 24, "val": 4}, "unet_width": 64, "unet_size": (160, 240), "unet_epochs": 2,
             "unet_batch": 16, "unet_crop": (96, 128), "unet_workers": min(8, os.cpu_count() or 1),
-            "openstl": args.openstl}
+            "openstl": args.openstl,
+            # about 6 minutes: 16 trials of the full space, 8 at a time by their memory shares
+            "search": {"profile": "full", "counts": {"train": 96, "val": 32, "hidden": 8}, "num_samples": 16,
+                       "max_epochs": 6, "max_concurrent": 8, "timeout": 420}}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python tests/bench/device_suite.py", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="every part at toy size on the CPU (no GPU needed)")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)} (default: all but search)")
+    parser.add_argument("--search-scheduler", choices=("fifo", "asha"), default="fifo",
+                        help="search: fifo (the default) runs every trial to the end and so also writes the "
+                             "learning-curve table for python -m search.replay; asha stops trials early")
     parser.add_argument("--openstl", default=None, help="a copy of github.com/chengtan9907/OpenSTL, for the openstl part")
     parser.add_argument("--compile", action="store_true", help="with --dry-run: also the torch.compile variant (slow on CPU)")
     parser.add_argument("--deadline", type=float, default=450.0,
@@ -574,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ctx = context(args)
     ctx["deadline"] = time.perf_counter() + args.deadline
+    ctx["search_scheduler"], ctx["out"] = args.search_scheduler, args.out
     device = ctx["device"]
     machine = (f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB"
                if device.type == "cuda" else f"CPU ({platform.machine()}, {os.cpu_count()} cores, bf16 "
@@ -583,9 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device suite on {machine}, torch {torch.__version__}; {ctx['size'][0]}x{ctx['size'][1]}", flush=True)
     started = time.perf_counter()
     functions = {"steps": part_steps, "busy": part_busy, "packing": part_packing, "memory": part_memory,
-                 "openstl": part_openstl, "unet": part_unet}
+                 "openstl": part_openstl, "unet": part_unet, "search": part_search}
     failed = []
     with tempfile.TemporaryDirectory(prefix="device_suite_") as tmp:
+        ctx["tmp"] = tmp
         ctx["shards"] = write_shard_set(Path(tmp) / "shards", ctx["size"], ctx["shard_counts"])
         for part in parts:
             print(f"[{part}]", flush=True)
@@ -596,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
             part_started = time.perf_counter()
             try:
                 report["parts"][part] = functions[part](ctx)
+                if "error" in report["parts"][part]:  # measured, but failed: the figures stay beside the error
+                    failed.append(part)
             except Exception as err:  # one broken part must not cost the others their device time
                 traceback.print_exc()
                 report["parts"][part] = {"error": f"{type(err).__name__}: {err}"}

@@ -1,0 +1,407 @@
+"""Ray and Optuna for the device machine: a bundle of wheels that installs there with no network.
+
+    python tests/bench/device_bundle.py                    # here: download, strip, check -> .device-wheels/
+    python3 tests/bench/device_bundle.py install           # there: pip --no-index into /tmp/site, then check
+
+The GPU machine that runs ``tests/bench/device_suite.py`` has torch, numpy, pyarrow, pandas and
+more, but neither Ray nor Optuna, reaches no registry, and takes at most 64 MiB of files a call,
+the repository included. This script makes what its ``search`` part needs:
+
+- **build** (the default, here): downloads from the registries the wheels of ``ray[tune]`` and
+  ``optuna`` at the versions installed here (what the tests ran), for the device's Python
+  (``--python-version``, 3.12) on manylinux x86_64, and the wheels of every requirement of theirs,
+  followed to the end, that the device lacks (``DEVICE_HAS``, read off the machine's image); the
+  versions installed here where they satisfy the requirement. Ray's wheel (79 MB) is stripped of
+  what a headless search on one machine never loads (``STRIP``: Java workers, the dashboard's web
+  front end, RLlib, Serve and Ray's LLM library) and re-zipped at the highest compression. It
+  checks that the bundle and the working tree that travels with it fit in one call, and writes
+  ``bundle.json`` (each wheel, its size, what was stripped, what the device already has).
+- **build --from-installed**: the same closure, strip and check, but the wheels are made from the
+  distributions installed here (their RECORD), for this machine's Python, with no network: the
+  test suite's dry run.
+- **install** (on the device): ``pip install --no-index --no-deps --target DIR`` of the bundle,
+  then, in a fresh interpreter with ``DIR`` on ``PYTHONPATH``, imports Ray Tune and Optuna, checks
+  that they came from ``DIR`` and that every bundled distribution's requirements are met by what
+  the interpreter sees. Then ``export PYTHONPATH=DIR`` (the device suite's ``search`` part runs
+  ``search/run_search.py`` with it).
+
+The bundle folder is git-ignored: a device call carries it (``carry=[".device-wheels"]``). Bad
+input (no bundle, a wheel that is not one) is one line and exit 2; a bundle that does not fit, a
+failed install or a failed check, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import importlib.metadata as metadata
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / ".device-wheels"
+DEFAULT_TARGET = "/tmp/site"
+MIB = 1 << 20
+CALL_LIMIT_MIB = 64  # what travels with one device call: the working tree and the carried paths
+ROOTS = ("ray[tune]", "optuna")  # what the search needs beside what the device has
+
+# The device's Python packages (the 'cuda' image, as read on 2026-11-17: the device tool's KINDS.md),
+# canonical names. Versions are not listed there; ``install`` checks each requirement on the machine.
+DEVICE_HAS = frozenset(canonicalize_name(name) for name in """
+absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
+charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core cuda-pathfinder
+cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers flax fonttools
+formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize hypothesis idna
+imageio interface-meta iniconfig jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver
+lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown markdown-it-py markupsafe
+matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals
+networkx ninja numba numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime
+nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13
+nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript
+opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec patsy peft
+pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments
+pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist
+python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
+scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six sortedcontainers
+statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm
+tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
+triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
+""".split())
+
+# What a search on one machine never loads, by member path of Ray's wheel, and why. The search
+# runs Ray's core (raylet, GCS, the runtime-env agent, whose vendored aiohttp stays), Tune, Train's
+# session API and Ray Data's imports; a test runs a real Tune search with Optuna from the stripped
+# bundle alone.
+STRIP = (
+    ("ray/jars/", "Java workers (32 MB of the 79 MB)"),
+    ("ray/dashboard/client/", "the dashboard's web front end (the search runs headless)"),
+    ("ray/rllib/", "RLlib, reinforcement learning"),
+    ("ray/serve/", "Ray Serve, model serving"),
+    ("ray/llm/", "Ray's LLM library"),
+)
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux1_x86_64")
+
+
+class BadInput(Exception):
+    """One line for the user; exit 2."""
+
+
+def stripped(member: str) -> bool:
+    return any(member.startswith(prefix) for prefix, _ in STRIP)
+
+
+def target_environment(python_version: str) -> dict[str, str]:
+    """The marker environment of the device's interpreter: CPython ``python_version`` on Linux x86_64."""
+    env = default_environment()
+    major_minor = ".".join(python_version.split(".")[:2])
+    full = python_version if python_version.count(".") >= 2 else f"{major_minor}.0"
+    env.update(python_version=major_minor, python_full_version=full, implementation_name="cpython",
+               implementation_version=full, platform_python_implementation="CPython", sys_platform="linux",
+               platform_system="Linux", platform_machine="x86_64", os_name="posix")
+    return env
+
+
+def wheel_requirements(wheel: Path) -> list[Requirement]:
+    """A wheel's ``Requires-Dist``, every one."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
+        text = z.read(name).decode()
+    return [Requirement(line.split(":", 1)[1].strip()) for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def applies(req: Requirement, extras: Iterable[str], env: dict[str, str]) -> bool:
+    """Whether a requirement applies under ``env`` for any of ``extras`` ("" for the distribution itself)."""
+    return req.marker is None and "" in extras or req.marker is not None and any(
+        req.marker.evaluate({**env, "extra": extra}) for extra in extras)
+
+
+def pinned(req: Requirement) -> str:
+    """The requirement as a pip argument, pinned to the version installed here where that satisfies it
+    (the device then runs what the tests here ran)."""
+    try:
+        here = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        here = None
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    if here is not None and req.specifier.contains(Version(here), prereleases=True):
+        return f"{req.name}{extras}=={here}"
+    return f"{req.name}{extras}{req.specifier}"
+
+
+# ----------------------------------------------------------------------------------------------
+# making wheels
+
+
+def download_wheel(spec: str, out: Path, python_version: str) -> Path:
+    """``pip download`` one wheel, without its requirements, for the device's interpreter."""
+    before = set(out.glob("*.whl"))
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+               python_version, "--implementation", "cp", *(f"--platform={p}" for p in PLATFORMS), "-d", str(out), spec]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"pip download {spec} failed: {done.stderr.strip().splitlines()[-1:]}")
+    name = canonicalize_name(Requirement(spec).name)
+    for path in set(out.glob("*.whl")) - before or out.glob("*.whl"):
+        if canonicalize_name(parse_wheel_filename(path.name)[0]) == name:
+            return path
+    raise RuntimeError(f"pip download {spec} left no wheel of {name} in {out}")
+
+
+def _record_line(name: str, data: bytes) -> list[str]:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return [name, f"sha256={digest}", str(len(data))]
+
+
+def _write_wheel(path: Path, members: Iterable[tuple[str, int, Callable[[], bytes]]], dist_info: str) -> None:
+    """A wheel of ``members`` (name, Unix mode, reader), modes kept (Ray's binaries must stay
+    executable), with a RECORD written anew, at the highest compression."""
+    record_name = f"{dist_info}/RECORD"
+    rows = []
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for name, mode, read in members:
+            if name == record_name:
+                continue
+            data = read()
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (mode & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data, compresslevel=9)
+            rows.append(_record_line(name, data))
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([*rows, [record_name, "", ""]])
+        z.writestr(record_name, text.getvalue())
+    tmp.replace(path)
+
+
+def strip_wheel(wheel: Path) -> int:
+    """Rewrite ``wheel`` without the ``STRIP`` members (its RECORD with them); the bytes it lost."""
+    before = wheel.stat().st_size
+    with zipfile.ZipFile(wheel) as z:
+        dist_info = next(n.split("/")[0] for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+        members = [(info.filename, (info.external_attr >> 16) or 0o100644, lambda info=info: z.read(info))
+                   for info in z.infolist() if not info.is_dir() and not stripped(info.filename)]
+        _write_wheel(wheel, members, dist_info)
+    return before - wheel.stat().st_size
+
+
+def wheel_from_installed(name: str, out: Path, strip: bool) -> Path:
+    """A wheel of the distribution ``name`` as installed here, from its RECORD (bytecode and files
+    outside site-packages, such as console scripts, left out)."""
+    dist = metadata.distribution(name)
+    record = next((f for f in dist.files or () if f.name == "RECORD" and f.parent.name.endswith(".dist-info")), None)
+    if record is None:
+        raise RuntimeError(f"{name} is installed here without a RECORD: no wheel can be made of it")
+    root, info_dir = Path(dist.locate_file("")), Path(record.parent.as_posix())
+    tag = next(line.split(":", 1)[1].strip() for line in dist.read_text("WHEEL").splitlines() if line.startswith("Tag:"))
+    wheel = out / f"{re.sub(r'[-_.]+', '_', dist.metadata['Name'])}-{dist.version}-{tag}.whl"
+    members = []
+    for file in dist.files or ():
+        relative = file.as_posix()
+        if relative.startswith("..") or "__pycache__" in relative or relative.endswith(".pyc"):
+            continue
+        if strip and stripped(relative):
+            continue
+        path = root / relative
+        if path.is_file():
+            members.append((relative, path.stat().st_mode, path.read_bytes))
+    _write_wheel(wheel, members, info_dir.as_posix())
+    return wheel
+
+
+# ----------------------------------------------------------------------------------------------
+# build
+
+
+@dataclass
+class Bundled:
+    name: str
+    version: str
+    wheel: Path
+    stripped_bytes: int = 0
+
+
+def travelling_bytes(repo: Path = REPO) -> int:
+    """The working tree that travels with a device call: tracked files and untracked ones git does not ignore."""
+    done = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                          capture_output=True, check=True)
+    return sum((repo / name).stat().st_size for name in done.stdout.decode().split("\0")
+               if name and (repo / name).is_file())
+
+
+def build(out: Path, python_version: str, from_installed: bool, say: Callable[[str], None] = print) -> dict:
+    """The bundle in ``out``: the closure of ``ROOTS`` less ``DEVICE_HAS``, Ray stripped. Returns its manifest."""
+    env = target_environment(python_version)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    bundled: dict[str, Bundled] = {}
+    on_device: set[str] = set()
+    queue = [Requirement(root) for root in ROOTS]
+    followed: dict[str, set[str]] = {}  # the extras whose requirements are queued ("": the plain ones)
+    try:
+        while queue:
+            req = queue.pop(0)
+            name = canonicalize_name(req.name)
+            if name in DEVICE_HAS:
+                on_device.add(name)
+                continue
+            if name not in bundled:
+                if from_installed:
+                    wheel, lost = wheel_from_installed(req.name, staging, strip=name == "ray"), 0
+                else:
+                    wheel = download_wheel(pinned(req), staging, python_version)
+                    lost = strip_wheel(wheel) if name == "ray" else 0
+                version = str(parse_wheel_filename(wheel.name)[1])
+                bundled[name] = Bundled(name, version, wheel, lost)
+                say(f"  {name} {version}: {wheel.stat().st_size / MIB:.1f} MiB"
+                    + (f" (stripped {lost / MIB:.1f} MiB)" if lost else ""))
+            todo = ({""} | set(req.extras)) - followed.setdefault(name, set())
+            followed[name] |= todo
+            queue += [dep for dep in wheel_requirements(bundled[name].wheel) if applies(dep, todo, env)]
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    wheels = sorted(bundled.values(), key=lambda b: b.name)
+    bundle_bytes = sum((out / b.wheel.name).stat().st_size for b in wheels)
+    tree = travelling_bytes()
+    manifest = {
+        "python": python_version, "from_installed": from_installed,
+        "wheels": [{"name": b.name, "version": b.version, "file": b.wheel.name,
+                    "bytes": (out / b.wheel.name).stat().st_size, "stripped_bytes": b.stripped_bytes} for b in wheels],
+        "stripped": [{"path": prefix, "why": why} for prefix, why in STRIP],
+        "on_device": sorted(on_device), "bundle_bytes": bundle_bytes, "working_tree_bytes": tree,
+        "fits_one_call": bundle_bytes + tree <= CALL_LIMIT_MIB * MIB,
+    }
+    (out / "bundle.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# install, on the device
+
+CHECK = r"""
+import importlib.metadata as md, json, sys
+from pathlib import Path
+from packaging.requirements import Requirement
+from packaging.markers import default_environment
+target, names = Path(sys.argv[1]).resolve(), json.loads(sys.argv[2])
+import ray, optuna, ray.tune
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.schedulers import ASHAScheduler
+problems = [f"{m.__name__} imported from {m.__file__}, not from {target}" for m in (ray, optuna)
+            if target not in Path(m.__file__).resolve().parents]
+env = default_environment()
+for name, extras in names.items():
+    for line in md.requires(name) or ():
+        req = Requirement(line)
+        if req.marker is not None and not any(req.marker.evaluate({**env, "extra": e}) for e in ["", *extras]):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            problems.append(f"{name} needs {req}, which is missing"); continue
+        if not req.specifier.contains(have, prereleases=True):
+            problems.append(f"{name} needs {req}, but {req.name} {have} is installed")
+print(json.dumps({"ray": ray.__version__, "optuna": optuna.__version__, "problems": problems}))
+"""
+
+
+def install(wheels: Path, target: Path, say: Callable[[str], None] = print) -> dict:
+    """Install the bundle into ``target`` with no index, then check it in a fresh interpreter."""
+    if not wheels.is_dir():
+        raise BadInput(f"{wheels}: no bundle there (make one with: python tests/bench/device_bundle.py)")
+    files = sorted(wheels.glob("*.whl"))
+    if not files:
+        raise BadInput(f"{wheels}: no wheels in the bundle (make one with: python tests/bench/device_bundle.py)")
+    for path in files:
+        if not zipfile.is_zipfile(path):
+            raise BadInput(f"{path}: not a wheel (not a zip file)")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                           "--no-cache-dir", "--upgrade", "--target", str(target), *map(str, files)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"pip install --no-index failed: {(done.stderr or done.stdout).strip()[-2000:]}")
+    names = {parse_wheel_filename(p.name)[0]: (["tune"] if canonicalize_name(parse_wheel_filename(p.name)[0]) == "ray"
+                                               else []) for p in files}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    check = subprocess.run([sys.executable, "-c", CHECK, str(target), json.dumps(names)], capture_output=True,
+                           text=True, env=env)
+    if check.returncode:
+        raise RuntimeError(f"importing Ray Tune and Optuna from {target} failed: {check.stderr.strip()[-2000:]}")
+    result = json.loads(check.stdout.strip().splitlines()[-1])
+    if result["problems"]:
+        raise RuntimeError("; ".join(result["problems"]))
+    say(f"installed {len(files)} wheels into {target}: Ray {result['ray']}, Optuna {result['optuna']}; "
+        f"every requirement met. Now: export PYTHONPATH={target}")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tests/bench/device_bundle.py", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", nargs="?", choices=("build", "install"), default="build",
+                        help="build (here, the default) or install (on the device)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the bundle's folder (default {DEFAULT_OUT})")
+    parser.add_argument("--python-version", default="3.12",
+                        help="build: the device's Python, whose wheels are fetched (default 3.12)")
+    parser.add_argument("--from-installed", action="store_true",
+                        help="build: make the wheels from the distributions installed here, for this Python, "
+                             "with no network (the test suite's dry run)")
+    parser.add_argument("--target", type=Path, default=Path(DEFAULT_TARGET),
+                        help=f"install: where the bundle goes (default {DEFAULT_TARGET})")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "install":
+            install(args.out, args.target)
+            return 0
+        version = f"{sys.version_info.major}.{sys.version_info.minor}" if args.from_installed else args.python_version
+        if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
+            raise BadInput(f"--python-version {version!r}: expected a CPython version such as 3.12")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"bundle of {', '.join(ROOTS)} for CPython {version} on Linux x86_64 "
+              f"({'from the distributions installed here' if args.from_installed else 'from the registries'}):")
+        manifest = build(args.out, version, args.from_installed)
+    except BadInput as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    total = manifest["bundle_bytes"] + manifest["working_tree_bytes"]
+    print(f"{len(manifest['wheels'])} wheels, {manifest['bundle_bytes'] / MIB:.1f} MiB, in {args.out}; with the working "
+          f"tree ({manifest['working_tree_bytes'] / MIB:.1f} MiB) {total / MIB:.1f} MiB of the {CALL_LIMIT_MIB} MiB a "
+          f"device call carries; the device already has {len(manifest['on_device'])} of their requirements")
+    if not manifest["fits_one_call"]:
+        print(f"error: the bundle and the working tree are {total / MIB:.1f} MiB, over the {CALL_LIMIT_MIB} MiB a device "
+              f"call carries", file=sys.stderr)
+        return 1
+    print(f"on the device: run(carry=['{os.path.relpath(args.out, REPO)}'], command='python3 tests/bench/device_bundle.py "
+          f"install && PYTHONPATH={DEFAULT_TARGET} python3 tests/bench/device_suite.py --parts search')")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
