@@ -95,8 +95,9 @@ FAST_DEFAULTS: dict[str, dict[str, bool]] = {
     # the full frame size, ms per step: small 2/4/16/64 g2 fp32 98.7, fp32+TF32 59.8, bf16 52.7, bf16+channels_last 63.6;
     # paper CE 4/8/64/256 fp32 490, TF32 184, bf16 136, channels_last 172; gSTA 4/8/64/256 fp32 226, TF32 118,
     # bf16 104, channels_last 117. TF32 wins everywhere (it speeds what autocast leaves in fp32);
-    # channels_last loses everywhere; torch.compile failed in Inductor's backward (convolution_backward
-    # given the int64 input), so it stays off.
+    # channels_last loses everywhere; torch.compile of the whole model failed in Inductor's backward
+    # (convolution_backward given the int64 input), so it stays off until the device suite measures the
+    # compile fit now does (SimVP alone, the integer encoding eager: vidseg.train.model.compile_core).
     "cuda": {"channels_last": False, "compile": False, "tf32": True},
 }
 

@@ -77,6 +77,7 @@ from vidseg.data.shards import sha256_file, write_manifest, write_shard  # noqa:
 from vidseg.train.config import TrainConfig  # noqa: E402
 from vidseg.task import INPUT_FRAMES  # noqa: E402
 from vidseg.train.loop import build_model, fit  # noqa: E402
+from vidseg.train.model import compile_core  # noqa: E402
 from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 
@@ -208,7 +209,7 @@ def time_steps(model: torch.nn.Module, config: TrainConfig, size: tuple[int, int
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    step_model = torch.compile(model) if compile_model else model
+    step_model = compile_core(model) if compile_model else model  # as fit compiles it
     masks = torch.from_numpy(draw_videos(batch, size, 1)).to(device)
     dtype = bf16_dtype(device, amp)
     model.train()

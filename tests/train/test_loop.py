@@ -15,7 +15,7 @@ from vidseg.data.shards import ShardSet
 from vidseg.metrics import jaccard_index
 from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
 from vidseg.accel import bf16_dtype, cpu_has_bf16, finite_check_steps
-from vidseg.train.loop import MaskTable, _train_arrays
+from vidseg.train.loop import MaskTable, _set_up, _train_arrays
 from vidseg.train.memory import data_bytes
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
@@ -238,3 +238,33 @@ def test_help_gives_every_flag_a_sentence_and_every_choice_flag_its_choices(caps
     assert "--translator {incep,gsta}" in text and "--channels-last {true,false,none}" in text
     args = parser.parse_args(["--shards", "S", "--channels-last", "none", "--stem-stride", "2", "--loss", "ce"])
     assert (args.channels_last, args.stem_stride, args.loss) == (None, 2, "ce")  # "none" is the field's None
+
+
+def test_compile_runs_simvp_compiled_as_eager_and_keeps_checkpoint_keys(tiny_shards):
+    """``compile``: SimVP, the float core, runs under torch.compile, in place (the integer masks'
+    encoding stays eager): the same outputs and gradients as eager, the same state_dict keys (so an
+    uncompiled model loads its checkpoints), and fit's model is compiled so."""
+    import copy
+
+    import torch._dynamo
+
+    from vidseg.train.model import compile_core
+
+    config = TrainConfig(epochs=1, amp=False, compile=True, **TINY)
+    torch.manual_seed(0)
+    eager = build_model(config, *SHARD_SIZE)
+    compiled = compile_core(copy.deepcopy(eager))
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    masks = torch.randint(0, 49, (2, 11, *SHARD_SIZE))
+    torch._dynamo.utils.counters.clear()
+    outputs = []
+    for model in (eager, compiled):
+        output = model(masks)
+        output.float().square().mean().backward()
+        outputs.append((output.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # dynamo really compiled SimVP
+    assert torch.allclose(outputs[0][0], outputs[1][0], atol=1e-5)
+    assert all(torch.allclose(outputs[0][1][k], outputs[1][1][k], atol=1e-5, rtol=1e-4) for k in outputs[0][1])
+    run = _set_up(config, ShardSet.open(tiny_shards))  # fit's model: SimVP compiled in place (compiling is lazy)
+    assert run.step_model is run.model and run.model.simvp._compiled_call_impl is not None
+    assert _set_up(TrainConfig(compile=False, **TINY), ShardSet.open(tiny_shards)).model.simvp._compiled_call_impl is None

@@ -27,7 +27,7 @@ from vidseg.task import INPUT_FRAMES
 from vidseg.train.config import TrainConfig
 from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
-from vidseg.train.model import build_model
+from vidseg.train.model import build_model, compile_core
 
 __all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
 
@@ -281,7 +281,7 @@ def _set_up(config: TrainConfig, shards: ShardSet) -> _Run:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if speed["compile"]:
         torch._dynamo.reset()  # a process that ran other trials must not hit dynamo's recompile limit
-    step_model = torch.compile(model) if speed["compile"] else model
+    step_model = compile_core(model) if speed["compile"] else model  # SimVP compiled, in place
     dtype = bf16_dtype(device, config.amp)  # mse too: its readout (fp32_readout) and loss stay in fp32
     return _Run(config, shards, device, dtype, config.micro_batch_size or config.batch_size, model, step_model,
                 optimizer, scheduler, budget)

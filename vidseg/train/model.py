@@ -31,7 +31,7 @@ from vidseg.models.simvp import encoder_scale
 from vidseg.train.config import TrainConfig
 from vidseg.train.codec import class_probabilities, encode_inputs, predict_masks
 
-__all__ = ["MaskPredictor", "build_model", "SKIP_LOGIT"]
+__all__ = ["MaskPredictor", "build_model", "compile_core", "SKIP_LOGIT"]
 
 SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
 
@@ -140,3 +140,15 @@ class MaskPredictor(nn.Module):
 def build_model(config: TrainConfig, height: int, width: int) -> MaskPredictor:
     """The trial's model for masks of (height, width); raises ValueError where SimVP cannot be built."""
     return MaskPredictor(config, height, width)
+
+
+def compile_core(model: MaskPredictor) -> MaskPredictor:
+    """``torch.compile`` SimVP, the model's float core, in place, and return the model.
+
+    The integer masks' encoding, the stem's padding and the last-frame skip stay eager: compiled
+    whole, the model's backward under Inductor (torch 2.11, CUDA) handed ``convolution_backward``
+    the int64 masks and failed. Compiled in place, the model keeps its ``state_dict`` keys (its
+    checkpoints load into a model that is not compiled), and the autoregressive ``step`` runs
+    compiled too (``torch.compile(model)`` compiles ``forward`` only)."""
+    model.simvp.compile()
+    return model
