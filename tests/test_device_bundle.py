@@ -135,3 +135,6 @@ def test_bundle_carries_a_real_search_with_ray_and_optuna_blocked_in_the_suite(b
     assert part["oom"] == 0 and not part["errors"]
     assert part["gpu_busy_share"] is None and part["gpu_sampler"]  # no GPU here, and it says why
     assert Path(part["curves"]).is_file() and Path(part["curves"]).parent == out.parent  # the FIFO table comes back
+    replay = run_cli("-m", "search.replay", part["curves"], "--seeds", "2", "--scheduler", "asha", "--grace-period", "1",
+                     "--reduction-factor", "2")  # and search.replay reads it, alone
+    assert replay.returncode == 0 and "2 configurations x 2 epochs" in replay.stdout, replay.stderr

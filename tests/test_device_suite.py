@@ -55,6 +55,8 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys):
     result = run_main(main, "--dry-run", "--openstl", str(tmp_path), capsys=capsys)
     assert result.returncode == 2 and "not a copy of OpenSTL" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    result = run_main(main, "--dry-run", "--variants", "bf16,fp16", capsys=capsys)
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: unknown variant(s) fp16; valid: fp32,")
 
 
 def test_search_figures_from_trial_folders(tmp_path):

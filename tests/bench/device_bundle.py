@@ -398,8 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the bundle and the working tree are {total / MIB:.1f} MiB, over the {CALL_LIMIT_MIB} MiB a device "
               f"call carries", file=sys.stderr)
         return 1
-    print(f"on the device: run(carry=['{os.path.relpath(args.out, REPO)}'], command='python3 tests/bench/device_bundle.py "
-          f"install && PYTHONPATH={DEFAULT_TARGET} python3 tests/bench/device_suite.py --parts search')")
+    if args.out.resolve().is_relative_to(REPO):  # what a device call carries
+        folder = args.out.resolve().relative_to(REPO)
+        print(f"on the device: run(carry=['{folder}'], command='python3 tests/bench/device_bundle.py install --out {folder} "
+              f"&& PYTHONPATH={DEFAULT_TARGET} python3 tests/bench/device_suite.py --parts search')")
     return 0
 
 

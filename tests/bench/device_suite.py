@@ -4,7 +4,8 @@
     python tests/bench/device_suite.py --openstl third_party/OpenSTL   # plus OpenSTL's SimVP beside ours
     python tests/bench/device_suite.py --dry-run                # every part at toy size on the CPU (a test runs it)
     python tests/bench/device_suite.py --parts steps,memory     # some parts only
-    python3 tests/bench/device_bundle.py install && PYTHONPATH=/tmp/site python3 tests/bench/device_suite.py --parts search
+    python3 tests/bench/device_bundle.py install && PYTHONPATH=/tmp/site \
+        python3 tests/bench/device_suite.py --parts steps,search --variants "bf16,bf16 + compile" --deadline 540
 
 It runs on a bare CUDA machine: it imports only ``vidseg`` (never Ray, Optuna or pybullet),
 needs no install (it puts the repository on ``sys.path``; ``pip install --no-deps -e .`` works
@@ -39,7 +40,7 @@ Parts (all at 160x240 on a GPU):
   FIFO by default (``--search-scheduler``) so that it also writes the learning-curve table
   (``curves-160x240.parquet`` beside the JSON, for ``python -m search.replay``). Trials/hour, the
   GPU's busy share while trials ran (NVML, twice a second), each trial's modelled peak against its
-  measured one, OOM errors, and whether the report was written. Past 7 minutes the search is
+  measured one, OOM errors, and whether the report was written. Past 6 minutes the search is
   stopped with SIGTERM (it saves; the figures are of the trials so far).
 
 It writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
@@ -254,6 +255,8 @@ def part_steps(ctx: dict) -> dict:
     for name, fields in ctx["step_configs"].items():
         config = TrainConfig(**fields, batch_size=batch)
         for variant, amp, channels_last, compile_model, tf32 in VARIANTS:
+            if variant not in ctx["variants"]:
+                continue
             if amp and bf16_dtype(device, True) is None:
                 continue  # no native bf16 on this CPU
             if tf32 and device.type != "cuda":
@@ -282,17 +285,18 @@ def part_steps(ctx: dict) -> dict:
     return {"rows": rows, "recommended_defaults": recommend(rows)}
 
 
-def recommend(rows: list[dict]) -> dict[str, bool]:
-    """A speed setting becomes the device's default only where it is faster on every config measured."""
+def recommend(rows: list[dict]) -> dict[str, bool | None]:
+    """A speed setting becomes the device's default only where it is faster on every config measured;
+    None where it was not measured against its base (``--variants`` left one out)."""
     def ms(config: str, variant: str) -> float | None:
         return next((r.get("ms_per_step") for r in rows if r["config"] == config and r["variant"] == variant), None)
 
     configs = sorted({r["config"] for r in rows})
 
-    def faster(variant: str, base: str) -> bool:
+    def faster(variant: str, base: str) -> bool | None:
         pairs = [(ms(c, variant), ms(c, base)) for c in configs]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        return bool(pairs) and all(a < b for a, b in pairs)
+        return all(a < b for a, b in pairs) if pairs else None
 
     return {"channels_last": faster("bf16 + channels_last", "bf16"), "compile": faster("bf16 + compile", "bf16"),
             "tf32": faster("fp32 + tf32", "fp32")}
@@ -750,7 +754,7 @@ def context(args: argparse.Namespace) -> dict:
             "openstl": args.openstl,
             # about 6 minutes: 16 trials of the full space, 8 at a time by their memory shares
             "search": {"profile": "full", "counts": {"train": 96, "val": 32, "hidden": 8}, "num_samples": 16,
-                       "max_epochs": 6, "max_concurrent": 8, "timeout": 420}}
+                       "max_epochs": 6, "max_concurrent": 8, "timeout": 360}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -759,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="every part at toy size on the CPU (no GPU needed)")
     parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                         help=f"comma-separated, of {', '.join(PARTS)} (default: all but search)")
+    parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
+                        help=f"steps: comma-separated, of {', '.join(v[0] for v in VARIANTS)} (default: all)")
     parser.add_argument("--search-scheduler", choices=("fifo", "asha"), default="fifo",
                         help="search: fifo (the default) runs every trial to the end and so also writes the "
                              "learning-curve table for python -m search.replay; asha stops trials early")
@@ -774,6 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}", file=sys.stderr)
         return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - {v[0] for v in VARIANTS})
+    if unknown:
+        print(f"error: unknown variant(s) {', '.join(unknown)}; valid: {', '.join(v[0] for v in VARIANTS)}", file=sys.stderr)
+        return 2
     if not args.dry_run and not torch.cuda.is_available():
         print("error: no CUDA device here; --dry-run runs every part on the CPU at toy size", file=sys.stderr)
         return 2
@@ -782,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ctx = context(args)
     ctx["deadline"] = time.perf_counter() + args.deadline
-    ctx["search_scheduler"], ctx["out"] = args.search_scheduler, args.out
+    ctx["search_scheduler"], ctx["out"], ctx["variants"] = args.search_scheduler, args.out, set(variants)
     device = ctx["device"]
     machine = (f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB"
                if device.type == "cuda" else f"CPU ({platform.machine()}, {os.cpu_count()} cores, bf16 "
