@@ -97,6 +97,11 @@ def test_bad_input_is_one_line_and_exit_2(bundle, tmp_path, capsys):
     result = run_main(main, "--python-version", "twelve", "--out", str(tmp_path / "b"), capsys=capsys)
     assert result.returncode == 2 and "--python-version 'twelve'" in result.stderr
     assert not (tmp_path / "t").exists() and not (tmp_path / "b").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")  # a folder that is not a bundle is never replaced
+    result = run_main(main, "--from-installed", "--out", str(tmp_path / "mine"), capsys=capsys)
+    assert result.returncode == 2 and "exists and is not a bundle" in result.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 @RAY

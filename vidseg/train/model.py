@@ -146,7 +146,7 @@ def compile_core(model: MaskPredictor) -> MaskPredictor:
     """``torch.compile`` SimVP, the model's float core, in place, and return the model.
 
     The integer masks' encoding, the stem's padding and the last-frame skip stay eager: compiled
-    whole, the model's backward under Inductor (torch 2.11, CUDA) handed ``convolution_backward``
+    whole, the model's backward under Inductor (the device's torch, CUDA) handed ``convolution_backward``
     the int64 masks and failed. Compiled in place, the model keeps its ``state_dict`` keys (its
     checkpoints load into a model that is not compiled), and the autoregressive ``step`` runs
     compiled too (``torch.compile(model)`` compiles ``forward`` only)."""
