@@ -36,9 +36,11 @@ def bundle() -> dict:
     return runpy.run_path(str(BUNDLE))
 
 
-def _wheel(path: Path, files: dict[str, tuple[bytes, int]], dist_info: str = "demo-1.0.dist-info") -> Path:
+def _wheel(path: Path, files: dict[str, tuple[bytes, int]], dist_info: str = "demo-1.0.dist-info",
+           requires: str = "") -> Path:
     """A wheel of ``files`` (name: (bytes, mode)) with its METADATA, WHEEL and a RECORD."""
-    files = {f"{dist_info}/METADATA": (b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n", 0o100644),
+    metadata = f"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n{requires}".encode()
+    files = {f"{dist_info}/METADATA": (metadata, 0o100644),
              f"{dist_info}/WHEEL": (b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n", 0o100644), **files}
     with zipfile.ZipFile(path, "w") as z:
         for name, (data, mode) in files.items():
@@ -127,9 +129,23 @@ def test_bundle_carries_a_real_search_with_ray_and_optuna_blocked_in_the_suite(b
     installed = run_cli(str(BUNDLE), "install", "--out", str(wheels), "--target", str(target), timeout=300)
     assert installed.returncode == 0, installed.stderr
     assert "every requirement met" in installed.stdout
+    # a requirement the machine does not meet: a warning, or with --strict a failure
+    unmet = tmp_path / "unmet"
+    unmet.mkdir()
+    for wheel in wheels.glob("*.whl"):
+        (unmet / wheel.name).symlink_to(wheel)
+    _wheel(unmet / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": (b"", 0o100644)},
+           requires="Requires-Dist: no-such-package-here>=1\n")
+    warned = run_cli(str(BUNDLE), "install", "--out", str(unmet), "--target", str(tmp_path / "site2"), timeout=300)
+    assert warned.returncode == 0 and "warning: demo needs no-such-package-here>=1, which is missing" in warned.stdout
+    refused = run_cli(str(BUNDLE), "install", "--strict", "--out", str(unmet), "--target", str(tmp_path / "site2"))
+    assert refused.returncode == 1 and "demo needs no-such-package-here>=1" in refused.stderr
 
     out = tmp_path / "suite" / "suite.json"
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    absent = tmp_path / "absent" / "pybullet"  # the device has no pybullet: nor does the search here
+    absent.mkdir(parents=True)
+    (absent / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'pybullet' (not on the device)\")\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(absent.parent)])}
     result = subprocess.run([sys.executable, "-c", BARE, str(SUITE), "--dry-run", "--parts", "search", "--out", str(out)],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
