@@ -527,6 +527,7 @@ class EncodedInputs(torch.nn.Module):
 # search: a real Ray Tune search with Optuna, in processes of its own (this one never imports Ray)
 
 SEARCH_NAME = "device-search"
+SUITE_KEEPS_GB = 1.5  # GiB of the GPU left to this process (its context) when the search packs the trials
 PROBE = "import json, optuna, ray; print(json.dumps({'ray': ray.__version__, 'ray_path': ray.__file__, 'optuna': optuna.__version__}))"
 
 
@@ -638,6 +639,11 @@ def part_search(ctx: dict) -> dict:
                "--name", SEARCH_NAME, "--profile", plan["profile"], "--scheduler", ctx["search_scheduler"],
                "--num-samples", str(plan["num_samples"]), "--max-epochs", str(plan["max_epochs"]),
                "--max-concurrent", str(plan["max_concurrent"]), "--seed", "0"]
+    device = ctx["device"]
+    if device.type == "cuda":  # this process keeps its CUDA context (and cuDNN's): the trials pack into the rest
+        _free(device)
+        total_gb = torch.cuda.get_device_properties(device).total_memory / GIB
+        command += ["--gpu-memory-gb", f"{total_gb - SUITE_KEEPS_GB:.1f}"]
     print(f"  {' '.join(command[1:])}", flush=True)
     timeout = max(30.0, min(plan["timeout"], ctx["deadline"] - time.perf_counter()))
     log_path = work / "search.log"
