@@ -347,8 +347,8 @@ def install(wheels: Path, target: Path, strict: bool = False, say: Callable[[str
                           capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"pip install --no-index failed: {(done.stderr or done.stdout).strip()[-2000:]}")
-    names = {parse_wheel_filename(p.name)[0]: (["tune"] if canonicalize_name(parse_wheel_filename(p.name)[0]) == "ray"
-                                               else []) for p in files}
+    dists = [parse_wheel_filename(p.name)[0] for p in files]
+    names = {dist: ["tune"] if dist == "ray" else [] for dist in dists}  # each one's extras to check
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *filter(None, [os.environ.get("PYTHONPATH")])])}
     check = subprocess.run([sys.executable, "-c", CHECK, str(target), json.dumps(names)], capture_output=True,
                            text=True, env=env)

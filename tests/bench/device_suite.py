@@ -594,7 +594,8 @@ def search_trials(experiment: Path) -> list[dict]:
     trials = []
     for result in sorted(experiment.glob("*/result.json")):
         reports = [r for r in _read_jsonl(result) if "epoch" in r]
-        error = next((p.read_text(errors="replace") for p in (result.parent / "error.txt",) if p.is_file()), "")
+        error_file = result.parent / "error.txt"  # Ray Tune's, for a trial that raised
+        error = error_file.read_text(errors="replace") if error_file.is_file() else ""
         if not reports and not error:
             continue
         last = reports[-1] if reports else {}
