@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -176,19 +177,31 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
     return DriverCallback()
 
 
-def _trial_error(trial) -> BaseException | None:
-    """The exception a trial last failed with, from the file Tune keeps beside its results."""
-    import cloudpickle
+# The last line of an OSError's traceback as Python prints it: "[Errno 28] No space left on device: 'PATH'"
+_ERRNO_LINE = re.compile(r"\[Errno (\d+)\] ([^\n:']+)(?:: '([^'\n]*)')?")
 
+
+def trial_error(text: str) -> OSError | None:
+    """The full-disk error in the text of a trial's last failure (what Ray Tune writes to the
+    trial's ``error.txt``: each failure's traceback, after a "Failure # N" line), with the path it
+    names; None if that failure was not a full disk. Nothing is unpickled: Ray also keeps a
+    pickle of the exception beside it, which the driver never loads."""
+    last = text.rsplit("Failure #", 1)[-1]
+    for match in reversed(list(_ERRNO_LINE.finditer(last))):
+        code = int(match.group(1))
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return OSError(code, match.group(2).strip(), match.group(3))
+    if "No space left on device" in last:  # the message without its errno (an error Ray re-raised as text)
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
+def _trial_error(trial) -> OSError | None:
+    """The full-disk error a trial last failed with, from the text file Tune keeps beside its results."""
     try:
-        with open(trial.pickled_error_file, "rb") as f:
-            return cloudpickle.load(f)
-    except Exception:  # noqa: BLE001 - no file, or one that does not unpickle: read the text instead
-        try:
-            text = Path(trial.error_file).read_text().rsplit("Failure #", 1)[-1]
-        except (OSError, TypeError):
-            return None
-        return OSError(errno.ENOSPC, text) if "No space left on device" in text else None
+        return trial_error(Path(trial.error_file).read_text(errors="replace"))
+    except (OSError, TypeError):  # no file yet, or a trial without a folder
+        return None
 
 
 def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState]:

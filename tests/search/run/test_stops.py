@@ -13,6 +13,7 @@ import signal
 
 from search.results.journal import journal_storage, load_study, trim_partial_record
 from search.run.ray_internals import DAMAGED, LAST_GOOD, keep_tune_state, repair_tune_state
+from search.run.resume import trial_error
 from search.run.stops import RESERVE_MIN, DiskFull, SpaceGuard, Stopped, no_space, quiet_no_space_tracebacks
 from tests.conftest import need_small_tmpfs
 
@@ -40,6 +41,37 @@ def test_a_full_disk_is_found_behind_whatever_wraps_it():
         assert no_space(wrapped) is full
     assert no_space(OSError(errno.EACCES, "Permission denied")) is None
     assert no_space(ValueError("no")) is None and no_space(None) is None
+
+
+def _ray_error_text(*causes: BaseException) -> str:
+    """A trial's error.txt as Ray Tune writes it (``Trial.handle_error``): each failure's header, then
+    the ``str`` of the RayTaskError that carries the trainable's exception and traceback."""
+    import traceback
+
+    from ray.exceptions import RayTaskError
+
+    text = ""
+    for number, cause in enumerate(causes, 1):
+        try:
+            raise cause
+        except BaseException:  # noqa: BLE001 - the traceback Ray captures in the worker
+            error = RayTaskError("ImplicitFunc.train", traceback.format_exc(), cause)
+        text += f"Failure # {number} (occurred at 2026-12-04_03-00-00)\n{error}\n"
+    return text
+
+
+def test_a_trials_full_disk_is_read_from_its_error_text_without_unpickling():
+    path = "/results/full/trial_1/checkpoint_000002/checkpoint.pt"
+    err = trial_error(_ray_error_text(ValueError("first"), OSError(errno.ENOSPC, "No space left on device", path)))
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC and err.filename == path and no_space(err) is err
+    quota = trial_error(_ray_error_text(OSError(errno.EDQUOT, "Disk quota exceeded", "/q")))
+    assert quota.errno == errno.EDQUOT and quota.filename == "/q"
+    arrow = trial_error(_ray_error_text(OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")))
+    assert no_space(arrow) is arrow  # a message without Python's errno prefix still counts
+    # only the last failure counts: a full disk that was retried and then failed otherwise is not one
+    assert trial_error(_ray_error_text(OSError(errno.ENOSPC, "No space left on device", "/a"), KeyError("x"))) is None
+    assert trial_error(_ray_error_text(OSError(errno.EACCES, "Permission denied", "/a"))) is None
+    assert trial_error("") is None
 
 
 def test_the_lines_and_exit_codes_of_each_stop():
