@@ -22,9 +22,30 @@ SHARD_SIZE = (40, 60)
 SEGMENT_ARGS = (f"--size={SHARD_SIZE[0]}x{SHARD_SIZE[1]}", "--unet-size=80x120", "--width=4", "--epochs=1", "--num-workers=0",
                 "--videos-per-shard=3", "--no-ray", "--quiet")
 
-# Tests that start Ray, or read the one smoke search, share one pytest-xdist worker (``--dist
-# loadgroup``), so that no two Ray instances ever run at once and the smoke search runs once.
-RAY = pytest.mark.xdist_group("ray")
+# Tests that start Ray, or read the one smoke search (``-m "not ray"`` leaves them out). The run's
+# two pytest-xdist workers each take whole modules (``--dist loadfile``): a module's Ray instance,
+# cluster or smoke search is made once, and two Ray instances may run at once, one a worker.
+RAY = pytest.mark.ray
+
+# The modules that take longest, started first so that the two workers end together (seconds on
+# the 2-core machine, docs/testing.md); the rest keep their order after them.
+SLOWEST_FIRST = (
+    "tests/search/test_faults.py",        # ~70: SIGTERM, a full disk mid-search, data on a full disk
+    "tests/train/test_loop.py",           # ~75: torch.compile against eager
+    "tests/search/test_reliability.py",   # ~70: killed, planted checkpoints, Ctrl-C, --retry-errored
+    "tests/cluster/test_multinode.py",    # ~60: a three-node cluster that loses a node
+    "tests/search/test_run_search.py",    # ~45: the smoke search and what it wrote
+    "tests/test_device_bundle.py",        # ~35: the bundle built, installed, and a search run from it
+    "tests/test_device_suite.py",         # ~35: every device part at toy size
+    "tests/search/run/test_trainable.py",  # ~25
+    "tests/data/test_synth.py",           # ~25
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest modules first (a stable sort: every worker collects the same order)."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
@@ -118,7 +139,7 @@ def dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_shards(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``python -m vidseg.segment`` on the tiny dataset: a 1-epoch narrow UNet, shards made in its
-    process (``--no-ray``: no Ray outside the "ray" group; the smoke search and ``test_pretrained``
+    process (``--no-ray``: no Ray in tests not marked ``ray``; the smoke search and ``test_pretrained``
     make shards on Ray tasks). Read only."""
     with _made_once(tmp_path_factory, "tiny-shards") as (out, make):
         if make:

@@ -75,6 +75,23 @@ def test_strip_drops_what_a_search_never_loads_and_keeps_modes_and_record(bundle
     assert os.access(target / "ray/core/src/ray/raylet/raylet", os.X_OK)
 
 
+def test_a_folder_that_cannot_run_programs_is_told_apart(bundle, tmp_path):
+    """A temporary folder mounted noexec (a real tmpfs, in a mount namespace of the test's own):
+    Ray's raylet and GCS could not start from a bundle installed there."""
+    from tests.conftest import need_small_tmpfs
+
+    assert bundle["runs_programs"](tmp_path / "site") is None
+    need_small_tmpfs(tmp_path)
+    folder = tmp_path / "noexec"
+    folder.mkdir()
+    probe = f"import runpy, sys; print(runpy.run_path(sys.argv[1])['runs_programs'](__import__('pathlib').Path(sys.argv[2])))"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m,noexec tmpfs {folder} && "
+                           f"{sys.executable} -c \"{probe}\" {BUNDLE} {folder}/site"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("programs cannot run there (Permission denied")
+
+
 def test_device_environment_and_requirements(bundle):
     env = bundle["target_environment"]("3.12")
     assert env["python_version"] == "3.12" and env["sys_platform"] == "linux" and env["platform_machine"] == "x86_64"
@@ -88,6 +105,28 @@ def test_device_environment_and_requirements(bundle):
     assert "torch" in bundle["DEVICE_HAS"] and "ray" not in bundle["DEVICE_HAS"] and "optuna" not in bundle["DEVICE_HAS"]
 
 
+def test_ray_and_optuna_are_chosen_within_pyprojects_bounds(bundle, tmp_path):
+    import importlib.metadata as metadata
+    import tomllib
+
+    declared = tomllib.loads((BENCH.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    roots = bundle["declared_roots"]()
+    assert roots == [bundle["Requirement"](d) for d in declared if d.startswith(("ray[", "optuna"))]
+    ray, optuna = roots
+    assert ray.extras == {"tune"} and ray.specifier and optuna.specifier  # both bounded
+    here = metadata.version("optuna")
+    assert bundle["choose"](optuna) == (f"optuna=={here}", "installed here")  # what the tests ran
+    outside = bundle["Requirement"](f"optuna>{here}")  # none installed within: the newest release within
+    assert bundle["choose"](outside) == (
+        f"optuna>{here}", f"the newest release within the bounds ({here} installed here lies outside them)")
+    spec, why = bundle["choose"](bundle["Requirement"]("no-such-dist-here>=1,<2"))
+    assert bundle["Requirement"](spec).specifier == bundle["Requirement"]("x>=1,<2").specifier
+    assert why == "the newest release within the bounds (none installed here)"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["optuna>=4"]\n')
+    with pytest.raises(bundle["BadInput"], match="declares no requirement on ray"):
+        bundle["declared_roots"](tmp_path / "pyproject.toml")
+
+
 def test_bad_input_is_one_line_and_exit_2(bundle, tmp_path, capsys):
     main = bundle["main"]
     result = run_main(main, "install", "--out", str(tmp_path / "nowhere"), "--target", str(tmp_path / "t"), capsys=capsys)
@@ -99,6 +138,13 @@ def test_bad_input_is_one_line_and_exit_2(bundle, tmp_path, capsys):
     result = run_main(main, "--python-version", "twelve", "--out", str(tmp_path / "b"), capsys=capsys)
     assert result.returncode == 2 and "--python-version 'twelve'" in result.stderr
     assert not (tmp_path / "t").exists() and not (tmp_path / "b").exists()
+    (tmp_path / "other").mkdir()  # a bundle for another Python: refused before pip, naming both versions
+    _wheel(tmp_path / "other" / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": (b"", 0o100644)})
+    (tmp_path / "other" / "bundle.json").write_text(json.dumps({"python": "3.99"}))
+    result = run_main(main, "install", "--out", str(tmp_path / "other"), "--target", str(tmp_path / "t"), capsys=capsys)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert result.returncode == 1 and f"the bundle is for CPython 3.99, but this is CPython {here}" in result.stderr
+    assert not (tmp_path / "t").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")  # a folder that is not a bundle is never replaced
     result = run_main(main, "--from-installed", "--out", str(tmp_path / "mine"), capsys=capsys)
@@ -112,6 +158,13 @@ def test_bundle_carries_a_real_search_with_ray_and_optuna_blocked_in_the_suite(b
     built = run_cli(str(BUNDLE), "build", "--from-installed", "--out", str(wheels), timeout=600)
     assert built.returncode == 0, built.stderr
     manifest = json.loads((wheels / "bundle.json").read_text())
+    versions = manifest["versions"]  # within pyproject.toml's bounds, and said so in one line
+    assert set(versions) == {"ray", "optuna"} and all(v["within_bounds"] and v["bounds"] for v in versions.values())
+    [line] = [line for line in built.stdout.splitlines() if line.startswith("versions: ")]
+    assert f"ray {versions['ray']['version']} (installed here; pyproject.toml: {versions['ray']['bounds']})" in line
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert manifest["python"] == here and manifest["for_the_device"] == (here == bundle["DEVICE_PYTHON"])
+    assert (f"note: built for CPython {here}, not the device's" in built.stdout) != manifest["for_the_device"]
     names = {w["name"] for w in manifest["wheels"]}
     assert {"ray", "optuna", "sqlalchemy", "alembic"} <= names and not names & bundle["DEVICE_HAS"]
     assert manifest["fits_one_call"] and manifest["bundle_bytes"] < 64 << 20
@@ -129,33 +182,44 @@ def test_bundle_carries_a_real_search_with_ray_and_optuna_blocked_in_the_suite(b
     installed = run_cli(str(BUNDLE), "install", "--out", str(wheels), "--target", str(target), timeout=300)
     assert installed.returncode == 0, installed.stderr
     assert "every requirement met" in installed.stdout
-    # a requirement the machine does not meet: a warning, or with --strict a failure
-    unmet = tmp_path / "unmet"
-    unmet.mkdir()
-    for wheel in wheels.glob("*.whl"):
-        (unmet / wheel.name).symlink_to(wheel)
-    _wheel(unmet / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": (b"", 0o100644)},
-           requires="Requires-Dist: no-such-package-here>=1\n")
-    warned = run_cli(str(BUNDLE), "install", "--out", str(unmet), "--target", str(tmp_path / "site2"), timeout=300)
-    assert warned.returncode == 0 and "warning: demo needs no-such-package-here>=1, which is missing" in warned.stdout
-    refused = run_cli(str(BUNDLE), "install", "--strict", "--out", str(unmet), "--target", str(tmp_path / "site2"))
-    assert refused.returncode == 1 and "demo needs no-such-package-here>=1" in refused.stderr
 
     out = tmp_path / "suite" / "suite.json"
     absent = tmp_path / "absent" / "pybullet"  # the device has no pybullet: nor does the search here
     absent.mkdir(parents=True)
     (absent / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'pybullet' (not on the device)\")\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(absent.parent)])}
-    result = subprocess.run([sys.executable, "-c", BARE, str(SUITE), "--dry-run", "--parts", "search", "--out", str(out)],
+    # Ray and Optuna only from the bundle's site, which the suite finds in installed.json; a deadline
+    # shorter than the search, which is cut, saves, and has its curves rebuilt from its trial folders
+    env = {**os.environ, "PYTHONPATH": str(absent.parent)}
+    result = subprocess.run([sys.executable, "-c", BARE, str(SUITE), "--dry-run", "--parts", "search", "--out", str(out),
+                             "--bundle", str(wheels), "--search-epochs", "1000", "--deadline", "70"],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    part = json.loads(out.read_text())["parts"]["search"]
+    report = json.loads(out.read_text())
+    checks = report["checks"]
+    assert checks["python"].endswith(": ok") and checks["gpu"].startswith("none")
+    assert checks["bundle_site"].startswith(f"{target.resolve()}: Ray ") and "its programs run" in checks["bundle_site"]
+    assert "GiB free" in checks["disk"]
+    part = report["parts"]["search"]
     assert Path(part["versions"]["ray_path"]).resolve().is_relative_to(target.resolve())
-    assert part["exit_code"] == 0 and part["report_written"] and part["leaderboard"]
-    assert part["trials_ran"] == 2 and part["epochs"] == 4 and part["trials_per_hour"] > 0
+    assert part["exit_code"] == 143 and part["cut"].startswith("stopped by SIGTERM") and "(the cut-off)" in part["cut"]
+    assert report["seconds"] < 70 + 10  # the cut-off left room to stop and rebuild the curves
+    assert part["trials_ran"] >= 1 and part["epochs"] >= 1 and part["trials_per_hour"] > 0, result.stdout[-3000:]
     assert part["oom"] == 0 and not part["errors"]
     assert part["gpu_busy_share"] is None and part["gpu_sampler"]  # no GPU here, and it says why
-    assert Path(part["curves"]).is_file() and Path(part["curves"]).parent == out.parent  # the FIFO table comes back
-    replay = run_cli("-m", "search.replay", part["curves"], "--seeds", "2", "--scheduler", "asha", "--grace-period", "1",
-                     "--reduction-factor", "2")  # and search.replay reads it, alone
-    assert replay.returncode == 0 and "2 configurations x 2 epochs" in replay.stdout, replay.stderr
+    assert Path(part["curves"]).is_file() and Path(part["curves"]).parent == out.parent  # the table comes back
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(part["curves"]).to_pylist()
+    assert {r["trial_id"] for r in part["rows"] if r["epochs"]} <= {row["trial_id"] for row in table}, part["curves_rebuilt"]
+    assert len(table) >= part["epochs"]  # the rebuilt table holds every epoch reported before the cut
+
+    # a requirement the machine does not meet: a warning, or with --strict a failure (a bundle of one
+    # wheel, into the folder that already holds Ray and Optuna: the check imports them from there)
+    unmet = tmp_path / "unmet"
+    unmet.mkdir()
+    _wheel(unmet / "demo-1.0-py3-none-any.whl", {"demo/__init__.py": (b"", 0o100644)},
+           requires="Requires-Dist: no-such-package-here>=1\n")
+    warned = run_cli(str(BUNDLE), "install", "--out", str(unmet), "--target", str(target), timeout=300)
+    assert warned.returncode == 0 and "warning: demo needs no-such-package-here>=1, which is missing" in warned.stdout
+    refused = run_cli(str(BUNDLE), "install", "--strict", "--out", str(unmet), "--target", str(target))
+    assert refused.returncode == 1 and "demo needs no-such-package-here>=1" in refused.stderr

@@ -43,6 +43,34 @@ def test_dry_run_measures_every_part(tmp_path):
     assert parts["unet"]["rows"] and parts["unet"]["rows"][0]["val_iou"] >= 0
 
 
+def test_sigterm_writes_every_figure_taken_so_far_and_exits_143(tmp_path):
+    """A device call cut at its limit gets SIGTERM: the JSON already holds the checks and each part
+    that ended, and is written again with why it stopped."""
+    import signal
+    import time
+
+    out = tmp_path / "suite.json"
+    suite = subprocess.Popen([sys.executable, "-c", BARE, str(SUITE), "--dry-run", "--parts", "steps,packing",
+                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "steps" not in (json.loads(out.read_text())["parts"] if out.is_file() else {}):
+            assert suite.poll() is None and time.monotonic() < deadline, "the suite ended before its first part did"
+            time.sleep(0.05)
+        suite.send_signal(signal.SIGTERM)  # packing, the second part, takes seconds
+        stdout, stderr = suite.communicate(timeout=120)
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+            suite.wait()
+    assert suite.returncode == 143, stdout[-2000:] + stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["stopped"].startswith("SIGTERM after") and set(report["checks"]) == {"python", "gpu", "disk",
+                                                                                       "bundle_site"}
+    assert report["parts"]["steps"]["rows"] and "packing" not in report["parts"]
+    assert "Traceback" not in stderr and stdout.strip().splitlines()[-1].startswith("stopped by SIGTERM after")
+
+
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys):
     import runpy
 
@@ -57,6 +85,8 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys):
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_main(main, "--dry-run", "--variants", "bf16,fp16", capsys=capsys)
     assert result.returncode == 2 and result.stderr.strip().startswith("error: unknown variant(s) fp16; valid: fp32,")
+    result = run_main(main, "--dry-run", "--search-epochs", "0", capsys=capsys)
+    assert result.returncode == 2 and result.stderr.strip() == "error: --search-epochs is 0, but must be >= 1"
 
 
 def test_search_figures_from_trial_folders(tmp_path):

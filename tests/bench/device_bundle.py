@@ -8,10 +8,12 @@ more, but neither Ray nor Optuna, reaches no registry, and takes at most 64 MiB 
 the repository included. This script makes what its ``search`` part needs:
 
 - **build** (the default, here): downloads from the registries the wheels of ``ray[tune]`` and
-  ``optuna`` at the versions installed here (what the tests ran), for the device's Python
+  ``optuna`` within ``pyproject.toml``'s bounds (the versions installed here where they lie within
+  them: what the tests ran; else the newest release within them), for the device's Python
   (``--python-version``, 3.12) on manylinux x86_64, and the wheels of every requirement of theirs,
   followed to the end, that the device lacks (``DEVICE_HAS``, read off the machine's image); the
-  versions installed here where they satisfy the requirement. Ray's wheel (79 MB) is stripped of
+  versions installed here where they satisfy the requirement. ``bundle.json`` records each version
+  chosen and why, and the builder says so in one line. Ray's wheel (79 MB) is stripped of
   what a headless search on one machine never loads (``STRIP``: Java workers, the dashboard's web
   front end, RLlib, Serve and Ray's LLM library) and re-zipped, modes kept. It checks that the
   bundle and the working tree that travels with it fit in one call, and writes ``bundle.json``
@@ -58,9 +60,12 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / ".device-wheels"
 DEFAULT_TARGET = "/tmp/site"
+FALLBACK_SITE = ".device-site"  # in the working tree (git-ignored), where the target cannot run programs
+INSTALLED = "installed.json"  # beside the wheels: where install put them, for the device suite
 MIB = 1 << 20
 CALL_LIMIT_MIB = 64  # what travels with one device call: the working tree and the carried paths
-ROOTS = ("ray[tune]", "optuna")  # what the search needs beside what the device has
+ROOT_NAMES = ("ray", "optuna")  # what the search needs beside what the device has
+DEVICE_PYTHON = "3.12"  # the GPU machine's interpreter (the device tool's KINDS.md)
 
 # The device's Python packages (the 'cuda' image, as read on 2026-11-17: the device tool's KINDS.md),
 # canonical names. Versions are not listed there; ``install`` checks each requirement on the machine.
@@ -131,6 +136,36 @@ def applies(req: Requirement, extras: Iterable[str], env: dict[str, str]) -> boo
     """Whether a requirement applies under ``env`` for any of ``extras`` ("" for the distribution itself)."""
     return req.marker is None and "" in extras or req.marker is not None and any(
         req.marker.evaluate({**env, "extra": extra}) for extra in extras)
+
+
+def declared_roots(pyproject: Path = REPO / "pyproject.toml") -> list[Requirement]:
+    """Ray's and Optuna's requirements as ``pyproject.toml`` declares them (``ray[tune]>=2.60,<3``):
+    the bundle's versions lie within these bounds."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the installed project's metadata says the same
+        lines = metadata.requires("vidseg-search") or []
+    else:
+        lines = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    found = {canonicalize_name(req.name): req for req in map(Requirement, lines) if req.marker is None}
+    missing = [name for name in ROOT_NAMES if name not in found]
+    if missing:
+        raise BadInput(f"{pyproject}: declares no requirement on {', '.join(missing)}")
+    return [found[name] for name in ROOT_NAMES]
+
+
+def choose(root: Requirement) -> tuple[str, str]:
+    """A root requirement as a pip argument within its declared bounds, and why: the version
+    installed here where it lies within them (what the tests ran), else the newest release within them."""
+    try:
+        here = metadata.version(root.name)
+    except metadata.PackageNotFoundError:
+        here = None
+    extras = f"[{','.join(sorted(root.extras))}]" if root.extras else ""
+    if here is not None and root.specifier.contains(Version(here), prereleases=True):
+        return f"{root.name}{extras}=={here}", "installed here"
+    why = f"{here} installed here lies outside them" if here else "none installed here"
+    return f"{root.name}{extras}{root.specifier}", f"the newest release within the bounds ({why})"
 
 
 def pinned(req: Requirement) -> str:
@@ -248,14 +283,16 @@ def travelling_bytes(repo: Path = REPO) -> int:
 
 
 def build(out: Path, python_version: str, from_installed: bool, say: Callable[[str], None] = print) -> dict:
-    """The bundle in ``out``: the closure of ``ROOTS`` less ``DEVICE_HAS``, Ray stripped. Returns its manifest."""
+    """The bundle in ``out``: the closure of Ray Tune and Optuna, as ``pyproject.toml`` bounds them, less ``DEVICE_HAS``, Ray stripped. Returns its manifest."""
     env = target_environment(python_version)
-    if out.exists() and (not out.is_dir() or any(p.name != "bundle.json" and p.suffix != ".whl" for p in out.iterdir())):
-        raise BadInput(f"{out}: exists and is not a bundle (only wheels and bundle.json); give another --out")
+    if out.exists() and (not out.is_dir() or any(p.name not in ("bundle.json", INSTALLED) and p.suffix != ".whl" for p in out.iterdir())):
+        raise BadInput(f"{out}: exists and is not a bundle (only wheels, bundle.json and installed.json); give another --out")
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     bundled: dict[str, Bundled] = {}
     on_device: set[str] = set()
-    queue = [Requirement(root) for root in ROOTS]
+    roots = declared_roots()
+    chosen = {canonicalize_name(root.name): choose(root) for root in roots}
+    queue = list(roots)
     followed: dict[str, set[str]] = {}  # the extras whose requirements are queued ("": the plain ones)
     try:
         while queue:
@@ -268,7 +305,8 @@ def build(out: Path, python_version: str, from_installed: bool, say: Callable[[s
                 if from_installed:
                     wheel, lost = wheel_from_installed(req.name, staging, strip=name == "ray"), 0
                 else:
-                    wheel = download_wheel(pinned(req), staging, python_version)
+                    spec = chosen[name][0] if name in chosen else pinned(req)
+                    wheel = download_wheel(spec, staging, python_version)
                     lost = strip_wheel(wheel) if name == "ray" else 0
                 version = str(parse_wheel_filename(wheel.name)[1])
                 bundled[name] = Bundled(name, version, wheel, lost)
@@ -286,8 +324,17 @@ def build(out: Path, python_version: str, from_installed: bool, say: Callable[[s
     wheels = sorted(bundled.values(), key=lambda b: b.name)
     bundle_bytes = sum((out / b.wheel.name).stat().st_size for b in wheels)
     tree = travelling_bytes()
+    versions = {name: {"version": bundled[name].version, "bounds": str(root.specifier),
+                       "why": "installed here" if from_installed else chosen[name][1],
+                       "within_bounds": root.specifier.contains(Version(bundled[name].version), prereleases=True)}
+                for name, root in ((canonicalize_name(r.name), r) for r in roots)}
+    outside = [f"{name} {v['version']} ({v['bounds']})" for name, v in versions.items() if not v["within_bounds"]]
+    if outside:
+        shutil.rmtree(out)
+        raise BadInput(f"outside pyproject.toml's bounds: {', '.join(outside)}; install a version within them here")
     manifest = {
-        "python": python_version, "from_installed": from_installed,
+        "python": python_version, "device_python": DEVICE_PYTHON, "for_the_device": python_version == DEVICE_PYTHON,
+        "from_installed": from_installed, "versions": versions,
         "wheels": [{"name": b.name, "version": b.version, "file": b.wheel.name,
                     "bytes": (out / b.wheel.name).stat().st_size, "stripped_bytes": b.stripped_bytes} for b in wheels],
         "stripped": [{"path": prefix, "why": why} for prefix, why in STRIP],
@@ -329,6 +376,31 @@ print(json.dumps({"ray": ray.__version__, "optuna": optuna.__version__, "elsewhe
 """
 
 
+def _bundle_python(wheels: Path) -> str | None:
+    """The Python version the bundle in ``wheels`` was built for (its bundle.json), if it says."""
+    try:
+        return json.loads((wheels / "bundle.json").read_text()).get("python")
+    except (OSError, ValueError):
+        return None
+
+
+def runs_programs(folder: Path) -> str | None:
+    """None if a program written into ``folder`` can be started (Ray starts its raylet and GCS from
+    its package folder), else why not: a temporary folder may be mounted noexec."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=".exec-probe-", dir=folder)) / "probe.sh"
+        probe.write_text("#!/bin/sh\nexit 0\n")
+        probe.chmod(0o755)
+        try:
+            done = subprocess.run([str(probe)], capture_output=True, timeout=30)
+            return None if done.returncode == 0 else f"a program there exits {done.returncode}"
+        finally:
+            shutil.rmtree(probe.parent, ignore_errors=True)
+    except OSError as err:  # PermissionError: a noexec mount
+        return f"programs cannot run there ({err.strerror or err})"
+
+
 def install(wheels: Path, target: Path, strict: bool = False, say: Callable[[str], None] = print) -> dict:
     """Install the bundle into ``target`` with no index, then check it in a fresh interpreter: Ray
     Tune and Optuna must import from ``target``; an unmet requirement (a package of the device's
@@ -342,6 +414,16 @@ def install(wheels: Path, target: Path, strict: bool = False, say: Callable[[str
     for path in files:
         if not zipfile.is_zipfile(path):
             raise BadInput(f"{path}: not a wheel (not a zip file)")
+    built_for = _bundle_python(wheels)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if built_for and built_for != here:
+        raise RuntimeError(f"{wheels}: the bundle is for CPython {built_for}, but this is CPython {here}: build it "
+                           f"again with --python-version {here}")
+    why = runs_programs(target)
+    if why:
+        fallback = REPO / FALLBACK_SITE
+        say(f"warning: {target}: {why}; Ray's programs could not start from there, so the bundle goes into {fallback}")
+        target = fallback
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                            "--no-cache-dir", "--upgrade", "--target", str(target), *map(str, files)],
                           capture_output=True, text=True)
@@ -359,6 +441,9 @@ def install(wheels: Path, target: Path, strict: bool = False, say: Callable[[str
         raise RuntimeError("; ".join(result["elsewhere"] + result["problems"]))
     for problem in result["problems"]:
         say(f"warning: {problem}")
+    record = {"target": str(target.resolve()), "python": here, "ray": result["ray"], "optuna": result["optuna"],
+              "problems": result["problems"]}
+    (wheels / INSTALLED).write_text(json.dumps(record, indent=1))  # where the device suite finds it
     say(f"installed {len(files)} wheels into {target}: Ray {result['ray']}, Optuna {result['optuna']}; "
         + (f"{len(result['problems'])} requirement(s) unmet" if result["problems"] else "every requirement met")
         + f". Now: export PYTHONPATH={target}")
@@ -374,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", nargs="?", choices=("build", "install"), default="build",
                         help="build (here, the default) or install (on the device)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the bundle's folder (default {DEFAULT_OUT})")
-    parser.add_argument("--python-version", default="3.12",
-                        help="build: the device's Python, whose wheels are fetched (default 3.12)")
+    parser.add_argument("--python-version", default=DEVICE_PYTHON,
+                        help=f"build: the device's Python, whose wheels are fetched (default {DEVICE_PYTHON})")
     parser.add_argument("--from-installed", action="store_true",
                         help="build: make the wheels from the distributions installed here, for this Python, "
                              "with no network (the test suite's dry run)")
@@ -392,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
             raise BadInput(f"--python-version {version!r}: expected a CPython version such as 3.12")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"bundle of {', '.join(ROOTS)} for CPython {version} on Linux x86_64 "
+        roots = ", ".join(str(root) for root in declared_roots())
+        print(f"bundle of {roots} (pyproject.toml) for CPython {version} on Linux x86_64 "
               f"({'from the distributions installed here' if args.from_installed else 'from the registries'}):")
         manifest = build(args.out, version, args.from_installed)
     except BadInput as err:
@@ -401,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    print("versions: " + "; ".join(f"{name} {v['version']} ({v['why']}; pyproject.toml: {v['bounds']})"
+                                   for name, v in manifest["versions"].items()))
+    if not manifest["for_the_device"]:
+        print(f"note: built for CPython {version}, not the device's {DEVICE_PYTHON}: its compiled wheels will not "
+              f"load there (a dry run; for the device: python tests/bench/device_bundle.py)")
     total = manifest["bundle_bytes"] + manifest["working_tree_bytes"]
     print(f"{len(manifest['wheels'])} wheels, {manifest['bundle_bytes'] / MIB:.1f} MiB, in {args.out}; with the working "
           f"tree ({manifest['working_tree_bytes'] / MIB:.1f} MiB) {total / MIB:.1f} MiB of the {CALL_LIMIT_MIB} MiB a "
@@ -412,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve().is_relative_to(REPO):  # what a device call carries
         folder = args.out.resolve().relative_to(REPO)
         print(f"on the device: run(carry=['{folder}'], command='python3 tests/bench/device_bundle.py install --out {folder} "
-              f"&& PYTHONPATH={DEFAULT_TARGET} python3 tests/bench/device_suite.py --parts search')")
+              f"&& python3 tests/bench/device_suite.py --bundle {folder} --parts search') (docs/device-suite.md)")
     return 0
 
 

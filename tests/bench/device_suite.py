@@ -82,6 +82,17 @@ from vidseg.train.model import compile_core  # noqa: E402
 from vidseg.train.losses import compute_loss  # noqa: E402
 from vidseg.train.memory import GIB, estimate_peak_bytes, parameter_count, probe_activation_bytes  # noqa: E402
 
+BUNDLE = REPO / ".device-wheels"  # tests/bench/device_bundle.py's folder: bundle.json, installed.json
+# The search part's stop, within the suite's deadline: SIGTERM's grace for the search to save and
+# shut Ray down, then the curves rebuilt from its trial folders and the JSON (device, dry run)
+STOP_GRACE_S = {"cuda": 60.0, "cpu": 20.0}
+AFTER_STOP_S = {"cuda": 45.0, "cpu": 15.0}
+
+
+class SuiteStopped(BaseException):
+    """SIGTERM reached the suite (a device call at its limit): the JSON is written at once, then the parts unwind."""
+
+
 PARTS = ("steps", "busy", "packing", "memory", "openstl", "unet", "search")
 DEFAULT_PARTS = PARTS[:-1]  # search needs Ray and Optuna (tests/bench/device_bundle.py) and a call of its own
 FRAMES = 22
@@ -625,8 +636,9 @@ def part_search(ctx: dict) -> dict:
     import subprocess
 
     plan = ctx["search"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "PYTHONUNBUFFERED": "1"}
+    site = ctx.get("bundle_site")  # where device_bundle.py install put Ray and Optuna
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH"), site])])}
     probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
     if probe.returncode:
         raise RuntimeError("Ray and Optuna do not import here: make the bundle with tests/bench/device_bundle.py, carry "
@@ -646,23 +658,30 @@ def part_search(ctx: dict) -> dict:
         total_gb = torch.cuda.get_device_properties(device).total_memory / GIB
         command += ["--gpu-memory-gb", f"{total_gb - SUITE_KEEPS_GB:.1f}"]
     print(f"  {' '.join(command[1:])}", flush=True)
-    timeout = max(30.0, min(plan["timeout"], ctx["deadline"] - time.perf_counter()))
+    grace, after = STOP_GRACE_S[device.type], AFTER_STOP_S[device.type]
+    # the cut-off leaves, before the suite's deadline, SIGTERM's grace and the time to rebuild the curves
+    timeout = max(10.0, min(plan["timeout"], ctx["deadline"] - time.perf_counter() - grace - after))
+    print(f"  cut-off after {timeout:.0f} s (then up to {grace:.0f} s to stop, {after:.0f} s for the curves)", flush=True)
     log_path = work / "search.log"
     started = time.time()
+    cut = None
     with GpuSampler() as gpu, open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
                                    start_new_session=True)  # its Ray processes in its group, for a last resort
         try:
             code = process.wait(timeout=timeout)
-            cut = None
-        except subprocess.TimeoutExpired:  # stopped as SIGTERM stops it: saved, resumable
-            cut = f"stopped by SIGTERM after {timeout:.0f} s"
+        except (subprocess.TimeoutExpired, SuiteStopped) as err:  # stopped as SIGTERM stops it: saved, resumable
+            cut = (f"stopped by SIGTERM after {time.time() - started:.0f} s"
+                   + (" (the suite was terminated)" if isinstance(err, SuiteStopped) else " (the cut-off)"))
             process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=90)
+                code = process.wait(timeout=grace if not isinstance(err, SuiteStopped) else min(grace, 15))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 code = process.wait()
+            terminated = isinstance(err, SuiteStopped)
+        else:
+            terminated = False
     wall = time.time() - started
     log_text = log_path.read_text(errors="replace")
     experiment = storage / SEARCH_NAME
@@ -690,6 +709,14 @@ def part_search(ctx: dict) -> dict:
         "rows": trials, "log_tail": log_text[-3000:],
     }
     curves = experiment / "curves.parquet"
+    if terminated:  # the figures so far, in the JSON the suite writes as it stops
+        ctx["report"]["parts"]["search"] = report
+        raise SuiteStopped()
+    if not curves.is_file() and (experiment / "search.json").is_file():  # cut short: rebuilt from the trial folders
+        rebuilt = subprocess.run([sys.executable, "-m", "search.curves", str(experiment)], capture_output=True,
+                                 text=True, env=env, cwd=REPO, timeout=max(10.0, after - 5))
+        report["curves_rebuilt"] = (rebuilt.stdout.strip() or rebuilt.stderr.strip()).splitlines()[-1:] or None
+        print(f"  curves rebuilt with python -m search.curves: exit {rebuilt.returncode}", flush=True)
     if curves.is_file():  # the learning-curve table, for python -m search.replay (kept out of git)
         table = ctx["out"].parent / f"curves-{ctx['size'][0]}x{ctx['size'][1]}.parquet"
         table.parent.mkdir(parents=True, exist_ok=True)
@@ -764,6 +791,64 @@ def context(args: argparse.Namespace) -> dict:
                        "max_epochs": 6, "max_concurrent": 8, "timeout": 360}}
 
 
+def _bundle_record(folder: Path, name: str) -> dict | None:
+    try:
+        return json.loads((folder / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def startup_checks(ctx: dict, parts: list[str]) -> dict[str, str]:
+    """One line each, before the first part: this Python against the bundle's wheels, the GPU and
+    its memory, free disk, and whether the folder the bundle was installed into can run Ray's
+    programs (a temporary folder may be mounted noexec: ``device_bundle.py install`` then falls
+    back to the working tree, and this part finds it there). Sets ``ctx["bundle_site"]``."""
+    import shutil
+    import subprocess
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    checks = {}
+    folder = ctx["bundle"]
+    bundle, installed = _bundle_record(folder, "bundle.json"), _bundle_record(folder, "installed.json")
+    needed = "search" in parts
+    if bundle is None:
+        checks["python"] = f"CPython {platform.python_version()}; no bundle in {folder}" + (
+            " (the search part needs one: python tests/bench/device_bundle.py)" if needed else " (not needed)")
+    else:
+        ok = bundle.get("python") == here
+        checks["python"] = (f"CPython {platform.python_version()}; the bundle's wheels are for {bundle.get('python')}: "
+                            + ("ok" if ok else "MISMATCH, the search part cannot import Ray"))
+    device = ctx["device"]
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        checks["gpu"] = f"{torch.cuda.get_device_name(device)}: {total / GIB:.1f} GiB, {free / GIB:.1f} GiB free"
+    else:
+        checks["gpu"] = "none: a dry run on the CPU"
+    disks = []
+    for label, folder in (("temp", tempfile.gettempdir()), ("repository", str(REPO))):
+        usage = shutil.disk_usage(folder)
+        disks.append(f"{label} {folder}: {usage.free / GIB:.1f} GiB free of {usage.total / GIB:.1f}")
+    checks["disk"] = "; ".join(disks)
+    if installed is None:
+        checks["bundle_site"] = ("not installed (python3 tests/bench/device_bundle.py install)" if needed
+                                 else "not installed (not needed)")
+    else:
+        site = Path(installed["target"])
+        probe = site / "ray" / "core" / "src" / "ray" / "gcs" / "gcs_server"
+        if not probe.is_file():
+            checks["bundle_site"] = f"{site}: no Ray there ({probe.name} missing)"
+        else:
+            ran = subprocess.run([str(probe), "--help"], capture_output=True, timeout=60) if os.access(probe, os.X_OK) \
+                else None
+            runs = ran is not None and ran.returncode in (0, 1)
+            checks["bundle_site"] = f"{site}: Ray {installed.get('ray')}, Optuna {installed.get('optuna')}; " + (
+                "its programs run" if runs else "its programs cannot run there (noexec?)")
+            ctx["bundle_site"] = str(site)
+    for name, line in checks.items():
+        print(f"  check {name}: {line}", flush=True)
+    return checks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python tests/bench/device_suite.py", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -772,13 +857,21 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of {', '.join(PARTS)} (default: all but search)")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
                         help=f"steps: comma-separated, of {', '.join(v[0] for v in VARIANTS)} (default: all)")
+    parser.add_argument("--bundle", type=Path, default=BUNDLE,
+                        help=f"search: the folder of tests/bench/device_bundle.py's wheels, whose installed.json "
+                             f"says where its install step put Ray and Optuna (default {BUNDLE})")
+    parser.add_argument("--search-epochs", type=int, default=None,
+                        help="search: epochs per trial (default 6 on a GPU, 2 in a dry run); past its cut-off "
+                             "within --deadline the search is stopped, and its curves rebuilt from its trial folders")
     parser.add_argument("--search-scheduler", choices=("fifo", "asha"), default="fifo",
                         help="search: fifo (the default) runs every trial to the end and so also writes the "
                              "learning-curve table for python -m search.replay; asha stops trials early")
     parser.add_argument("--openstl", default=None, help="a copy of github.com/chengtan9907/OpenSTL, for the openstl part")
     parser.add_argument("--compile", action="store_true", help="with --dry-run: also the torch.compile variant (slow on CPU)")
     parser.add_argument("--deadline", type=float, default=450.0,
-                        help="seconds after which the remaining parts and variants are skipped (default 450)")
+                        help="seconds by which the suite ends (default 450): past it the remaining parts and "
+                             "variants are skipped, and the search part is cut early enough to stop, rebuild its "
+                             "curves and write the JSON before it")
     default_out = Path(os.environ["OUT"]) / "device_suite.json" if os.environ.get("OUT") else REPO / "results" / "device_suite.json"
     parser.add_argument("--out", type=Path, default=default_out, help=f"the JSON report (default {default_out})")
     args = parser.parse_args(argv)
@@ -798,7 +891,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.openstl and not (Path(args.openstl) / "openstl" / "models" / "simvp_model.py").is_file():
         print(f"error: {args.openstl}: not a copy of OpenSTL (no openstl/models/simvp_model.py)", file=sys.stderr)
         return 2
+    if args.search_epochs is not None and args.search_epochs < 1:
+        print(f"error: --search-epochs is {args.search_epochs}, but must be >= 1", file=sys.stderr)
+        return 2
     ctx = context(args)
+    if args.search_epochs is not None:
+        ctx["search"]["max_epochs"] = args.search_epochs
+    ctx["bundle"] = args.bundle
     ctx["deadline"] = time.perf_counter() + args.deadline
     ctx["search_scheduler"], ctx["out"], ctx["variants"] = args.search_scheduler, args.out, set(variants)
     device = ctx["device"]
@@ -809,9 +908,46 @@ def main(argv: list[str] | None = None) -> int:
                               "dry_run": args.dry_run, "size": list(ctx["size"]), "parts": {}}
     print(f"device suite on {machine}, torch {torch.__version__}; {ctx['size'][0]}x{ctx['size'][1]}", flush=True)
     started = time.perf_counter()
+
+    def write_report() -> None:  # atomically, after every part and on SIGTERM: a call cut short keeps its figures
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = args.out.with_suffix(".json.tmp")
+        tmp_out.write_text(json.dumps(report, indent=1, default=str))
+        tmp_out.replace(args.out)
+
+    suite_pid = os.getpid()
+
+    def on_sigterm(signum, frame) -> None:
+        if os.getpid() != suite_pid:  # a forked child: its parent writes the report
+            os._exit(128 + signum)
+        report["stopped"] = f"SIGTERM after {time.perf_counter() - started:.0f} s"
+        write_report()
+        raise SuiteStopped()
+
+    import signal
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    report["checks"] = startup_checks(ctx, parts)
+    write_report()
+    ctx["report"] = report
+    failed = []
+    try:
+        run_parts(parts, ctx, report, failed, write_report)
+    except SuiteStopped:
+        report["seconds"] = time.perf_counter() - started
+        write_report()
+        print(f"stopped by SIGTERM after {report['seconds']:.0f} s; report: {args.out}", flush=True)
+        return 143
+    report["seconds"] = time.perf_counter() - started
+    write_report()
+    print(f"summary: {len(parts) - len(failed)} of {len(parts)} parts ran in {report['seconds']:.0f} s on {machine}"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + f"; report: {args.out}")
+    return 1 if failed else 0
+
+
+def run_parts(parts: list[str], ctx: dict, report: dict, failed: list[str], write_report) -> None:
     functions = {"steps": part_steps, "busy": part_busy, "packing": part_packing, "memory": part_memory,
                  "openstl": part_openstl, "unet": part_unet, "search": part_search}
-    failed = []
     with tempfile.TemporaryDirectory(prefix="device_suite_") as tmp:
         ctx["tmp"] = tmp
         ctx["shards"] = write_shard_set(Path(tmp) / "shards", ctx["size"], ctx["shard_counts"])
@@ -831,16 +967,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["parts"][part] = {"error": f"{type(err).__name__}: {err}"}
                 failed.append(part)
             report["parts"][part]["seconds"] = time.perf_counter() - part_started
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp_out = args.out.with_suffix(".json.tmp")
-            tmp_out.write_text(json.dumps(report, indent=1, default=str))
-            tmp_out.replace(args.out)  # after every part: a run cut short keeps what it measured
-    report["seconds"] = time.perf_counter() - started
-    args.out.with_suffix(".json.tmp").write_text(json.dumps(report, indent=1, default=str))
-    args.out.with_suffix(".json.tmp").replace(args.out)
-    print(f"summary: {len(parts) - len(failed)} of {len(parts)} parts ran in {report['seconds']:.0f} s on {machine}"
-          + (f"; failed: {', '.join(failed)}" if failed else "") + f"; report: {args.out}")
-    return 1 if failed else 0
+            write_report()  # after every part: a run cut short keeps what it measured
 
 
 if __name__ == "__main__":
