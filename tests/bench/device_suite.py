@@ -4,8 +4,8 @@
     python tests/bench/device_suite.py --openstl third_party/OpenSTL   # plus OpenSTL's SimVP beside ours
     python tests/bench/device_suite.py --dry-run                # every part at toy size on the CPU (a test runs it)
     python tests/bench/device_suite.py --parts steps,memory     # some parts only
-    python3 tests/bench/device_bundle.py install && PYTHONPATH=/tmp/site \
-        python3 tests/bench/device_suite.py --parts steps,search --variants "bf16,bf16 + compile" --deadline 540
+    python3 tests/bench/device_bundle.py install && \
+        python3 tests/bench/device_suite.py --parts steps,search --variants "bf16,bf16 + compile" --deadline 520
 
 It runs on a bare CUDA machine: it imports only ``vidseg`` (never Ray, Optuna or pybullet),
 needs no install (it puts the repository on ``sys.path``; ``pip install --no-deps -e .`` works
@@ -40,13 +40,18 @@ Parts (all at 160x240 on a GPU):
   FIFO by default (``--search-scheduler``) so that it also writes the learning-curve table
   (``curves-160x240.parquet`` beside the JSON, for ``python -m search.replay``). Trials/hour, the
   GPU's busy share while trials ran (NVML, twice a second), each trial's modelled peak against its
-  measured one, OOM errors, and whether the report was written. Past 6 minutes the search is
-  stopped with SIGTERM (it saves; the figures are of the trials so far).
+  measured one, OOM errors, and whether the report was written. Past 6 minutes, or earlier where
+  ``--deadline`` calls for it, the search is stopped with SIGTERM (it saves; the figures are of the
+  trials so far) and its learning-curve table is rebuilt from its trial folders
+  (``python -m search.curves``).
 
-It writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
-``results/device_suite.json``) after every part, and prints a short table per part. Past
-``--deadline`` seconds (450) the remaining variants and parts are skipped, so one call fits a
-device lease with time to spare.
+It checks, first, this Python against the bundle's wheels, the GPU and its memory, free disk and
+whether the bundle's folder can run Ray's programs (one line each, ``checks`` in the JSON). It
+writes one JSON (``--out``; default ``$OUT/device_suite.json`` where ``$OUT`` is set, else
+``results/device_suite.json``) after the checks, after every part and on SIGTERM (exit 143), and
+prints a short table per part. ``--deadline`` seconds (450) is when the suite ends: past it the
+remaining variants and parts are skipped, and the search part's cut-off leaves room before it to
+stop the search and rebuild its table, so one call fits a device lease with time to spare.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ BUNDLE = REPO / ".device-wheels"  # tests/bench/device_bundle.py's folder: bundl
 # shut Ray down, then the curves rebuilt from its trial folders and the JSON (device, dry run)
 STOP_GRACE_S = {"cuda": 60.0, "cpu": 20.0}
 AFTER_STOP_S = {"cuda": 45.0, "cpu": 15.0}
+MIN_SEARCH_S = {"cuda": 120.0, "cpu": 10.0}  # less time than this before the cut-off: the search is not started
 
 
 class SuiteStopped(BaseException):
@@ -660,7 +666,10 @@ def part_search(ctx: dict) -> dict:
     print(f"  {' '.join(command[1:])}", flush=True)
     grace, after = STOP_GRACE_S[device.type], AFTER_STOP_S[device.type]
     # the cut-off leaves, before the suite's deadline, SIGTERM's grace and the time to rebuild the curves
-    timeout = max(10.0, min(plan["timeout"], ctx["deadline"] - time.perf_counter() - grace - after))
+    timeout = min(plan["timeout"], ctx["deadline"] - time.perf_counter() - grace - after)
+    if timeout < MIN_SEARCH_S[device.type]:
+        return {"skipped": f"{max(timeout, 0):.0f} s of search left before the deadline, under the "
+                           f"{MIN_SEARCH_S[device.type]:.0f} s worth a start", "versions": versions}
     print(f"  cut-off after {timeout:.0f} s (then up to {grace:.0f} s to stop, {after:.0f} s for the curves)", flush=True)
     log_path = work / "search.log"
     started = time.time()
