@@ -28,17 +28,20 @@ SEGMENT_ARGS = (f"--size={SHARD_SIZE[0]}x{SHARD_SIZE[1]}", "--unet-size=80x120",
 RAY = pytest.mark.ray
 
 # The modules that take longest, started first so that the two workers end together (seconds on
-# the 2-core machine, docs/testing.md); the rest keep their order after them.
+# the 2-core machine, docs/testing.md; xdist's own reordering is off: --no-loadscope-reorder); the
+# second needs no tiny shards, so that one worker runs it while the other makes them.
 SLOWEST_FIRST = (
-    "tests/search/test_faults.py",        # ~70: SIGTERM, a full disk mid-search, data on a full disk
-    "tests/train/test_loop.py",           # ~75: torch.compile against eager
-    "tests/search/test_reliability.py",   # ~70: killed, planted checkpoints, Ctrl-C, --retry-errored
-    "tests/cluster/test_multinode.py",    # ~60: a three-node cluster that loses a node
-    "tests/search/test_run_search.py",    # ~45: the smoke search and what it wrote
-    "tests/test_device_bundle.py",        # ~35: the bundle built, installed, and a search run from it
-    "tests/test_device_suite.py",         # ~35: every device part at toy size
-    "tests/search/run/test_trainable.py",  # ~25
-    "tests/data/test_synth.py",           # ~25
+    "tests/search/test_faults.py",        # ~75: SIGTERM, a full disk mid-search, data on a full disk
+    "tests/search/test_run_search.py",    # ~45: the smoke search from scratch, and what it wrote
+    "tests/search/test_reliability.py",   # ~50: killed, planted checkpoints, Ctrl-C, --retry-errored
+    "tests/train/test_loop.py",           # ~40, ~90 with a cold Inductor cache: torch.compile against eager
+    "tests/test_device_suite.py",         # ~45: every device part at toy size, SIGTERM, the deadline
+    "tests/cluster/test_multinode.py",    # ~40: a three-node cluster that loses a node
+    "tests/test_device_bundle.py",        # ~35: the bundle built, installed, and a search cut from it
+    "tests/search/run/test_trainable.py",  # ~27
+    "tests/data/test_synth.py",           # ~18
+    "tests/segment/test_pretrained.py",   # ~13
+    "tests/train/test_ingredients.py",    # ~13
 )
 
 

@@ -71,6 +71,18 @@ def test_sigterm_writes_every_figure_taken_so_far_and_exits_143(tmp_path):
     assert "Traceback" not in stderr and stdout.strip().splitlines()[-1].startswith("stopped by SIGTERM after")
 
 
+def test_a_search_that_would_end_past_the_deadline_is_not_started(tmp_path):
+    """The search part's cut-off is the deadline less the time to stop it and rebuild its curves:
+    with less than that left, no search starts (Ray and Optuna are only probed, in a process of their own)."""
+    out = tmp_path / "suite.json"
+    result = subprocess.run([sys.executable, "-c", BARE, str(SUITE), "--dry-run", "--parts", "search", "--deadline", "30",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    part = json.loads(out.read_text())["parts"]["search"]
+    assert part["skipped"].endswith("s of search left before the deadline, under the 10 s worth a start")
+    assert part["versions"]["ray"] and "[search]\n  Ray " in result.stdout
+
+
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys):
     import runpy
 

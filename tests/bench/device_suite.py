@@ -634,6 +634,22 @@ def search_trials(experiment: Path) -> list[dict]:
     return trials
 
 
+def _wait_for_search(process, cut_off: float, experiment: Path, epochs: int | None) -> int:
+    """The search's exit code; raises TimeoutExpired ("cut-off") past ``cut_off`` (monotonic), or
+    ("epochs") once its trials have reported ``epochs`` epochs in all."""
+    import subprocess
+
+    while True:
+        try:
+            return process.wait(timeout=max(0.0, min(0.5, cut_off - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= cut_off:
+                raise subprocess.TimeoutExpired(process.args, 0, output="cut-off") from None
+            if epochs is not None and sum(1 for result in experiment.glob("*/result.json") for r in _read_jsonl(result)
+                                          if r.get("epoch", 0) >= 1) >= epochs:
+                raise subprocess.TimeoutExpired(process.args, 0, output="epochs") from None
+
+
 def part_search(ctx: dict) -> dict:
     """``search/run_search.py`` on this machine's GPU: Ray Tune, Optuna's TPE, trials packed by their
     memory shares, the report; then its figures from the trial folders and the GPU's samples."""
@@ -678,10 +694,11 @@ def part_search(ctx: dict) -> dict:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
                                    start_new_session=True)  # its Ray processes in its group, for a last resort
         try:
-            code = process.wait(timeout=timeout)
+            code = _wait_for_search(process, time.monotonic() + timeout, storage / SEARCH_NAME, ctx["search_cut_epochs"])
         except (subprocess.TimeoutExpired, SuiteStopped) as err:  # stopped as SIGTERM stops it: saved, resumable
-            cut = (f"stopped by SIGTERM after {time.time() - started:.0f} s"
-                   + (" (the suite was terminated)" if isinstance(err, SuiteStopped) else " (the cut-off)"))
+            why = ("the suite was terminated" if isinstance(err, SuiteStopped) else
+                   "the cut-off" if getattr(err, "output", None) == "cut-off" else f"{ctx['search_cut_epochs']} epochs reported")
+            cut = f"stopped by SIGTERM after {time.time() - started:.0f} s ({why})"
             process.send_signal(signal.SIGTERM)
             try:
                 code = process.wait(timeout=grace if not isinstance(err, SuiteStopped) else min(grace, 15))
@@ -872,6 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="search: epochs per trial (default 6 on a GPU, 2 in a dry run); past its cut-off "
                              "within --deadline the search is stopped, and its curves rebuilt from its trial folders")
+    parser.add_argument("--search-cut-at-epochs", type=int, default=None, metavar="N",
+                        help="search: cut it as at its cut-off once its trials have reported N epochs in all "
+                             "(default: only the cut-off)")
     parser.add_argument("--search-scheduler", choices=("fifo", "asha"), default="fifo",
                         help="search: fifo (the default) runs every trial to the end and so also writes the "
                              "learning-curve table for python -m search.replay; asha stops trials early")
@@ -900,13 +920,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.openstl and not (Path(args.openstl) / "openstl" / "models" / "simvp_model.py").is_file():
         print(f"error: {args.openstl}: not a copy of OpenSTL (no openstl/models/simvp_model.py)", file=sys.stderr)
         return 2
-    if args.search_epochs is not None and args.search_epochs < 1:
-        print(f"error: --search-epochs is {args.search_epochs}, but must be >= 1", file=sys.stderr)
-        return 2
+    for flag in ("search_epochs", "search_cut_at_epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            print(f"error: --{flag.replace('_', '-')} is {getattr(args, flag)}, but must be >= 1", file=sys.stderr)
+            return 2
     ctx = context(args)
     if args.search_epochs is not None:
         ctx["search"]["max_epochs"] = args.search_epochs
-    ctx["bundle"] = args.bundle
+    ctx["bundle"], ctx["search_cut_epochs"] = args.bundle, args.search_cut_at_epochs
     ctx["deadline"] = time.perf_counter() + args.deadline
     ctx["search_scheduler"], ctx["out"], ctx["variants"] = args.search_scheduler, args.out, set(variants)
     device = ctx["device"]
