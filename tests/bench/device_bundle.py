@@ -155,8 +155,9 @@ def declared_roots(pyproject: Path = REPO / "pyproject.toml") -> list[Requiremen
 
 
 def choose(root: Requirement) -> tuple[str, str]:
-    """A root requirement as a pip argument within its declared bounds, and why: the version
-    installed here where it lies within them (what the tests ran), else the newest release within them."""
+    """A requirement as a pip argument within its bounds, and why: pinned to the version installed
+    here where it lies within them (the device then runs what the tests here ran), else the newest
+    release within them."""
     try:
         here = metadata.version(root.name)
     except metadata.PackageNotFoundError:
@@ -166,19 +167,6 @@ def choose(root: Requirement) -> tuple[str, str]:
         return f"{root.name}{extras}=={here}", "installed here"
     why = f"{here} installed here lies outside them" if here else "none installed here"
     return f"{root.name}{extras}{root.specifier}", f"the newest release within the bounds ({why})"
-
-
-def pinned(req: Requirement) -> str:
-    """The requirement as a pip argument, pinned to the version installed here where that satisfies it
-    (the device then runs what the tests here ran)."""
-    try:
-        here = metadata.version(req.name)
-    except metadata.PackageNotFoundError:
-        here = None
-    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-    if here is not None and req.specifier.contains(Version(here), prereleases=True):
-        return f"{req.name}{extras}=={here}"
-    return f"{req.name}{extras}{req.specifier}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,9 +271,11 @@ def travelling_bytes(repo: Path = REPO) -> int:
 
 
 def build(out: Path, python_version: str, from_installed: bool, say: Callable[[str], None] = print) -> dict:
-    """The bundle in ``out``: the closure of Ray Tune and Optuna, as ``pyproject.toml`` bounds them, less ``DEVICE_HAS``, Ray stripped. Returns its manifest."""
+    """The bundle in ``out``: the closure of Ray Tune and Optuna, as ``pyproject.toml`` bounds them,
+    less ``DEVICE_HAS``, Ray stripped. Returns its manifest."""
     env = target_environment(python_version)
-    if out.exists() and (not out.is_dir() or any(p.name not in ("bundle.json", INSTALLED) and p.suffix != ".whl" for p in out.iterdir())):
+    ours = ("bundle.json", INSTALLED)
+    if out.exists() and (not out.is_dir() or any(p.name not in ours and p.suffix != ".whl" for p in out.iterdir())):
         raise BadInput(f"{out}: exists and is not a bundle (only wheels, bundle.json and installed.json); give another --out")
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     bundled: dict[str, Bundled] = {}
@@ -305,7 +295,7 @@ def build(out: Path, python_version: str, from_installed: bool, say: Callable[[s
                 if from_installed:
                     wheel, lost = wheel_from_installed(req.name, staging, strip=name == "ray"), 0
                 else:
-                    spec = chosen[name][0] if name in chosen else pinned(req)
+                    spec = chosen[name][0] if name in chosen else choose(req)[0]
                     wheel = download_wheel(spec, staging, python_version)
                     lost = strip_wheel(wheel) if name == "ray" else 0
                 version = str(parse_wheel_filename(wheel.name)[1])

@@ -16,7 +16,7 @@ from tests.loopback import driver_process
 pytestmark = RAY
 
 SCRIPT = str(Path(__file__).resolve().parents[2] / "search" / "run_search.py")
-EPOCHS = 8  # the smoke profile's 4 trials, long enough to be stopped in the middle
+EPOCHS = 6  # the smoke profile's 4 trials, long enough to be stopped in the middle (an epoch: 0.25-0.7 s)
 
 
 def _search(*args: str) -> list[str]:
