@@ -32,7 +32,8 @@ from vidseg.data.remote import is_uri
 if TYPE_CHECKING:
     from search.run.state import SearchState
 
-__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state"]
+__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state",
+           "trial_error"]
 
 log = logging.getLogger("vidseg.search")
 
