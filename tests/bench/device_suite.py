@@ -864,9 +864,10 @@ def startup_checks(ctx: dict, parts: list[str]) -> dict[str, str]:
         if not probe.is_file():
             checks["bundle_site"] = f"{site}: no Ray there ({probe.name} missing)"
         else:
-            ran = subprocess.run([str(probe), "--help"], capture_output=True, timeout=60) if os.access(probe, os.X_OK) \
-                else None
-            runs = ran is not None and ran.returncode in (0, 1)
+            try:  # Ray's GCS server, as Ray starts it: a noexec mount refuses it
+                runs = subprocess.run([str(probe), "--help"], capture_output=True, timeout=60).returncode in (0, 1)
+            except (OSError, subprocess.TimeoutExpired):
+                runs = False
             checks["bundle_site"] = f"{site}: Ray {installed.get('ray')}, Optuna {installed.get('optuna')}; " + (
                 "its programs run" if runs else "its programs cannot run there (noexec?)")
             ctx["bundle_site"] = str(site)
@@ -957,11 +958,11 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    report["checks"] = startup_checks(ctx, parts)
-    write_report()
     ctx["report"] = report
     failed = []
     try:
+        report["checks"] = startup_checks(ctx, parts)
+        write_report()
         run_parts(parts, ctx, report, failed, write_report)
     except SuiteStopped:
         report["seconds"] = time.perf_counter() - started
