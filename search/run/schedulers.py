@@ -23,6 +23,13 @@ learning-curve table (``python -m search.replay``, docs/search.md):
 
 The live search (``search.run.tuner.make_scheduler``) and the replay (``search.tools.replay``) build the same
 class and hand it the same results, so they make the same decisions on the same curves.
+
+**Across ``--resume``.** Ray Tune never saves a trial scheduler (ray-project/ray#30838): a restored
+Tuner hands back the scheduler as it was pickled before the first trial. So each scheduler here
+gives its decision state (``get_state``: rung records, arrival order, PASHA's budget, Hyperband's
+brackets and its random generator) to ``SchedulerState``, a Tune callback, which Ray saves with
+every experiment checkpoint and gives back (``set_state``) before it re-adds the restored trials:
+a resumed search decides as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -31,9 +38,13 @@ import logging
 import math
 from pathlib import Path
 
+from typing import Any
+
+import numpy as np
+from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-__all__ = ["RungScheduler", "TieBreakingASHA", "TIE_METRIC", "TIE_TOLERANCE", "FLOOR_MARGIN"]
+__all__ = ["RungScheduler", "TieBreakingASHA", "SchedulerState", "TIE_METRIC", "TIE_TOLERANCE", "FLOOR_MARGIN"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -84,6 +95,20 @@ class RungScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self.arrival.setdefault(trial.trial_id, len(self.arrival))
+
+    def get_state(self) -> dict[str, Any]:
+        """What its decisions depend on, as plain data (``SchedulerState`` saves it)."""
+        return {"rungs": list(self.rungs), "recorded": {rung: dict(r) for rung, r in self.recorded.items()},
+                "arrival": dict(self.arrival), "top": self.top, "decisions": dict(self.decisions)}
+
+    def set_state(self, state: dict[str, Any]) -> int:
+        """Take back ``get_state``'s data; returns how many rung records it holds. Raises ValueError
+        where the state is of other rungs (another max_t, grace period or factor)."""
+        if list(state["rungs"]) != self.rungs:
+            raise ValueError(f"saved rungs {state['rungs']} are not this scheduler's {self.rungs}")
+        self.recorded = {rung: {t: tuple(e) for t, e in state["recorded"][rung].items()} for rung in self.rungs}
+        self.arrival, self.top, self.decisions = dict(state["arrival"]), int(state["top"]), dict(state["decisions"])
+        return sum(len(r) for r in self.recorded.values())
 
     def _entry(self, trial_id: str, result: dict) -> tuple[float, float, int]:
         tie = result.get(self.tie_metric, math.nan) if self.tie_metric else math.nan
@@ -194,12 +219,26 @@ class TieBreakingASHA(AsyncHyperBandScheduler):
     """Ray's asynchronous Hyperband (several brackets), with ties at a rung going to the trial that
     reached the scheduler first: each trial's score is lowered by 1e-9 per place in arrival order,
     for the scheduler only (Ray's promotes every trial equal to its rung's cutoff). The
-    ``hyperband`` scheduler."""
+    ``hyperband`` scheduler. Each trial's bracket is drawn, with Ray's odds, from a generator of its
+    own (``seed``), not numpy's global one, so that the draws go on where they were after a resume;
+    a trial keeps its bracket for good (Ray forgets it when the trial ends, and draws again when a
+    restored search re-adds it)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, seed: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._arrival: dict[str, int] = {}
         self._sign = -1.0 if kwargs.get("mode") == "min" else 1.0
+        self._rng = np.random.default_rng(seed)
+        self._bracket_of: dict[str, int] = {}  # trial id -> index of its bracket, never forgotten
+        self._ended: set[str] = set()
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if trial.trial_id not in self._bracket_of:
+            sizes = np.array([len(b._rungs) for b in self._brackets])
+            odds = np.e ** (sizes - sizes.max())  # Ray's odds: brackets with more rungs more often
+            self._bracket_of[trial.trial_id] = int(self._rng.choice(len(self._brackets), p=odds / odds.sum()))
+        if trial.trial_id not in self._ended:
+            self._trial_info[trial.trial_id] = self._brackets[self._bracket_of[trial.trial_id]]
 
     def _broken(self, trial, result: dict | None) -> dict | None:
         value = (result or {}).get(self.metric)
@@ -212,4 +251,53 @@ class TieBreakingASHA(AsyncHyperBandScheduler):
         return super().on_trial_result(tune_controller, trial, self._broken(trial, result))
 
     def on_trial_complete(self, tune_controller, trial, result: dict):
+        self._ended.add(trial.trial_id)
+        if trial.trial_id not in self._trial_info:  # a restored trial that had ended already
+            return None
         return super().on_trial_complete(tune_controller, trial, self._broken(trial, result))
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._ended.add(trial.trial_id)
+        self._trial_info.pop(trial.trial_id, None)
+
+    def get_state(self) -> dict[str, Any]:
+        """The brackets' rung records, each trial's bracket, arrival order and the generator's state."""
+        return {"rungs": [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets],
+                "bracket_of": dict(self._bracket_of), "ended": sorted(self._ended), "arrival": dict(self._arrival),
+                "num_stopped": self._num_stopped, "rng": self._rng.bit_generator.state}
+
+    def set_state(self, state: dict[str, Any]) -> int:
+        """Take back ``get_state``'s data; returns how many rung records it holds."""
+        saved = state["rungs"]
+        if [[m for m, _ in b] for b in saved] != [[m for m, _ in b._rungs] for b in self._brackets]:
+            raise ValueError("saved brackets are not this scheduler's (another max_t, grace period or factor)")
+        for bracket, rungs in zip(self._brackets, saved):
+            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+        self._bracket_of, self._ended = dict(state["bracket_of"]), set(state["ended"])
+        self._arrival, self._num_stopped = dict(state["arrival"]), int(state["num_stopped"])
+        self._rng.bit_generator.state = state["rng"]
+        self._trial_info = {t: self._brackets[i] for t, i in self._bracket_of.items() if t not in self._ended}
+        return sum(len(recorded) for rungs in saved for _, recorded in rungs)
+
+
+class SchedulerState(Callback):
+    """A Tune callback that carries ``scheduler``'s decision state across ``--resume`` (the module's
+    docstring): Ray saves ``get_state`` with every experiment checkpoint, and on restore calls
+    ``set_state`` before it re-adds the trials. FIFO has no state to carry."""
+
+    def __init__(self, scheduler, quiet: bool = False) -> None:
+        self.scheduler, self.quiet = scheduler, quiet
+        self.restored: int | None = None  # rung records brought back by the last set_state
+
+    def get_state(self) -> dict[str, Any] | None:
+        if not hasattr(self.scheduler, "get_state"):
+            return None
+        return {"scheduler": type(self.scheduler).__name__, "state": self.scheduler.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        kind = type(self.scheduler).__name__
+        if state.get("scheduler") != kind:
+            raise ValueError(f"the saved scheduler state is {state.get('scheduler')}'s, not {kind}'s")
+        self.restored = self.scheduler.set_state(state["state"])
+        (log.debug if self.quiet else log.info)("the scheduler's state is back: %d rung record(s)%s", self.restored,
+                 f", budget {self.scheduler.budget} epochs" if getattr(self.scheduler, "progressive", False) else "")

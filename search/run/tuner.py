@@ -69,13 +69,13 @@ def detect_gpus(settings: Settings, address: str | None) -> Settings:
 
 
 def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_factor: int, floor: float | None = None,
-                   ties: str = "score"):
+                   ties: str = "score", seed: int | None = None):
     """Ray Tune's scheduler for ``kind``, on ``val_iou`` at ``epoch``: ``asha`` and ``pasha``
     (``search.run.schedulers.RungScheduler``, PASHA's budget growing rung by rung), ``hyperband`` (Ray's
     asynchronous Hyperband over three brackets, ties by arrival) or ``fifo``. ``floor`` is
     copy-last-frame's val IoU, below which a trial is not promoted at a rung with too few results to
     rank it; ``ties`` decides equal val IoUs by the tie score (``score``) or by arrival
-    (``arrival``, the old rule, kept for replays)."""
+    (``arrival``, the old rule, kept for replays); ``seed`` seeds Hyperband's draws of brackets."""
     from ray.tune.schedulers import FIFOScheduler
 
     from search.run.schedulers import RungScheduler, TieBreakingASHA
@@ -84,7 +84,8 @@ def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_fact
         return FIFOScheduler()
     if kind == "hyperband":
         return TieBreakingASHA(time_attr="epoch", metric="val_iou", mode="max", max_t=max_epochs,
-                               grace_period=grace_period, reduction_factor=reduction_factor, brackets=HYPERBAND_BRACKETS)
+                               grace_period=grace_period, reduction_factor=reduction_factor, brackets=HYPERBAND_BRACKETS,
+                               seed=seed)
     if kind not in ("asha", "pasha") or ties not in ("score", "arrival"):
         raise ValueError(f"no scheduler {kind!r} with ties by {ties!r}")
     return RungScheduler(max_epochs, grace_period, reduction_factor, floor=floor, progressive=kind == "pasha",
@@ -155,7 +156,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
         tune_config=tune.TuneConfig(
             search_alg=RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
-                                     settings.reduction_factor, floor=floor),
+                                     settings.reduction_factor, floor=floor, seed=settings.seed),
             num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,
             reuse_actors=True),  # a finished trial's process takes the next: no new process, no torch import
         run_config=tune.RunConfig(

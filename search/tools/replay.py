@@ -66,6 +66,7 @@ class Replay:
     trace: list[tuple[int, float]]  # (trial-epochs spent, best found so far) after each result
     epochs_run: dict[int, int]  # trial index -> epochs it ran
     spent: int
+    decisions: dict[str, str]  # ASHA and PASHA: trial id -> why the scheduler stopped it
 
 
 class _Trial:
@@ -75,15 +76,25 @@ class _Trial:
         self.trial_id = trial_id
 
 
-def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int) -> Replay:
-    """Run the trials ``order`` (indices into ``curves``) through ``setting``'s scheduler, as the live search would."""
+def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int,
+           restore_every: int = 0, forget: bool = False) -> Replay:
+    """Run the trials ``order`` (indices into ``curves``) through ``setting``'s scheduler, as the live
+    search would. ``restore_every`` k > 0: after every k-th result the scheduler is replaced by a
+    new one given the saved state, as ``--resume`` does (``SchedulerState``, through pickle, then
+    every trial added so far added again, as Ray re-adds restored trials); with ``forget``, given
+    no state, as Ray Tune's own restore does (ray-project/ray#30838)."""
+    import pickle
+
     from ray.tune.schedulers import TrialScheduler
 
+    from search.run.schedulers import SchedulerState
     from search.run.tuner import make_scheduler
 
-    np.random.seed(seed)  # Hyperband draws each trial's bracket from numpy's global generator, as live
-    scheduler = make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor,
-                               floor=curves.floor, ties=setting.ties)
+    def new_scheduler():
+        return make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor,
+                              floor=curves.floor, ties=setting.ties, seed=seed)
+
+    scheduler = new_scheduler()
     events: list[tuple[float, int, int, int]] = []  # (finish time, tie-break, trial index, epoch)
     counter = itertools.count()
     pending = list(order)
@@ -116,7 +127,14 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
                 start(now)
         else:
             heapq.heappush(events, (now + curves.seconds[index, epoch], next(counter), index, epoch + 1))
-    return Replay(trace, epochs_run, spent)
+        if restore_every and spent % restore_every == 0:  # stopped and resumed here
+            saved = pickle.dumps(SchedulerState(scheduler).get_state())
+            scheduler = new_scheduler()
+            if pickle.loads(saved) is not None and not forget:
+                SchedulerState(scheduler, quiet=True).set_state(pickle.loads(saved))
+            for trial in trials.values():
+                scheduler.on_trial_add(None, trial)
+    return Replay(trace, epochs_run, spent, dict(getattr(scheduler, "decisions", {})))
 
 
 SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares

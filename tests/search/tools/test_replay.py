@@ -206,3 +206,36 @@ def test_asha_breaks_ties_at_a_rung_by_arrival():
     plain = decisions(AsyncHyperBandScheduler(time_attr="epoch", metric="val_iou", mode="max", max_t=10,
                                               grace_period=1, reduction_factor=3, brackets=1))
     assert plain[:3] == [TrialScheduler.CONTINUE] * 3  # what the tie-break fixes
+
+
+def _demo_like(n: int = 24) -> np.ndarray:
+    """Curves as the demo's: many trials tied at copy-last-frame after the first epoch, a few below
+    it, and curves that cross (so PASHA's budget grows and Hyperband's brackets disagree)."""
+    values = _curves(n, seed=3)
+    values[4:12, 0] = 0.2511  # the last-frame skip's plateau, to the last digit
+    values[12:15, :2] *= 0.3  # clearly below copy-last-frame, at first
+    return values
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "pasha", "hyperband"])
+def test_a_scheduler_saved_and_restored_after_every_kth_result_decides_as_never_stopped(tmp_path, scheduler):
+    """The replay stops and resumes the search after every k-th result (k = 1, 3, 7): the scheduler
+    is rebuilt and given its saved state through ``SchedulerState``, as ``--resume`` does. Over 100
+    seeds, every trial runs exactly the epochs it ran straight through, for the same reasons. Without
+    the state, the same replay decides otherwise (what ``--resume`` did before)."""
+    values = _demo_like()
+    rng = np.random.default_rng(1)
+    ties = values + rng.uniform(0, 0.01, values.shape)
+    settings = {"profile": "demo", "max_epochs": EPOCHS, "max_concurrent": 2, "baselines": {"unet": 0.2511}}
+    curves = read_curves(write_table(tmp_path / "curves.parquet", values, settings=settings, ties=ties))
+    setting = Setting(scheduler, grace_period=1, reduction_factor=2)
+    forgetful = 0
+    for seed in range(100):
+        order = [int(i) for i in np.random.default_rng(seed).permutation(len(values))]
+        straight = replay(curves, setting, order, 2, seed)
+        for k in (1, 3, 7):
+            resumed = replay(curves, setting, order, 2, seed, restore_every=k)
+            assert (resumed.epochs_run, resumed.decisions, resumed.spent) == \
+                (straight.epochs_run, straight.decisions, straight.spent), (seed, k)
+        forgetful += replay(curves, setting, order, 2, seed, restore_every=3, forget=True).epochs_run != straight.epochs_run
+    assert forgetful >= 50  # a scheduler restored empty decides otherwise in most replays
