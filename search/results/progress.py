@@ -38,6 +38,13 @@ class ProgressTable(Callback):
         self._rows = 0
         self._started = time.monotonic()
 
+    def get_state(self) -> dict[str, Any]:
+        """Saved with Ray Tune's experiment state, so a resumed search counts on from where it stopped."""
+        return {"ended": self.ended, "best": self.best, "trial_best": dict(self.trial_best)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.ended, self.best, self.trial_best = state["ended"], state["best"], dict(state["trial_best"])
+
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stdout, flush=True)
 

@@ -8,11 +8,12 @@ import copy
 from typing import Any
 
 import optuna
+from ray.tune.search import SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search.run.optuna_internals import reattach
 
-__all__ = ["OpenOptunaSearch", "run_config", "validate_cluster_config"]
+__all__ = ["OpenOptunaSearch", "GrowingSearch", "run_config", "tune_config", "validate_cluster_config"]
 
 
 class OpenOptunaSearch(OptunaSearch):
@@ -56,6 +57,45 @@ def run_config(tuner):
     Tuner keeps the run config it was started with, and Ray offers no public way to change its
     failure config or callbacks; ``--resume --max-failures`` must apply to every trial."""
     return tuner._local_tuner.get_run_config()
+
+
+def tune_config(tuner):
+    """The tune config a ``Tuner`` (new or restored) will run with. ``Tuner.restore`` hands back the
+    scheduler and search algorithm pickled in ``tuner.pkl`` when the search was built, and Ray
+    offers no public handle on them: the scheduler's saved state (``SchedulerState``) and a grown
+    ``num_samples`` (``GrowingSearch``) must reach those very objects."""
+    return tuner._local_tuner._tune_config
+
+
+class GrowingSearch(SearchGenerator):
+    """Ray's ``SearchGenerator`` (what Tune wraps a searcher in), restored as a resumed search needs:
+
+    - **grown**: where ``grow_to`` is set, restoring sets its sample count to that (and unfinishes
+      it) after Ray's restore has put back the saved count. Ray keeps the count in
+      ``_total_samples`` and ``_finished``, restores both from its saved state, and refuses a
+      larger ``num_samples`` on restore by design (ray-project/ray issues 42221, 6227, 30223);
+    - **where it is now**: Ray's restore also puts back the experiment spec it saved, whose storage
+      is where the search was started, so a search resumed from a folder that moved would write
+      its new trials to the old place (Ray moves only the restored trials, in
+      ``TuneController._restore_trials``). Where ``storage`` is set (the storage root the search
+      is in now), the spec's storage is moved there, as Ray moves a restored trial's.
+    """
+
+    grow_to: int | None = None
+    storage: str | None = None
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        if self.grow_to is not None and self.grow_to > self._total_samples:
+            self._total_samples, self._finished = self.grow_to, False
+            self._experiment.spec["num_samples"] = self.grow_to
+        saved = self._experiment.spec.get("storage") if self._experiment is not None else None
+        if self.storage is not None and saved is not None:
+            from ray.train._internal.storage import get_fs_and_path
+
+            moved = copy.copy(saved)
+            moved.storage_filesystem, moved.storage_fs_path = get_fs_and_path(self.storage, None)
+            self._experiment.spec["storage"] = moved
 
 
 def validate_cluster_config(raw: dict[str, Any]) -> dict[str, Any]:

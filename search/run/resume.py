@@ -6,6 +6,10 @@ with the same value as saved is fine). These flags may change on resume, and are
 
 - ``--max-failures``: retries of a trial whose worker died, for the trials to come and the ones
   restored;
+- ``--num-samples N``, larger than saved: the search grows to N trials, finished or not. The new
+  trials come from the same Optuna study (TPE goes on from its history), the scheduler's rungs
+  hold the earlier trials, and the leaderboard, report and study cover them all. A smaller N is
+  refused: a search never shrinks;
 - ``--address``: the cluster to continue on; ``--storage`` and ``--name``: which search;
 - ``--retry-errored``: errored trials start again from their last checkpoints;
 - ``--hidden-answers``: the answers the final report scores the hidden split against.
@@ -63,6 +67,12 @@ def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: s
                          "--resume continues a search as it was started")
     for dest, key in SEARCH_FLAGS.items():
         given = getattr(args, dest)
+        if dest == "num_samples" and given is not None and given < settings[key]:
+            raise InputError(f"--num-samples {given} is fewer than the saved search {where} has (--num-samples "
+                             f"{settings[key]}): --resume grows a search, never shrinks it; drop the flag, or give "
+                             "a larger number")
+        if dest == "num_samples" and given is not None and given > settings[key]:
+            continue  # grows the search (resume_state)
         if given is not None and given != settings.get(key):
             raise InputError(f"{_flag(dest)} {given} conflicts with the saved search {where} ({_flag(dest)} "
                              f"{settings.get(key)}); --resume continues a search as it was started: drop the flag, "
@@ -210,7 +220,7 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
     applied and saved back (so that a later resume keeps it). Raises InputError, naming the flag or
     the file."""
     from search.run.settings import Settings
-    from search.run.state import check_storage, latest_experiment, read_state, write_state
+    from search.run.state import check_format, check_storage, latest_experiment, read_state, write_state
 
     if args.max_failures is not None and args.max_failures < 0:
         raise InputError(f"--max-failures is {args.max_failures}, but must be >= 0")
@@ -218,12 +228,16 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
     state = read_state(storage, name)
     if state is None:
         raise InputError(f"{storage}/{name}: no search to resume here")
+    check_format(storage, name, state)
     check_resume_flags(args, {"settings": state.settings.to_dict(), "shards": state.shards,
                               "shards_source": state.shards_source}, f"{storage}/{name}", Settings.defaults())
     check_storage(storage)
     settings = state.settings
     if args.max_failures is not None:
         settings = settings.replace(max_failures=args.max_failures)
+    if args.num_samples is not None and args.num_samples > settings.num_samples:
+        log.info("growing %s from %d to %d trials", name, settings.num_samples, args.num_samples)
+        settings = settings.replace(num_samples=args.num_samples)
     hidden = str(args.hidden_answers.resolve()) if args.hidden_answers is not None else state.hidden_answers
     if hidden and not Path(hidden).is_file():
         log.warning("%s: the hidden answers given when the search started are not on this machine; the report "

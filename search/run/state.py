@@ -21,10 +21,14 @@ from search.space import PROFILES
 from vidseg.data.remote import is_uri
 
 __all__ = ["STATE", "SearchState", "storage_root", "local_path", "filesystem", "read_state", "write_state",
-           "latest_experiment", "check_storage", "study_path", "new_search", "save_new"]
+           "latest_experiment", "check_storage", "study_path", "new_search", "save_new", "check_format", "FORMAT"]
 
 STATE = "search.json"
 STUDY = "optuna.journal"
+# The layout of a search folder that this version resumes: search.json's fields, and the classes that
+# Ray Tune's pickled state names (the searcher, GrowingSearch, the callbacks with their saved states).
+# 1 (no "format" field): before 2026-12-04, when those classes lived in search.tuner and search.schedulers.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,10 @@ class SearchState:
     shards_source: str | None = None  # the folder the shards were published from
     hidden_answers: str | None = None
     started: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    format: int = FORMAT
 
     def to_json(self) -> str:
-        return json.dumps({"settings": self.settings.to_dict(), "shards": self.shards,
+        return json.dumps({"format": self.format, "settings": self.settings.to_dict(), "shards": self.shards,
                            "shards_source": self.shards_source, "hidden_answers": self.hidden_answers,
                            "started": self.started}, indent=2) + "\n"
 
@@ -88,8 +93,18 @@ def read_state(storage: str, name: str) -> SearchState | None:
         settings = Settings.from_dict(saved["settings"])
     except TypeError as err:
         raise UsageError(f"{where}: not a search's saved state ({err})") from None
+    version = saved.get("format", 1)
     return SearchState(settings, saved["shards"], saved.get("shards_source"), saved.get("hidden_answers"),
-                       saved.get("started", ""))
+                       saved.get("started", ""), version if isinstance(version, int) else 0)
+
+
+def check_format(storage: str, name: str, state: SearchState) -> None:
+    """Refuse, in one line, to resume a search folder of another format than this version's."""
+    if state.format != FORMAT:
+        made = "an earlier" if state.format < FORMAT else "a later"
+        raise UsageError(f"{storage}/{name}: saved by {made} vidseg-search (search format {state.format}; this version "
+                         f"resumes format {FORMAT}): its Ray Tune state cannot be restored here, so start a new search "
+                         "with another --name (the results it has written stay readable)")
 
 
 def write_state(storage: str, name: str, state: SearchState) -> None:

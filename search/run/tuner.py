@@ -147,6 +147,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
                 floor: float | None = None):
     from ray import tune
 
+    from search.run.ray_internals import GrowingSearch
     from search.run.study import RetryingLimiter
 
     searcher = make_searcher(settings, profile, study_file, name)
@@ -154,7 +155,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
     return tune.Tuner(
         make_trainable(settings, profile, shards),
         tune_config=tune.TuneConfig(
-            search_alg=RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
+            search_alg=GrowingSearch(RetryingLimiter(searcher, max_concurrent=settings.max_concurrent)),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
                                      settings.reduction_factor, floor=floor, seed=settings.seed),
             num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,
@@ -169,8 +170,10 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
 
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
                      storage: str, name: str, study_file: Path):
-    """A new tuner, or the saved search restored (its searcher, and so its study, included), with
-    ``max_failures`` applied to every trial; and its driver callback (``search.run.resume.driver_callback``).
+    """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
+    scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
+    where that is more than it had), with ``max_failures`` applied to every trial; and its driver
+    callback (``search.run.resume.driver_callback``).
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
     ``search.results.progress.ProgressTable``."""
     from ray import tune
@@ -204,8 +207,12 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
         tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"])
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
-    from search.run.ray_internals import run_config as run_config_of
+    from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
+    from search.run.schedulers import SchedulerState
 
+    tune_config = tune_config_of(tuner)
+    tune_config.search_alg.grow_to, tune_config.search_alg.storage = settings.num_samples, storage
+    tune_config.num_samples = settings.num_samples
     run_config = run_config_of(tuner)
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
     run_config.verbose = 0
@@ -213,6 +220,8 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
 
     guard = None if is_uri(storage) else SpaceGuard(Path(storage) / name, settings.max_concurrent)
     callback = driver_callback(settings.max_failures, experiment, guard)
-    run_config.callbacks = [callback, CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs),
-                            ProgressTable(settings.max_epochs, settings.num_samples, settings.scheduler)]
+    # the order is part of the saved state: Ray saves and restores callbacks' states by their place
+    run_config.callbacks = [callback, SchedulerState(tune_config.scheduler), ProgressTable(
+        settings.max_epochs, settings.num_samples, settings.scheduler), CSVLoggerCallback(), JsonLoggerCallback(),
+        TrialBoard(profile, settings.max_epochs)]
     return tuner, callback
