@@ -304,10 +304,10 @@ def test_killed_then_a_planted_checkpoint_and_ctrl_c_then_retry_errored(tiny_sha
     assert not (experiment / "report.md").exists() and not (experiment / "leaderboard.csv").exists()
 
     saved = files_under(experiment)
-    conflict = run_main(main, *resume[2:], "--num-samples=5", capsys=capsys)
+    conflict = run_main(main, *resume[2:], "--max-epochs=5", capsys=capsys)
     assert conflict.returncode == 2
-    assert one_error_line(conflict).startswith(f"error: --num-samples 5 conflicts with the saved search {experiment} "
-                                               "(--num-samples 3)")
+    assert one_error_line(conflict).startswith(f"error: --max-epochs 5 conflicts with the saved search {experiment} "
+                                               f"(--max-epochs {EPOCHS})")
     assert one_error_line(run_main(main, *resume[2:], "--workers=2", capsys=capsys)).startswith(
         "error: --workers has no effect with --resume")
     assert one_error_line(run_main(main, *resume[2:], "--shards", str(tiny_shards), capsys=capsys)).startswith(
