@@ -27,12 +27,13 @@ trial started, else 1), and the command that continues it once space is freed.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -42,42 +43,46 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from search.run import prepare, state, tuner  # noqa: E402
 from search.run.resume import resume_command, resume_state  # noqa: E402
 from search.run.settings import Settings, build_parser  # noqa: E402
-from search.run.stops import (DiskFull, SpaceGuard, Stopped, Terminated, no_space,  # noqa: E402
-                              quiet_no_space_tracebacks, watch_sigterm)
-from search.space import PROFILES, narrowed  # noqa: E402
+from search.run.state import SearchState  # noqa: E402
+from search.run.stops import (SAVE_WATCH, STOP, DiskFull, SpaceGuard, Stopped, Terminated, no_space,  # noqa: E402
+                              quiet_no_space_tracebacks, watch_signals)
+from search.space import PROFILES, Profile, narrowed  # noqa: E402
 from vidseg.errors import InputError  # noqa: E402
 
 log = logging.getLogger("vidseg.search")
 
 
-def _before_the_first_trial(args, storage: str, name: str, settings: Settings, study_file: Path) -> None:
-    """On resume, what a full disk may have cut short is mended (the journal's last record, Ray Tune's
-    state files); then a local storage must have the reserve a search keeps free (``DiskFull`` if not)."""
-    local = state.local_path(storage)
-    if args.resume and study_file.is_file():
-        from search.results.journal import trim_partial_record
+@dataclass
+class Search:
+    """What the steps of ``run`` share: which search, its settings and shards, and how far it got."""
 
-        trim_partial_record(study_file)
-    if args.resume and local is not None:
-        from search.run.ray_internals import repair_tune_state
+    args: argparse.Namespace
+    storage: str
+    name: str
+    address: str | None
+    settings: Settings
+    saved: SearchState | None  # None until search.json is written
+    shards: str | None
+    profile: Profile
+    source: prepare.DataSource
+    where: str  # what a full disk met now would be about
+    root: Path | None = None  # the dataset root, where shards are still to be made from it
+    trials_started: bool = False
 
-        damaged = repair_tune_state(local / name)
-        if damaged:
-            log.warning("Ray Tune's state in %s was cut short (%s): the search goes on from its last whole copy",
-                        local / name, ", ".join(damaged))
-    if local is not None:
-        low = SpaceGuard(local / name, settings.max_concurrent).check(now=True)
-        if low is not None:
-            raise low.where(resume_command(storage, name, args.address), trials_started=False)
+    @property
+    def command(self) -> str | None:
+        """The command that continues the search; None before it is saved."""
+        return resume_command(self.storage, self.name, self.args.address) if self.saved else None
+
+    @property
+    def study_file(self) -> Path:
+        return state.study_path(self.storage, self.name)
 
 
-def run(args) -> int:
-    """The search, flags to results: 0 a trial completed, 1 none did; InputError, Stopped (a signal),
-    DiskFull."""
-    import ray
-
+def prepare_search(args) -> Search:
+    """Flags to a named search with its settings, checked before any data work: a resumed search's
+    saved state, or a new name in a writable storage."""
     storage = state.storage_root(args.storage)
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.hidden_answers is not None:
         from vidseg.eval.score import read_answers
 
@@ -86,88 +91,198 @@ def run(args) -> int:
         name, saved = resume_state(args, storage)
         settings, shards = saved.settings, saved.shards
     else:
-        settings, saved = Settings.from_args(args), None
+        settings, saved, shards = Settings.from_args(args), None, None
         name = state.new_search(storage, args.name or f"simvp-{settings.profile}-{datetime.now():%Y-%m-%d_%H-%M-%S}",
                                 probe=not args.prepare_only)
-    profile, source = narrowed(PROFILES[settings.profile], settings.limits), prepare.DataSource.from_args(args)
+    source = prepare.DataSource.from_args(args)
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
     tuner.check_address(address)  # before any data work
-    where = str((args.data_dir or prepare.DATA_DIR) if source.shards is None else source.shards)  # written now
-    trials_started = False
-    try:
-        root = None if args.resume else prepare.prepare_dataset(source, profile, settings.seed)
-        if not args.resume and root is None:  # --shards: checked against the space before Ray starts
-            shards = prepare.prepare_shards(source, profile, settings.seed, None)
-            profile, limits = prepare.fit_space(profile, shards)
-            settings = settings.replace(limits=limits)
-        if args.prepare_only:  # no search: Ray starts only where shards remain to be made, for them
-            if root is not None:
-                shards = prepare.prepare_shards(source, profile, settings.seed, root, address=address)
-                prepare.fit_space(profile, shards)  # what a search on them would leave out, said now
-            print(f"shards ready: {shards}")
-            return 0
-        tuner.init_ray(address)
-        watch_sigterm()  # Ray's handler, set by its start-up, would exit 1 at once
-        quiet_no_space_tracebacks()
-        try:
-            if not args.resume:
-                settings = tuner.detect_gpus(settings, address)
-                if root is not None:
-                    shards = prepare.prepare_shards(source, profile, settings.seed, root)
-                    profile, limits = prepare.fit_space(profile, shards)
-                    settings = settings.replace(limits=limits)
-            where = f"{storage}/{name}"  # the search's own files, from here on
-            if not args.resume:
-                saved = state.save_new(storage, name, settings, shards, args.hidden_answers)
-                shards = saved.shards
-            log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", name, settings.num_samples,
-                     settings.max_epochs, settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
-                     else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}")
-            study_file = state.study_path(storage, name)
-            _before_the_first_trial(args, storage, name, settings, study_file)
-            search, callback = tuner.restore_or_build(args.resume, args.retry_errored, settings, profile, shards,
-                                                      storage, name, study_file)
-            started, trials_started = time.perf_counter(), True
-            try:
-                results = search.fit()
-            except Exception:  # noqa: BLE001 - Ray Tune, failing on the full disk it was stopped for
-                if isinstance(callback.stopped, DiskFull):
-                    raise callback.stopped.where(resume_command(storage, name, args.address), True) from None
-                raise
-            if threading.current_thread() is threading.main_thread():  # Tune leaves its handlers behind
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                watch_sigterm()
-            if isinstance(callback.stopped, DiskFull):  # Tune saved its state and stopped the trials
-                raise callback.stopped.where(resume_command(storage, name, args.address), trials_started=True)
-            if callback.stopped == signal.SIGTERM:
-                raise Terminated
-            if callback.stopped is not None or len(results) < settings.num_samples:
-                raise KeyboardInterrupt  # Tune saved its state and stopped the trials
-            log.info("search finished in %.0f s", time.perf_counter() - started)
-            from search.results.report import no_trial_completed, write_results
+    where = str((args.data_dir or prepare.DATA_DIR) if source.shards is None else source.shards)
+    return Search(args, storage, name, address, settings, saved, shards,
+                  narrowed(PROFILES[settings.profile], settings.limits), source, where)
 
-            out, rows = write_results(results, settings.to_dict(), shards, f"{storage}/{name}", saved.hidden_answers,
-                                      study_file=study_file)
+
+def _fit_to(search: Search, shards: str) -> None:
+    search.shards = shards
+    search.profile, limits = prepare.fit_space(search.profile, shards)
+    search.settings = search.settings.replace(limits=limits)
+
+
+def prepare_data(search: Search) -> None:
+    """A new search's data, as far as it goes without Ray: the dataset (generated for the demo) and,
+    for ``--shards``, the shards checked against the space."""
+    if search.args.resume:
+        return
+    search.root = prepare.prepare_dataset(search.source, search.profile, search.settings.seed)
+    if search.root is None:
+        _fit_to(search, prepare.prepare_shards(search.source, search.profile, search.settings.seed, None))
+
+
+def prepare_only(search: Search) -> int:
+    """``--prepare-only``: Ray starts only where shards remain to be made, for them."""
+    if search.root is not None:
+        search.shards = prepare.prepare_shards(search.source, search.profile, search.settings.seed, search.root,
+                                               address=search.address)
+        prepare.fit_space(search.profile, search.shards)  # what a search on them would leave out, said now
+    print(f"shards ready: {search.shards}")
+    return 0
+
+
+def _before_the_first_trial(search: Search) -> None:
+    """On resume, what a full disk may have cut short is mended (the journal's last record, Ray Tune's
+    state files); then a local storage must have the reserve a search keeps free (``DiskFull`` if not)."""
+    local = state.local_path(search.storage)
+    if search.args.resume and search.study_file.is_file():
+        from search.results.journal import trim_partial_record
+
+        trim_partial_record(search.study_file)
+    if search.args.resume and local is not None:
+        from search.run.ray_internals import repair_tune_state
+
+        repair_tune_state(local / search.name)
+    if local is not None:
+        low = SpaceGuard(local / search.name, search.settings.max_concurrent).check(now=True)
+        if low is not None:
+            raise low.where(search.command, trials_started=False)
+
+
+def search_on_ray(search: Search):
+    """Ray up, the shards made on it (a new search from a dataset), the search saved, its trials run
+    through Tune, Ray down. Returns Tune's results; raises what the stop means (``stop_meaning``)."""
+    import ray
+
+    tuner.init_ray(search.address)
+    watch_signals()  # Ray's SIGTERM handler, set by its start-up, would exit 1 at once
+    quiet_no_space_tracebacks()
+    try:
+        settings = search.settings
+        if not search.args.resume:
+            search.settings = settings = tuner.detect_gpus(settings, search.address)
+            if search.root is not None:
+                _fit_to(search, prepare.prepare_shards(search.source, search.profile, settings.seed, search.root))
+            search.saved = state.save_new(search.storage, search.name, search.settings, search.shards,
+                                          search.args.hidden_answers)
+            search.shards, settings = search.saved.shards, search.settings
+        search.where = f"{search.storage}/{search.name}"  # the search's own files, from here on
+        log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", search.name, settings.num_samples,
+                 settings.max_epochs, settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
+                 else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}")
+        _before_the_first_trial(search)
+        fit, _ = tuner.restore_or_build(search.args.resume, search.args.retry_errored, settings, search.profile,
+                                        search.shards, search.storage, search.name, search.study_file)
+        started, search.trials_started = time.perf_counter(), True
+        try:
+            results = fit.fit()
         finally:
-            ray.shutdown()
-    except KeyboardInterrupt as err:
-        raise Stopped(signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT,
-                      resume_command(storage, name, args.address) if saved else None) from None
-    except (DiskFull, InputError):
-        raise
+            STOP.armed = False
+        stop_meaning(search, results)
+        log.info("search finished in %.0f s", time.perf_counter() - started)
+        return results
+    finally:
+        ray.shutdown()
+
+
+def _last_save(search: Search) -> tuple[bool, str]:
+    """Whether Ray Tune's last save of the search completed, and if not, why."""
+    if STOP.cut_short:
+        return False, "a second signal stopped it at once"
+    if SAVE_WATCH.failed:
+        return False, SAVE_WATCH.failed
+    local = state.local_path(search.storage)
+    if local is not None:
+        from search.run.ray_internals import damaged_tune_state
+
+        damaged = damaged_tune_state(local / search.name)
+        if damaged:
+            return False, f"{', '.join(damaged)} cut short"
+    return True, ""
+
+
+def stop_meaning(search: Search, results) -> None:
+    """What a search that Tune ended means: nothing where every trial ran; else ``DiskFull`` or
+    ``Stopped`` (a signal; Tune stopped by a SIGUSR1 from elsewhere counts as Ctrl-C), saying
+    whether Tune's last save completed."""
+    why = STOP.why
+    if isinstance(why, DiskFull):
+        raise why.where(search.command, trials_started=True)
+    if why is None and len(results) >= search.settings.num_samples:
+        return
+    saved, lost = _last_save(search)
+    raise Stopped(why if why in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT, search.command, saved, lost)
+
+
+def as_stop(search: Search, err: BaseException) -> BaseException:
+    """An exception out of the steps as what it means for the search: ``Stopped`` (a signal),
+    ``DiskFull`` (however a full disk reached us), or itself (bad input, or a bug)."""
+    if isinstance(err, (Stopped, DiskFull, InputError)):
+        return err
+    if isinstance(err, KeyboardInterrupt):  # outside Tune's loop, or a second signal in it
+        signum = STOP.why if STOP.why in (signal.SIGINT, signal.SIGTERM) else \
+            signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+        saved, lost = _last_save(search) if search.trials_started and search.saved else (True, "")
+        return Stopped(signum, search.command, saved, lost)
+    if isinstance(STOP.why, DiskFull):  # Ray Tune, failing on the full disk it was stopped for
+        return STOP.why.where(search.command, trials_started=True)
+    full = no_space(err)
+    if full is not None:
+        return DiskFull(full.filename or search.where, search.command, search.trials_started)
+    return err
+
+
+def report(search: Search, results) -> int:
+    """The finished search's results written and named; 0 where a trial completed, else 1."""
+    from search.results.report import no_trial_completed, write_results
+
+    folder = f"{search.storage}/{search.name}"
+    try:
+        out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
+                                  search.saved.hidden_answers, study_file=search.study_file)
     except Exception as err:  # noqa: BLE001 - a full disk, however it reached us; anything else goes on up
-        full = no_space(err)
-        if full is None:
+        meant = as_stop(search, err)
+        if meant is err:
             raise
-        raise DiskFull(full.filename or where, resume_command(storage, name, args.address) if saved else None,
-                       trials_started) from None
+        raise meant from None
     print(f"\nresults: {out}\n  best config: {out}/best_config.json   report: {out}/report.md   "
-          f"leaderboard: {out}/leaderboard.csv\n  watch and compare trials: tensorboard --logdir {out} (all searches: --logdir {args.storage})\n"
-          f"  the Optuna study: optuna-dashboard {study_file}")
+          f"leaderboard: {out}/leaderboard.csv\n  watch and compare trials: tensorboard --logdir {out} (all searches: "
+          f"--logdir {search.args.storage})\n  the Optuna study: optuna-dashboard {search.study_file}")
     failed = no_trial_completed(rows, out)
     if failed:
         print(failed, file=sys.stderr)
         return 1
     return 0
+
+
+def run(args) -> int:
+    """The search, flags to results: 0 a trial completed, 1 none did; raises InputError, Stopped (a
+    signal) or DiskFull, which ``ending`` turns into a message and an exit code."""
+    search = prepare_search(args)
+    try:
+        prepare_data(search)
+        if args.prepare_only:
+            return prepare_only(search)
+        results = search_on_ray(search)
+    except BaseException as err:  # noqa: BLE001 - what it means, or itself
+        meant = as_stop(search, err)
+        if meant is err:
+            raise
+        raise meant from None
+    return report(search, results)
+
+
+def ending(err: BaseException) -> tuple[str, int] | None:
+    """The one place an ending other than the search's own becomes its message and exit code; None
+    for a bug (it keeps its traceback)."""
+    if isinstance(err, (DiskFull, Stopped)):
+        return err.message(), err.exit_code
+    if isinstance(err, KeyboardInterrupt):  # before the search was named
+        return ending(Stopped(signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT, None))
+    if isinstance(err, InputError):  # the project's own checks: they name the file, flag or value
+        return f"error: {err}", 2
+    if isinstance(err, OSError) and no_space(err) is not None:  # before the search's storage was known
+        return DiskFull(err.filename or Path.cwd()).message(), 2
+    if isinstance(err, OSError) and err.filename is not None:  # a file the user gave
+        return f"error: {err.filename}: {err.strerror or err}", 2
+    return None  # not about a file the user gave: a bug, or the machine; keep its traceback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,28 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     continues; a full disk: one line naming the path, 2 before any trial started, else 1."""
     args = build_parser("python search/run_search.py", __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    watch_sigterm()
+    watch_signals()
     try:
         return run(args)
-    except DiskFull as err:
-        print(err.message(), file=sys.stderr)
-        return err.exit_code
-    except InputError as err:  # the project's own checks: they name the file, flag or value
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if no_space(err) is not None:  # before the search's storage was known
-            print(DiskFull(err.filename or Path.cwd()).message(), file=sys.stderr)
-            return 2
-        if err.filename is None:  # not about a file the user gave: a bug, or the machine; keep its traceback
+    except BaseException as err:  # noqa: BLE001 - ending() says which
+        ended = ending(err)
+        if ended is None:
             raise
-        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    except (Stopped, KeyboardInterrupt) as err:
-        if not isinstance(err, Stopped):
-            err = Stopped(signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT, None)
-        print(err.message(), file=sys.stderr)
-        return err.exit_code
+        print(ended[0], file=sys.stderr)
+        return ended[1]
 
 
 if __name__ == "__main__":

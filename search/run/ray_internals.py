@@ -188,6 +188,11 @@ def keep_tune_state(folder) -> bool:
     return True
 
 
+def damaged_tune_state(folder) -> list[str]:
+    """The names of Ray Tune's state files in ``folder`` that are cut short (none: all whole)."""
+    return [f.name for f in _state_files(folder) if not _whole(f)]
+
+
 def repair_tune_state(folder) -> list[str]:
     """Where one of Ray Tune's state files in ``folder`` is cut short, put the last good set
     (``keep_tune_state``) back in place of them all, moving the damaged set to ``DAMAGED``. Returns

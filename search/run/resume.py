@@ -23,9 +23,7 @@ import errno
 import logging
 import re
 import shlex
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,53 +96,35 @@ def resume_command(storage: str, name: str, address: str | None = None) -> str:
 
 def driver_callback(max_failures: int, experiment: str, guard=None):
     """A Tune callback for the driver. It gives every trial, restored ones included, ``max_failures``
-    retries (a restored trial keeps the count it was created with otherwise). And it stops the
-    search as Ctrl-C does, through Tune's own handler (Tune saves its state, stops the trials and
-    returns as if they had ended), on SIGINT, on SIGTERM, and on a full disk: a trial's error, or the
-    searcher's, or free space below the reserve of ``guard`` (a ``search.run.stops.SpaceGuard``, for
-    local storage). Its ``stopped`` then says why: a signal's number, or a ``DiskFull`` naming the
-    path (``experiment`` where the error names none)."""
+    retries (a restored trial keeps the count it was created with otherwise). It arms the one stop
+    path (``search.run.stops.STOP``) while Tune's loop runs, and requests a stop there on a full
+    disk: a trial's error, or the searcher's, or free space below the reserve of ``guard`` (a
+    ``search.run.stops.SpaceGuard``, for local storage), as a ``DiskFull`` naming the path
+    (``experiment`` where the error names none)."""
     from ray.tune import Callback
 
     from search.run.ray_internals import keep_tune_state
-    from search.run.stops import (DiskFull, Terminated, clear_disk_full, disk_full_seen, no_space,
-                                  quiet_no_space_tracebacks)
+    from search.run.stops import SAVE_WATCH, STOP, DiskFull, clear_disk_full, disk_full_seen, no_space, \
+        quiet_no_space_tracebacks
 
     clear_disk_full()  # an earlier search in this process (a test's) told nothing about this one
+    STOP.reset()
+    SAVE_WATCH.failed = None
 
     class DriverCallback(Callback):
-        stopped: int | DiskFull | None = None
-        _tune_handler = None
         _kept = -float("inf")
-
-        @property
-        def interrupted(self) -> bool:
-            return self.stopped is not None
 
         def setup(self, **info) -> None:
             quiet_no_space_tracebacks()  # Ray's handlers, as Tune set them up
-            tune_handler = signal.getsignal(signal.SIGINT)  # Tune's, which it installs before callbacks' setup
-            if not callable(tune_handler) or threading.current_thread() is not threading.main_thread():
-                return
-            self._tune_handler = tune_handler
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda signum, frame: self.stop(signum))
+            STOP.armed = True  # Tune's loop is about to run, its SIGUSR1 handler in place
 
-        def stop(self, why: int | DiskFull) -> None:
-            """Stop the search through Tune's handler; the first reason is kept. A second SIGTERM
-            stops at once, without saving (a second Ctrl-C does, through Tune's own handling)."""
-            if self.stopped is not None:
-                if why == signal.SIGTERM:
-                    raise Terminated()
-                return
-            self.stopped = why
-            if self._tune_handler is not None:
-                self._tune_handler(signal.SIGINT, None)
+        def stop(self, why: DiskFull) -> None:
+            STOP.request(why)
 
         def on_step_begin(self, iteration: int, trials: list, **info) -> None:
             for trial in trials:
                 trial.max_failures = max_failures
-            if self.stopped is not None:
+            if STOP.why is not None:
                 return
             seen = disk_full_seen()
             if seen is not None:
@@ -173,7 +153,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
 
         def _trial_failed(self, trial) -> None:
             err = _trial_error(trial)
-            if no_space(err) is not None and self.stopped is None:
+            if no_space(err) is not None and STOP.why is None:
                 full = no_space(err)
                 path = full.filename or f"{experiment}/{Path(str(trial.local_path or trial.trial_id)).name}"
                 log.error("no space left on device: trial %s could not write to %s", trial.trial_id, path)

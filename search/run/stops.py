@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["EXIT_CODES", "Stopped", "Terminated", "DiskFull", "SpaceGuard", "RESERVE_MIN", "no_space", "watch_sigterm",
+__all__ = ["SAVE_WATCH", "EXIT_CODES", "Stopped", "Terminated", "DiskFull", "SpaceGuard", "RESERVE_MIN", "no_space", "watch_signals", "STOP", "StopSwitch",
            "disk_full_seen", "note_disk_full", "clear_disk_full", "quiet_no_space_tracebacks"]
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -39,11 +39,12 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Stopped(Exception):
-    """A signal stopped the search (``signum``); ``command`` continues it (None: nothing to continue)."""
+    """A signal stopped the search (``signum``); ``command`` continues it (None: nothing to continue);
+    ``saved``: whether Ray Tune's last save of its state completed (``lost`` says why not)."""
 
-    def __init__(self, signum: int, command: str | None) -> None:
+    def __init__(self, signum: int, command: str | None, saved: bool = True, lost: str = "") -> None:
         super().__init__(signum, command)
-        self.signum, self.command = signum, command
+        self.signum, self.command, self.saved, self.lost = signum, command, saved, lost
 
     @property
     def exit_code(self) -> int:
@@ -51,9 +52,13 @@ class Stopped(Exception):
 
     def message(self) -> str:
         what = "interrupted" if self.signum == signal.SIGINT else "terminated (SIGTERM)"
-        if self.command:
+        if not self.command:
+            return f"{what} before the search started; run the same command again (prepared data is reused)"
+        if self.saved:
             return f"{what}; the search is saved. Continue it with:\n  {self.command}"
-        return f"{what} before the search started; run the same command again (prepared data is reused)"
+        return (f"{what} before Ray Tune's last save of the search completed ({self.lost}): it goes on from the "
+                "save before, at most a few seconds older, and trials rerun their epochs since their last "
+                f"checkpoints. Continue it with:\n  {self.command}")
 
 
 class Terminated(KeyboardInterrupt):
@@ -132,6 +137,24 @@ class _QuietNoSpace(logging.Filter):
         return True
 
 
+class _SaveWatch(logging.Handler):
+    """Sees Ray Tune's log line for a last save of its state that failed (``tune.run`` logs it and
+    returns as if nothing had happened)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.failed: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Experiment state snapshotting failed"):
+            exc = record.exc_info[1] if record.exc_info else None
+            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:200] if exc else "Ray Tune logged its failure"
+
+
+SAVE_WATCH = _SaveWatch()
+logging.getLogger("ray.tune.tune").addHandler(SAVE_WATCH)
+
+
 # the loggers that report a trial's failure, a failed save of Tune's state, and a task error nobody read
 _RAY_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state", "ray._private.worker")
 
@@ -146,24 +169,62 @@ def quiet_no_space_tracebacks() -> None:
             target.addFilter(_QuietNoSpace())
 
 
-_owner: int | None = None  # the driver's pid: a process forked from it (a pool's worker) inherits the handler
+class StopSwitch:
+    """Why the search is stopping, and Tune's own graceful stop taken for it: the one stop path.
+
+    SIGINT, SIGTERM and a full disk (the driver's Tune callback) all ``request`` a stop: the first
+    reason is kept, and while Tune's loop runs (``armed``) the driver raises SIGUSR1 in itself,
+    which Ray Tune's ``tune.run`` always handles as Ctrl-C (it saves its state one last time, stops
+    the trials and returns), with or without ``TUNE_DISABLE_SIGINT_HANDLER``. Tune's handler is
+    never read, called or replaced: the driver's own handler for SIGINT stays in place because the
+    driver sets ``TUNE_DISABLE_SIGINT_HANDLER=1`` (``watch_signals``). A second signal stops at once,
+    without that save, as a second Ctrl-C does in Tune; a signal outside Tune's loop unwinds the
+    driver (``KeyboardInterrupt``, ``Terminated`` for SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.why: int | DiskFull | None = None
+        self.at: float | None = None  # time.time() of the first request
+        self.armed = False
+        self.cut_short = False  # a second signal ended Tune's loop without its last save
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def request(self, why: int | DiskFull) -> None:
+        if self.why is None:
+            self.why, self.at = why, time.time()
+        if self.armed and callable(signal.getsignal(signal.SIGUSR1)):  # Tune's graceful stop
+            signal.raise_signal(signal.SIGUSR1)
+
+    def on_signal(self, signum: int, frame) -> None:
+        if os.getpid() != _owner:  # a forked worker, told to stop by its pool: it ends as the signal ends a process
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.armed and self.why is None:
+            self.request(signum)
+            return
+        if self.armed:
+            self.cut_short = True
+        if self.why is None:
+            self.why, self.at = signum, time.time()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _raise_terminated(signum, frame) -> None:
-    if os.getpid() != _owner:  # a forked worker, told to stop by its pool: it ends as SIGTERM ends a process
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    raise Terminated()
+STOP = StopSwitch()
+_owner: int | None = None  # the driver's pid: a process forked from it (a pool's worker) inherits the handlers
 
 
-def watch_sigterm() -> None:
-    """SIGTERM unwinds the driver as Ctrl-C does (``Terminated``), replacing Ray's handler, which
-    would exit 1 at once. Tune's loop replaces it while it runs (``search.run.resume.driver_callback``)."""
+def watch_signals() -> None:
+    """SIGINT and SIGTERM go to ``STOP`` (replacing Ray's SIGTERM handler, which would exit 1 at
+    once), and Ray Tune is told to leave SIGINT to it (``TUNE_DISABLE_SIGINT_HANDLER``, a documented
+    Ray variable; Tune's SIGUSR1 handler, installed regardless, is the stop ``STOP`` takes)."""
     global _owner
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if threading.current_thread() is threading.main_thread():
         _owner = os.getpid()
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, STOP.on_signal)
 
 
 class SpaceGuard:
