@@ -47,9 +47,9 @@ def kill_processes(processes: list[psutil.Process]) -> None:
 
 
 @contextlib.contextmanager
-def driver_process(args: list[str]):
+def driver_process(args: list[str], **popen):
     """``args`` run with text pipes; on leaving, whatever of its process tree still runs is killed, by pid."""
-    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     try:
         yield driver
     finally:

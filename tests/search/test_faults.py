@@ -3,6 +3,8 @@ tmpfs, made in a mount namespace of the test's own, filled as another process wo
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import signal
 import subprocess
@@ -38,25 +40,135 @@ def _every_trial_finished(experiment: Path) -> None:
     assert (experiment / "report.md").is_file()
 
 
-def test_sigterm_saves_the_search_exits_143_and_says_how_to_continue(tiny_shards, tmp_path):
-    storage = tmp_path / "results"
-    with driver_process(_search("--shards", str(tiny_shards), "--storage", str(storage), "--name", "term")) as driver:
+def _results(experiment: Path) -> list[tuple[str, dict]]:
+    """Every trial's results, trial by trial in the order the trials started (one at a time: the
+    order the study asked them in), from Ray Tune's result.json (a half-written last line skipped)."""
+    from search.results.journal import load_study
+
+    if not any(experiment.glob("*/result.json")):
+        return []
+    asked = {t.user_attrs.get("ray_trial_id"): t.number for t in load_study(experiment / "optuna.journal",
+                                                                            experiment.name).trials}
+    trials = []
+    for result in experiment.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.endswith("}")]
+        if lines:
+            trials.append((asked[lines[0]["trial_id"]], lines[0]["trial_id"], lines))
+    return [(trial_id, r) for _, trial_id, lines in sorted(trials) for r in lines]
+
+
+def _replayed(results: list[tuple[str, dict]], settings: dict, floor: float) -> dict:
+    """The epochs each trial runs when its results reach a new scheduler of the search's settings
+    in the order they came, straight through."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.run.tuner import make_scheduler
+    from search.tools.replay import _Trial
+
+    scheduler, seen, stopped, epochs = make_scheduler(settings["scheduler"], settings["max_epochs"],
+                                                      settings["grace_period"], settings["reduction_factor"],
+                                                      floor=floor, seed=settings["seed"]), [], set(), {}
+    for trial_id, result in results:
+        if trial_id not in seen:
+            seen.append(trial_id)
+            scheduler.on_trial_add(None, _Trial(trial_id))
+        if trial_id in stopped:
+            continue
+        epochs[trial_id] = result["epoch"]
+        if scheduler.on_trial_result(None, _Trial(trial_id), result) == TrialScheduler.STOP:
+            stopped.add(trial_id)
+            scheduler.on_trial_complete(None, _Trial(trial_id), result)
+    return epochs
+
+
+def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_and_grows(tiny_shards, tmp_path):
+    """SIGTERM, with ``TUNE_DISABLE_SIGINT_HANDLER=1`` as a user may set it, once the first rung holds
+    a trial's result and the next trial runs: Tune saves the search, exit 143 with the command that
+    continues it. The resume brings back every rung record made before the stop, counts on the
+    trials done before it, and stops the same trials at the same epochs as a scheduler that saw the
+    same results straight through. Then it grows (``_grows_where_it_moved``)."""
+    from vidseg.baselines import copy_last_frame
+    from vidseg.data.shards import ShardSet
+
+    storage, name = tmp_path / "results", "term"
+    experiment = storage / name
+    env = {**os.environ, "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    search = _search("--shards", str(tiny_shards), "--storage", str(storage), "--name", name, "--max-concurrent=1")
+    with driver_process(search, env=env) as driver:
         deadline = time.monotonic() + 240
-        while not _checkpointed(storage / "term") and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while len({t for t, _ in _results(experiment)}) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert driver.poll() is None, "the search ended before it could be stopped"
         driver.send_signal(signal.SIGTERM)
-        _, stderr = driver.communicate(timeout=120)
+        stdout, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 143, stderr[-3000:]
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert lines[-2] == "terminated (SIGTERM); the search is saved. Continue it with:"
-    assert lines[-1].strip() == shlex.join(_resume(storage, "term"))
-    experiment = storage / "term"
+    assert lines[-1].strip() == shlex.join(_resume(storage, name))
     assert not (experiment / "leaderboard.csv").exists()  # stopped, not finished
-    # saved as Ctrl-C saves (one stop path; test_reliability resumes a Ctrl-C'd search to the end)
-    assert (experiment / "search.json").is_file() and _checkpointed(experiment)
-    assert list(experiment.glob("experiment_state-*.json")) and (experiment / "optuna.journal").is_file()
+    before = _results(experiment)
+    done = stdout.count(" trials done]")
+    settings = json.loads((experiment / "search.json").read_text())["settings"]
+    rungs = [r for r in (1, 2, 4) if r < EPOCHS]  # grace 1, factor 2
+    records = sum(1 for _, r in before if r["epoch"] in rungs)
+
+    resumed = subprocess.run([sys.executable, *_resume(storage, name)[1:]], capture_output=True, text=True,
+                             timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"the scheduler's state is back: {records} rung record(s)" in resumed.stderr
+    assert f"[{done + 1}/4 trials done]" in resumed.stdout and "[4/4 trials done]" in resumed.stdout
+    rows = {r["trial_id"]: int(r["epochs"]) for r in read_leaderboard(experiment)}
+    floor = copy_last_frame(ShardSet.open(tiny_shards, verify=False))["unet"]
+    everything = _results(experiment)
+    assert rows == _replayed(everything, settings, floor)  # as never stopped
+    assert any(e < EPOCHS for t, e in rows.items() if t not in {t for t, _ in before})  # stopped after the resume
+    _grows_where_it_moved(storage, name, rows, records_of=lambda results: sum(r["epoch"] in rungs for _, r in results))
+
+
+def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], records_of) -> None:
+    """The finished search, moved to another folder, grows from 4 to 6 trials with ``--resume
+    --num-samples 6``: the scheduler gets back a rung record for every rung each earlier trial
+    reached, the new trials run where the search is now, the same Optuna study goes on (the 4
+    earlier trials untouched, then 2 asked after all 4 ended: past TPE's start-up, so TPE's, not
+    random), and the leaderboard and report rank all 6. A smaller --num-samples is refused in one line."""
+    from search.results.journal import load_study
+    from search.run.study import startup_trials
+
+    moved = storage.parent / "moved"
+    storage.rename(moved)
+    experiment = moved / name
+    old = load_study(experiment / "optuna.journal", name).trials
+    records = records_of(_results(experiment))
+    refused = subprocess.run([sys.executable, *_resume(moved, name)[1:], "--num-samples=3"], capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: --num-samples 3 is fewer than the saved search {experiment} has (--num-samples 4): --resume grows "
+        "a search, never shrinks it; drop the flag, or give a larger number")
+
+    grown = subprocess.run([sys.executable, *_resume(moved, name)[1:], "--num-samples=6"], capture_output=True,
+                           text=True, timeout=300)
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    assert f"growing {name} from 4 to 6 trials" in grown.stderr
+    assert f"the scheduler's state is back: {records} rung record(s)" in grown.stderr
+    assert "[5/6 trials done]" in grown.stdout and "[6/6 trials done]" in grown.stdout
+    assert not storage.exists()  # nothing written where the search was
+    board = read_leaderboard(experiment)
+    assert len(board) == 6 and set(rows) < {r["trial_id"] for r in board}
+    assert all(r["status"] == "TERMINATED" and (experiment / r["name"] / "result.json").is_file() for r in board)
+    assert [float(r["best_val_iou"]) for r in board] == sorted((float(r["best_val_iou"]) for r in board), reverse=True)
+    assert "6 trials" in (experiment / "report.md").read_text()
+    assert json.loads((experiment / "search.json").read_text())["settings"]["num_samples"] == 6
+    study = load_study(experiment / "optuna.journal", name).trials
+    assert len(study) == 6
+    assert [(t.number, t.params, t.state, t.intermediate_values) for t in study[:4]] == \
+        [(t.number, t.params, t.state, t.intermediate_values) for t in old]
+    assert len(old) >= startup_trials(4)
+    for new in study[4:]:
+        assert new.datetime_start > max(t.datetime_complete for t in old)
+        assert "fixed_params" not in new.system_attrs  # asked of TPE, not an enqueued reference
+        assert new.user_attrs["ray_trial_id"] in {r["trial_id"] for r in board} - set(rows)
 
 
 # Run inside a mount namespace of its own, so that its tmpfs is gone with it: the storage starts

@@ -358,56 +358,6 @@ def test_help_explains_what_it_does_and_how_it_exits(capsys):
         assert part in " ".join(result.stdout.split()), part
 
 
-@RAY
-def test_a_finished_search_moved_elsewhere_grows_with_a_larger_num_samples(smoke, tmp_path, capsys):
-    """``--resume --num-samples 6`` on a copy of the finished 4-trial search (a folder that moved):
-    the scheduler gets back a rung record for every rung each earlier trial reached, 2 new trials
-    run there (never where the search started), the same Optuna study goes on (the 4 earlier trials
-    untouched, then 2 asked after all 4 ended: past TPE's start-up, so TPE's, not random), and the
-    leaderboard and report rank all 6. A smaller --num-samples is refused in one line."""
-    from search.run.study import startup_trials
-    from search.run_search import main
-
-    tmp, _ = smoke
-    storage = tmp_path / "moved"
-    shutil.copytree(tmp / "results", storage, ignore=shutil.ignore_patterns("*.lock"))
-    experiment, started = storage / "smoke", tmp / "results" / "smoke"
-    before = {r["trial_id"]: r for r in read_leaderboard(experiment)}
-    study_file = experiment / "optuna.journal"
-    old = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(study_file)))).trials
-    there = sorted(p.name for p in started.iterdir())
-
-    refused = run_main(main, "--resume", "--storage", str(storage), "--name", "smoke", "--num-samples=3", capsys=capsys)
-    assert refused.returncode == 2
-    assert refused.stderr.strip() == (f"error: --num-samples 3 is fewer than the saved search {experiment} has "
-                                      "(--num-samples 4): --resume grows a search, never shrinks it; drop the flag, "
-                                      "or give a larger number")
-
-    grown = run_cli(SCRIPT, "--resume", "--storage", str(storage), "--name", "smoke", "--num-samples=6", timeout=300)
-    assert grown.returncode == 0, grown.stderr[-3000:]
-    records = sum(min(int(r["epochs"]), 2) for r in before.values())  # the smoke search's rungs: epochs 1 and 2
-    assert f"the scheduler's state is back: {records} rung record(s)" in grown.stderr
-    assert "growing smoke from 4 to 6 trials" in grown.stderr
-    assert "[6/6 trials done]" in grown.stdout and "[5/6 trials done]" in grown.stdout
-    assert sorted(p.name for p in started.iterdir()) == there  # nothing written where the search started
-    rows = read_leaderboard(experiment)
-    assert len(rows) == 6 and set(before) < {r["trial_id"] for r in rows}
-    assert all(r["status"] == "TERMINATED" for r in rows)
-    assert all((experiment / r["name"] / "result.json").is_file() for r in rows)
-    assert [float(r["best_val_iou"]) for r in rows] == sorted((float(r["best_val_iou"]) for r in rows), reverse=True)
-    assert "6 trials" in (experiment / "report.md").read_text()
-    assert json.loads((experiment / "search.json").read_text())["settings"]["num_samples"] == 6
-    study = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(study_file))))
-    assert len(study.trials) == 6
-    assert [(t.number, t.params, t.state, t.intermediate_values) for t in study.trials[:4]] == \
-        [(t.number, t.params, t.state, t.intermediate_values) for t in old]
-    ended = max(t.datetime_complete for t in old)
-    assert len(old) >= startup_trials(4)
-    for new in study.trials[4:]:
-        assert new.datetime_start > ended and "fixed_params" not in new.system_attrs  # asked of TPE, not enqueued
-        assert new.user_attrs["ray_trial_id"] in {r["trial_id"] for r in rows} - set(before)
-
-
 def test_a_search_folder_of_an_older_format_is_refused_in_one_line(tmp_path, capsys):
     """A folder an earlier version saved (``search.json`` without a format; Ray Tune's pickles name
     ``search.tuner.TrialNamer``, a module that has since moved) is refused before Ray starts."""
