@@ -5,15 +5,26 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import os
+import pickletools
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
+from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search.run.optuna_internals import reattach
 
-__all__ = ["OpenOptunaSearch", "GrowingSearch", "run_config", "tune_config", "validate_cluster_config"]
+log = logging.getLogger("vidseg.search")
+
+__all__ = ["OpenOptunaSearch", "OpenHyperBand", "GrowingSearch", "run_config", "tune_config", "validate_cluster_config"]
 
 
 class OpenOptunaSearch(OptunaSearch):
@@ -50,6 +61,48 @@ class OpenOptunaSearch(OptunaSearch):
         self._storage = storage
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=self._sampler)
         self._ot_trials = {k: reattach(self._ot_study, t) for k, t in self._ot_trials.items()}
+
+
+class OpenHyperBand(AsyncHyperBandScheduler):
+    """Ray's ``AsyncHyperBandScheduler`` with the state it keeps private under public names, for
+    ``search.run.schedulers.TieBreakingASHA``, which saves and restores it across ``--resume`` (Ray
+    never saves a scheduler: ray-project/ray#30838) and draws brackets from a generator of its own:
+
+    - ``bracket_sizes``: each bracket's number of rungs (``_brackets[i]._rungs``), Ray's odds;
+    - ``rung_records`` / ``set_rung_records``: each bracket's rungs, (milestone, trial id -> score);
+    - ``place`` / ``forget``: a trial in bracket ``index`` (``_trial_info``), or out of every one;
+    - ``placed``: whether Ray holds a bracket for a trial; ``stopped``: its count (``_num_stopped``).
+    """
+
+    @property
+    def bracket_sizes(self) -> list[int]:
+        return [len(b._rungs) for b in self._brackets]
+
+    def rung_records(self) -> list[list[tuple[float, dict[str, float]]]]:
+        return [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets]
+
+    def set_rung_records(self, records: list[list[tuple[float, dict[str, float]]]]) -> None:
+        if [[m for m, _ in b] for b in records] != [[m for m, _ in b._rungs] for b in self._brackets]:
+            raise ValueError("saved brackets are not this scheduler's (another max_t, grace period or factor)")
+        for bracket, rungs in zip(self._brackets, records):
+            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+
+    def place(self, trial_id: str, index: int) -> None:
+        self._trial_info[trial_id] = self._brackets[index]
+
+    def forget(self, trial_id: str) -> None:
+        self._trial_info.pop(trial_id, None)
+
+    def placed(self, trial_id: str) -> bool:
+        return trial_id in self._trial_info
+
+    @property
+    def stopped(self) -> int:
+        return self._num_stopped
+
+    @stopped.setter
+    def stopped(self, count: int) -> None:
+        self._num_stopped = count
 
 
 def run_config(tuner):
@@ -111,21 +164,25 @@ def validate_cluster_config(raw: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Ray Tune's state files, kept whole across a full disk
 
-# The files ``Tuner.restore`` reads, in the experiment folder. Ray writes each atomically in the
-# driver's staging folder, then copies it over the one in storage in place (``pyarrow.fs.copy_files``),
-# so a full disk can leave one cut short, and ``Tuner.restore`` then starts from nothing. Their
-# names are Ray's own (``experiment_state-TIME.json`` and the searcher's beside it).
-TUNE_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "tuner.pkl")
-LAST_GOOD = ".vidseg-last-good"  # a whole, consistent copy of them, replaced only by a whole newer one
+# The files ``Tuner.restore`` reads, in the experiment folder. Ray writes each in the driver's
+# staging folder, then its syncer copies them over the ones in storage in place, in a thread of its
+# own (``pyarrow.fs.copy_files``), so a full disk can leave one cut short, and ``Tuner.restore``
+# then fails. Their names are Ray's own (``experiment_state-TIME.json``, the searcher's and the
+# callbacks' beside it). The space guard's reserve keeps the search's own writes from filling the
+# disk, but not another process's: hence a copy, taken only of one whole save that Ray's syncer
+# has finished writing to storage, and two of them kept (``keep_tune_state``).
+TUNE_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl",
+              "tuner.pkl")
+LAST_GOOD = ".vidseg-last-good"  # the newest whole, consistent copy of them
+EARLIER = ".vidseg-last-good.1"  # the copy before it
 DAMAGED = ".vidseg-damaged"  # the cut-short set, moved aside by a repair
+_CHECKPOINT = re.compile(r"([^/\\]+)[/\\](checkpoint_\d+)$")
 
 
 def _whole(path) -> bool:
     """Complete as far as can be told without running it: the experiment state (JSON) parses; the
-    others are pickles (``search_gen_state`` too, whatever its name says), which end with STOP."""
-    import json
-    from pathlib import Path
-
+    others are pickles (``search_gen_state`` too, whatever its name says), read opcode by opcode
+    with ``pickletools`` (nothing is executed) to a STOP that ends the file."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -139,51 +196,109 @@ def _whole(path) -> bool:
         except ValueError:
             return False
         return True
-    return data.endswith(b".")  # pickle's STOP opcode ends every pickle
+    try:
+        *_, (op, _, at) = pickletools.genops(data)
+    except Exception:  # noqa: BLE001 - whatever a cut or garbled pickle makes pickletools raise
+        return False
+    return op.name == "STOP" and at == len(data) - 1
 
 
-def _state_files(folder) -> list:
-    from pathlib import Path
+def _pickled_strings(value):
+    """The strings in Ray's JSON of a trial: plain, and inside the pickles it embeds as hex
+    (``CLOUDPICKLE_FALLBACK``), read with ``pickletools`` (nothing is executed)."""
+    if isinstance(value, dict):
+        if value.get("_type") == "CLOUDPICKLE_FALLBACK" and isinstance(value.get("value"), str):
+            try:
+                for _, arg, _ in pickletools.genops(bytes.fromhex(value["value"])):
+                    if isinstance(arg, str):
+                        yield arg
+            except Exception:  # noqa: BLE001 - not a pickle after all
+                pass
+        for inner in value.values():
+            yield from _pickled_strings(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _pickled_strings(inner)
+    elif isinstance(value, str):
+        if value.startswith("{"):
+            try:
+                yield from _pickled_strings(json.loads(value))
+                return
+            except ValueError:
+                pass
+        yield value
 
+
+def named_checkpoints(folder) -> set[str]:
+    """The trial checkpoints (``TRIAL/checkpoint_N``, relative to the experiment folder) that the
+    newest experiment state in ``folder`` names: what a resume from it restores trials from."""
+    states = sorted(Path(folder).glob("experiment_state-*.json"))
+    if not states:
+        return set()
+    trials = json.loads(states[-1].read_bytes()).get("trial_data", [])
+    return {"/".join(m.groups()) for text in _pickled_strings(trials) if (m := _CHECKPOINT.search(text))}
+
+
+def _state_files(folder) -> list[Path]:
     return sorted({p for pattern in TUNE_STATE for p in Path(folder).glob(pattern) if p.is_file()})
 
 
-def keep_tune_state(folder) -> bool:
-    """Copy Ray Tune's state files of the experiment ``folder`` to ``LAST_GOOD`` when all are whole and
-    one changed since; the copy is made beside it and renamed into place, so the last good copy
-    stays whole whatever happens. Returns whether it copied. Raises OSError (a full disk)."""
-    import os
-    import shutil
-    from pathlib import Path
+def _usable(copy: Path, experiment: Path) -> bool:
+    """A copy whose files are all whole, with an experiment state, naming checkpoints that all exist."""
+    files = _state_files(copy)
+    return (any(f.name.startswith("experiment_state-") for f in files) and all(_whole(f) for f in files)
+            and all((experiment / name).is_dir() for name in named_checkpoints(copy)))
 
+
+def driver_staging(trials) -> Path | None:
+    """Ray Tune's driver staging folder, where it writes each save of its state before its syncer
+    copies them to storage (``StorageContext.experiment_driver_staging_path``, which Ray keeps on
+    each trial and offers no public way to read)."""
+    for trial in trials:
+        path = getattr(getattr(trial, "storage", None), "experiment_driver_staging_path", None)
+        if path:
+            return Path(path)
+    return None
+
+
+def keep_tune_state(folder, staging=None) -> bool:
+    """Copy Ray Tune's state files of the experiment ``folder`` to ``LAST_GOOD`` (the copy before
+    moving to ``EARLIER``) when one changed since the last copy and the set is one whole save that
+    Ray's syncer has finished: every file whole, each of them that Ray's driver ``staging`` folder
+    holds byte for byte the same there (so the sync of Ray's last save is done: no file of an older
+    save among them), and every checkpoint the experiment state names there. The copy is made
+    beside them and renamed into place. Returns whether it copied. Raises OSError (a full disk)."""
     folder = Path(folder)
     files = _state_files(folder)
-    if not any(f.name.startswith("experiment_state-") for f in files) or not all(_whole(f) for f in files):
-        return False  # nothing to resume from yet, or Ray is writing one of them now
-    good = folder / LAST_GOOD
-    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    stamp_file = good / "stamp.json"
-    import json
-
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == [list(s) for s in stamp]:
-        return False
-    staging = folder / f"{LAST_GOOD}.new"
-    shutil.rmtree(staging, ignore_errors=True)
+    stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    stamp_file = folder / LAST_GOOD / "stamp.json"
     try:
-        staging.mkdir()
+        if json.loads(stamp_file.read_text()) == stamp:
+            return False
+    except (OSError, ValueError):
+        pass
+    if not any(f.name.startswith("experiment_state-") for f in files) or not all(_whole(f) for f in files):
+        return False  # nothing to resume from yet, or one of them is being written now
+    if staging is not None:
+        staged = {f.name: Path(staging) / f.name for f in files if (Path(staging) / f.name).is_file()}
+        newest = max(f.name for f in files if f.name.startswith("experiment_state-"))
+        if newest not in staged or any(p.read_bytes() != (folder / name).read_bytes() for name, p in staged.items()):
+            return False  # Ray's syncer has not finished writing its last save to storage
+    if not all((folder / name).is_dir() for name in named_checkpoints(folder)):
+        return False  # a trial has moved on since (Ray deleted the checkpoint this state names)
+    staging_copy = folder / f"{LAST_GOOD}.new"
+    shutil.rmtree(staging_copy, ignore_errors=True)
+    try:
+        staging_copy.mkdir()
         for f in files:
-            shutil.copy2(f, staging / f.name)
-        (staging / "stamp.json").write_text(json.dumps(stamp))
-        if good.exists():
-            old = folder / f"{LAST_GOOD}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(good, old)
-            os.rename(staging, good)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, good)
+            shutil.copy2(f, staging_copy / f.name)
+        (staging_copy / "stamp.json").write_text(json.dumps(stamp))
+        if (folder / LAST_GOOD).exists():
+            shutil.rmtree(folder / EARLIER, ignore_errors=True)
+            os.rename(folder / LAST_GOOD, folder / EARLIER)
+        os.rename(staging_copy, folder / LAST_GOOD)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging_copy, ignore_errors=True)
         raise
     return True
 
@@ -194,26 +309,32 @@ def damaged_tune_state(folder) -> list[str]:
 
 
 def repair_tune_state(folder) -> list[str]:
-    """Where one of Ray Tune's state files in ``folder`` is cut short, put the last good set
-    (``keep_tune_state``) back in place of them all, moving the damaged set to ``DAMAGED``. Returns
-    the damaged files' names (empty when all were whole, or no good copy exists)."""
-    import os
-    import shutil
-    from pathlib import Path
+    """Where one of Ray Tune's state files in ``folder`` is cut short, put back the newest usable
+    copy (``keep_tune_state``: whole, naming checkpoints that all still exist) in place of them
+    all, moving the damaged set to ``DAMAGED``, and say so. Returns the damaged files' names (empty
+    when all were whole). Raises ``UsageError`` where no copy is usable: the search cannot go on."""
+    from search.run.settings import UsageError
 
     folder = Path(folder)
-    good = folder / LAST_GOOD
-    if not good.is_dir() and (folder / f"{LAST_GOOD}.old").is_dir():
-        os.rename(folder / f"{LAST_GOOD}.old", good)  # a rename cut short between its two steps
-    damaged = [f.name for f in _state_files(folder) if not _whole(f)]
-    if not damaged or not good.is_dir():
-        return damaged if not good.is_dir() and damaged else []
+    damaged = damaged_tune_state(folder)
+    if not damaged:
+        return []
+    copies = [folder / LAST_GOOD, folder / EARLIER]
+    usable = next((c for c in copies if c.is_dir() and _usable(c, folder)), None)
+    if usable is None:
+        raise UsageError(f"{folder}: Ray Tune's state was cut short ({', '.join(damaged)}) and no whole copy of it "
+                         "naming checkpoints that still exist was kept, so the search cannot go on: start it again "
+                         "with another --name")
     aside = folder / DAMAGED
-    aside.mkdir(exist_ok=True)
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
     for f in _state_files(folder):
         os.replace(f, aside / f.name)
-    for f in good.iterdir():
+    for f in usable.iterdir():
         if f.name != "stamp.json":
             shutil.copy2(f, folder / f"{f.name}.tmp")
             os.replace(folder / f"{f.name}.tmp", folder / f.name)
+    taken = datetime.fromtimestamp((usable / "stamp.json").stat().st_mtime).strftime("%H:%M:%S")
+    log.warning("Ray Tune's state in %s was cut short (%s): the search goes on from the whole copy of it taken at %s "
+                "(the damaged files are in %s)", folder, ", ".join(damaged), taken, aside)
     return damaged

@@ -103,7 +103,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
     (``experiment`` where the error names none)."""
     from ray.tune import Callback
 
-    from search.run.ray_internals import keep_tune_state
+    from search.run.ray_internals import driver_staging, keep_tune_state
     from search.run.stops import SAVE_WATCH, STOP, DiskFull, clear_disk_full, disk_full_seen, no_space, \
         quiet_no_space_tracebacks
 
@@ -137,10 +137,11 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
                 log.error("stopping the search: %s", low.message().removeprefix("error: ").split("; free")[0])
                 self.stop(low)
                 return
-            if guard is not None and time.monotonic() - self._kept > KEEP_EVERY_S:
+            staging = driver_staging(trials)
+            if guard is not None and staging is not None and time.monotonic() - self._kept > KEEP_EVERY_S:
                 self._kept = time.monotonic()
                 try:  # a whole copy of Ray Tune's state, for a resume after a full disk cut it short
-                    keep_tune_state(guard.folder)
+                    keep_tune_state(guard.folder, staging)
                 except OSError as err:
                     if no_space(err) is None:
                         log.warning("could not copy Ray Tune's state aside: %s", err)

@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 from ray.tune import Callback
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from search.run.ray_internals import OpenHyperBand
 
 __all__ = ["RungScheduler", "TieBreakingASHA", "SchedulerState", "TIE_METRIC", "TIE_TOLERANCE", "FLOOR_MARGIN"]
 
@@ -215,7 +217,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-class TieBreakingASHA(AsyncHyperBandScheduler):
+class TieBreakingASHA(OpenHyperBand):
     """Ray's asynchronous Hyperband (several brackets), with ties at a rung going to the trial that
     reached the scheduler first: each trial's score is lowered by 1e-9 per place in arrival order,
     for the scheduler only (Ray's promotes every trial equal to its rung's cutoff). The
@@ -234,11 +236,11 @@ class TieBreakingASHA(AsyncHyperBandScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         if trial.trial_id not in self._bracket_of:
-            sizes = np.array([len(b._rungs) for b in self._brackets])
+            sizes = np.array(self.bracket_sizes)
             odds = np.e ** (sizes - sizes.max())  # Ray's odds: brackets with more rungs more often
-            self._bracket_of[trial.trial_id] = int(self._rng.choice(len(self._brackets), p=odds / odds.sum()))
+            self._bracket_of[trial.trial_id] = int(self._rng.choice(len(sizes), p=odds / odds.sum()))
         if trial.trial_id not in self._ended:
-            self._trial_info[trial.trial_id] = self._brackets[self._bracket_of[trial.trial_id]]
+            self.place(trial.trial_id, self._bracket_of[trial.trial_id])
 
     def _broken(self, trial, result: dict | None) -> dict | None:
         value = (result or {}).get(self.metric)
@@ -252,32 +254,29 @@ class TieBreakingASHA(AsyncHyperBandScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result: dict):
         self._ended.add(trial.trial_id)
-        if trial.trial_id not in self._trial_info:  # a restored trial that had ended already
+        if not self.placed(trial.trial_id):  # a restored trial that had ended already
             return None
         return super().on_trial_complete(tune_controller, trial, self._broken(trial, result))
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self._ended.add(trial.trial_id)
-        self._trial_info.pop(trial.trial_id, None)
+        self.forget(trial.trial_id)
 
     def get_state(self) -> dict[str, Any]:
         """The brackets' rung records, each trial's bracket, arrival order and the generator's state."""
-        return {"rungs": [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets],
-                "bracket_of": dict(self._bracket_of), "ended": sorted(self._ended), "arrival": dict(self._arrival),
-                "num_stopped": self._num_stopped, "rng": self._rng.bit_generator.state}
+        return {"rungs": self.rung_records(), "bracket_of": dict(self._bracket_of), "ended": sorted(self._ended),
+                "arrival": dict(self._arrival), "num_stopped": self.stopped, "rng": self._rng.bit_generator.state}
 
     def set_state(self, state: dict[str, Any]) -> int:
         """Take back ``get_state``'s data; returns how many rung records it holds."""
-        saved = state["rungs"]
-        if [[m for m, _ in b] for b in saved] != [[m for m, _ in b._rungs] for b in self._brackets]:
-            raise ValueError("saved brackets are not this scheduler's (another max_t, grace period or factor)")
-        for bracket, rungs in zip(self._brackets, saved):
-            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+        self.set_rung_records(state["rungs"])
         self._bracket_of, self._ended = dict(state["bracket_of"]), set(state["ended"])
-        self._arrival, self._num_stopped = dict(state["arrival"]), int(state["num_stopped"])
+        self._arrival, self.stopped = dict(state["arrival"]), int(state["num_stopped"])
         self._rng.bit_generator.state = state["rng"]
-        self._trial_info = {t: self._brackets[i] for t, i in self._bracket_of.items() if t not in self._ended}
-        return sum(len(recorded) for rungs in saved for _, recorded in rungs)
+        for trial_id, index in self._bracket_of.items():
+            if trial_id not in self._ended:
+                self.place(trial_id, index)
+        return sum(len(recorded) for rungs in state["rungs"] for _, recorded in rungs)
 
 
 class SchedulerState(Callback):

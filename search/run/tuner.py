@@ -162,7 +162,9 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
             reuse_actors=True),  # a finished trial's process takes the next: no new process, no torch import
         run_config=tune.RunConfig(
             name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_iou",
+            # two kept (the best and the latest always among them), so that the checkpoints a kept copy of
+            # Ray Tune's state names (search.run.ray_internals.keep_tune_state) are there a while longer
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_iou",
                                                     checkpoint_score_order="max"),
             verbose=0),  # the progress table (search.results.progress) instead of Ray's status tables
     )
@@ -185,7 +187,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from search.run.resume import driver_callback
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # num_to_keep=1 wants it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a small num_to_keep wants it
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # its CSV and JSON loggers are given below, not its TBX
     experiment = f"{storage}/{name}"
     from search.run.study import STUDY_FILE_ENV

@@ -173,8 +173,10 @@ def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], record
 
 # Run inside a mount namespace of its own, so that its tmpfs is gone with it: the storage starts
 # at 4 MiB (below the reserve: refused before any trial), then grows to 128 MiB for a resume,
-# which another process's file fills to 14 MiB free once a trial has checkpointed and the driver
-# has kept a whole copy of Ray Tune's state; then that file goes and a last resume finishes.
+# which another process's file fills to the last 16 KiB once a trial has checkpointed and the
+# driver has kept a whole copy of Ray Tune's state: under the reserve, so the search stops, and
+# too little for Ray Tune's last save of its state, which ENOSPC cuts short. Then that file goes
+# and a last resume, from the kept copy, finishes.
 FULL_DISK = """
 set -u
 ST={storage}
@@ -188,11 +190,13 @@ while kill -0 $pid 2>/dev/null; do
   sleep 0.2
 done
 free=$(df --output=avail -B1 $ST | tail -1)
-fallocate -l $((free - 14 * 1024 * 1024)) $ST/other-process
+fallocate -l $((free - 16 * 1024)) $ST/other-process
 wait $pid; echo $? > {out}/2.rc
 rm $ST/other-process
+ls $ST/full > {out}/2.files
 timeout 300 {resume} > {out}/3.out 2> {out}/3.err; echo $? > {out}/3.rc
 cp $ST/full/leaderboard.csv $ST/full/report.md {out}/
+ls $ST/full/.vidseg-damaged > {out}/damaged.files
 """
 
 
@@ -225,9 +229,12 @@ def test_a_full_disk_ends_the_search_in_one_line_and_resume_finishes_it(tiny_sha
     assert code == 1
     assert last.startswith(f"error: {storage}/full") and ": no space left on device" in last
     assert last.endswith(f"free space, then continue the search with: {shlex.join(resume)}")
-    # space freed: the resume finishes every trial
+    # space freed: the resume puts back the kept copy of what ENOSPC cut short, and finishes every trial
     code, _ = ended("3")
-    assert code == 0
+    assert code == 0, (out / "3.err").read_text()[-3000:]
+    resumed = (out / "3.err").read_text()
+    assert "was cut short (" in resumed and "the search goes on from the whole copy of it taken at " in resumed
+    assert (out / "damaged.files").read_text().split()  # what was cut short, moved aside
     _every_trial_finished(out)
 
 

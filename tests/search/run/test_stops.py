@@ -144,26 +144,72 @@ def test_a_journal_record_cut_short_is_trimmed_and_the_study_reads_on(tmp_path):
     assert [t.state for t in load_study(path, "s").trials] == [optuna.trial.TrialState.WAITING] * 2
 
 
-def test_a_cut_short_tune_state_goes_back_to_its_last_whole_copy(tmp_path):
-    state = tmp_path / "experiment_state-2026-12-03_10-00-00.json"
-    searcher = tmp_path / "searcher-state-2026-12-03_10-00-00.pkl"
-    assert not keep_tune_state(tmp_path)  # nothing yet
-    searcher.write_bytes(pickle.dumps({"trials": 1}))
-    assert not keep_tune_state(tmp_path)  # no experiment state: nothing to resume from
-    state.write_text(json.dumps({"trials": [1]}))
-    assert keep_tune_state(tmp_path) and not keep_tune_state(tmp_path)  # copied once, then unchanged
-    assert repair_tune_state(tmp_path) == []  # all whole: nothing to do
-    good = {p.name: p.read_bytes() for p in (state, searcher)}
+def _experiment_state(checkpoints: list[str], extra: int = 0) -> str:
+    """Ray Tune's experiment state as it names trial checkpoints: inside pickles, as hex in JSON."""
+    trials = [[json.dumps({"trial_id": f"t{i}", "storage": {"_type": "CLOUDPICKLE_FALLBACK",
+                                                             "value": pickle.dumps({"path": f"/old/place/{c}"}).hex()}}),
+               {"last_result": {"epoch": extra}}] for i, c in enumerate(checkpoints)]
+    return json.dumps({"trial_data": trials, "runner_data": {}})
 
-    state.write_text(json.dumps({"trials": [1, 2]}))
-    searcher.write_bytes(pickle.dumps({"trials": 2})[:-3])  # Ray's copy over it, cut short
-    assert not keep_tune_state(tmp_path)  # the last good copy stays as it was
-    newer = tmp_path / "experiment_state-2026-12-03_11-00-00.json"
-    newer.write_text('{"trials": [1, 2, ')
-    assert sorted(repair_tune_state(tmp_path)) == sorted([newer.name, searcher.name])
-    assert {p.name: p.read_bytes() for p in (state, searcher)} == good and not newer.exists()
-    assert sorted(p.name for p in (tmp_path / DAMAGED).iterdir()) == sorted([state.name, searcher.name, newer.name])
-    assert (tmp_path / LAST_GOOD).is_dir() and repair_tune_state(tmp_path) == []
+
+def test_a_copy_of_tune_state_is_one_whole_synced_save_and_repair_takes_the_newest_usable(tmp_path, caplog):
+    """``keep_tune_state`` copies only a whole set (JSON parsed; pickles read to their STOP with
+    pickletools, so a cut pickle that happens to end in "." is refused) that Ray's syncer has
+    finished (byte for byte what its staging folder holds) and whose named checkpoints exist; two
+    copies are kept. ``repair_tune_state`` takes the newest copy whose checkpoints all still exist,
+    or ends in one line where none does."""
+    from search.run.ray_internals import EARLIER, named_checkpoints
+    from search.run.settings import UsageError
+
+    folder, staging = tmp_path / "experiment", tmp_path / "staging"
+    folder.mkdir()
+    staging.mkdir()
+    state, searcher = "experiment_state-2026-12-03_10-00-00.json", "searcher-state-2026-12-03_10-00-00.pkl"
+
+    def save(checkpoints: list[str], epoch: int, synced: bool = True) -> None:
+        for name, data in ((state, _experiment_state(checkpoints, epoch).encode()), (searcher, pickle.dumps({"e": epoch}))):
+            (staging / name).write_bytes(data)
+            if synced:
+                (folder / name).write_bytes(data)
+
+    for trial in ("a/checkpoint_000001", "a/checkpoint_000002", "b/checkpoint_000001"):
+        (folder / trial).mkdir(parents=True)
+    assert not keep_tune_state(folder, staging)  # nothing yet
+    save(["a/checkpoint_000001", "b/checkpoint_000001"], 1)
+    assert named_checkpoints(folder) == {"a/checkpoint_000001", "b/checkpoint_000001"}
+    assert keep_tune_state(folder, staging) and not keep_tune_state(folder, staging)  # copied once, then unchanged
+    save(["a/checkpoint_000002", "b/checkpoint_000001"], 2, synced=False)  # Ray's syncer not done yet
+    (folder / searcher).write_bytes((staging / searcher).read_bytes())  # one file of the new save, one of the old
+    assert not keep_tune_state(folder, staging)
+    save(["a/checkpoint_000002", "b/checkpoint_000001"], 2)
+    assert keep_tune_state(folder, staging)
+    assert json.loads((folder / EARLIER / state).read_text()) == json.loads(_experiment_state(
+        ["a/checkpoint_000001", "b/checkpoint_000001"], 1))  # two copies kept
+    save(["a/checkpoint_000003", "b/checkpoint_000001"], 3)  # names a checkpoint not there: Ray moved on
+    assert not keep_tune_state(folder, staging)
+
+    assert repair_tune_state(folder) == []  # all whole: nothing to do
+    whole = pickle.dumps({"note": "ends. here"})
+    cut = whole[:whole.index(b".") + 1]
+    assert cut.endswith(b".")
+    (folder / searcher).write_bytes(cut)  # Ray's copy over it, cut short just after a "."
+    (folder / "a" / "checkpoint_000002").rmdir()  # deleted by Ray since the newest copy named it
+    with caplog.at_level(logging.WARNING, logger="vidseg.search"):
+        assert repair_tune_state(folder) == [searcher]
+    assert json.loads((folder / state).read_text())["trial_data"][0][1]["last_result"]["epoch"] == 1  # the earlier copy
+    assert (folder / DAMAGED / searcher).read_bytes() == cut
+    assert f"was cut short ({searcher}): the search goes on from the whole copy of it taken at " in caplog.text
+    (folder / searcher).write_bytes(cut)
+    (folder / "a" / "checkpoint_000001").rmdir()  # and the earlier copy's checkpoint is gone too
+    try:
+        repair_tune_state(folder)
+    except UsageError as err:
+        assert str(err) == (f"{folder}: Ray Tune's state was cut short ({searcher}) and no whole copy of it naming "
+                            "checkpoints that still exist was kept, so the search cannot go on: start it again "
+                            "with another --name")
+    else:
+        raise AssertionError("a repair with no usable copy went on")
+    assert LAST_GOOD in {p.name for p in folder.iterdir()}
 
 
 KEEP_ON_A_FULL_DISK = """
