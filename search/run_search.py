@@ -203,11 +203,11 @@ def stop_meaning(search: Search, results) -> None:
     ``Stopped`` (a signal; Tune stopped by a SIGUSR1 from elsewhere counts as Ctrl-C), saying
     whether Tune's last save completed."""
     why = STOP.why
-    if isinstance(why, DiskFull):
-        raise why.where(search.command, trials_started=True)
     if why is None and len(results) >= search.settings.num_samples:
         return
     saved, lost = _last_save(search)
+    if isinstance(why, DiskFull):
+        raise why.where(search.command, trials_started=True, lost=lost)
     raise Stopped(why if why in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT, search.command, saved, lost)
 
 
@@ -221,11 +221,12 @@ def as_stop(search: Search, err: BaseException) -> BaseException:
             signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
         saved, lost = _last_save(search) if search.trials_started and search.saved else (True, "")
         return Stopped(signum, search.command, saved, lost)
+    lost = _last_save(search)[1] if search.trials_started else ""
     if isinstance(STOP.why, DiskFull):  # Ray Tune, failing on the full disk it was stopped for
-        return STOP.why.where(search.command, trials_started=True)
+        return STOP.why.where(search.command, trials_started=True, lost=lost)
     full = no_space(err)
     if full is not None:
-        return DiskFull(full.filename or search.where, search.command, search.trials_started)
+        return DiskFull(full.filename or search.where, search.command, search.trials_started, lost=lost)
     return err
 
 

@@ -129,7 +129,9 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     search.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="search scale: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
                              + " (default: demo, or smoke with --smoke-test)")
-    search.add_argument("--num-samples", type=int, default=None, help="trials to run")
+    search.add_argument("--num-samples", type=int, default=None,
+                        help="trials to run; with --resume, a larger number grows the saved search (finished or not) "
+                             "from the same Optuna study")
     search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
     search.add_argument("--grace-period", type=int, default=None,
                         help="epochs before the scheduler may stop a trial: its first rung")
@@ -155,9 +157,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                         help="experiment name (default: simvp-PROFILE-DATE_TIME); also the Optuna study's name")
     search.add_argument("--resume", action="store_true",
                         help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
-                             "searcher, scheduler and Optuna study are kept, unfinished trials go on from their "
-                             "checkpoints. Flags that would change the search are refused; --max-failures, --address, "
-                             "--retry-errored and --hidden-answers may be given, and apply")
+                             "the searcher, the Optuna study and the scheduler's rungs are kept, unfinished trials go "
+                             "on from their checkpoints. Flags that would change the search are refused; "
+                             "--max-failures, --address, --retry-errored, --hidden-answers and a larger "
+                             "--num-samples may be given, and apply")
     search.add_argument("--retry-errored", action="store_true",
                         help="with --resume: errored trials start again from their last checkpoints")
     search.add_argument("--hidden-answers", type=Path, default=None,

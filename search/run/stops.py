@@ -66,16 +66,19 @@ class Terminated(KeyboardInterrupt):
 
 
 class DiskFull(Exception):
-    """No space left where the search writes: ``path``, and whether trials had started."""
+    """No space left where the search writes: ``path``, and whether trials had started; ``lost``:
+    why Ray Tune's last save of the search did not complete, where it did not."""
 
     def __init__(self, path: str | Path, command: str | None = None, trials_started: bool = False,
-                 detail: str = "") -> None:
+                 detail: str = "", lost: str = "") -> None:
         super().__init__(str(path))
-        self.path, self.command, self.trials_started, self.detail = str(path), command, trials_started, detail
+        self.path, self.command, self.trials_started, self.detail, self.lost = str(path), command, trials_started, \
+            detail, lost
 
-    def where(self, command: str | None, trials_started: bool) -> DiskFull:
-        """The same, with the command that continues the search and whether trials had started."""
-        return DiskFull(self.path, command, trials_started, self.detail)
+    def where(self, command: str | None, trials_started: bool, lost: str = "") -> DiskFull:
+        """The same, with the command that continues the search, whether trials had started, and
+        what was lost."""
+        return DiskFull(self.path, command, trials_started, self.detail, lost)
 
     @property
     def exit_code(self) -> int:
@@ -84,7 +87,9 @@ class DiskFull(Exception):
     def message(self) -> str:
         then = (f"free space, then continue the search with: {self.command}" if self.command else
                 "free space, then run the same command again (prepared data is reused)")
-        return f"error: {self.path}: no space left on device{f' ({self.detail})' if self.detail else ''}; {then}"
+        lost = (f"; Ray Tune's last save of the search did not complete ({self.lost}), so --resume goes on from "
+                "the last whole state kept before it" if self.lost else "")
+        return f"error: {self.path}: no space left on device{f' ({self.detail})' if self.detail else ''}{lost}; {then}"
 
 
 def no_space(err: BaseException | None) -> OSError | None:

@@ -2,6 +2,7 @@
 through the real CLIs (``search/run_search.py``, ``python -m vidseg.train``, ``python -m vidseg.segment``)."""
 
 import json
+import os
 import pathlib
 import shlex
 import shutil
@@ -290,7 +291,9 @@ def test_killed_then_a_planted_checkpoint_and_ctrl_c_then_retry_errored(tiny_sha
     for path in good:  # the latest, and the best kept beside it
         plant(path, marker)
     resume = ["python", SCRIPT, "--resume", "--storage", str(storage), "--name", name]
-    with driver_process([sys.executable, SCRIPT, "--resume", "--storage", str(storage), "--max-failures=0"]) as driver:
+    # Ctrl-C with TUNE_DISABLE_SIGINT_HANDLER=1, as a user may set it: the same stop (search.run.stops.STOP)
+    with driver_process([sys.executable, SCRIPT, "--resume", "--storage", str(storage), "--max-failures=0"],
+                        env={**os.environ, "TUNE_DISABLE_SIGINT_HANDLER": "1"}) as driver:
         third = _wait_for(driver, lambda: [t for t, e in _trials(experiment).items() if e and t not in (finished, cut)],
                           "third trial reported an epoch")[0]
         driver.send_signal(signal.SIGINT)

@@ -87,6 +87,52 @@ def test_the_lines_and_exit_codes_of_each_stop():
     assert Stopped(signal.SIGTERM, command).message().splitlines() == [
         "terminated (SIGTERM); the search is saved. Continue it with:", f"  {command}"]
     assert Stopped(signal.SIGINT, None).message().startswith("interrupted before the search started")
+    # Tune's last save did not complete: never "the search is saved"; what was lost, and how to go on
+    unsaved = Stopped(signal.SIGINT, command, saved=False, lost="OSError: [Errno 28] No space left on device")
+    assert unsaved.message().splitlines() == [
+        "interrupted before Ray Tune's last save of the search completed (OSError: [Errno 28] No space left on "
+        "device): it goes on from the save before, at most a few seconds older, and trials rerun their epochs since "
+        "their last checkpoints. Continue it with:", f"  {command}"]
+    line = DiskFull("a").where(command, True, lost="experiment_state-1.json cut short").message()
+    assert line == ("error: a: no space left on device; Ray Tune's last save of the search did not complete "
+                    "(experiment_state-1.json cut short), so --resume goes on from the last whole state kept before "
+                    f"it; free space, then continue the search with: {command}")
+
+
+def test_a_stop_takes_tunes_own_graceful_stop_and_never_its_sigint_handler():
+    """``STOP`` records the first reason and raises SIGUSR1 (Tune's graceful stop) while armed; a
+    second signal, or any outside Tune's loop, unwinds at once; the driver's SIGINT handler stays
+    its own, and Tune is told to leave SIGINT alone."""
+    import pytest
+
+    from search.run.stops import STOP, Terminated, watch_signals
+
+    seen = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+    try:
+        watch_signals()
+        assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+        assert signal.getsignal(signal.SIGINT) == STOP.on_signal == signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))  # as tune.run installs it
+        STOP.reset()
+        with pytest.raises(Terminated):  # outside Tune's loop: unwinds, and says why
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert STOP.why == signal.SIGTERM and seen == []
+        STOP.reset()
+        STOP.armed = True
+        os.kill(os.getpid(), signal.SIGTERM)  # in Tune's loop: recorded, then Tune's own stop
+        assert STOP.why == signal.SIGTERM and seen == [signal.SIGUSR1] and not STOP.cut_short
+        STOP.request(DiskFull("a"))  # a later reason is not kept; Tune is told again (it stops once)
+        assert STOP.why == signal.SIGTERM and seen == [signal.SIGUSR1] * 2
+        with pytest.raises(KeyboardInterrupt):  # a second signal: at once, without Tune's last save
+            os.kill(os.getpid(), signal.SIGINT)
+        assert STOP.cut_short and STOP.why == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) == STOP.on_signal  # nothing replaced it
+    finally:
+        STOP.reset()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def test_the_space_guard_keeps_its_reserve_and_room_for_the_largest_checkpoints(tmp_path):
