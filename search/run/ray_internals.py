@@ -176,7 +176,6 @@ TUNE_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-st
 LAST_GOOD = ".vidseg-last-good"  # the newest whole, consistent copy of them
 EARLIER = ".vidseg-last-good.1"  # the copy before it
 DAMAGED = ".vidseg-damaged"  # the cut-short set, moved aside by a repair
-_CHECKPOINT = re.compile(r"([^/\\]+)[/\\](checkpoint_\d+)$")
 
 
 def _whole(path) -> bool:
@@ -203,40 +202,40 @@ def _whole(path) -> bool:
     return op.name == "STOP" and at == len(data) - 1
 
 
-def _pickled_strings(value):
-    """The strings in Ray's JSON of a trial: plain, and inside the pickles it embeds as hex
-    (``CLOUDPICKLE_FALLBACK``), read with ``pickletools`` (nothing is executed)."""
+_NAMED = re.compile(rb"/([^/\x00-\x1f]+)/(checkpoint_\d+)")
+
+
+def _hex_pickles(value):
+    """The pickles Ray's JSON of a trial embeds as hex (``CLOUDPICKLE_FALLBACK``), as bytes."""
     if isinstance(value, dict):
         if value.get("_type") == "CLOUDPICKLE_FALLBACK" and isinstance(value.get("value"), str):
             try:
-                for _, arg, _ in pickletools.genops(bytes.fromhex(value["value"])):
-                    if isinstance(arg, str):
-                        yield arg
-            except Exception:  # noqa: BLE001 - not a pickle after all
-                pass
-        for inner in value.values():
-            yield from _pickled_strings(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _pickled_strings(inner)
-    elif isinstance(value, str):
-        if value.startswith("{"):
-            try:
-                yield from _pickled_strings(json.loads(value))
-                return
+                yield bytes.fromhex(value["value"])
             except ValueError:
                 pass
-        yield value
+        for inner in value.values():
+            yield from _hex_pickles(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _hex_pickles(inner)
+    elif isinstance(value, str) and value.startswith("{"):
+        try:
+            yield from _hex_pickles(json.loads(value))
+        except ValueError:
+            pass
 
 
 def named_checkpoints(folder) -> set[str]:
     """The trial checkpoints (``TRIAL/checkpoint_N``, relative to the experiment folder) that the
-    newest experiment state in ``folder`` names: what a resume from it restores trials from."""
+    newest experiment state in ``folder`` names: what a resume from it restores trials from. They
+    are paths inside the pickles Ray embeds in its JSON, found in the pickles' bytes (a pickled
+    string is its UTF-8 bytes): nothing is unpickled."""
     states = sorted(Path(folder).glob("experiment_state-*.json"))
     if not states:
         return set()
     trials = json.loads(states[-1].read_bytes()).get("trial_data", [])
-    return {"/".join(m.groups()) for text in _pickled_strings(trials) if (m := _CHECKPOINT.search(text))}
+    return {f"{m.group(1).decode(errors='replace')}/{m.group(2).decode()}"
+            for data in _hex_pickles(trials) for m in _NAMED.finditer(data)}
 
 
 def _state_files(folder) -> list[Path]:
