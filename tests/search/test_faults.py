@@ -19,6 +19,7 @@ pytestmark = RAY
 
 SCRIPT = str(Path(__file__).resolve().parents[2] / "search" / "run_search.py")
 EPOCHS = 6  # the smoke profile's 4 trials, long enough to be stopped in the middle (an epoch: 0.25-0.7 s)
+LIVE_EPOCHS = 4  # the stop and resume test's trials, one at a time: rungs at epochs 1 and 2
 
 
 def _search(*args: str) -> list[str]:
@@ -81,7 +82,8 @@ def _replayed(results: list[tuple[str, dict]], settings: dict, floor: float) -> 
     return epochs
 
 
-def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_and_grows(tiny_shards, tmp_path):
+def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_and_grows(tiny_shards, tmp_path,
+                                                                                         capsys):
     """SIGTERM, with ``TUNE_DISABLE_SIGINT_HANDLER=1`` as a user may set it, once the first rung holds
     a trial's result and the next trial runs: Tune saves the search, exit 143 with the command that
     continues it. The resume brings back every rung record made before the stop, counts on the
@@ -93,7 +95,8 @@ def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_an
     storage, name = tmp_path / "results", "term"
     experiment = storage / name
     env = {**os.environ, "TUNE_DISABLE_SIGINT_HANDLER": "1"}
-    search = _search("--shards", str(tiny_shards), "--storage", str(storage), "--name", name, "--max-concurrent=1")
+    search = [sys.executable, SCRIPT, "--smoke-test", "--max-epochs", str(LIVE_EPOCHS), "--shards", str(tiny_shards),
+              "--storage", str(storage), "--name", name, "--max-concurrent=1"]
     with driver_process(search, env=env) as driver:
         deadline = time.monotonic() + 240
         while len({t for t, _ in _results(experiment)}) < 2 and driver.poll() is None and time.monotonic() < deadline:
@@ -110,7 +113,7 @@ def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_an
     before = _results(experiment)
     done = stdout.count(" trials done]")
     settings = json.loads((experiment / "search.json").read_text())["settings"]
-    rungs = [r for r in (1, 2, 4) if r < EPOCHS]  # grace 1, factor 2
+    rungs = [r for r in (1, 2, 4) if r < LIVE_EPOCHS]  # grace 1, factor 2
     records = sum(1 for _, r in before if r["epoch"] in rungs)
 
     resumed = subprocess.run([sys.executable, *_resume(storage, name)[1:]], capture_output=True, text=True,
@@ -122,46 +125,47 @@ def test_sigterm_once_a_rung_has_results_then_resume_decides_as_never_stopped_an
     floor = copy_last_frame(ShardSet.open(tiny_shards, verify=False))["unet"]
     everything = _results(experiment)
     assert rows == _replayed(everything, settings, floor)  # as never stopped
-    assert any(e < EPOCHS for t, e in rows.items() if t not in {t for t, _ in before})  # stopped after the resume
-    _grows_where_it_moved(storage, name, rows, records_of=lambda results: sum(r["epoch"] in rungs for _, r in results))
+    assert any(e < LIVE_EPOCHS for t, e in rows.items() if t not in {t for t, _ in before})  # stopped after the resume
+    _grows_where_it_moved(storage, name, rows, lambda results: sum(r["epoch"] in rungs for _, r in results), capsys)
 
 
-def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], records_of) -> None:
-    """The finished search, moved to another folder, grows from 4 to 6 trials with ``--resume
-    --num-samples 6``: the scheduler gets back a rung record for every rung each earlier trial
-    reached, the new trials run where the search is now, the same Optuna study goes on (the 4
-    earlier trials untouched, then 2 asked after all 4 ended: past TPE's start-up, so TPE's, not
-    random), and the leaderboard and report rank all 6. A smaller --num-samples is refused in one line."""
+def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], records_of, capsys) -> None:
+    """The finished search, moved to another folder, grows from 4 to 5 trials with ``--resume
+    --num-samples 5``: the scheduler gets back a rung record for every rung each earlier trial
+    reached, the new trial runs where the search is now, the same Optuna study goes on (the 4
+    earlier trials untouched, then one asked after all 4 ended: past TPE's start-up, so TPE's, not
+    random), and the leaderboard and report rank all 5. A smaller --num-samples is refused in one line."""
     from search.results.journal import load_study
     from search.run.study import startup_trials
+    from search.run_search import main
+    from tests.conftest import run_main
 
     moved = storage.parent / "moved"
     storage.rename(moved)
     experiment = moved / name
     old = load_study(experiment / "optuna.journal", name).trials
     records = records_of(_results(experiment))
-    refused = subprocess.run([sys.executable, *_resume(moved, name)[1:], "--num-samples=3"], capture_output=True,
-                             text=True, timeout=120)
+    refused = run_main(main, *_resume(moved, name)[2:], "--num-samples=3", capsys=capsys)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
         f"error: --num-samples 3 is fewer than the saved search {experiment} has (--num-samples 4): --resume grows "
         "a search, never shrinks it; drop the flag, or give a larger number")
 
-    grown = subprocess.run([sys.executable, *_resume(moved, name)[1:], "--num-samples=6"], capture_output=True,
+    grown = subprocess.run([sys.executable, *_resume(moved, name)[1:], "--num-samples=5"], capture_output=True,
                            text=True, timeout=300)
     assert grown.returncode == 0, grown.stderr[-3000:]
-    assert f"growing {name} from 4 to 6 trials" in grown.stderr
+    assert f"growing {name} from 4 to 5 trials" in grown.stderr
     assert f"the scheduler's state is back: {records} rung record(s)" in grown.stderr
-    assert "[5/6 trials done]" in grown.stdout and "[6/6 trials done]" in grown.stdout
+    assert "[5/5 trials done]" in grown.stdout
     assert not storage.exists()  # nothing written where the search was
     board = read_leaderboard(experiment)
-    assert len(board) == 6 and set(rows) < {r["trial_id"] for r in board}
+    assert len(board) == 5 and set(rows) < {r["trial_id"] for r in board}
     assert all(r["status"] == "TERMINATED" and (experiment / r["name"] / "result.json").is_file() for r in board)
     assert [float(r["best_val_iou"]) for r in board] == sorted((float(r["best_val_iou"]) for r in board), reverse=True)
-    assert "6 trials" in (experiment / "report.md").read_text()
-    assert json.loads((experiment / "search.json").read_text())["settings"]["num_samples"] == 6
+    assert "5 trials" in (experiment / "report.md").read_text()
+    assert json.loads((experiment / "search.json").read_text())["settings"]["num_samples"] == 5
     study = load_study(experiment / "optuna.journal", name).trials
-    assert len(study) == 6
+    assert len(study) == 5
     assert [(t.number, t.params, t.state, t.intermediate_values) for t in study[:4]] == \
         [(t.number, t.params, t.state, t.intermediate_values) for t in old]
     assert len(old) >= startup_trials(4)
