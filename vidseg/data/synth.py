@@ -449,11 +449,16 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
     else:
         # Fork the pool before tqdm starts its monitor thread.
         ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
-        with ctx.Pool(workers) as pool, tqdm(total=len(tasks), desc="videos", unit="video",
-                                               disable=not progress, dynamic_ncols=True) as bar:
-            for meta in pool.imap_unordered(_write_video, tasks, chunksize=1):
-                metas.append(meta)
-                bar.update()
+        with ctx.Pool(workers) as pool:
+            with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
+                for meta in pool.imap_unordered(_write_video, tasks, chunksize=1):
+                    metas.append(meta)
+                    bar.update()
+            # every video made: the workers end on their own. Leaving the block at once would
+            # terminate them (SIGTERM) while idle workers hold the task queue's lock, which hung a
+            # CI run once, all videos written, in Pool.terminate
+            pool.close()
+            pool.join()
     metas.sort(key=lambda m: m["video_id"])
     hidden_ids = [m["video_id"] for m in metas if m["split"] == "hidden"]
     if hidden_ids:
