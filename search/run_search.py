@@ -151,6 +151,7 @@ def search_on_ray(search: Search):
     through Tune, Ray down. Returns Tune's results; raises what the stop means (``stop_meaning``)."""
     import ray
 
+    _before_the_first_trial(search)  # before Ray starts: a refusal costs no Ray start-up
     tuner.init_ray(search.address)
     watch_signals()  # Ray's SIGTERM handler, set by its start-up, would exit 1 at once
     quiet_no_space_tracebacks()
@@ -167,8 +168,7 @@ def search_on_ray(search: Search):
         log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", search.name, settings.num_samples,
                  settings.max_epochs, settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
                  else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}")
-        _before_the_first_trial(search)
-        fit, _ = tuner.restore_or_build(search.args.resume, search.args.retry_errored, settings, search.profile,
+        fit = tuner.restore_or_build(search.args.resume, search.args.retry_errored, settings, search.profile,
                                         search.shards, search.storage, search.name, search.study_file)
         started, search.trials_started = time.perf_counter(), True
         try:
@@ -238,7 +238,7 @@ def report(search: Search, results) -> int:
     try:
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
                                   search.saved.hidden_answers, study_file=search.study_file)
-    except Exception as err:  # noqa: BLE001 - a full disk, however it reached us; anything else goes on up
+    except BaseException as err:  # noqa: BLE001 - a signal or a full disk, however it reached us; a bug goes on up
         meant = as_stop(search, err)
         if meant is err:
             raise

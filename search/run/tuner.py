@@ -174,8 +174,8 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
                      storage: str, name: str, study_file: Path):
     """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
     scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
-    where that is more than it had), with ``max_failures`` applied to every trial; and its driver
-    callback (``search.run.resume.driver_callback``).
+    where that is more than it had), with ``max_failures`` applied to every trial and the driver's
+    callbacks (``search.run.resume.driver_callback`` first).
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
     ``search.results.progress.ProgressTable``."""
     from ray import tune
@@ -226,4 +226,4 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     run_config.callbacks = [callback, SchedulerState(tune_config.scheduler), ProgressTable(
         settings.max_epochs, settings.num_samples, settings.scheduler), CSVLoggerCallback(), JsonLoggerCallback(),
         TrialBoard(profile, settings.max_epochs)]
-    return tuner, callback
+    return tuner

@@ -176,8 +176,8 @@ def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], record
 
 
 # Run inside a mount namespace of its own, so that its tmpfs is gone with it: the storage starts
-# at 4 MiB (below the reserve: refused before any trial), then grows to 128 MiB for a resume,
-# which another process's file fills to the last 16 KiB once a trial has checkpointed and the
+# at 4 MiB (below the reserve: refused before Ray starts, nothing saved), then grows to 128 MiB
+# for the same command, which another process's file fills to the last 16 KiB once a trial has checkpointed and the
 # driver has kept a whole copy of Ray Tune's state: under the reserve, so the search stops, and
 # too little for Ray Tune's last save of its state, which ENOSPC cuts short. Then that file goes
 # and a last resume, from the kept copy, finishes.
@@ -186,8 +186,9 @@ set -u
 ST={storage}
 mount -t tmpfs -o size=4m tmpfs $ST
 timeout 300 {search} > {out}/1.out 2> {out}/1.err; echo $? > {out}/1.rc
+ls -A $ST > {out}/1.files
 mount -o remount,size=128m $ST
-timeout 300 {resume} > {out}/2.out 2> {out}/2.err &
+timeout 300 {search} > {out}/2.out 2> {out}/2.err &
 pid=$!
 while kill -0 $pid 2>/dev/null; do
   if [ -d $ST/full/.vidseg-last-good ] && [ -n "$(find $ST/full -name 'checkpoint_*')" ]; then break; fi
@@ -223,11 +224,12 @@ def test_a_full_disk_ends_the_search_in_one_line_and_resume_finishes_it(tiny_sha
         assert "Traceback" not in stderr, stderr[-3000:]
         return int((out / f"{step}.rc").read_text()), stderr.strip().splitlines()[-1]
 
-    # 4 MiB: refused before any trial, exit 2, one line naming the experiment's folder
+    # 4 MiB: refused before any trial, exit 2, one line naming the experiment's folder; nothing saved
     code, last = ended("1")
     assert code == 2
     assert last.startswith(f"error: {storage}/full: no space left on device (")
-    assert last.endswith(f"free space, then continue the search with: {shlex.join(resume)}")
+    assert last.endswith("free space, then run the same command again (prepared data is reused)")
+    assert (out / "1.files").read_text().split() == []
     # filled while trials ran: stopped, exit 1, the same line (the path a trial could not write, or the folder)
     code, last = ended("2")
     assert code == 1
