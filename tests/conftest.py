@@ -31,9 +31,9 @@ RAY = pytest.mark.ray
 # the 2-core machine, docs/testing.md; xdist's own reordering is off: --no-loadscope-reorder); the
 # second needs no tiny shards, so that one worker runs it while the other makes them.
 SLOWEST_FIRST = (
-    "tests/search/test_faults.py",        # ~75: SIGTERM, a full disk mid-search, data on a full disk
+    "tests/search/test_faults.py",        # ~160: SIGTERM and resume, a full disk mid-search, data on a full disk
     "tests/search/test_run_search.py",    # ~45: the smoke search from scratch, and what it wrote
-    "tests/search/test_reliability.py",   # ~50: killed, planted checkpoints, Ctrl-C, --retry-errored
+    "tests/search/test_reliability.py",   # ~80: killed, planted checkpoints, Ctrl-C, --retry-errored
     "tests/train/test_loop.py",           # ~40, ~90 with a cold Inductor cache: torch.compile against eager
     "tests/test_device_suite.py",         # ~45: every device part at toy size, SIGTERM, the deadline
     "tests/cluster/test_multinode.py",    # ~40: a three-node cluster that loses a node
