@@ -162,8 +162,9 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
             reuse_actors=True),  # a finished trial's process takes the next: no new process, no torch import
         run_config=tune.RunConfig(
             name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            # two kept (the best and the latest always among them), so that the checkpoints a kept copy of
-            # Ray Tune's state names (search.run.ray_internals.keep_tune_state) are there a while longer
+            # the two best by val IoU, and the latest beside them (Ray always keeps it), so that the
+            # checkpoints a kept copy of Ray Tune's state names (search.run.ray_internals.keep_tune_state)
+            # are there a while longer; a trial's folder holds up to three
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_iou",
                                                     checkpoint_score_order="max"),
             verbose=0),  # the progress table (search.results.progress) instead of Ray's status tables
