@@ -190,11 +190,14 @@ def _last_save(search: Search) -> tuple[bool, str]:
         return False, SAVE_WATCH.failed
     local = state.local_path(search.storage)
     if local is not None:
-        from search.run.ray_internals import damaged_tune_state
+        from search.run.ray_internals import damaged_tune_state, unsynced_tune_state
 
         damaged = damaged_tune_state(local / search.name)
         if damaged:
             return False, f"{', '.join(damaged)} cut short"
+        unsynced = unsynced_tune_state(local / search.name, SAVE_WATCH.staging) if SAVE_WATCH.staging else []
+        if unsynced:
+            return False, f"{', '.join(unsynced)} not copied to storage"
     return True, ""
 
 

@@ -302,6 +302,14 @@ def keep_tune_state(folder, staging=None) -> bool:
     return True
 
 
+def unsynced_tune_state(folder, staging) -> list[str]:
+    """The names of Ray Tune's state files in its driver ``staging`` folder that the experiment
+    ``folder`` does not hold byte for byte the same: its last save, not (yet) synced to storage."""
+    staged = [f for f in _state_files(staging) if f.name != "tuner.pkl"]
+    return [f.name for f in staged if not (Path(folder) / f.name).is_file()
+            or (Path(folder) / f.name).read_bytes() != f.read_bytes()]
+
+
 def damaged_tune_state(folder) -> list[str]:
     """The names of Ray Tune's state files in ``folder`` that are cut short (none: all whole)."""
     return [f.name for f in _state_files(folder) if not _whole(f)]

@@ -109,7 +109,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
 
     clear_disk_full()  # an earlier search in this process (a test's) told nothing about this one
     STOP.reset()
-    SAVE_WATCH.failed = None
+    SAVE_WATCH.failed, SAVE_WATCH.staging = None, None
 
     class DriverCallback(Callback):
         _kept = -float("inf")
@@ -137,7 +137,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
                 log.error("stopping the search: %s", low.message().removeprefix("error: ").split("; free")[0])
                 self.stop(low)
                 return
-            staging = driver_staging(trials)
+            staging = SAVE_WATCH.staging = driver_staging(trials) or SAVE_WATCH.staging
             if guard is not None and staging is not None and time.monotonic() - self._kept > KEEP_EVERY_S:
                 self._kept = time.monotonic()
                 try:  # a whole copy of Ray Tune's state, for a resume after a full disk cut it short

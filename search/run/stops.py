@@ -126,13 +126,32 @@ def clear_disk_full() -> None:
         _seen.clear()
 
 
+# Ray Tune saves its state into its driver staging folder (each file written under a temporary
+# name, then renamed) *before* it waits for the sync of the save before to finish, and that sync
+# copies the same folder: it can list a temporary file that is renamed before it is read, and then
+# logs the sync's FileNotFoundError with a traceback. The next sync copies the files whole (the
+# driver checks the last one: search.run_search._last_save), so it is one line, as a warning.
+SYNC_RACE = ("Ray Tune's sync of its state to storage met a file that Ray was still writing (Ray saves while "
+             "the sync before runs); the next sync copies it whole")
+
+
+def _sync_race(exc: BaseException | None) -> bool:
+    text = str(exc or "")
+    return isinstance(exc, FileNotFoundError) and "driver_artifacts" in text and "-tmp-" in text
+
+
 class _QuietNoSpace(logging.Filter):
     """A log record of a failure a full disk caused keeps its first line, without the traceback (Ray
-    Tune logs a trial's failure, and its failed saves, with theirs): the driver ends with its own line."""
+    Tune logs a trial's failure, and its failed saves, with theirs): the driver ends with its own line.
+    Ray's sync race (``SYNC_RACE``) becomes its one line too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         text = record.getMessage()
+        if _sync_race(exc):
+            record.msg, record.args, record.exc_info, record.exc_text = SYNC_RACE, (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
         if no_space(exc) is None and "No space left on device" not in text:
             return True
         first = text.strip().splitlines()[0] if text.strip() else ""
@@ -149,6 +168,7 @@ class _SaveWatch(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.failed: str | None = None
+        self.staging = None  # Ray Tune's driver staging folder, once the driver's callback has seen it
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("Experiment state snapshotting failed"):

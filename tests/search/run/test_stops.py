@@ -174,6 +174,47 @@ def test_rays_tracebacks_of_a_full_disk_are_cut_to_one_line():
     assert "Traceback" in rest and "ValueError: a bug" in rest  # other failures keep theirs
 
 
+def test_rays_sync_race_is_one_warning_and_an_unsynced_last_save_is_told(tmp_path):
+    """Ray's sync meeting a file Ray renamed meanwhile (its FileNotFoundError, logged with a
+    traceback) becomes one warning line; ``unsynced_tune_state`` names a last save that storage
+    does not hold byte for byte."""
+    from search.run.ray_internals import unsynced_tune_state
+    from search.run.stops import SYNC_RACE
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("ray").addHandler(handler)
+    try:
+        quiet_no_space_tracebacks()
+        log = logging.getLogger("ray.tune.execution.experiment_state")
+        gone = "/tmp/ray/session_1/artifacts/2/full/driver_artifacts/.7f3c-tmp-searcher-state-2.pkl"
+        try:
+            raise FileNotFoundError(f"[Errno 2] Failed to open local file '{gone}'. Detail: [errno 2]")
+        except FileNotFoundError:
+            log.error("Saving experiment state to storage at 'results/full' failed with exception: ", exc_info=True)
+        try:
+            raise FileNotFoundError("[Errno 2] No such file: 'results/full/params.json'")
+        except FileNotFoundError:
+            log.error("Saving experiment state to storage at 'results/full' failed with exception: ", exc_info=True)
+    finally:
+        logging.getLogger("ray").removeHandler(handler)
+    race, other = stream.getvalue().split("Saving experiment state", 1)
+    assert race.strip() == SYNC_RACE
+    assert "Traceback" in other  # any other failure keeps its traceback
+
+    staging, folder = tmp_path / "staging", tmp_path / "experiment"
+    staging.mkdir()
+    folder.mkdir()
+    for name, data in (("experiment_state-1.json", b"{}"), ("searcher-state-1.pkl", pickle.dumps(1))):
+        (staging / name).write_bytes(data)
+        (folder / name).write_bytes(data)
+    (staging / "tuner.pkl").write_bytes(b"not compared: Ray writes it to storage itself")
+    assert unsynced_tune_state(folder, staging) == []
+    (staging / "searcher-state-1.pkl").write_bytes(pickle.dumps(2))
+    (staging / "callback-states-1.pkl").write_bytes(pickle.dumps({}))
+    assert unsynced_tune_state(folder, staging) == ["callback-states-1.pkl", "searcher-state-1.pkl"]
+
+
 def test_a_journal_record_cut_short_is_trimmed_and_the_study_reads_on(tmp_path):
     import optuna
 
