@@ -278,11 +278,9 @@ def keep_tune_state(folder, staging=None) -> bool:
         pass
     if not any(f.name.startswith("experiment_state-") for f in files) or not all(_whole(f) for f in files):
         return False  # nothing to resume from yet, or one of them is being written now
-    if staging is not None:
-        staged = {f.name: Path(staging) / f.name for f in files if (Path(staging) / f.name).is_file()}
-        newest = max(f.name for f in files if f.name.startswith("experiment_state-"))
-        if newest not in staged or any(p.read_bytes() != (folder / name).read_bytes() for name, p in staged.items()):
-            return False  # Ray's syncer has not finished writing its last save to storage
+    if staging is not None and (not any(Path(staging).glob("experiment_state-*.json"))
+                                or unsynced_tune_state(folder, staging)):
+        return False  # Ray has not saved yet, or its syncer has not finished writing its last save to storage
     if not all((folder / name).is_dir() for name in named_checkpoints(folder)):
         return False  # a trial has moved on since (Ray deleted the checkpoint this state names)
     staging_copy = folder / f"{LAST_GOOD}.new"

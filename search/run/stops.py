@@ -208,7 +208,6 @@ class StopSwitch:
 
     def __init__(self) -> None:
         self.why: int | DiskFull | None = None
-        self.at: float | None = None  # time.time() of the first request
         self.armed = False
         self.cut_short = False  # a second signal ended Tune's loop without its last save
 
@@ -217,7 +216,7 @@ class StopSwitch:
 
     def request(self, why: int | DiskFull) -> None:
         if self.why is None:
-            self.why, self.at = why, time.time()
+            self.why = why
         if self.armed and callable(signal.getsignal(signal.SIGUSR1)):  # Tune's graceful stop
             signal.raise_signal(signal.SIGUSR1)
 
@@ -232,7 +231,7 @@ class StopSwitch:
         if self.armed:
             self.cut_short = True
         if self.why is None:
-            self.why, self.at = signum, time.time()
+            self.why = signum
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
