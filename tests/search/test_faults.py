@@ -177,10 +177,11 @@ def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], record
 
 # Run inside a mount namespace of its own, so that its tmpfs is gone with it: the storage starts
 # at 4 MiB (below the reserve: refused before Ray starts, nothing saved), then grows to 128 MiB
-# for the same command, which another process's file fills to the last 16 KiB once a trial has checkpointed and the
-# driver has kept a whole copy of Ray Tune's state: under the reserve, so the search stops, and
-# too little for Ray Tune's last save of its state, which ENOSPC cuts short. Then that file goes
-# and a last resume, from the kept copy, finishes.
+# for the same command, which another process's files fill to the last 16 KiB once a trial has
+# checkpointed and the driver has kept a whole copy of Ray Tune's state (the free space measured
+# again after each try, since the search writes on meanwhile): under the reserve, so the search
+# stops, and too little for Ray Tune's last save of its state, which ENOSPC cuts short. Then those
+# files go and a last resume, from the kept copy, finishes.
 FULL_DISK = """
 set -u
 ST={storage}
@@ -194,10 +195,14 @@ while kill -0 $pid 2>/dev/null; do
   if [ -d $ST/full/.vidseg-last-good ] && [ -n "$(find $ST/full -name 'checkpoint_*')" ]; then break; fi
   sleep 0.2
 done
-free=$(df --output=avail -B1 $ST | tail -1)
-fallocate -l $((free - 16 * 1024)) $ST/other-process
+# the search writes on while this fills, so what was free a moment ago may be gone: measure again, in a new file
+i=0
+while free=$(df --output=avail -B1 $ST | tail -1) && [ $free -gt $((16 * 1024)) ]; do
+  i=$((i + 1))
+  fallocate -l $((free - 16 * 1024)) $ST/other-process-$i 2>/dev/null && break
+done
 wait $pid; echo $? > {out}/2.rc
-rm $ST/other-process
+rm -f $ST/other-process-*
 ls $ST/full > {out}/2.files
 timeout 300 {resume} > {out}/3.out 2> {out}/3.err; echo $? > {out}/3.rc
 cp $ST/full/leaderboard.csv $ST/full/report.md {out}/
