@@ -9,15 +9,17 @@ and JSON loggers kept, which the results are read from) by ``TrialBoard``, a dri
   carries the same name, and so does its row in the HParams table;
 - **scalars** in groups, without Ray's bookkeeping: ``val/`` (``iou``, ``best_iou``,
   ``iou_true_inputs``: the oracle, ``soft_iou``: the scheduler's tie score), ``loss/`` (``train``, ``val``), ``opt/lr``, ``perf/`` (epoch
-  seconds, samples/s, data share, GPU busy share, peak memory) and ``trial/`` (``epochs``,
-  ``status``);
+  seconds, samples/s, data share, GPU busy share, peak memory), ``cost/`` (device seconds held,
+  of them training and validation; the model's parameters, multiply-adds and ms for one clip) and
+  ``trial/`` (``epochs``, ``status``);
 - **one hparams config for the experiment** (``experiment_config``), in the experiment's ``report``
   run: every dimension the search varies (none that is constant), and the metrics
   best_val_iou, val_iou, the oracle, the losses, epochs and status (``STATUS``: 1 completed,
-  2 stopped early, 3 diverged, 4 failed). Each trial's folder starts a session with its values;
+  2 stopped early, 3 diverged, 4 failed), and the costs. Each trial's folder starts a session with its values;
 - **a ``baselines`` run**: copy-last-frame on the UNet's and on the true masks, as flat lines on
   ``val/iou`` and ``val/iou_true_inputs`` beside the trials;
-- after the search, ``search.results.report`` adds the prediction images (in each of the best trials' runs),
+- after the search, the ``report`` run gets the anytime curve (best val IoU so far, its step the
+  device seconds spent: ``ANYTIME_TAG``), and ``search.results.report`` adds the prediction images (in each of the best trials' runs),
   and the class legend, ``report.md`` as text and its picture (in the ``report`` run).
 """
 
@@ -35,7 +37,8 @@ from ray.tune.logger import LoggerCallback
 from search.results.outcome import Outcome, classify
 from vidseg.task import LAST_INPUT, TARGET
 
-__all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report", "image_summary",
+__all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report",
+           "write_anytime", "ANYTIME_TAG", "image_summary",
            "prediction_image", "legend_image", "trial_status", "STATUS", "SCALARS", "BASELINES_RUN", "REPORT_RUN"]
 
 
@@ -49,7 +52,12 @@ SCALARS = {  # a trial's report key -> its tag
     "epoch_seconds": "perf/epoch_seconds", "samples_per_second": "perf/samples_per_second",
     "data_fraction": "perf/data_fraction", "gpu_busy_fraction": "perf/gpu_busy_fraction",
     "peak_memory_gb": "perf/peak_memory_gb", "planned_peak_gb": "perf/planned_peak_gb",  # on GPUs: measured, modelled
+    # what the trial cost (vidseg.train.cost): device seconds held so far, and its model's inference cost
+    "device_seconds": "cost/device_seconds", "train_device_seconds": "cost/train_device_seconds",
+    "val_device_seconds": "cost/val_device_seconds", "params": "cost/params", "macs": "cost/macs",
+    "ms_per_clip": "cost/ms_per_clip",
 }
+ANYTIME_TAG = "search/best_val_iou_by_device_seconds"  # the report run's anytime curve: step = device seconds spent
 BEST_TAG, EPOCHS_TAG, STATUS_TAG = "val/best_iou", "trial/epochs", "trial/status"
 METRICS = (  # the HParams table's metric columns, the first five shown: (tag, display name, description)
     (BEST_TAG, "best_val_iou", f"best val IoU of {TARGET} so far, UNet masks in (the search's objective)"),
@@ -60,6 +68,11 @@ METRICS = (  # the HParams table's metric columns, the first five shown: (tag, d
                               + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome)),
     ("loss/train", "train_loss", "training loss at the last epoch"),
     ("loss/val", "val_loss", "validation loss at the last epoch"),
+    ("cost/device_seconds", "device_seconds", "device time it held: its GPU share (or CPUs) x wall seconds"),
+    ("cost/train_device_seconds", "train_device_seconds", "of which training"),
+    ("cost/macs", "macs", "its model's multiply-adds for one clip"),
+    ("cost/params", "params", "its model's parameters"),
+    ("cost/ms_per_clip", "ms_per_clip", "milliseconds to predict one clip on its device"),
 )
 SHOWN_HPARAMS = ("hid_S", "hid_T", "loss", "lr", "translator")  # TensorBoard shows five columns by default
 LOSS_SHORT = {"mse": "mse", "ce": "ce", "weighted_ce": "wce"}
@@ -222,6 +235,15 @@ def write_report(folder: Path | str, report: str, picture: Path | None = None) -
         _add(writer, image_summary("report/best_vs_trial_epochs", np.asarray(Image.open(picture).convert("RGB")),
                                    "Best val IoU found against trial-epochs spent, with the baselines and the "
                                    "reference configurations."))
+    writer.close()
+
+
+def write_anytime(folder: Path | str, curve: list[tuple[float, float]]) -> None:
+    """The search's anytime curve in its ``report`` run: the best val IoU found so far (``ANYTIME_TAG``)
+    at each step of device seconds spent (``search.results.cost.anytime_curve``)."""
+    writer = _writer(Path(folder) / REPORT_RUN, ".anytime")
+    for spent, best in curve:
+        writer.add_scalar(ANYTIME_TAG, best, int(round(spent)))
     writer.close()
 
 

@@ -5,7 +5,9 @@ Every search writes ``curves.parquet`` into its experiment folder. A search run 
 ``python -m search.replay`` replays schedulers over. One row per trial and epoch:
 
 ``trial_id``, ``epoch``, ``val_iou``, ``val_iou_true_inputs``, ``val_soft_iou``, ``train_loss``, ``val_loss``,
-``epoch_seconds``, ``status`` (how the trial ended), ``reference`` (the paper's or the top teams'
+``epoch_seconds``, ``train_seconds``, ``val_seconds``, its cost so far (``device_seconds``,
+``train_device_seconds``, ``val_device_seconds``: share x wall seconds) and its model's (``params``,
+``macs`` and ``ms_per_clip`` for one clip: ``vidseg.train.cost``), ``status`` (how the trial ended), ``reference`` (the paper's or the top teams'
 configuration it is, if any) and ``config`` (the searched dimensions, as JSON). The table's
 metadata holds the search's settings (``vidseg.settings``, JSON).
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vidseg.errors import InputError
+from vidseg.train.cost import COST_FIELDS
 
 if TYPE_CHECKING:
     from search.results.rows import TrialRow
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["CURVES", "write_curves", "read_curves", "Curves", "METRICS"]
 
 CURVES = "curves.parquet"
-METRICS = ("val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "epoch_seconds")
+METRICS = ("val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "epoch_seconds",
+           "train_seconds", "val_seconds", *COST_FIELDS)
 _META = b"vidseg.settings"
 
 

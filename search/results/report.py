@@ -160,7 +160,8 @@ def draw_progress(rows: list[TrialRow], baselines: dict[str, float], max_epochs:
 # importances and the report
 
 
-def _report(rows, settings, baselines, importances, hidden, best_row, picture: Path | None = None) -> str:
+def _report(rows, settings, baselines, importances, hidden, best_row, picture: Path | None = None,
+            cost: list[str] | None = None) -> str:
     max_epochs = settings["max_epochs"]
     run = sum(r.epochs for r in rows)
     full = len(rows) * max_epochs
@@ -204,6 +205,7 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
         lines += [f"![best val IoU found against trial-epochs spent]({picture.name})", "",
                   f"`{picture.name}`: the best val IoU found against trial-epochs spent, with the baselines and the "
                   "reference configurations' best.", ""]
+    lines += cost or []
     lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
               "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
               "completed and pruned trials (early stops), each at its best val IoU.", ""]
@@ -239,11 +241,13 @@ def _config_text(row: TrialRow) -> str:
 
 
 def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str,
-                  hidden_answers: str | None = None, study_file: Path | None = None) -> tuple[str, list[TrialRow]]:
+                  hidden_answers: str | None = None, study_file: Path | None = None,
+                  budget: dict[str, Any] | None = None) -> tuple[str, list[TrialRow]]:
     """Write everything about a finished search into ``experiment``; returns it and the leaderboard's
     rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
     ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
-    is uploaded beside the results)."""
+    is uploaded beside the results); ``budget`` what the search's cost section says of its budget and
+    estimate (``budget_s``, ``estimate_s``, ``ended``)."""
     local = not is_uri(experiment)
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
@@ -301,12 +305,18 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     if study_file is not None and not local and Path(study_file).is_file():
         shutil.copyfile(study_file, staging / Path(study_file).name)
     picture = draw_progress(rows, baselines, settings["max_epochs"], staging / PICTURE)
-    report = _report(rows, settings, baselines, importances, hidden, best_row, picture)
+    from search.results.board import write_anytime, write_report
+    from search.results.cost import ANYTIME_PICTURE, FRONTS_PICTURE, anytime_curve, cost_section, draw_anytime, draw_fronts
+
+    curve = anytime_curve(rows)
+    cost = cost_section(rows, draw_fronts(rows, staging / FRONTS_PICTURE),
+                        draw_anytime(curve, baselines["unet"], staging / ANYTIME_PICTURE, (budget or {}).get("budget_s")),
+                        budget)
+    report = _report(rows, settings, baselines, importances, hidden, best_row, picture, cost)
     with atomic_path(staging / "report.md") as tmp:
         tmp.write_text(report)
-    from search.results.board import write_report
-
     write_report(staging, report, picture)
+    write_anytime(staging, curve)
     for file in checkpoints.values():
         shutil.rmtree(file.parent, ignore_errors=True)
 

@@ -14,11 +14,16 @@ from typing import Any
 
 from search.results.outcome import Outcome, classify
 from search.space import PROFILES, SEARCHED, narrowed, points_to_evaluate, reference_name
+from vidseg.train.cost import COST_FIELDS
 
-__all__ = ["TrialRow", "trial_rows", "trial_id_of", "LEADERBOARD_FIELDS"]
+__all__ = ["TrialRow", "trial_rows", "trial_id_of", "LEADERBOARD_FIELDS", "COST_COLUMNS"]
 
+# the cost columns (vidseg.train.cost): device seconds held (all, training, validation), and the model's
+# parameters, multiply-adds and milliseconds for one clip
+COST_COLUMNS = {"device_s": "device_seconds", "train_device_s": "train_device_seconds",
+                "val_device_s": "val_device_seconds", "params": "params", "macs": "macs", "ms_per_clip": "ms_per_clip"}
 LEADERBOARD_FIELDS = ("rank", "trial_id", "name", "status", "epochs", "best_val_iou", "best_epoch", "last_val_iou",
-                      "val_iou_true_inputs", "stopped_early", "reference", *SEARCHED, "error")
+                      "val_iou_true_inputs", "stopped_early", *COST_COLUMNS, "reference", *SEARCHED, "error")
 
 NAN = float("nan")
 
@@ -41,6 +46,21 @@ class TrialRow:
     path: str = ""  # its trial folder (a local path or a URI)
     result: Any = field(default=None, repr=False, compare=False)  # Ray Tune's Result: history and checkpoints
     rank: int = 0
+    cost: dict[str, float] = field(default_factory=dict)  # its last report's COST_FIELDS (vidseg.train.cost)
+
+    @property
+    def device_seconds(self) -> float:
+        """The device time it held (share x wall seconds), NaN where it never reported."""
+        return self.cost.get("device_seconds", NAN)
+
+    @property
+    def train_device_seconds(self) -> float:
+        return self.cost.get("train_device_seconds", NAN)
+
+    @property
+    def macs(self) -> float:
+        """Its model's multiply-adds for one clip."""
+        return self.cost.get("macs", NAN)
 
     @property
     def status(self) -> str:
@@ -74,13 +94,16 @@ class TrialRow:
                   "best_epoch": "" if self.best_epoch is None else self.best_epoch,
                   "last_val_iou": self.last_val_iou, "val_iou_true_inputs": self.val_iou_true_inputs,
                   "stopped_early": self.stopped_early, "reference": self.reference,
+                  **{column: self.cost.get(name, NAN) for column, name in COST_COLUMNS.items()},
                   **{name: self.config.get(name, "") for name in SEARCHED}, "error": self.error}
         return {name: _text(values[name]) for name in LEADERBOARD_FIELDS}
 
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
+        if math.isnan(value):
+            return ""
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 100 else f"{value:.4f}"  # counts: whole
     return str(value)
 
 
@@ -108,6 +131,8 @@ def trial_row(result, max_epochs: int, references: dict[str, dict[str, Any]]) ->
             best = scored.loc[scored["val_iou"].idxmax()]
             row.best_val_iou, row.best_epoch = float(best["val_iou"]), int(best["epoch"])
             row.last_val_iou, row.val_iou_true_inputs = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
+        row.cost = {name: float(values.iloc[-1]) for name in COST_FIELDS if name in history
+                    and len(values := history[name].dropna())}
     return row
 
 

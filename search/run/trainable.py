@@ -33,7 +33,7 @@ from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, TrialDiverged, fit
 from vidseg.train.memory import GIB, TrialPlan, data_bytes, plan_trial
 
-__all__ = ["train_simvp", "trial_resources", "trial_plan", "end_trial", "detect_gpu_memory_gb", "OUTCOME", "DIVERGED",
+__all__ = ["train_simvp", "trial_resources", "device_share", "trial_plan", "end_trial", "detect_gpu_memory_gb", "OUTCOME", "DIVERGED",
            "INFEASIBLE"]
 
 
@@ -84,12 +84,22 @@ def train_simvp(config: dict[str, Any], shards: str, gpu_memory_gb: float | None
             tune.report({**metrics, **planned}, checkpoint=Checkpoint.from_directory(folder))
 
         try:
-            fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder)
+            fit(train, cached_shards(shards), report, checkpoint=state, checkpoint_dir=folder,
+                share=device_share(tune.get_context().get_trial_resources().required_resources, train.device))
         except TrialDiverged as err:  # it would diverge again the same way: not retried
             end_trial(DIVERGED, err.epoch, str(err))
         finally:
             if torch.cuda.is_available():  # the process may run the next trial (reuse_actors): its share, empty
                 torch.cuda.empty_cache()
+
+
+def device_share(resources: dict[str, float], device: str) -> float:
+    """What a trial's device time counts (``vidseg.train.cost``): its share of a GPU where it trains on
+    one, else its CPUs."""
+    gpus = float(resources.get("GPU", 0) or 0)
+    if gpus > 0 and device != "cpu" and torch.cuda.is_available():
+        return gpus
+    return float(resources.get("CPU", 1) or 1)
 
 
 def end_trial(outcome: str, epoch: int, reason: str) -> None:

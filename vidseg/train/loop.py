@@ -25,6 +25,7 @@ from vidseg.errors import InputError
 from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.config import TrainConfig
+from vidseg.train.cost import inference_cost
 from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model, compile_core
@@ -393,7 +394,7 @@ def _step(run: _Run, inputs: torch.Tensor, target: torch.Tensor, finite: torch.T
 
 def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[dict[str, Any]], Any],
         checkpoint: dict | str | Path | None = None, checkpoint_dir: str | Path | None = None,
-        progress: bool = False) -> FitResult:
+        progress: bool = False, share: float = 1.0) -> FitResult:
     """Train one SimVP configuration; call ``report(metrics)`` after every epoch.
 
     ``checkpoint`` (a dict, a ``checkpoint.pt`` or its folder) resumes where it stopped. With
@@ -407,22 +408,41 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
     ``gpu_busy_fraction`` (the stream's time from the start to the end of each step, from CUDA
     events, against the epoch's wall time: gaps between kernels inside a step count as busy, only
     host time between steps as idle) and ``peak_memory_gb`` (``max_memory_allocated``).
+
+    Every report carries the trial's cost (``vidseg.train.cost``): ``device_seconds``, the wall time
+    since fit started (set-up included, an earlier run's carried on from the checkpoint) times
+    ``share`` (the CPUs, or the share of a GPU, the trial holds), and of it the training and the
+    validation time (``train_device_seconds``, ``val_device_seconds``); and its model's ``params``,
+    ``macs`` and ``ms_per_clip`` for one clip on the trial's device.
     """
     if not isinstance(shards, ShardSet):
         shards = ShardSet.open(shards, verify=False)  # sizes, schemas and ids; checksums are the driver's job
+    held_since = time.perf_counter()  # device time: from here, the set-up included
     run = _set_up(config, shards)
     start_epoch, history = _resume(run, checkpoint)
     _load_tables(run)
+    with autocast(run.device, run.dtype):  # as it predicts at test time
+        cost = inference_cost(run.model, *shards.resolution)
     val_count = len(shards.split("val"))
     for epoch in range(start_epoch, config.epochs):
         trained = _train_epoch(run, epoch, progress)
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
-        metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"],
-                   **_validate(run.model, run.val_table, val_count, config, run.device, run.dtype, run.micro, epoch + 1),
-                   "lr": lr, "epoch_seconds": time.perf_counter() - trained["started"],
+        validating = time.perf_counter()
+        validated = _validate(run.model, run.val_table, val_count, config, run.device, run.dtype, run.micro, epoch + 1)
+        now = time.perf_counter()
+        before = history[-1] if history else {}
+        metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"], **validated,
+                   "lr": lr, "epoch_seconds": now - trained["started"],
                    "samples_per_second": trained["samples"] / max(trained["train_seconds"], 1e-9),
-                   "data_fraction": trained["data_seconds"] / max(trained["train_seconds"], 1e-9)}
+                   "data_fraction": trained["data_seconds"] / max(trained["train_seconds"], 1e-9),
+                   "train_seconds": trained["train_seconds"], "val_seconds": now - validating,
+                   # device time so far (a checkpoint's history carries it on): share x wall seconds
+                   "device_seconds": before.get("device_seconds", 0.0) + share * (now - held_since),
+                   "train_device_seconds": before.get("train_device_seconds", 0.0) + share * trained["train_seconds"],
+                   "val_device_seconds": before.get("val_device_seconds", 0.0) + share * (now - validating),
+                   "device_share": share, **cost}
+        held_since = now
         if run.cuda:
             metrics["gpu_busy_fraction"] = trained["gpu_busy"]
             metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / GIB

@@ -38,7 +38,7 @@ SKIP_LOGIT = 4.0  # the last-frame skip's initial logit margin for the CE losses
 
 def _compute_dtype(device: torch.device) -> torch.dtype:
     """The dtype autocast computes in here, so that inputs are built in it (no fp32 copy)."""
-    if torch.is_autocast_enabled(device.type):
+    if device.type != "meta" and torch.is_autocast_enabled(device.type):  # meta: counted, not run (vidseg.train.cost)
         return torch.get_autocast_dtype(device.type)
     return torch.float32
 
