@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,6 +69,8 @@ class Search:
     where: str  # what a full disk met now would be about
     root: Path | None = None  # the dataset root, where shards are still to be made from it
     trials_started: bool = False
+    estimate: Any = None  # search.run.estimate.Estimate: what it is expected to cost
+    budget: Any = None  # search.run.budget.BudgetLimiter: what it spent, and whether its budget ended it
 
     @property
     def command(self) -> str | None:
@@ -93,7 +96,7 @@ def prepare_search(args) -> Search:
     else:
         settings, saved, shards = Settings.from_args(args), None, None
         name = state.new_search(storage, args.name or f"simvp-{settings.profile}-{datetime.now():%Y-%m-%d_%H-%M-%S}",
-                                probe=not args.prepare_only)
+                                probe=not (args.prepare_only or args.estimate_only))
     source = prepare.DataSource.from_args(args)
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     tuner.check_address(address)  # before any data work
@@ -126,6 +129,52 @@ def prepare_only(search: Search) -> int:
         prepare.fit_space(search.profile, search.shards)  # what a search on them would leave out, said now
     print(f"shards ready: {search.shards}")
     return 0
+
+
+def estimate_cost(search: Search):
+    """What the search is expected to cost (``search.run.estimate``), probed on the device the
+    trials get; where the profile is for GPUs and none is here (``--estimate-only`` without a
+    cluster), from ``ASSUMED_GPU``'s rate and the profile's video counts, said in one line."""
+    from search.run.estimate import ASSUMED_GPU, estimate, probe_here
+    from search.space import train_config
+
+    settings, profile = search.settings, search.profile
+    trials = settings.num_samples if settings.bounded else None
+    if search.shards is None:  # no data here, and no GPU to probe
+        counts = dict(profile.counts)
+        log.info("no GPU here to probe: the estimate assumes %s training at an effective %.0f TFLOP/s in bf16 "
+                 "(a training step 3 forward passes' multiply-adds), one GPU per trial, a %.0f s set-up, and the "
+                 "%s profile's %d train and %d val videos", ASSUMED_GPU["name"], ASSUMED_GPU["flops"] / 1e12,
+                 ASSUMED_GPU["setup_s"], profile.name, counts.get("train", 0), counts.get("val", 0))
+        return estimate(settings, profile, counts, lambda config: 1.0, None,
+                        f"assumed: {ASSUMED_GPU['name']} at {ASSUMED_GPU['flops'] / 1e12:.0f} TFLOP/s", trials)
+    from search.run.prepare import shard_counts
+
+    counts = shard_counts(search.shards)
+    if settings.gpu_memory_gb is not None:
+        from search.run.trainable import trial_plan
+
+        def share(config):
+            return trial_plan(train_config(config), profile.resolution, settings.gpu_memory_gb, counts).share
+        basis = "probed on a GPU worker"
+    else:
+        def share(config):
+            return float(profile.cpus_per_trial)
+        basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
+    return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial), basis, trials)
+
+
+def _said(found) -> None:
+    for line in found.lines():
+        log.info("%s", line)
+
+
+def _gpu_profile_without_gpu(search: Search) -> bool:
+    """A profile for GPUs, with no GPU to probe: no cluster named, and none in this machine."""
+    import torch
+
+    return (search.profile.fixed.get("device", "auto") != "cpu" and search.address is None
+            and search.source.shards is None and not torch.cuda.is_available())
 
 
 def _before_the_first_trial(search: Search) -> None:
@@ -161,15 +210,35 @@ def search_on_ray(search: Search):
             search.settings = settings = tuner.detect_gpus(settings, search.address)
             if search.root is not None:
                 _fit_to(search, prepare.prepare_shards(search.source, search.profile, settings.seed, search.root))
+            from search.run.estimate import check_budget
+
+            search.estimate = estimate_cost(search)
+            _said(search.estimate)
+            check_budget(search.estimate)  # a budget below one epoch of the cheapest trial: refused, nothing saved
+            if search.args.estimate_only:
+                return None
             search.saved = state.save_new(search.storage, search.name, search.settings, search.shards,
-                                          search.args.hidden_answers)
+                                          search.args.hidden_answers, search.estimate.to_dict())
             search.shards, settings = search.saved.shards, search.settings
+        elif search.saved.estimate:
+            from search.run.estimate import Estimate
+
+            search.estimate = Estimate.from_dict({**search.saved.estimate, "budget_s": settings.budget_s})
         search.where = f"{search.storage}/{search.name}"  # the search's own files, from here on
-        log.info("[4/4] search %s: %d trials of up to %d epochs, %d at a time, %s", search.name, settings.num_samples,
-                 settings.max_epochs, settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
-                 else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}")
+        from vidseg.train.cost import duration_text
+
+        log.info("[4/4] search %s: %s of up to %d epochs, %d at a time, %s%s", search.name,
+                 f"{settings.num_samples} trials" if settings.bounded else "trials", settings.max_epochs,
+                 settings.max_concurrent, settings.scheduler if settings.scheduler == "fifo"
+                 else f"{settings.scheduler} grace {settings.grace_period}, factor {settings.reduction_factor}",
+                 "" if settings.budget_s is None else f", a budget of {duration_text(settings.budget_s)} of device time")
         fit = tuner.restore_or_build(search.args.resume, search.args.retry_errored, settings, search.profile,
-                                        search.shards, search.storage, search.name, search.study_file)
+                                     search.shards, search.storage, search.name, search.study_file,
+                                     search.estimate.trial_s if search.estimate is not None else 0.0)
+        from search.run.budget import budget_of
+        from search.run.ray_internals import tune_config as tune_config_of
+
+        search.budget = budget_of(tune_config_of(fit).search_alg)
         started, search.trials_started = time.perf_counter(), True
         try:
             results = fit.fit()
@@ -206,8 +275,8 @@ def stop_meaning(search: Search, results) -> None:
     ``Stopped`` (a signal; Tune stopped by a SIGUSR1 from elsewhere counts as Ctrl-C), saying
     whether Tune's last save completed."""
     why = STOP.why
-    if why is None and len(results) >= search.settings.num_samples:
-        return
+    if why is None and (len(results) >= search.settings.num_samples or (search.budget and search.budget.ended)):
+        return  # every trial ran, or the budget ended it
     saved, lost = _last_save(search)
     if isinstance(why, DiskFull):
         raise why.where(search.command, trials_started=True, lost=lost)
@@ -239,8 +308,12 @@ def report(search: Search, results) -> int:
 
     folder = f"{search.storage}/{search.name}"
     try:
+        found, settings = search.estimate, search.settings
+        budget = {"budget_s": settings.budget_s, "ended": search.budget.ended if search.budget else "",
+                  "estimate_s": found.expected_s if found is not None and settings.bounded and not (
+                      search.budget and search.budget.ended) else None}  # an estimate of the whole search
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
-                                  search.saved.hidden_answers, study_file=search.study_file)
+                                  search.saved.hidden_answers, study_file=search.study_file, budget=budget)
     except BaseException as err:  # noqa: BLE001 - a signal or a full disk, however it reached us; a bug goes on up
         meant = as_stop(search, err)
         if meant is err:
@@ -261,10 +334,15 @@ def run(args) -> int:
     signal) or DiskFull, which ``ending`` turns into a message and an exit code."""
     search = prepare_search(args)
     try:
+        if args.estimate_only and not args.resume and _gpu_profile_without_gpu(search):
+            _said(estimate_cost(search))  # nothing to probe: no data needed
+            return 0
         prepare_data(search)
         if args.prepare_only:
             return prepare_only(search)
         results = search_on_ray(search)
+        if results is None:  # --estimate-only: said, and nothing trained
+            return 0
     except BaseException as err:  # noqa: BLE001 - what it means, or itself
         meant = as_stop(search, err)
         if meant is err:

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from search.results.board import trial_status
+from search.run.settings import UNBOUNDED
 
 __all__ = ["ProgressTable"]
 
@@ -90,5 +91,6 @@ class ProgressTable(Callback):
             what = f"{status}{': ' + str(reason)[:100] if reason else ''}"
         best = self.trial_best.get(name)
         self._print(f"  {name}: {what}" + (f", best {best:.4f}" if best is not None else "")
-                    + f"  [{self.ended}/{self.num_samples} trials done]"
+                    + (f"  [{self.ended}/{self.num_samples} trials done]" if self.num_samples < UNBOUNDED
+                       else f"  [{self.ended} trials done]")
                     + f"  ({(time.monotonic() - self._started) / 60:.1f} min)")

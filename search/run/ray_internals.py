@@ -127,6 +127,8 @@ class GrowingSearch(SearchGenerator):
       it) after Ray's restore has put back the saved count. Ray keeps the count in
       ``_total_samples`` and ``_finished``, restores both from its saved state, and refuses a
       larger ``num_samples`` on restore by design (ray-project/ray issues 42221, 6227, 30223);
+    - **reopened**: a searcher that finished before its sample count (its budget ended it,
+      ``search.run.budget``) is asked again, since a resume may have raised the budget;
     - **where it is now**: Ray's restore also puts back the experiment spec it saved, whose storage
       is where the search was started, so a search resumed from a folder that moved would write
       its new trials to the old place (Ray moves only the restored trials, in
@@ -142,6 +144,8 @@ class GrowingSearch(SearchGenerator):
         if self.grow_to is not None and self.grow_to > self._total_samples:
             self._total_samples, self._finished = self.grow_to, False
             self._experiment.spec["num_samples"] = self.grow_to
+        if self._counter < self._total_samples:  # finished by its budget: a resume may have raised it
+            self._finished = False  # (search.run.budget.BudgetLimiter finishes it again where it has not)
         saved = self._experiment.spec.get("storage") if self._experiment is not None else None
         if self.storage is not None and saved is not None:
             from ray.train._internal.storage import get_fs_and_path

@@ -205,6 +205,9 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
 
     if args.max_failures is not None and args.max_failures < 0:
         raise InputError(f"--max-failures is {args.max_failures}, but must be >= 0")
+    if args.estimate_only:
+        raise InputError("--estimate-only estimates a new search; a resumed one's is in its search.json and "
+                         "report.md")
     name = args.name or latest_experiment(storage)
     state = read_state(storage, name)
     if state is None:
@@ -219,6 +222,18 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
     if args.num_samples is not None and args.num_samples > settings.num_samples:
         log.info("growing %s from %d to %d trials", name, settings.num_samples, args.num_samples)
         settings = settings.replace(num_samples=args.num_samples)
+    if args.budget is not None:
+        from vidseg.train.cost import duration_text, parse_duration
+
+        budget = parse_duration(args.budget)
+        if settings.budget_s is not None and budget < settings.budget_s:
+            raise InputError(f"--budget {args.budget} is less than the saved search {storage}/{name} has (--budget "
+                             f"{duration_text(settings.budget_s)}): --resume raises a budget, never lowers it; drop "
+                             "the flag, or give a larger one")
+        if budget != settings.budget_s:
+            log.info("the budget of %s: %s (it was %s)", name, duration_text(budget),
+                     "none" if settings.budget_s is None else duration_text(settings.budget_s))
+        settings = settings.replace(budget_s=budget)
     hidden = str(args.hidden_answers.resolve()) if args.hidden_answers is not None else state.hidden_answers
     if hidden and not Path(hidden).is_file():
         log.warning("%s: the hidden answers given when the search started are not on this machine; the report "

@@ -16,11 +16,13 @@ from typing import Any
 
 from search.space import PROFILES
 from vidseg.errors import InputError
+from vidseg.train.cost import parse_duration
 from vidseg.task import FRAME_SIZE, TARGET
 
-__all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS"]
+__all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS", "UNBOUNDED"]
 
 SCHEDULERS = ("asha", "pasha", "hyperband", "fifo")
+UNBOUNDED = 1_000_000  # num_samples of a search bounded by its --budget alone
 SEARCHERS = ("tpe", "random")
 
 
@@ -43,6 +45,7 @@ class Settings:
     searcher: str = "tpe"
     scheduler: str = "asha"
     gpu_memory_gb: float | None = None  # one GPU of the cluster; None: CPUs only (or not yet detected)
+    budget_s: float | None = None  # device seconds the search may spend (--budget); None: no bound
     limits: dict[str, Any] | None = field(default=None, compare=False)  # the space narrowed to the shards
 
     @classmethod
@@ -62,7 +65,11 @@ class Settings:
         if args.gpu_memory_gb is not None and args.gpu_memory_gb <= 0:
             raise UsageError(f"--gpu-memory-gb is {args.gpu_memory_gb}, but must be > 0")
         profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
-        given = {name: getattr(args, name) for name in cls.flag_names() if getattr(args, name) is not None}
+        given = {name: getattr(args, name) for name in cls.flag_names() if getattr(args, name, None) is not None}
+        if getattr(args, "budget", None) is not None:
+            given["budget_s"] = parse_duration(args.budget)
+            if args.num_samples is None:  # the budget alone: trials are drawn until it is spent
+                given["num_samples"] = UNBOUNDED
         defaults = {name: getattr(profile, name) for name in
                     ("num_samples", "max_epochs", "grace_period", "reduction_factor", "max_concurrent", "scheduler")}
         settings = cls(**{"profile": profile.name, **defaults, **given})
@@ -73,7 +80,12 @@ class Settings:
     @staticmethod
     def flag_names() -> tuple[str, ...]:
         """The fields a flag of the same name sets."""
-        return tuple(f.name for f in dataclasses.fields(Settings) if f.name not in ("profile", "limits"))
+        return tuple(f.name for f in dataclasses.fields(Settings) if f.name not in ("profile", "limits", "budget_s"))
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the trial count bounds the search (not a budget alone)."""
+        return self.num_samples < UNBOUNDED
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> Settings:
@@ -132,6 +144,16 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     search.add_argument("--num-samples", type=int, default=None,
                         help="trials to run; with --resume, a larger number grows the saved search (finished or not) "
                              "from the same Optuna study")
+    search.add_argument("--budget", default=None, metavar="DURATION",
+                        help="device time the search may spend, such as 20h, 45m or 1h30m: a trial's GPU share (or "
+                             "its CPUs) x the wall seconds it holds them. No trial starts whose expected cost would "
+                             "overrun what is left, and running trials stop at their next epoch once it is spent; "
+                             "with --num-samples, whichever ends first, alone, trials are drawn until it is spent. "
+                             "With --resume it may be raised")
+    search.add_argument("--estimate-only", action="store_true",
+                        help="print what the search would cost (device-hours without stopping and with the "
+                             "scheduler, and the wall time) from a short probe of the cheapest and the costliest "
+                             "configurations on the device at hand, and exit 0 without training")
     search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
     search.add_argument("--grace-period", type=int, default=None,
                         help="epochs before the scheduler may stop a trial: its first rung")
@@ -159,8 +181,8 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                         help="continue the search --name (default: the latest in --storage) with Tuner.restore: "
                              "the searcher, the Optuna study and the scheduler's rungs are kept, unfinished trials go "
                              "on from their checkpoints. Flags that would change the search are refused; "
-                             "--max-failures, --address, --retry-errored, --hidden-answers and a larger "
-                             "--num-samples may be given, and apply")
+                             "--max-failures, --address, --retry-errored, --hidden-answers, a larger "
+                             "--num-samples and a larger --budget may be given, and apply")
     search.add_argument("--retry-errored", action="store_true",
                         help="with --resume: errored trials start again from their last checkpoints")
     search.add_argument("--hidden-answers", type=Path, default=None,

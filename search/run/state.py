@@ -41,11 +41,12 @@ class SearchState:
     hidden_answers: str | None = None
     started: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     format: int = FORMAT
+    estimate: dict | None = None  # what it was expected to cost (search.run.estimate.Estimate.to_dict)
 
     def to_json(self) -> str:
         return json.dumps({"format": self.format, "settings": self.settings.to_dict(), "shards": self.shards,
                            "shards_source": self.shards_source, "hidden_answers": self.hidden_answers,
-                           "started": self.started}, indent=2) + "\n"
+                           "started": self.started, "estimate": self.estimate}, indent=2) + "\n"
 
 
 def storage_root(storage: str) -> str:
@@ -95,7 +96,8 @@ def read_state(storage: str, name: str) -> SearchState | None:
         raise UsageError(f"{where}: not a search's saved state ({err})") from None
     version = saved.get("format", 1)
     return SearchState(settings, saved["shards"], saved.get("shards_source"), saved.get("hidden_answers"),
-                       saved.get("started", ""), version if isinstance(version, int) else 0)
+                       saved.get("started", ""), version if isinstance(version, int) else 0,
+                       saved.get("estimate") if isinstance(saved.get("estimate"), dict) else None)
 
 
 def check_format(storage: str, name: str, state: SearchState) -> None:
@@ -190,7 +192,8 @@ def new_search(storage: str, name: str, probe: bool = True) -> str:
     return name
 
 
-def save_new(storage: str, name: str, settings: Settings, shards: str, hidden_answers: Path | None) -> SearchState:
+def save_new(storage: str, name: str, settings: Settings, shards: str, hidden_answers: Path | None,
+             estimate: dict | None = None) -> SearchState:
     """Save a new search's state before its first trial; for a cloud storage, the shards are
     published to the bucket first, so that trials on every node read them from there."""
     source = shards
@@ -198,6 +201,7 @@ def save_new(storage: str, name: str, settings: Settings, shards: str, hidden_an
         from vidseg.data.remote import publish_shards
 
         shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")
-    saved = SearchState(settings, shards, source, str(hidden_answers.resolve()) if hidden_answers else None)
+    saved = SearchState(settings, shards, source, str(hidden_answers.resolve()) if hidden_answers else None,
+                        estimate=estimate)
     write_state(storage, name, saved)
     return saved

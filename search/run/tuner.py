@@ -144,9 +144,10 @@ class TrialNamer:
 
 
 def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path,
-                floor: float | None = None):
+                floor: float | None = None, trial_s: float = 0.0):
     from ray import tune
 
+    from search.run.budget import BudgetLimiter
     from search.run.ray_internals import GrowingSearch
     from search.run.study import RetryingLimiter
 
@@ -155,7 +156,8 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
     return tune.Tuner(
         make_trainable(settings, profile, shards),
         tune_config=tune.TuneConfig(
-            search_alg=GrowingSearch(RetryingLimiter(searcher, max_concurrent=settings.max_concurrent)),
+            search_alg=GrowingSearch(BudgetLimiter(RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
+                                                   settings.budget_s, trial_s)),
             scheduler=make_scheduler(settings.scheduler, settings.max_epochs, settings.grace_period,
                                      settings.reduction_factor, floor=floor, seed=settings.seed),
             num_samples=settings.num_samples, trial_dirname_creator=namer, trial_name_creator=namer,
@@ -172,13 +174,15 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
 
 
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
-                     storage: str, name: str, study_file: Path):
+                     storage: str, name: str, study_file: Path, trial_s: float = 0.0):
     """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
     scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
     where that is more than it had), with ``max_failures`` applied to every trial and the driver's
     callbacks (``search.run.resume.driver_callback`` first).
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
-    ``search.results.progress.ProgressTable``."""
+    ``search.results.progress.ProgressTable``. With a budget (``settings.budget_s``), the searcher's
+    ``search.run.budget.BudgetLimiter`` gets it, with ``trial_s`` (one trial's expected device
+    seconds), and ``BudgetStop`` stops running trials once it is spent."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -208,7 +212,8 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
                                    resume_unfinished=True, resume_errored=retry_errored)
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
-        tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"])
+        tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"],
+                            trial_s=trial_s)
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
     from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
     from search.run.schedulers import SchedulerState
@@ -217,6 +222,14 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     tune_config.search_alg.grow_to, tune_config.search_alg.storage = settings.num_samples, storage
     tune_config.num_samples = settings.num_samples
     run_config = run_config_of(tuner)
+    from search.run.budget import BudgetStop, budget_of
+
+    limiter = budget_of(tune_config.search_alg)
+    if limiter is None and settings.budget_s is not None:
+        raise UsageError(f"{experiment} was started by a version that kept no budget: --budget cannot bound it")
+    if limiter is not None:  # the budget given now (the saved one, or raised), counted from what was spent
+        limiter.budget_s, limiter.trial_s = settings.budget_s, trial_s or limiter.trial_s
+    run_config.stop = BudgetStop(limiter) if limiter is not None and settings.budget_s is not None else None
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
     run_config.verbose = 0
     from search.run.stops import SpaceGuard

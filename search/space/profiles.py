@@ -51,6 +51,7 @@ class Profile:
     # demo data: segment with the shipped UNet (vidseg.segment.pretrained) unless --train-unet
     unet_shipped: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
+    estimate_draws: int = 32  # configurations drawn from the space for the cost estimate (search.run.estimate)
 
     def dim(self, name: str) -> Dim:
         return next(dim for dim in self.space if dim.name == name)
@@ -130,6 +131,7 @@ SMOKE = dataclasses.replace(
     space=with_choices(SPACE, N_S=(2,), N_T=(2, 4), hid_S=(4, 8), hid_T=(16, 32), groups=(1, 2), embed_dim=(4, 8),
                        last_frame_skip=(True,), lr=(1e-3, 1e-2), batch_size=(2, 4)),
     num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
+    estimate_draws=8,  # the tests' searches: a second of estimate, not five
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (FULL, DEMO, SMOKE)}
 

@@ -67,6 +67,7 @@ class Replay:
     epochs_run: dict[int, int]  # trial index -> epochs it ran
     spent: int
     decisions: dict[str, str]  # ASHA and PASHA: trial id -> why the scheduler stopped it
+    makespan: float = 0.0  # when the last trial ended, in the table's seconds
 
 
 class _Trial:
@@ -110,6 +111,7 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
 
     for _ in range(min(max_concurrent, len(pending))):
         start(0.0)
+    now = 0.0
     while events:
         now, _, index, epoch = heapq.heappop(events)
         value = float(curves.values[index, epoch - 1])
@@ -134,7 +136,7 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
                 SchedulerState(scheduler, quiet=True).set_state(pickle.loads(saved))
             for trial in trials.values():
                 scheduler.on_trial_add(None, trial)
-    return Replay(trace, epochs_run, spent, dict(getattr(scheduler, "decisions", {})))
+    return Replay(trace, epochs_run, spent, dict(getattr(scheduler, "decisions", {})), now)
 
 
 SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares

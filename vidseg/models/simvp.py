@@ -10,6 +10,7 @@ meets is an error, not a silent fallback to one group.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -65,6 +66,12 @@ class Encoder(nn.Module):
         return latent, skip
 
 
+def without_autocast(device_type: str):
+    """Autocast off, for a readout in fp32; on the ``meta`` device, which has no autocast and where
+    a model is only counted (``vidseg.train.cost``), nothing."""
+    return contextlib.nullcontext() if device_type == "meta" else torch.autocast(device_type, enabled=False)
+
+
 class Decoder(nn.Module):
     """Mirror of the Encoder (transposed convs), the skip concatenated before the last block, then a 1x1 readout."""
 
@@ -81,7 +88,7 @@ class Decoder(nn.Module):
             latent = block(latent)  # (N, hid_S, H, W) at the end
         y = self.blocks[-1](torch.cat([latent, skip], dim=1))  # (N, 2 hid_S, H, W) -> (N, hid_S, H, W)
         if self.fp32_readout:  # under bf16 autocast, ids near 48 would be rounded to steps of 0.25
-            with torch.autocast(y.device.type, enabled=False):
+            with without_autocast(y.device.type):
                 return self.readout(y.float())  # (N, C_out, H, W) in fp32
         return self.readout(y)  # (N, C_out, H, W)
 

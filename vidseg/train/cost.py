@@ -45,12 +45,14 @@ def model_macs(model: torch.nn.Module, height: int, width: int) -> int:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # an autoregressive model's forward is its one step, rolled out once per output frame: counted once
+    steps = INPUT_FRAMES if getattr(model, "autoregressive", False) and hasattr(model, "step") else 1
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(_clip(height, width, device))
+            (model.step if steps > 1 else model)(_clip(height, width, device))
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops()) // 2
+    return steps * int(counter.get_total_flops()) // 2
 
 
 def inference_cost(model: torch.nn.Module, height: int, width: int, repeats: int = 5) -> dict[str, float]:
@@ -86,6 +88,14 @@ def parse_duration(text: str, flag: str = "--budget") -> float:
     spoken = str(text).strip().lower()
     if spoken.startswith("-"):
         raise InputError(f"{flag} {text} is negative: give a duration of device time such as 20h, 45m or 1h30m")
+    try:
+        bare = float(spoken)
+    except ValueError:
+        bare = None
+    if bare is not None:
+        if not bare > 0:
+            raise InputError(f"{flag} {text} is no time at all: give a duration of device time above zero")
+        raise InputError(f"{flag} {text} has no unit: give one of s, m, h or d, such as {text}h or {text}m")
     parts = _PART.findall(spoken)
     if not parts or "".join(f"{n}{u}" for n, u in parts) != spoken.replace(" ", ""):
         raise InputError(f"{flag} {text!r} is not a duration: give a number and a unit (s, m, h or d), "

@@ -30,7 +30,7 @@ from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model, compile_core
 
-__all__ = ["fit", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
+__all__ = ["fit", "probe", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
 
 log = logging.getLogger(__name__)
 
@@ -455,3 +455,62 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
                               "epoch": epoch + 1, "history": history}, Path(checkpoint_dir))
         report(metrics)
     return FitResult(history)
+
+
+def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) -> dict[str, float]:
+    """What one trial of ``config`` costs on this device, measured on a few steps of ``fit``'s own
+    path (``search.run.estimate`` interpolates between probes): the set-up (model, tables, the
+    inference cost), seconds per training sample (``steps`` optimiser steps over real batches after
+    one untimed), seconds per validation clip (one batch of ``_validate``), a checkpoint's save,
+    and the epoch's sizes (``samples`` trained on, ``val_clips``) with the model's cost."""
+    import tempfile
+
+    if not isinstance(shards, ShardSet):
+        shards = ShardSet.open(shards, verify=False)
+    started = time.perf_counter()
+    run = _set_up(config, shards)
+    _load_tables(run)
+    with autocast(run.device, run.dtype):
+        cost = inference_cost(run.model, *shards.resolution)
+    setup_s = time.perf_counter() - started
+    rng = np.random.default_rng(config.seed)
+    clips = _training_clips(shards, config, rng, run.starts)
+    batch = min(config.batch_size, len(clips))
+    rows = np.resize(np.arange(len(clips)), batch)
+    inputs = run.train_table.gather(run.train_table.rows_for(clips.inputs[rows]), slice(0, INPUT_FRAMES))
+    target = run.train_table.gather(run.train_table.rows_for(clips.targets[rows]), slice(INPUT_FRAMES, None))
+    finite = torch.ones((), dtype=torch.bool, device=run.device)
+    run.model.train()
+
+    def sync() -> None:
+        if run.cuda:
+            torch.cuda.synchronize(run.device)
+
+    timed = 0.0
+    for step in range(steps + 1):
+        sync()
+        mark = time.perf_counter()
+        if config.rollout == "autoregressive":
+            clip_in, clip_target = _next_frame_clip(run.model, inputs, target, config, run.device, run.dtype, rng,
+                                                    self_fed_share(config, config.epochs // 2))
+        else:
+            clip_in, clip_target = inputs, target
+        _step(run, clip_in, clip_target, finite)
+        sync()
+        if step:  # the first step warms caches and kernels
+            timed += time.perf_counter() - mark
+    val_count = len(shards.split("val"))
+    count = min(val_count, run.micro)
+    mark = time.perf_counter()
+    _validate(run.model, run.val_table, count, config, run.device, run.dtype, run.micro, 1)
+    sync()
+    val_s = (time.perf_counter() - mark) / max(count, 1)
+    with tempfile.TemporaryDirectory(prefix="vidseg-probe-") as folder:
+        mark = time.perf_counter()
+        _save_checkpoint({"config": config.to_dict(), "model": run.model.state_dict(),
+                          "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                          "epoch": 1, "history": []}, Path(folder))
+        checkpoint_s = time.perf_counter() - mark
+    return {"setup_s": setup_s, "train_s_per_sample": timed / (steps * batch), "val_s_per_clip": val_s,
+            "checkpoint_s": checkpoint_s, "samples": float(len(clips)), "val_clips": float(val_count),
+            "device": run.device.type, **cost}

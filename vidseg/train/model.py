@@ -27,7 +27,7 @@ from torch import nn
 
 from vidseg.task import INPUT_FRAMES, NUM_CLASSES
 from vidseg.models import SimVP
-from vidseg.models.simvp import encoder_scale
+from vidseg.models.simvp import encoder_scale, without_autocast
 from vidseg.train.config import TrainConfig
 from vidseg.train.codec import class_probabilities, encode_inputs, predict_masks
 
@@ -105,7 +105,7 @@ class MaskPredictor(nn.Module):
             t_out = y.shape[1]
             y = y[..., :self.half[0], :self.half[1]].flatten(0, 1)
             if self.loss == "mse":  # class ids need fp32 precision in the readout
-                with torch.autocast(y.device.type, enabled=False):
+                with without_autocast(y.device.type):
                     y = self.head(y.float())
             else:
                 y = self.head(y)
