@@ -69,7 +69,7 @@ class Search:
     where: str  # what a full disk met now would be about
     root: Path | None = None  # the dataset root, where shards are still to be made from it
     trials_started: bool = False
-    estimate: Any = None  # search.run.estimate.Estimate: what it is expected to cost
+    estimate: Any = None  # search.tools.estimate.Estimate: what it is expected to cost
     budget: Any = None  # search.run.budget.BudgetLimiter: what it spent, and whether its budget ended it
 
     @property
@@ -132,10 +132,10 @@ def prepare_only(search: Search) -> int:
 
 
 def estimate_cost(search: Search):
-    """What the search is expected to cost (``search.run.estimate``), probed on the device the
+    """What the search is expected to cost (``search.tools.estimate``), probed on the device the
     trials get; where the profile is for GPUs and none is here (``--estimate-only`` without a
     cluster), from ``ASSUMED_GPU``'s rate and the profile's video counts, said in one line."""
-    from search.run.estimate import ASSUMED_GPU, estimate, probe_here
+    from search.tools.estimate import ASSUMED_GPU, estimate, probe_here
     from search.space import train_config
 
     settings, profile = search.settings, search.profile
@@ -210,7 +210,7 @@ def search_on_ray(search: Search):
             search.settings = settings = tuner.detect_gpus(settings, search.address)
             if search.root is not None:
                 _fit_to(search, prepare.prepare_shards(search.source, search.profile, settings.seed, search.root))
-            from search.run.estimate import check_budget
+            from search.tools.estimate import check_budget
 
             search.estimate = estimate_cost(search)
             _said(search.estimate)
@@ -221,7 +221,7 @@ def search_on_ray(search: Search):
                                           search.args.hidden_answers, search.estimate.to_dict())
             search.shards, settings = search.saved.shards, search.settings
         elif search.saved.estimate:
-            from search.run.estimate import Estimate
+            from search.tools.estimate import Estimate
 
             search.estimate = Estimate.from_dict({**search.saved.estimate, "budget_s": settings.budget_s})
         search.where = f"{search.storage}/{search.name}"  # the search's own files, from here on

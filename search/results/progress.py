@@ -20,7 +20,6 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from search.results.board import trial_status
-from search.run.settings import UNBOUNDED
 
 __all__ = ["ProgressTable"]
 
@@ -31,7 +30,7 @@ HEADER_EVERY = 30  # rows
 class ProgressTable(Callback):
     """Prints a row per trial result and a line per finished trial to ``stream`` (stdout)."""
 
-    def __init__(self, max_epochs: int, num_samples: int, scheduler: str = "asha", stream: TextIO | None = None) -> None:
+    def __init__(self, max_epochs: int, num_samples: int | None, scheduler: str = "asha", stream: TextIO | None = None) -> None:
         self.max_epochs, self.num_samples, self.scheduler, self.stream = max_epochs, num_samples, scheduler, stream
         self.ended = 0
         self.best: float = -math.inf
@@ -91,6 +90,6 @@ class ProgressTable(Callback):
             what = f"{status}{': ' + str(reason)[:100] if reason else ''}"
         best = self.trial_best.get(name)
         self._print(f"  {name}: {what}" + (f", best {best:.4f}" if best is not None else "")
-                    + (f"  [{self.ended}/{self.num_samples} trials done]" if self.num_samples < UNBOUNDED
+                    + (f"  [{self.ended}/{self.num_samples} trials done]" if self.num_samples is not None
                        else f"  [{self.ended} trials done]")
                     + f"  ({(time.monotonic() - self._started) / 60:.1f} min)")

@@ -3,7 +3,7 @@
 ``BudgetLimiter`` wraps the searcher (under Ray Tune's ``SearchGenerator``, over the concurrency
 limiter). It hears every trial's cost (each report's ``device_seconds``, ``vidseg.train.cost``),
 and starts a trial only where what is spent, what the running trials are still expected to spend
-and the new trial's expected cost (``search.run.estimate``: one trial with the scheduler) all fit
+and the new trial's expected cost (``search.tools.estimate``: one trial with the scheduler) all fit
 the budget. While trials run, a trial that does not fit waits (one may end early, stopped by the
 scheduler); where none runs and none fits, the searcher is finished and the search ends with its
 report. ``BudgetStop``, a Tune ``Stopper``, stops a running trial at its report where another

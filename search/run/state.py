@@ -41,7 +41,7 @@ class SearchState:
     hidden_answers: str | None = None
     started: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     format: int = FORMAT
-    estimate: dict | None = None  # what it was expected to cost (search.run.estimate.Estimate.to_dict)
+    estimate: dict | None = None  # what it was expected to cost (search.tools.estimate.Estimate.to_dict)
 
     def to_json(self) -> str:
         return json.dumps({"format": self.format, "settings": self.settings.to_dict(), "shards": self.shards,

@@ -51,7 +51,7 @@ class Profile:
     # demo data: segment with the shipped UNet (vidseg.segment.pretrained) unless --train-unet
     unet_shipped: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
-    estimate_draws: int = 32  # configurations drawn from the space for the cost estimate (search.run.estimate)
+    estimate_draws: int = 32  # configurations drawn from the space for the cost estimate (search.tools.estimate)
 
     def dim(self, name: str) -> Dim:
         return next(dim for dim in self.space if dim.name == name)

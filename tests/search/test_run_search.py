@@ -115,8 +115,12 @@ def test_tensorboard_reads_at_a_glance(smoke):
     for row in read_leaderboard(experiment):
         events = _board(experiment / row["name"])
         tags = events.Tags()["scalars"]
-        assert tags and all(t.split("/")[0] in ("val", "loss", "opt", "perf", "trial") for t in tags), tags
+        assert tags and all(t.split("/")[0] in ("val", "loss", "opt", "perf", "cost", "trial") for t in tags), tags
         values = [e.value for e in events.Scalars("val/iou")]
+        spent = [e.value for e in events.Scalars("cost/device_seconds")]  # what it held so far, growing
+        assert len(spent) == int(row["epochs"]) and spent == sorted(spent) and spent[0] > 0
+        assert spent[-1] == pytest.approx(float(row["device_s"]), rel=1e-4)
+        assert events.Scalars("cost/macs")[-1].value == pytest.approx(float(row["macs"]), rel=1e-6)
         assert len(values) == int(row["epochs"])
         history = [json.loads(line) for line in (experiment / row["name"] / "result.json").read_text().splitlines()]
         assert [e.value for e in events.Scalars("val/soft_iou")] == pytest.approx(  # the tie score, as reported
@@ -378,3 +382,56 @@ def test_a_search_folder_of_an_older_format_is_refused_in_one_line(tmp_path, cap
         "Ray Tune state cannot be restored here, so start a new search with another --name (the results it has "
         "written stay readable)")
     assert "Traceback" not in result.stderr
+
+
+@RAY
+def test_the_report_prices_every_trial_and_draws_the_fronts_and_the_anytime_curve(smoke):
+    """Every trial's cost in the leaderboard; report.md's fronts (recomputed here from the
+    leaderboard), its two cheapest near-best configurations, the anytime curve as a picture and in
+    TensorBoard; and the estimate said before the first trial and saved with the search."""
+    tmp, result = smoke
+    experiment = tmp / "results" / "smoke"
+    rows = read_leaderboard(experiment)
+    for row in rows:
+        held, train, val = float(row["device_s"]), float(row["train_device_s"]), float(row["val_device_s"])
+        assert 0 < train + val < held  # the set-up, checkpoints and reports are held too
+        assert float(row["params"]) > 0 and float(row["macs"]) > float(row["params"]) and float(row["ms_per_clip"]) > 0
+    report = (experiment / "report.md").read_text()
+    cost = report[report.index("## Cost"):report.index("## Optuna")]
+    spent = sum(float(r["device_s"]) for r in rows)
+    assert f"({spent / 3600:.3f} device-hours" in cost
+
+    def table(title: str) -> list[str]:
+        part = cost[cost.index(title):]
+        lines = [line for line in part.split("\n\n", 3)[2].splitlines() if line.startswith("| `")]
+        return [line.split("`")[1] for line in lines]
+
+    def front(key: str) -> list[str]:
+        names, best = [], -1.0
+        for r in sorted(rows, key=lambda r: (float(r[key]), -float(r["best_val_iou"]))):
+            if float(r["best_val_iou"]) > best:
+                names.append(r["name"])
+                best = float(r["best_val_iou"])
+        return names
+
+    assert table("### Front: val IoU against training device time") == front("train_device_s")
+    assert table("### Front: val IoU against multiply-adds for one clip") == front("macs")
+    top = max(float(r["best_val_iou"]) for r in rows)
+    near = {}
+    for line in cost[cost.index("### The cheapest near-best"):cost.index("### Front")].splitlines():
+        if line.startswith("| 1% ") or line.startswith("| 5% "):
+            near[line[2:4]] = line.split("`")[1]
+    for share, label in ((0.01, "1%"), (0.05, "5%")):
+        within = [r for r in rows if float(r["best_val_iou"]) >= top - share * top]
+        assert near[label] == min(within, key=lambda r: float(r["train_device_s"]))["name"]
+    for picture in ("front.png", "anytime.png"):
+        assert f"]({picture})" in cost and Image.open(experiment / picture).size[0] >= 600
+    curve = _board(experiment / "report").Scalars("search/best_val_iou_by_device_seconds")
+    assert [e.value for e in curve] == sorted(e.value for e in curve)  # the best so far never falls
+    assert curve[-1].value == pytest.approx(top, abs=1e-4)
+    assert abs(curve[-1].step - spent) <= 1  # its steps are the device seconds spent
+    assert "estimate (probed on this machine's CPU" in result.stderr
+    assert "4 trials with the scheduler:" in result.stderr
+    estimate = json.loads((experiment / "search.json").read_text())["estimate"]
+    assert 0 < estimate["cheapest_epoch_s"] < estimate["trial_s"] and estimate["expected_s"] <= estimate["full_s"]
+    assert "Estimated before the first trial: " in cost

@@ -17,10 +17,11 @@ from vidseg.train import TrainConfig, TrialDiverged, build_model, fit
 from vidseg.accel import bf16_dtype, cpu_has_bf16, finite_check_steps
 from vidseg.train.loop import MaskTable, _set_up, _train_arrays
 from vidseg.train.memory import data_bytes
+from vidseg.train.cost import COST_FIELDS
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
 METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "lr", "epoch_seconds",
-           "samples_per_second", "data_fraction"}
+           "samples_per_second", "data_fraction", "train_seconds", "val_seconds", "device_share", *COST_FIELDS}
 
 
 @pytest.mark.parametrize("loss", ["mse", "ce", "weighted_ce"])
@@ -34,6 +35,9 @@ def test_one_epoch_reports_every_metric(tiny_shards, loss, translator):
     assert 0.0 < reports[0]["val_soft_iou"] <= 1.0
     assert all(math.isfinite(v) for v in reports[0].values())
     assert result.history == reports
+    first = reports[0]  # device time: one CPU (fit's default share) x the wall seconds since fit started
+    assert 0 < first["train_seconds"] + first["val_seconds"] <= first["epoch_seconds"] < first["device_seconds"]
+    assert first["train_device_seconds"] == first["train_seconds"] and first["val_device_seconds"] == first["val_seconds"]
 
 
 def test_loss_falls_and_iou_rises_on_a_tiny_overfit_set(overfit_shards):

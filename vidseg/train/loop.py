@@ -459,7 +459,7 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
 
 def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) -> dict[str, float]:
     """What one trial of ``config`` costs on this device, measured on a few steps of ``fit``'s own
-    path (``search.run.estimate`` interpolates between probes): the set-up (model, tables, the
+    path (``search.tools.estimate`` interpolates between probes): the set-up (model, tables, the
     inference cost), seconds per training sample (``steps`` optimiser steps over real batches after
     one untimed), seconds per validation clip (one batch of ``_validate``), a checkpoint's save,
     and the epoch's sizes (``samples`` trained on, ``val_clips``) with the model's cost."""

@@ -213,7 +213,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     walls = np.array([epoch_wall(c, m) for c, m in zip(configs, macs)])
     shares = np.array([share(c) for c in configs])
     cheapest = float(min(shares[i] * (setup + walls[i]) for i in range(len(configs))))
-    n = trials if trials is not None else settings.num_samples
+    n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
     rng = np.random.default_rng(settings.seed)
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
     first = references_after(settings.replace(num_samples=n)) if references else 0
