@@ -18,6 +18,12 @@ profile and the top teams' recipe among the first; ASHA stops weak ones early, a
 as pruned. Results go to STORAGE/NAME/: trial folders with TensorBoard events, leaderboard.csv,
 report.md, best_config.json, the best checkpoint, a submission, optuna.journal and curves.parquet.
 
+Before the first trial it says what the search will cost in device time (a trial's GPU share, or
+its CPUs, x the wall seconds it holds them): a short probe of the space's cheapest and costliest
+configurations on the device at hand, and a replay of the scheduler (--estimate-only stops there).
+--budget DURATION bounds that device time: no trial starts that would overrun it, and the report
+says what it bought, with the fronts of val IoU against cost and the cheapest near-best configurations.
+
 Input is checked before any trial starts: values of the space that the shards cannot run are left
 out (one line each), and storage must be writable. Exit codes: 0 a trial completed; 1 every trial
 failed (or a bug, with its traceback); 2 bad input, in one line; 130 Ctrl-C and 143 SIGTERM, with the

@@ -5,9 +5,14 @@
    for one clip are counted on the ``meta`` device (no memory, no compute).
 2. **A probe on the device at hand** (``vidseg.train.loop.probe``: a few optimiser steps and one
    validation batch of ``fit``'s own path, on the real shards): the cheapest and the costliest of
-   them, by multiply-adds. Every other configuration's seconds per training sample and per
-   validation clip are interpolated between the two by its multiply-adds; an epoch adds a
-   checkpoint's save and Ray's report (``REPORT_S``), a trial its set-up. On a cluster with GPUs
+   them to train (``training_macs``: an autoregressive model trains one step of its 11, after its
+   self-fed steps), of each kind of output (``mse``'s one channel; the class probabilities of the
+   other losses, whose one-hot inputs, softmax and loss terms cost a sample far more than
+   multiply-adds say), and the one halfway between by training work (``PROBE_AT``). Every other
+   configuration's seconds per training sample are interpolated on the broken line through its
+   kind's probes by its training work, and per validation clip by its multiply-adds; an epoch adds a
+   checkpoint's save and Ray's report (``REPORT_S``), a trial its set-up, and each process the
+   trials run in the first use of torch's FLOP counter (timed here, on the first count). On a cluster with GPUs
    the probe runs as a one-GPU Ray task on a worker; elsewhere in the driver, with the trial's CPU
    threads. Where the profile is for GPUs and none is here to probe (``--estimate-only``), an
    ``ASSUMED_GPU`` rate of multiply-adds stands in, and the estimate says so in one line.
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,6 +39,7 @@ import numpy as np
 
 from search.run.settings import Settings, UsageError
 from search.space import Profile, SearchSpace, enqueue, points_to_evaluate, train_config
+from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
 
 __all__ = ["Estimate", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
@@ -40,6 +48,7 @@ __all__ = ["Estimate", "estimate", "check_budget", "configurations", "probe_here
 log = logging.getLogger("vidseg.search")
 
 REPLAYS, PROBE_STEPS = 20, 2
+PROBE_AT = (0.0, 0.5, 1.0)  # the probed configurations of each kind: quantiles of training work
 REPORT_S = 0.03  # an epoch's report to Ray Tune, its round trip: 23-48 ms in the smoke search (docs/search.md)
 # no GPU here to probe: bf16 training at an effective 100 TFLOP/s (a tenth of an H100's dense peak),
 # a training step 3 forward passes' work, a set-up of 10 s
@@ -163,19 +172,26 @@ def assumed_probe(counts: dict[str, int]) -> Callable[[dict[str, Any]], dict[str
     def run(config: dict[str, Any], macs: float) -> dict[str, float]:
         samples = counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
         rate = ASSUMED_GPU["flops"] / 2  # multiply-adds per second
-        return {"setup_s": ASSUMED_GPU["setup_s"], "train_s_per_sample": 3 * macs / rate,
+        return {"setup_s": ASSUMED_GPU["setup_s"], "train_s_per_sample": 3 * training_macs(config, macs) / rate,
                 "val_s_per_clip": 2 * macs / rate, "checkpoint_s": ASSUMED_GPU["checkpoint_s"],
                 "samples": float(samples), "val_clips": float(counts.get("val", 0)), "macs": macs}
 
     return run
 
 
-def _between(macs: float, low: dict[str, float], high: dict[str, float], key: str) -> float:
-    """``key`` at ``macs``, on the line through the two probes (their mean where they cost the same)."""
-    span = high["macs"] - low["macs"]
-    if span <= 0:
-        return (low[key] + high[key]) / 2
-    return max(0.0, low[key] + (high[key] - low[key]) * (macs - low["macs"]) / span)
+SELF_FED = {"none": 0.0, "linear": 0.5, "exponential": 1 - 0.95 / math.log(20)}  # mean share over the epochs
+
+
+def training_macs(config: dict[str, Any], macs: float) -> float:
+    """A training sample's work, in a forward pass's multiply-adds: the forward itself for a direct
+    rollout; for an autoregressive one, one step (its forward is 11) and the self-fed steps before
+    it, without gradients (a third of a step with them), as ``vidseg.train.loop`` trains it."""
+    if config.get("rollout") != "autoregressive":
+        return macs
+    from vidseg.train.loop import MAX_SELF_FED
+
+    self_fed = MAX_SELF_FED * SELF_FED.get(config.get("sampling", "none"), 0.0)
+    return macs / INPUT_FRAMES * (1 + self_fed / 3)
 
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],
@@ -191,26 +207,49 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     configs = configurations(profile, settings)
     references = len(points_to_evaluate(profile))
     seen: dict[tuple, float] = {}
-    macs = np.array([_macs(c, profile.resolution, seen) for c in configs])
-    low_i, high_i = int(macs.argmin()), int(macs.argmax())
-    if probe is None:
-        guess = assumed_probe(counts)
-        low, high = guess(configs[low_i], float(macs[low_i])), guess(configs[high_i], float(macs[high_i]))
-    else:
-        low = probe(configs[low_i])
-        high = low if high_i == low_i else probe(configs[high_i])
-        log.info("probed the cheapest configuration (%.3g GMACs a clip: %.1f ms a training sample) and the costliest "
-                 "(%.3g GMACs: %.1f ms)", low["macs"] / 1e9, 1e3 * low["train_s_per_sample"], high["macs"] / 1e9,
-                 1e3 * high["train_s_per_sample"])
-    setup = (low["setup_s"] + high["setup_s"]) / 2
+    times, macs = [], []
+    for config in configs:
+        started, new = time.perf_counter(), len(seen)
+        macs.append(_macs(config, profile.resolution, seen))
+        if len(seen) > new:
+            times.append(time.perf_counter() - started)
+    macs = np.array(macs)
+    # torch's FLOP counter costs a process about a second the first time (every trial's process counts
+    # its model once): what the first count here took beyond the others, once per process the trials run in
+    warmup = max(0.0, times[0] - float(np.median(times[1:]))) if len(times) > 1 else 0.0
+    work = np.array([training_macs(c, m) for c, m in zip(configs, macs)])
+    # a class-probability output (49 channels: the one-hot, the softmax, the CE and soft-Jaccard terms)
+    # costs a sample far more than multiply-adds say, mse's one channel little: each kind has its own line
+    kinds = np.array(["mse" if c.get("loss") == "mse" else "classes" for c in configs])
+    lines: dict[str, list[dict[str, float]]] = {}  # a kind's probes, by training work
+    for kind in dict.fromkeys(kinds):
+        members = sorted(np.flatnonzero(kinds == kind), key=lambda i: work[i])
+        chosen = sorted({int(members[round(q * (len(members) - 1))]) for q in PROBE_AT}, key=lambda i: work[i])
+        points = []
+        for i in chosen:
+            point = assumed_probe(counts)(configs[i], float(macs[i])) if probe is None else probe(configs[i])
+            points.append({**point, "macs": float(macs[i]), "train_macs": float(work[i])})
+        if probe is not None:
+            log.info("probed %d %s configuration(s) from the cheapest to train to the costliest: %s", len(points), kind,
+                     ", ".join(f"{p['macs'] / 1e9:.3g} GMACs {1e3 * p['train_s_per_sample']:.1f} ms a sample"
+                               for p in points))
+        lines[kind] = points
+    setup = float(np.mean([point["setup_s"] for points in lines.values() for point in points]))
 
-    def epoch_wall(config: dict[str, Any], m: float) -> float:
+    def at(points: list[dict[str, float]], x: float, key: str, by: str) -> float:
+        """``key`` at ``x`` of ``by``, on the broken line through the probes (flat beyond them)."""
+        ordered = sorted(points, key=lambda p: p[by])
+        return float(np.interp(x, [p[by] for p in ordered], [p[key] for p in ordered]))
+
+    def epoch_wall(config: dict[str, Any], m: float, w: float, kind: str) -> float:
+        points = lines[kind]
         samples = counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
-        return (samples * _between(m, low, high, "train_s_per_sample") + counts.get("val", 0) * _between(
-            m, low, high, "val_s_per_clip") + _between(m, low, high, "checkpoint_s") + REPORT_S)
+        return (samples * at(points, w, "train_s_per_sample", "train_macs")
+                + counts.get("val", 0) * at(points, m, "val_s_per_clip", "macs")
+                + at(points, m, "checkpoint_s", "macs") + REPORT_S)
 
     epochs = settings.max_epochs
-    walls = np.array([epoch_wall(c, m) for c, m in zip(configs, macs)])
+    walls = np.array([epoch_wall(c, m, w, k) for c, m, w, k in zip(configs, macs, work, kinds)])
     shares = np.array([share(c) for c in configs])
     cheapest = float(min(shares[i] * (setup + walls[i]) for i in range(len(configs))))
     n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
@@ -220,7 +259,10 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
 
     def replay_once(seed: int) -> tuple[float, float, float]:
         """One made-up search: (device seconds without stopping, with the scheduler, its wall time)."""
-        drawn = list(rng.choice(np.arange(references, len(configs)), size=n))
+        # the draws in order: the search's sampler, seeded alike, proposes these while it starts up; past the
+        # draws, the pool at random
+        drawn = list(range(references, len(configs)))
+        drawn += list(rng.choice(np.arange(references, len(configs)), size=max(0, n - len(drawn))))
         order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
         seconds = np.repeat(walls[order, None], epochs, axis=1)
         seconds[:, 0] += setup
@@ -238,9 +280,11 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
         full, spent, makespan = (list(values) for values in zip(*(replay_once(seed) for seed in range(REPLAYS))))
     finally:
         log.disabled = quiet
-    expected = float(np.mean(spent))
-    return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)),
-                    expected_s=expected, wall_s=float(np.mean(makespan)), trial_s=expected / n,
+    processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
+    cold = warmup * processes * float(np.mean(shares))
+    expected = float(np.mean(spent)) + cold
+    return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
+                    expected_s=expected, wall_s=float(np.mean(makespan)) + warmup, trial_s=expected / n,
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s)
 
 
