@@ -5,7 +5,7 @@
    for one clip are counted on the ``meta`` device (no memory, no compute).
 2. **A probe on the device at hand** (``vidseg.train.loop.probe``: a few optimiser steps and one
    validation batch of ``fit``'s own path, on the real shards): the cheapest and the costliest of
-   them to train (``training_macs``: an autoregressive model trains one step of its 11, after its
+   them to train (``training_macs``: an autoregressive model trains one step of its rollout, after its
    self-fed steps), of each kind of output (``mse``'s one channel; the class probabilities of the
    other losses, whose one-hot inputs, softmax and loss terms cost a sample far more than
    multiply-adds say), and the one halfway between by training work (``PROBE_AT``). Every other
@@ -184,8 +184,9 @@ SELF_FED = {"none": 0.0, "linear": 0.5, "exponential": 1 - 0.95 / math.log(20)} 
 
 def training_macs(config: dict[str, Any], macs: float) -> float:
     """A training sample's work, in a forward pass's multiply-adds: the forward itself for a direct
-    rollout; for an autoregressive one, one step (its forward is 11) and the self-fed steps before
-    it, without gradients (a third of a step with them), as ``vidseg.train.loop`` trains it."""
+    rollout; for an autoregressive one, one step (its forward rolls out one per output frame) and
+    the self-fed steps before it, without gradients (a third of a step with them), as
+    ``vidseg.train.loop`` trains it."""
     if config.get("rollout") != "autoregressive":
         return macs
     from vidseg.train.loop import MAX_SELF_FED
@@ -218,7 +219,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     # its model once): what the first count here took beyond the others, once per process the trials run in
     warmup = max(0.0, times[0] - float(np.median(times[1:]))) if len(times) > 1 else 0.0
     work = np.array([training_macs(c, m) for c, m in zip(configs, macs)])
-    # a class-probability output (49 channels: the one-hot, the softmax, the CE and soft-Jaccard terms)
+    # a class-probability output (a channel per class: the one-hot, the softmax, the CE and soft-Jaccard terms)
     # costs a sample far more than multiply-adds say, mse's one channel little: each kind has its own line
     kinds = np.array(["mse" if c.get("loss") == "mse" else "classes" for c in configs])
     lines: dict[str, list[dict[str, float]]] = {}  # a kind's probes, by training work
