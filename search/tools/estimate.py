@@ -167,16 +167,11 @@ def probe_here(shards: str, cpus: float) -> Callable[[dict[str, Any]], dict[str,
     return run
 
 
-def assumed_probe(counts: dict[str, int]) -> Callable[[dict[str, Any]], dict[str, float]]:
+def assumed_probe(config: dict[str, Any], macs: float) -> dict[str, float]:
     """A probe's figures from ``ASSUMED_GPU``'s rate, for a GPU profile where no GPU is here."""
-    def run(config: dict[str, Any], macs: float) -> dict[str, float]:
-        samples = counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
-        rate = ASSUMED_GPU["flops"] / 2  # multiply-adds per second
-        return {"setup_s": ASSUMED_GPU["setup_s"], "train_s_per_sample": 3 * training_macs(config, macs) / rate,
-                "val_s_per_clip": 2 * macs / rate, "checkpoint_s": ASSUMED_GPU["checkpoint_s"],
-                "samples": float(samples), "val_clips": float(counts.get("val", 0)), "macs": macs}
-
-    return run
+    rate = ASSUMED_GPU["flops"] / 2  # multiply-adds per second
+    return {"setup_s": ASSUMED_GPU["setup_s"], "train_s_per_sample": 3 * training_macs(config, macs) / rate,
+            "val_s_per_clip": 2 * macs / rate, "checkpoint_s": ASSUMED_GPU["checkpoint_s"], "macs": macs}
 
 
 SELF_FED = {"none": 0.0, "linear": 0.5, "exponential": 1 - 0.95 / math.log(20)}  # mean share over the epochs
@@ -228,7 +223,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
         chosen = sorted({int(members[round(q * (len(members) - 1))]) for q in PROBE_AT}, key=lambda i: work[i])
         points = []
         for i in chosen:
-            point = assumed_probe(counts)(configs[i], float(macs[i])) if probe is None else probe(configs[i])
+            point = assumed_probe(configs[i], float(macs[i])) if probe is None else probe(configs[i])
             points.append({**point, "macs": float(macs[i]), "train_macs": float(work[i])})
         if probe is not None:
             log.info("probed %d %s configuration(s) from the cheapest to train to the costliest: %s", len(points), kind,

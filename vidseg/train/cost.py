@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Any
 
 import torch
 
@@ -121,8 +120,3 @@ def duration_text(seconds: float) -> str:
         return f"{minutes}m {rest:02d}s"
     return f"{seconds:.1f}s"
 
-
-def cost_of(metrics: dict[str, Any]) -> dict[str, float]:
-    """The cost fields of one report (NaN where it has none)."""
-    return {name: float(metrics.get(name, math.nan)) if metrics.get(name) is not None else math.nan
-            for name in COST_FIELDS}

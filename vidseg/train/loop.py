@@ -462,7 +462,7 @@ def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) ->
     path (``search.tools.estimate`` interpolates between probes): the set-up (model, tables, the
     inference cost), seconds per training sample (``steps`` optimiser steps over real batches after
     one untimed), seconds per validation clip (one batch of ``_validate``), a checkpoint's save,
-    and the epoch's sizes (``samples`` trained on, ``val_clips``) with the model's cost."""
+    and the model's cost (``vidseg.train.cost.inference_cost``)."""
     import tempfile
 
     if not isinstance(shards, ShardSet):
@@ -512,5 +512,4 @@ def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) ->
                           "epoch": 1, "history": []}, Path(folder))
         checkpoint_s = time.perf_counter() - mark
     return {"setup_s": setup_s, "train_s_per_sample": timed / (steps * batch), "val_s_per_clip": val_s,
-            "checkpoint_s": checkpoint_s, "samples": float(len(clips)), "val_clips": float(val_count),
-            "device": run.device.type, **cost}
+            "checkpoint_s": checkpoint_s, **cost}
