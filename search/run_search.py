@@ -167,7 +167,8 @@ def estimate_cost(search: Search):
         def share(config):
             return float(profile.cpus_per_trial)
         basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
-    return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial), basis, trials)
+    return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent),
+                    basis, trials)
 
 
 def _said(found) -> None:

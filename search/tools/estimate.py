@@ -1,21 +1,21 @@
 """What a search will cost, said before its first trial, in device time (``vidseg.train.cost``).
 
-1. **Configurations**: the reference configurations the search runs first, and the profile's ``estimate_draws`` drawn at
-   random from the profile's space by the search's own ``SearchSpace``; each one's multiply-adds
-   for one clip are counted on the ``meta`` device (no memory, no compute).
+1. **Configurations**: the reference configurations the search runs first, and the profile's
+   ``estimate_draws`` drawn at random from the profile's space by the search's own ``SearchSpace``.
 2. **A probe on the device at hand** (``vidseg.train.loop.probe``: a few optimiser steps and one
-   validation batch of ``fit``'s own path, on the real shards): the cheapest and the costliest of
-   them to train (``training_macs``: an autoregressive model trains one step of its rollout, after its
-   self-fed steps), of each kind of output (``mse``'s one channel; the class probabilities of the
-   other losses, whose one-hot inputs, softmax and loss terms cost a sample far more than
-   multiply-adds say), and the one halfway between by training work (``PROBE_AT``). Every other
-   configuration's seconds per training sample are interpolated on the broken line through its
-   kind's probes by its training work, and per validation clip by its multiply-adds; an epoch adds a
-   checkpoint's save and Ray's report (``REPORT_S``), a trial its set-up, and each process the
-   trials run in the first use of torch's FLOP counter (timed here, on the first count). On a cluster with GPUs
-   the probe runs as a one-GPU Ray task on a worker; elsewhere in the driver, with the trial's CPU
-   threads. Where the profile is for GPUs and none is here to probe (``--estimate-only``), an
-   ``ASSUMED_GPU`` rate of multiply-adds stands in, and the estimate says so in one line.
+   validation batch of ``fit``'s own path, on the real shards) of every one of them, as Ray tasks
+   with a trial's resources, each in a fresh worker process as a trial's, as many at once as
+   trials will run at once (trials that share a machine slow each other). A configuration's epoch
+   is its training samples at its seconds per sample, its validation clips at its seconds per
+   clip, a checkpoint's save and Ray's report (``REPORT_S``); a trial adds its set-up and its first
+   step's warm-up, and each process the trials run in its cold start (the first probe's time
+   beyond the same probe again). Seconds per sample are not a function of multiply-adds: a
+   class-probability output (the one-hot inputs, the softmax, the CE and soft-Jaccard terms) costs
+   a sample far more than multiply-adds say, and so do narrow, deep models, whose time goes to
+   memory, not arithmetic, on a CPU. Where the profile is for GPUs and none is here to probe
+   (``--estimate-only``), an ``ASSUMED_GPU`` rate of multiply-adds (counted on the ``meta``
+   device, ``training_macs``: an autoregressive model trains one step of its rollout, after its
+   self-fed steps) stands in, and the estimate says so in one line.
 3. **The scheduler's share**: the search's own scheduler (``search.run.tuner.make_scheduler``)
    replayed (``search.tools.replay.replay``, ``REPLAYS`` seeds) over ``num_samples`` trials with
    those epoch times and made-up learning curves (each trial's quality drawn at random, so that
@@ -42,13 +42,12 @@ from search.space import Profile, SearchSpace, enqueue, points_to_evaluate, trai
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
 
-__all__ = ["Estimate", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
+__all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
            "ASSUMED_GPU"]
 
 log = logging.getLogger("vidseg.search")
 
-REPLAYS, PROBE_STEPS = 20, 2
-PROBE_AT = (0.0, 0.5, 1.0)  # the probed configurations of each kind: quantiles of training work
+REPLAYS, PROBE_STEPS = 20, 4
 REPORT_S = 0.03  # an epoch's report to Ray Tune, its round trip: 23-48 ms in the smoke search (docs/search.md)
 # no GPU here to probe: bf16 training at an effective 100 TFLOP/s (a tenth of an H100's dense peak),
 # a training step 3 forward passes' work, a set-up of 10 s
@@ -138,31 +137,47 @@ def _macs(config: dict[str, Any], resolution: tuple[int, int], seen: dict[tuple,
     return seen[key]
 
 
-def probe_here(shards: str, cpus: float) -> Callable[[dict[str, Any]], dict[str, float]]:
-    """Probes in this process, with a trial's CPU threads, or as a one-GPU Ray task where the Ray
-    cluster this driver joined has GPUs (the device the trials get)."""
-    def run(config: dict[str, Any]) -> dict[str, float]:
-        import torch
+@dataclass
+class Probed:
+    """What the probes measured: each configuration's figures (``vidseg.train.loop.probe``), and
+    what a trial process's first trial costs beyond the others (``cold_s``: imports, torch's
+    first use of its kernels and its FLOP counter)."""
 
-        from vidseg.data.remote import cached_shards
-        from vidseg.train.loop import probe
+    points: list[dict[str, float]]
+    cold_s: float = 0.0
 
-        try:
-            import ray
 
-            gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
-        except ImportError:
-            gpus = False
-        if gpus:
-            remote = ray.remote(num_gpus=1, num_cpus=cpus)(lambda c, s: probe(train_config(c), cached_shards(s),
-                                                                               PROBE_STEPS))
-            return ray.get(remote.remote(config, shards))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, int(cpus)))
-        try:
-            return probe(train_config(config), cached_shards(shards), PROBE_STEPS)
-        finally:
-            torch.set_num_threads(threads)
+def _probe_all(configs: list[dict[str, Any]], shards: str) -> Probed:
+    """Every configuration probed in this (fresh) process, in order; then the first again, warm:
+    what the first took beyond it is the process's cold start."""
+    from vidseg.data.remote import cached_shards
+    from vidseg.train.loop import probe
+
+    opened = cached_shards(shards)
+    points, walls = [], []
+    for config in [*configs, configs[0]]:
+        started = time.perf_counter()
+        points.append(probe(train_config(config), opened, PROBE_STEPS))
+        walls.append(time.perf_counter() - started)
+    return Probed([points[-1], *points[1:-1]], max(0.0, walls[0] - walls[-1]))  # the first's figures warm
+
+
+def probe_here(shards: str, cpus: float, at_once: int) -> Callable[[list[dict[str, Any]]], Probed]:
+    """Probes as Ray tasks with a trial's resources, each in a fresh Ray worker process, as a
+    trial's: ``at_once`` tasks at the same time (the trials that run at once, as many as the
+    cluster's CPUs, or its GPUs, hold), each a share of the configurations, so that they slow each
+    other as trials that share a machine do (its cores, caches and memory bandwidth)."""
+    def run(configs: list[dict[str, Any]]) -> Probed:
+        import ray
+
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0) >= 1
+        held = resources.get("GPU", 0) if gpus else resources.get("CPU", 1) / max(cpus, 1e-9)
+        tasks = max(1, min(at_once, int(held), len(configs)))
+        remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus else 0, max_calls=1)(_probe_all)
+        found = ray.get([remote.remote(configs[k::tasks], shards) for k in range(tasks)])
+        points = [found[i % tasks].points[i // tasks] for i in range(len(configs))]
+        return Probed(points, float(np.mean([f.cold_s for f in found])))
 
     return run
 
@@ -170,7 +185,7 @@ def probe_here(shards: str, cpus: float) -> Callable[[dict[str, Any]], dict[str,
 def assumed_probe(config: dict[str, Any], macs: float) -> dict[str, float]:
     """A probe's figures from ``ASSUMED_GPU``'s rate, for a GPU profile where no GPU is here."""
     rate = ASSUMED_GPU["flops"] / 2  # multiply-adds per second
-    return {"setup_s": ASSUMED_GPU["setup_s"], "train_s_per_sample": 3 * training_macs(config, macs) / rate,
+    return {"setup_s": ASSUMED_GPU["setup_s"], "warmup_s": 0.0, "train_s_per_sample": 3 * training_macs(config, macs) / rate,
             "val_s_per_clip": 2 * macs / rate, "checkpoint_s": ASSUMED_GPU["checkpoint_s"], "macs": macs}
 
 
@@ -191,10 +206,10 @@ def training_macs(config: dict[str, Any], macs: float) -> float:
 
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],
-             probe: Callable[[dict[str, Any]], dict[str, float]] | None, basis: str,
+             probe: Callable[[list[dict[str, Any]]], Probed] | None, basis: str,
              trials: int | None) -> Estimate:
     """The estimate for ``trials`` trials (None: per trial, for a budget alone) with ``settings``'
-    scheduler and concurrency. ``probe`` measures one configuration (``probe_here``); None uses
+    scheduler and concurrency. ``probe`` measures some configurations (``probe_here``); None uses
     ``assumed_probe``. ``share`` is a configuration's device share (its CPUs, or its GPU share)."""
     from search.results.curves import Curves
     from search.run.tuner import references_after
@@ -202,52 +217,26 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
 
     configs = configurations(profile, settings)
     references = len(points_to_evaluate(profile))
-    seen: dict[tuple, float] = {}
-    times, macs = [], []
-    for config in configs:
-        started, new = time.perf_counter(), len(seen)
-        macs.append(_macs(config, profile.resolution, seen))
-        if len(seen) > new:
-            times.append(time.perf_counter() - started)
-    macs = np.array(macs)
-    # torch's FLOP counter costs a process about a second the first time (every trial's process counts
-    # its model once): what the first count here took beyond the others, once per process the trials run in
-    warmup = max(0.0, times[0] - float(np.median(times[1:]))) if len(times) > 1 else 0.0
-    work = np.array([training_macs(c, m) for c, m in zip(configs, macs)])
-    # a class-probability output (a channel per class: the one-hot, the softmax, the CE and soft-Jaccard terms)
-    # costs a sample far more than multiply-adds say, mse's one channel little: each kind has its own line
-    kinds = np.array(["mse" if c.get("loss") == "mse" else "classes" for c in configs])
-    lines: dict[str, list[dict[str, float]]] = {}  # a kind's probes, by training work
-    for kind in dict.fromkeys(kinds):
-        members = sorted(np.flatnonzero(kinds == kind), key=lambda i: work[i])
-        chosen = sorted({int(members[round(q * (len(members) - 1))]) for q in PROBE_AT}, key=lambda i: work[i])
-        points = []
-        for i in chosen:
-            point = assumed_probe(configs[i], float(macs[i])) if probe is None else probe(configs[i])
-            points.append({**point, "macs": float(macs[i]), "train_macs": float(work[i])})
-        if probe is not None:
-            log.info("probed %d %s configuration(s) from the cheapest to train to the costliest: %s", len(points), kind,
-                     ", ".join(f"{p['macs'] / 1e9:.3g} GMACs {1e3 * p['train_s_per_sample']:.1f} ms a sample"
-                               for p in points))
-        lines[kind] = points
-    setup = float(np.mean([point["setup_s"] for points in lines.values() for point in points]))
+    if probe is None:
+        seen: dict[tuple, float] = {}
+        found = Probed([assumed_probe(config, _macs(config, profile.resolution, seen)) for config in configs])
+    else:
+        found = probe(configs)
+        per_sample = [1e3 * point["train_s_per_sample"] for point in found.points]
+        log.info("probed %d configurations: %.3g-%.3g ms a training sample, %.3g-%.3g ms a validation clip, "
+                 "a trial process's cold start %.2f s", len(configs), min(per_sample), max(per_sample),
+                 *(1e3 * f([point["val_s_per_clip"] for point in found.points]) for f in (min, max)), found.cold_s)
 
-    def at(points: list[dict[str, float]], x: float, key: str, by: str) -> float:
-        """``key`` at ``x`` of ``by``, on the broken line through the probes (flat beyond them)."""
-        ordered = sorted(points, key=lambda p: p[by])
-        return float(np.interp(x, [p[by] for p in ordered], [p[key] for p in ordered]))
-
-    def epoch_wall(config: dict[str, Any], m: float, w: float, kind: str) -> float:
-        points = lines[kind]
+    def epoch_wall(config: dict[str, Any], point: dict[str, float]) -> float:
         samples = counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
-        return (samples * at(points, w, "train_s_per_sample", "train_macs")
-                + counts.get("val", 0) * at(points, m, "val_s_per_clip", "macs")
-                + at(points, m, "checkpoint_s", "macs") + REPORT_S)
+        return (samples * point["train_s_per_sample"] + counts.get("val", 0) * point["val_s_per_clip"]
+                + point["checkpoint_s"] + REPORT_S)
 
     epochs = settings.max_epochs
-    walls = np.array([epoch_wall(c, m, w, k) for c, m, w, k in zip(configs, macs, work, kinds)])
+    walls = np.array([epoch_wall(c, point) for c, point in zip(configs, found.points)])
+    setups = np.array([point["setup_s"] + point["warmup_s"] for point in found.points])  # a trial's, once
     shares = np.array([share(c) for c in configs])
-    cheapest = float(min(shares[i] * (setup + walls[i]) for i in range(len(configs))))
+    cheapest = float(min(shares * (setups + walls)))
     n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
     rng = np.random.default_rng(settings.seed)
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
@@ -261,7 +250,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
         drawn += list(rng.choice(np.arange(references, len(configs)), size=max(0, n - len(drawn))))
         order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
         seconds = np.repeat(walls[order, None], epochs, axis=1)
-        seconds[:, 0] += setup
+        seconds[:, 0] += setups[order]
         quality = rng.random(n)  # how good each trial is, at random: the scheduler ranks them as it ranks any
         values = quality[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :]
         curves = Curves([f"t{i}" for i in range(n)], [configs[i] for i in order], values, seconds,
@@ -277,10 +266,10 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     finally:
         log.disabled = quiet
     processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
-    cold = warmup * processes * float(np.mean(shares))
+    cold = found.cold_s * processes * float(np.mean(shares))
     expected = float(np.mean(spent)) + cold
     return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
-                    expected_s=expected, wall_s=float(np.mean(makespan)) + warmup, trial_s=expected / n,
+                    expected_s=expected, wall_s=float(np.mean(makespan)) + found.cold_s, trial_s=expected / n,
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s)
 
 

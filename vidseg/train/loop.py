@@ -460,9 +460,10 @@ def fit(config: TrainConfig, shards: ShardSet | str | Path, report: Callable[[di
 def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) -> dict[str, float]:
     """What one trial of ``config`` costs on this device, measured on a few steps of ``fit``'s own
     path (``search.tools.estimate`` interpolates between probes): the set-up (model, tables, the
-    inference cost), seconds per training sample (``steps`` optimiser steps over real batches after
-    one untimed), seconds per validation clip (one batch of ``_validate``), a checkpoint's save,
-    and the model's cost (``vidseg.train.cost.inference_cost``)."""
+    inference cost), seconds per training sample (``steps`` optimiser steps, each gathering its
+    batch as an epoch does, after one that warms kernels and caches: ``warmup_s``, what it took
+    beyond the others), seconds per validation clip (one batch of ``_validate``, after one that
+    warms its path: ``warmup_s`` adds what that one took beyond it), a checkpoint's save, and the model's cost (``vidseg.train.cost.inference_cost``)."""
     import tempfile
 
     if not isinstance(shards, ShardSet):
@@ -476,9 +477,9 @@ def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) ->
     rng = np.random.default_rng(config.seed)
     clips = _training_clips(shards, config, rng, run.starts)
     batch = min(config.batch_size, len(clips))
-    rows = np.resize(np.arange(len(clips)), batch)
-    inputs = run.train_table.gather(run.train_table.rows_for(clips.inputs[rows]), slice(0, INPUT_FRAMES))
-    target = run.train_table.gather(run.train_table.rows_for(clips.targets[rows]), slice(INPUT_FRAMES, None))
+    order = np.resize(rng.permutation(len(clips)), batch * (steps + 1))  # a new batch each step, as an epoch runs
+    input_rows, target_rows = (run.train_table.rows_for(clips.inputs[order]),
+                               run.train_table.rows_for(clips.targets[order]))
     finite = torch.ones((), dtype=torch.bool, device=run.device)
     run.model.train()
 
@@ -490,6 +491,9 @@ def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) ->
     for step in range(steps + 1):
         sync()
         mark = time.perf_counter()
+        chosen = slice(step * batch, (step + 1) * batch)
+        inputs = run.train_table.gather(input_rows[chosen], slice(0, INPUT_FRAMES))
+        target = run.train_table.gather(target_rows[chosen], slice(INPUT_FRAMES, None))
         if config.rollout == "autoregressive":
             clip_in, clip_target = _next_frame_clip(run.model, inputs, target, config, run.device, run.dtype, rng,
                                                     self_fed_share(config, config.epochs // 2))
@@ -497,19 +501,24 @@ def probe(config: TrainConfig, shards: ShardSet | str | Path, steps: int = 3) ->
             clip_in, clip_target = inputs, target
         _step(run, clip_in, clip_target, finite)
         sync()
-        if step:  # the first step warms caches and kernels
+        if step:  # the first step warms caches and kernels: what it takes beyond the others is the trial's once
             timed += time.perf_counter() - mark
+        else:
+            first = time.perf_counter() - mark
     val_count = len(shards.split("val"))
     count = min(val_count, run.micro)
-    mark = time.perf_counter()
-    _validate(run.model, run.val_table, count, config, run.device, run.dtype, run.micro, 1)
-    sync()
-    val_s = (time.perf_counter() - mark) / max(count, 1)
+    val_s = []
+    for _ in range(2):  # the first warms the validation path's kernels: its time beyond the second is the trial's once
+        mark = time.perf_counter()
+        _validate(run.model, run.val_table, count, config, run.device, run.dtype, run.micro, 1)
+        sync()
+        val_s.append(time.perf_counter() - mark)
     with tempfile.TemporaryDirectory(prefix="vidseg-probe-") as folder:
         mark = time.perf_counter()
         _save_checkpoint({"config": config.to_dict(), "model": run.model.state_dict(),
                           "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                           "epoch": 1, "history": []}, Path(folder))
         checkpoint_s = time.perf_counter() - mark
-    return {"setup_s": setup_s, "train_s_per_sample": timed / (steps * batch), "val_s_per_clip": val_s,
+    return {"setup_s": setup_s, "warmup_s": max(0.0, first - timed / steps) + max(0.0, val_s[0] - val_s[1]),
+            "train_s_per_sample": timed / (steps * batch), "val_s_per_clip": val_s[1] / max(count, 1),
             "checkpoint_s": checkpoint_s, **cost}
