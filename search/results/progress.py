@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from ray.tune import Callback
 
@@ -30,8 +30,11 @@ HEADER_EVERY = 30  # rows
 class ProgressTable(Callback):
     """Prints a row per trial result and a line per finished trial to ``stream`` (stdout)."""
 
-    def __init__(self, max_epochs: int, num_samples: int | None, scheduler: str = "asha", stream: TextIO | None = None) -> None:
+    def __init__(self, max_epochs: int, num_samples: int | None, scheduler: str = "asha", stream: TextIO | None = None,
+                 stopped_by: Callable[[str], str | None] | None = None) -> None:
+        """``stopped_by(trial_id)`` names what stopped a trial other than the scheduler (the budget), or None."""
         self.max_epochs, self.num_samples, self.scheduler, self.stream = max_epochs, num_samples, scheduler, stream
+        self.stopped_by = stopped_by or (lambda trial_id: None)
         self.ended = 0
         self.best: float = -math.inf
         self.trial_best: dict[str, float] = {}
@@ -82,7 +85,8 @@ class ProgressTable(Callback):
         epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
         self.ended += 1
         if status == "stopped early":
-            what = f"stopped early by {self.scheduler.upper()} after {epochs} epoch{'s' * (epochs != 1)}"
+            what = (f"stopped early by {self.stopped_by(trial.trial_id) or self.scheduler.upper()} after {epochs} "
+                    f"epoch{'s' * (epochs != 1)}")
         elif status == "completed":
             what = f"completed {epochs} epochs"
         else:

@@ -40,6 +40,7 @@ class BudgetLimiter(Searcher):
         self.costs: dict[str, float] = {}  # trial id -> device seconds so far
         self.epoch_costs: dict[str, float] = {}  # trial id -> what its last epoch cost
         self.running: set[str] = set()
+        self.stopped: set[str] = set()  # the running trials the budget stopped (BudgetStop)
         self.ended = ""  # why the budget ended the search, once it has
         super().__init__(metric=searcher.metric, mode=searcher.mode)
 
@@ -85,6 +86,10 @@ class BudgetLimiter(Searcher):
         self.running.discard(trial_id)
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
+    def stopped_by(self, trial_id: str) -> str | None:
+        """"the budget" for a trial the budget stopped (the progress table's words), else None."""
+        return "the budget" if trial_id in self.stopped else None
+
     def over(self, trial_id: str | None = None) -> bool:
         """Whether the budget is spent, or (for ``trial_id``) would be by another epoch like its last."""
         if self.budget_s is None:
@@ -123,6 +128,7 @@ class BudgetStop(Stopper):
                 self.limiter.ended = (f"the budget of {duration_text(self.limiter.budget_s)} is spent, or would be "
                                       "by one more epoch")
                 log.info("%s: running trials stop at their next report", self.limiter.ended)
+            self.limiter.stopped.add(trial_id)
             return True
         return False
 

@@ -238,6 +238,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     callback = driver_callback(settings.max_failures, experiment, guard)
     # the order is part of the saved state: Ray saves and restores callbacks' states by their place
     run_config.callbacks = [callback, SchedulerState(tune_config.scheduler), ProgressTable(
-        settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler), CSVLoggerCallback(), JsonLoggerCallback(),
+        settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,
+        stopped_by=limiter.stopped_by if limiter is not None else None), CSVLoggerCallback(), JsonLoggerCallback(),
         TrialBoard(profile, settings.max_epochs)]
     return tuner

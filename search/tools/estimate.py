@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -148,8 +149,8 @@ class Probed:
 
 
 def _probe_all(configs: list[dict[str, Any]], shards: str) -> Probed:
-    """Every configuration probed in this (fresh) process, in order; then the first again, warm:
-    what the first took beyond it is the process's cold start."""
+    """Every configuration probed in this (fresh) process, in order (each figure with the process's
+    ``pid``); then the first again, warm: what the first took beyond it is the process's cold start."""
     from vidseg.data.remote import cached_shards
     from vidseg.train.loop import probe
 
@@ -157,7 +158,7 @@ def _probe_all(configs: list[dict[str, Any]], shards: str) -> Probed:
     points, walls = [], []
     for config in [*configs, configs[0]]:
         started = time.perf_counter()
-        points.append(probe(train_config(config), opened, PROBE_STEPS))
+        points.append({**probe(train_config(config), opened, PROBE_STEPS), "pid": os.getpid()})
         walls.append(time.perf_counter() - started)
     return Probed([points[-1], *points[1:-1]], max(0.0, walls[0] - walls[-1]))  # the first's figures warm
 

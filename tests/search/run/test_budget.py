@@ -59,6 +59,8 @@ def test_a_running_trial_stops_where_another_epoch_would_overrun_the_budget():
     assert not stop("b", {"device_seconds": 3.0})  # 9 spent, b's next 1 s: 10, not over
     assert stop("b", {"device_seconds": 4.0}) and limiter.spent == 10.0
     assert "10.0s is spent" in limiter.ended
+    # the progress table's words for how each ended: the budget stopped both, the scheduler none
+    assert limiter.stopped_by("a") == limiter.stopped_by("b") == "the budget" and limiter.stopped_by("c") is None
 
 
 def test_a_resume_counts_on_from_what_was_spent_and_a_raised_budget_goes_on():
