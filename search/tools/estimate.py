@@ -18,9 +18,15 @@
    self-fed steps) stands in, and the estimate says so in one line.
 3. **The scheduler's share**: the search's own scheduler (``search.run.tuner.make_scheduler``)
    replayed (``search.tools.replay.replay``, ``REPLAYS`` seeds) over ``num_samples`` trials with
-   those epoch times and made-up learning curves (each trial's quality drawn at random, so that
-   the scheduler ranks trials as it would rank any), at the search's concurrency: the device time
-   it lets the trials spend, and the wall time until the last trial ends.
+   those epoch times, at the search's concurrency: the device time it lets the trials spend, and
+   the wall time until the last trial ends. The trials are the reference configurations, then the
+   draws in the order the search's sampler proposes them while it starts up (random search's all;
+   TPE's until its start-up trials have ended), then, for TPE past its start-up, draws at random
+   from the better half of the pool. Each learns as the nearest configuration in the learning
+   curves that ship with the profile (``shipped_curves``: a ``--scheduler fifo`` search's table,
+   every trial to the end), so that the scheduler stops and promotes what it would; a profile
+   without curves gets made-up ones (each trial's quality drawn at random, the pool's draws
+   uniform).
 
 Without stopping: every trial runs ``max_epochs``. With ``--budget`` alone (no ``--num-samples``),
 the estimate is per trial, and says how many trials the budget affords.
@@ -34,6 +40,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -213,8 +220,9 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     scheduler and concurrency. ``probe`` measures some configurations (``probe_here``); None uses
     ``assumed_probe``. ``share`` is a configuration's device share (its CPUs, or its GPU share)."""
     from search.results.curves import Curves
+    from search.run.study import startup_trials
     from search.run.tuner import references_after
-    from search.tools.replay import Setting, replay
+    from search.tools.replay import Setting, distance, replay
 
     configs = configurations(profile, settings)
     references = len(points_to_evaluate(profile))
@@ -242,20 +250,41 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     rng = np.random.default_rng(settings.seed)
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
     first = references_after(settings.replace(num_samples=n)) if references else 0
+    known = (len(configs) - references if settings.searcher == "random" else
+             max(0, min(n, startup_trials(n) + settings.max_concurrent - 1) - references))
+
+    shipped = shipped_curves(profile)
+    if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded
+        log.info("the scheduler replayed over the %d learning curves that ship with profile %s (each configuration "
+                 "as the nearest recorded one)", len(shipped.configs), profile.name)
+        dims = profile.space
+        nearest = [int(np.argmin([distance(config, recorded, dims) for recorded in shipped.configs]))
+                   for config in configs]
+        known_values = _to_epochs(shipped.values[nearest], epochs)
+        known_ties = _to_epochs(shipped.ties[nearest], epochs) if shipped.ties is not None else None
+        # TPE past its start-up proposes near the best trials it has seen: the better half of the pool
+        peaks = known_values.max(axis=1)
+        later = np.array([i for i in range(references, len(configs)) if peaks[i] >= np.median(peaks[references:])])
+    else:
+        later = np.arange(references, len(configs))
 
     def replay_once(seed: int) -> tuple[float, float, float]:
         """One made-up search: (device seconds without stopping, with the scheduler, its wall time)."""
-        # the draws in order: the search's sampler, seeded alike, proposes these while it starts up; past the
-        # draws, the pool at random
-        drawn = list(range(references, len(configs)))
-        drawn += list(rng.choice(np.arange(references, len(configs)), size=max(0, n - len(drawn))))
+        # the draws in order where the search's sampler, seeded alike, proposes them: all of random search's,
+        # and TPE's while it starts up (until its start-up trials have ended, about as many more proposals as run at
+        # once); past those, TPE's proposals follow the results, unknown here: the pool's draws at random
+        pool = np.arange(references, len(configs))
+        drawn = list(pool[:known]) + list(rng.choice(later, size=max(0, n - known)))
         order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
         seconds = np.repeat(walls[order, None], epochs, axis=1)
         seconds[:, 0] += setups[order]
-        quality = rng.random(n)  # how good each trial is, at random: the scheduler ranks them as it ranks any
-        values = quality[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :]
+        if shipped is not None:  # the recorded curves, their exact ties broken at random
+            values, ties = known_values[order], None if known_ties is None else known_ties[order] + rng.normal(0, 1e-6, (n, epochs))
+            floor = shipped.floor
+        else:  # how good each trial is, at random: the scheduler ranks them as it ranks any
+            values, ties, floor = rng.random(n)[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :], None, None
         curves = Curves([f"t{i}" for i in range(n)], [configs[i] for i in order], values, seconds,
-                        {"max_epochs": epochs, "scheduler": settings.scheduler})
+                        {"max_epochs": epochs, "scheduler": settings.scheduler, "baselines": {"unet": floor}}, ties=ties)
         ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed)
         device = shares[order]
         return (float((device * seconds.sum(axis=1)).sum()),
@@ -272,6 +301,25 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
                     expected_s=expected, wall_s=float(np.mean(makespan)) + found.cold_s, trial_s=expected / n,
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s)
+
+
+CURVES = Path(__file__).resolve().parents[1] / "space" / "curves"  # a profile's recorded learning curves: NAME.parquet
+
+
+def shipped_curves(profile: Profile):
+    """The learning curves that ship with ``profile`` (a ``--scheduler fifo`` search's
+    ``curves.parquet``, ``search.results.curves``), or None."""
+    from search.results.curves import read_curves
+
+    path = CURVES / f"{profile.name}.parquet"
+    return read_curves(path) if path.is_file() else None
+
+
+def _to_epochs(table: np.ndarray, epochs: int) -> np.ndarray:
+    """(trials, recorded epochs) -> (trials, ``epochs``): cut, or the last epoch's value kept."""
+    if table.shape[1] >= epochs:
+        return table[:, :epochs]
+    return np.concatenate([table, np.repeat(table[:, -1:], epochs - table.shape[1], axis=1)], axis=1)
 
 
 def check_budget(found: Estimate) -> None:

@@ -41,7 +41,7 @@ import numpy as np
 from search.results.curves import Curves, read_curves
 from vidseg.errors import InputError
 
-__all__ = ["Setting", "replay", "replay_many", "main"]
+__all__ = ["Setting", "replay", "replay_many", "distance", "main"]
 
 CLOSE = 0.98  # within 2% of the table's best
 
@@ -147,7 +147,7 @@ SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares
 }
 
 
-def _distance(a: dict[str, Any], b: dict[str, Any], dims) -> float:
+def distance(a: dict[str, Any], b: dict[str, Any], dims) -> float:
     """How far two configs are: 1 per categorical dimension that differs (or that only one has),
     and a float dimension's distance on its (log) scale over its range."""
     total = 0.0
@@ -165,7 +165,7 @@ def _distance(a: dict[str, Any], b: dict[str, Any], dims) -> float:
 
 def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concurrent: int, profile) -> dict[str, Any]:
     """A searcher replayed over the table, as a surrogate benchmark: each config Optuna proposes
-    in ``profile``'s space runs as the nearest recorded configuration (``_distance``), to the end,
+    in ``profile``'s space runs as the nearest recorded configuration (``distance``), to the end,
     scoring its best val_iou; ``max_concurrent`` trials run at once, the oldest told first and the
     next asked then (the recorded trials' run times are not modelled here);
     the paper's points are enqueued first, as live. Returns the best found at ``budget``."""
@@ -188,7 +188,7 @@ def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concu
         for asked in range(budget):
             trial = study.ask()
             config = space(trial)
-            distances = np.array([_distance(config, recorded, dims) for recorded in curves.configs])
+            distances = np.array([distance(config, recorded, dims) for recorded in curves.configs])
             running.append((trial, float(peak[int(rng.choice(np.flatnonzero(distances == distances.min())))])))
             if len(running) == max_concurrent or asked == budget - 1:
                 for trial, value in running[:1] if asked < budget - 1 else running:

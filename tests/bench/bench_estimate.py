@@ -54,10 +54,13 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--budget-share", type=float, default=None,
                         help="then run again with --budget set to this share of the measured device time")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the searches here (results/measured, results/budgeted) instead of deleting them")
     parser.add_argument("extra", nargs="*", help="flags for run_search.py, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vidseg-estimate-") as folder:
-        storage, data_dir = Path(folder) / "results", args.data_dir or Path(folder) / "data"
+        storage = (args.keep or Path(folder)) / "results"
+        data_dir = args.data_dir or Path(folder) / "data"
         print(f"machine: {platform.machine()}, {platform.processor() or 'unknown CPU'}; profile {args.profile} "
               f"{' '.join(args.extra)}")
         measured = run_search(args.profile, storage, "measured", data_dir, args.extra)

@@ -1,14 +1,17 @@
-"""The cost estimate's probe (``search.tools.estimate.probe_here``): trial-like processes, at once,
-each configuration's own figures."""
+"""The cost estimate (``search.tools.estimate``): its probe (trial-like processes, at once, each
+configuration's own figures) and its replay over the learning curves that ship with a profile."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
-from search.space import train_config
-from search.tools.estimate import probe_here
+import search.tools.estimate as estimate_module
+from search.run.settings import Settings
+from search.space import PROFILES, train_config
+from search.tools.estimate import Probed, probe_here, shipped_curves
 from tests.conftest import RAY, SHARD_SIZE
 from vidseg.train.model import build_model
 
@@ -26,3 +29,37 @@ def test_the_probes_run_at_once_in_fresh_processes_each_figure_its_own_configura
     assert len(pids) == 2 and os.getpid() not in pids  # two processes at once, not this one
     assert all(point["train_s_per_sample"] > 0 and point["val_s_per_clip"] > 0 for point in probed.points)
     assert probed.cold_s > 0  # a fresh process's first probe costs more than the same probe again
+
+
+def test_the_demo_ships_whole_learning_curves_of_its_own_space():
+    curves = shipped_curves(PROFILES["demo"])
+    assert curves is not None and curves.settings["scheduler"] == "fifo" and len(curves.configs) >= 6
+    assert np.isfinite(curves.values).all() and curves.floor is not None
+    losses = {config["loss"] for config in curves.configs}  # both kinds of output the space draws
+    assert "mse" in losses and losses & {"ce", "weighted_ce"}
+
+
+def _estimate(monkeypatch, curves_folder) -> float:
+    """The demo's expected device seconds, where a class-probability output costs a sample ten
+    times mse's (as on this machine, roughly), with the curves in ``curves_folder``."""
+    monkeypatch.setattr(estimate_module, "CURVES", curves_folder)
+    profile = PROFILES["demo"]
+    settings = Settings(profile="demo", num_samples=profile.num_samples, max_epochs=profile.max_epochs,
+                        grace_period=profile.grace_period, reduction_factor=profile.reduction_factor,
+                        max_concurrent=profile.max_concurrent)
+
+    def probe(configs):
+        return Probed([{"setup_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0, "val_s_per_clip": 0.0,
+                        "train_s_per_sample": 0.001 if c["loss"] == "mse" else 0.01} for c in configs])
+
+    return estimate_module.estimate(settings, profile, {"train": 100, "val": 10}, lambda c: 1.0, probe, "fake",
+                                    profile.num_samples).expected_s
+
+
+def test_the_replay_over_the_shipped_curves_lets_the_trials_that_learn_go_on(monkeypatch, tmp_path):
+    # in the demo's curves only the class-probability losses learn (mse stays at the all-background
+    # plateau), so the scheduler stops mse trials and promotes the costlier others: made-up curves,
+    # which promote at random, expect less
+    shipped = _estimate(monkeypatch, estimate_module.CURVES)
+    made_up = _estimate(monkeypatch, tmp_path)
+    assert shipped > 1.1 * made_up
