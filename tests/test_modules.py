@@ -225,6 +225,7 @@ FACTS = re.compile(r"\b(22|49|11)\b|160, 240|160x240")
 NOT_THE_TASK = {  # lines that match FACTS but are about something else: (file, text on the line, why)
     ("vidseg/accel.py", "torch 2.11.0", "a torch version"),
     ("vidseg/models/simvp.py", "INCEPTION_KERNELS = (3, 5, 7, 11)", "SimVP's Inception kernel sizes"),
+    ("vidseg/models/simvp.py", "CONVMIXER_KERNEL = 11", "ConvMixer's depthwise kernel size in OpenSTL"),
     ("search/run_search.py", "--gpu-memory-gb 22", "an A10G's memory in GiB"),
     ("search/run/settings.py", "an A10G: 22", "an A10G's memory in GiB"),
     ("search/run/tuner.py", "an A10G: 22", "an A10G's memory in GiB"),

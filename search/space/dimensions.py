@@ -114,10 +114,10 @@ def correct_groups(groups: int, hid_S: int, hid_T: int) -> int:
 
 def complete(config: dict[str, Any]) -> dict[str, Any]:
     """A sampled config made valid: a group count the chosen widths cannot use runs as the largest
-    valid one below it, and gSTA (no group convolutions) runs one group."""
+    valid one below it, and the translators without group convolutions (all but IncepU) run one group."""
     if "groups" in config:
         config["groups"] = correct_groups(config["groups"], config["hid_S"], config["hid_T"])
-    elif config.get("translator") == "gsta":
+    elif config.get("translator", "incep") != "incep":
         config["groups"] = 1
     return config
 

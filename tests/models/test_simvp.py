@@ -21,6 +21,15 @@ REFERENCE_COUNTS = [
 
 TINY = dict(hid_S=4, hid_T=16, N_T=2, groups=2)
 
+# Measured by instantiating OpenSTL's SimVP_Model (commit c74deb5, timm 1.0.31) and counting its
+# translator, ``model.hid`` (tests/bench/openstl_counts.py): (T, hid_S, hid_T, N_T) -> count per model_type
+OPENSTL_TRANSLATOR_COUNTS = [
+    ((11, 16, 32, 4), {"gsta": 740_032, "tau": 712_880, "convnext": 573_104, "convmixer": 80_064}),
+    ((10, 64, 512, 8), {"gsta": 46_287_872, "tau": 44_174_208, "convnext": 36_832_128, "convmixer": 3_437_568}),
+    ((11, 8, 64, 8), {"gsta": 833_536, "tau": 813_912, "convnext": 627_304, "convmixer": 115_904}),
+    ((11, 4, 16, 2), {"gsta": 55_808, "tau": 54_652, "convnext": 40_260, "convmixer": 11_280}),
+]
+
 
 def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -33,6 +42,15 @@ def test_parameter_count_matches_reference(in_shape, ns, nt, hid_s, hid_t, group
     assert count(model) == expected
 
 
+@pytest.mark.parametrize("translator", ["gsta", "tau", "convnext", "convmixer"])
+@pytest.mark.parametrize("sizes, expected", OPENSTL_TRANSLATOR_COUNTS)
+def test_translator_parameter_count_matches_openstl(translator, sizes, expected):
+    T, hid_s, hid_t, nt = sizes
+    with torch.device("meta"):
+        model = SimVP((T, 1, 40, 60), hid_S=hid_s, hid_T=hid_t, N_S=2, N_T=nt, translator=translator)
+    assert count(model.hid) == expected[translator]
+
+
 def test_out_channels_changes_only_the_readout():
     with torch.device("meta"):
         same = SimVP(PAPER_SHAPE, hid_S=16, hid_T=64, N_S=4, N_T=8, groups=4)
@@ -40,7 +58,7 @@ def test_out_channels_changes_only_the_readout():
     assert count(wider) - count(same) == 48 * (16 + 1)  # 48 more 1x1 filters with bias
 
 
-@pytest.mark.parametrize("translator", ["incep", "gsta"])
+@pytest.mark.parametrize("translator", ["incep", "gsta", "tau", "convnext", "convmixer"])
 @pytest.mark.parametrize("ns", [3, 4])
 @pytest.mark.parametrize("in_shape, out_channels", [((11, 1, 16, 24), None), ((11, 49, 16, 24), 49),
                                                     ((11, 1, 16, 24), 49)])
@@ -52,8 +70,9 @@ def test_output_shape(translator, ns, in_shape, out_channels):
     assert out.shape == (2, T, out_channels or C, H, W)
 
 
-def test_gsta_backward_gives_finite_gradients():
-    model = SimVP((11, 1, 16, 24), translator="gsta", **TINY)
+@pytest.mark.parametrize("translator", ["gsta", "tau", "convnext", "convmixer"])
+def test_backward_gives_finite_gradients(translator):
+    model = SimVP((11, 1, 16, 24), translator=translator, **TINY)
     model(torch.rand(2, 11, 1, 16, 24)).square().mean().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -72,7 +91,7 @@ def test_groups_that_do_not_divide_are_refused():
 
 
 def test_unknown_translator_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"'convlstm'.*\['gsta', 'incep'\]"):
+    with pytest.raises(ValueError, match=r"'convlstm'.*\['convmixer', 'convnext', 'gsta', 'incep', 'tau'\]"):
         SimVP((11, 1, 16, 24), translator="convlstm")
 
 

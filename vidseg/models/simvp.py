@@ -4,8 +4,10 @@ With ``translator="incep"`` it is that model layer for layer, with the same para
 strided-conv Encoder applied per frame, the Inception U-Net translator (``Mid_Xnet``) on the frames
 stacked along channels, and a Decoder with a skip from the first encoder block. ``translator="gsta"``
 swaps in the gated spatiotemporal attention translator of SimVPv2 (OpenSTL's ``MidMetaNet`` with
-``model_type='gSTA'``). Unlike the reference, a group count that does not divide the channels it
-meets is an error, not a silent fallback to one group.
+``model_type='gSTA'``), and ``"tau"``, ``"convnext"`` and ``"convmixer"`` the same ``MidMetaNet`` with
+the blocks of OpenSTL's ``model_type`` of that name, each with OpenSTL's parameter count. Unlike
+the reference, a group count that does not divide the channels it meets is an error, not a silent
+fallback to one group.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from torch import nn
 from vidseg.task import INPUT_FRAMES
 
 
-__all__ = ["group_problem", "valid_groups", "encoder_scale", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator", "SimVP"]
+__all__ = ["group_problem", "valid_groups", "encoder_scale", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator",
+           "TAUBlock", "ConvNeXtBlock", "ConvMixerBlock", "MetaTranslator", "SimVP"]
 
 INCEPTION_KERNELS = (3, 5, 7, 11)
+CONVMIXER_KERNEL = 11  # OpenSTL's MetaBlock gives its ConvMixer blocks this depthwise kernel
 
 
 def _strides(num_blocks: int) -> list[int]:
@@ -214,6 +218,18 @@ class ConvMlp(nn.Module):
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
+def _openstl_init(module: nn.Module) -> None:
+    """OpenSTL's init of its translator blocks: convs He-normal on fan-out with zero bias; norms 1 and 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class GSTABlock(nn.Module):
     """gSTA block (OpenSTL's GASubBlock): BN => attention and BN => MLP, each a layer-scaled residual."""
 
@@ -225,26 +241,109 @@ class GSTABlock(nn.Module):
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
         self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
         self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # OpenSTL's init: He-normal on fan-out, zero bias
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                nn.init.zeros_(m.bias)
+        _openstl_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.layer_scale_1 * self.attn(self.norm1(x))
         return x + self.layer_scale_2 * self.mlp(self.norm2(x))
 
 
-class GSTATranslator(nn.Module):
-    """SimVPv2's ``MidMetaNet`` (gSTA): ``depth`` GSTABlocks, 1x1 convs into and out of ``hid_channels``."""
+class TemporalAttention(nn.Module):
+    """TAU's attention: 1x1 => GELU => (the large-kernel attention's statical part, gated by a
+    squeeze-and-excitation of the channels: its dynamical part) => 1x1, plus a shortcut."""
 
-    def __init__(self, in_channels: int, hid_channels: int, depth: int, mlp_ratio: float = 8.0) -> None:
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj_1 = nn.Conv2d(dim, dim, 1)
+        self.activation = nn.GELU()
+        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
+        self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+        squeezed = dim // max(dim // 16, 4)  # as TAU's code has it: dim // 16 for wide translators, at least 4 of them
+        self.excite = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(dim, squeezed, bias=False),
+                                    nn.ReLU(), nn.Linear(squeezed, dim, bias=False), nn.Sigmoid())
+        self.proj_2 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.activation(self.proj_1(x))
+        statical = self.conv1(self.conv_spatial(self.conv0(u)))
+        dynamical = self.excite(u)[:, :, None, None]
+        return x + self.proj_2(dynamical * statical * u)
+
+
+class TAUBlock(nn.Module):
+    """TAU block (OpenSTL's TAUSubBlock): a gSTA block whose attention is ``TemporalAttention``."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-2) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.norm2 = nn.BatchNorm2d(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
+        self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
+        self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
+        _openstl_init(self)
+        self.attn = TemporalAttention(dim)  # after the init: TAU leaves its attention at torch's defaults
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.layer_scale_1 * self.attn(self.norm1(x))
+        return x + self.layer_scale_2 * self.mlp(self.norm2(x))
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block (OpenSTL's ConvNeXtSubBlock): depthwise 7x7 => channel LayerNorm => 1x1 =>
+    GELU => 1x1, a residual scaled by ``gamma`` (1e-6 at first)."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-6) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = _ChannelNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, dim, 1))
+        self.gamma = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
+        _openstl_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * self.mlp(self.norm(self.conv_dw(x)))
+
+
+class _ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of (B, C, H, W), at each pixel (timm's LayerNorm2d)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvMixerBlock(nn.Module):
+    """ConvMixer block (OpenSTL's ConvMixerSubBlock): a residual depthwise 11x11 => GELU => BN, then
+    1x1 => GELU => BN."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 8.0) -> None:  # noqa: ARG002 - no MLP: the ratio does not apply
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, CONVMIXER_KERNEL, padding="same", groups=dim)
+        self.norm_1 = nn.BatchNorm2d(dim)
+        self.conv_pw = nn.Conv2d(dim, dim, 1)
+        self.norm_2 = nn.BatchNorm2d(dim)
+        self.activation = nn.GELU()
+        _openstl_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.norm_1(self.activation(self.conv_dw(x)))
+        return self.norm_2(self.activation(self.conv_pw(x)))
+
+
+class MetaTranslator(nn.Module):
+    """SimVPv2's ``MidMetaNet``: ``depth`` blocks of one kind, 1x1 convs into and out of
+    ``hid_channels`` (the first block runs at the stacked frames' width, the rest at ``hid_channels``)."""
+
+    def __init__(self, block: Callable[[int], nn.Module], in_channels: int, hid_channels: int, depth: int) -> None:
         super().__init__()
         widths = [in_channels] + [hid_channels] * (depth - 1) + [in_channels]
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers.append(GSTABlock(width_in, mlp_ratio))
+            layers.append(block(width_in))
             if width_in != width_out:
                 layers.append(nn.Conv2d(width_in, width_out, 1))
         self.blocks = nn.Sequential(*layers)
@@ -253,9 +352,20 @@ class GSTATranslator(nn.Module):
         return self.blocks(z)  # (B, T hid_S, h, w) -> (B, hid_T, h, w) -> ... -> (B, T hid_S, h, w)
 
 
+class GSTATranslator(MetaTranslator):
+    """SimVPv2's ``MidMetaNet`` with gSTA blocks."""
+
+    def __init__(self, in_channels: int, hid_channels: int, depth: int, mlp_ratio: float = 8.0) -> None:
+        super().__init__(lambda width: GSTABlock(width, mlp_ratio), in_channels, hid_channels, depth)
+
+
+# the translator slot: (T hid_S, hid_T, N_T, groups) -> the module; groups apply to IncepU alone
 _TRANSLATORS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
     "incep": lambda in_ch, hid_ch, depth, groups: IncepTranslator(in_ch, hid_ch, depth, groups),
-    "gsta": lambda in_ch, hid_ch, depth, groups: GSTATranslator(in_ch, hid_ch, depth),  # groups do not apply
+    "gsta": lambda in_ch, hid_ch, depth, groups: GSTATranslator(in_ch, hid_ch, depth),
+    "tau": lambda in_ch, hid_ch, depth, groups: MetaTranslator(TAUBlock, in_ch, hid_ch, depth),
+    "convnext": lambda in_ch, hid_ch, depth, groups: MetaTranslator(ConvNeXtBlock, in_ch, hid_ch, depth),
+    "convmixer": lambda in_ch, hid_ch, depth, groups: MetaTranslator(ConvMixerBlock, in_ch, hid_ch, depth),
 }
 
 

@@ -21,7 +21,7 @@ TRAIN_INPUTS = ("true", "unet", "mix")
 ENCODINGS = ("onehot", "embed")
 ROLLOUTS = ("direct", "autoregressive")
 SAMPLINGS = ("none", "linear", "exponential")
-TRANSLATORS = ("incep", "gsta")
+TRANSLATORS = ("incep", "gsta", "tau", "convnext", "convmixer")
 MSE_ROUNDINGS = ("floor", "round")
 
 
@@ -41,7 +41,8 @@ class TrainConfig:
     hid_S: int = _field(16, "spatial hidden channels (even: the encoder normalises with GroupNorm(2))")
     hid_T: int = _field(64, "temporal hidden channels of the translator")
     groups: int = _field(2, "group convolutions in the Inception translator; must divide its channel counts")
-    translator: str = _field("incep", "the translator: SimVP's Inception U-Net, or SimVPv2's gated spatial attention",
+    translator: str = _field("incep", "the translator: SimVP's Inception U-Net, SimVPv2's gated spatial attention, "
+                                      "TAU's temporal attention, or ConvNeXt's or ConvMixer's blocks (OpenSTL's)",
                              TRANSLATORS)
     last_frame_skip: bool = _field(False, "add a learnable multiple of the last input frame to every output, so that "
                                           "the model starts near copy-last-frame and learns the motion")
