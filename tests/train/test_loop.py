@@ -239,7 +239,7 @@ def test_help_gives_every_flag_a_sentence_and_every_choice_flag_its_choices(caps
         parser.parse_args(["--help"])
     text = capsys.readouterr().out
     assert "--loss {mse,ce,weighted_ce}" in text and "--rollout {direct,autoregressive}" in text
-    assert "--translator {incep,gsta}" in text and "--channels-last {true,false,none}" in text
+    assert "--translator {incep,gsta,tau,convnext,convmixer}" in text and "--channels-last {true,false,none}" in text
     args = parser.parse_args(["--shards", "S", "--channels-last", "none", "--stem-stride", "2", "--loss", "ce"])
     assert (args.channels_last, args.stem_stride, args.loss) == (None, 2, "ce")  # "none" is the field's None
 
