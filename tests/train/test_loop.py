@@ -21,7 +21,8 @@ from vidseg.train.cost import COST_FIELDS
 
 TINY = dict(N_S=2, N_T=2, hid_S=8, hid_T=16, groups=2, batch_size=4, device="cpu")
 METRICS = {"epoch", "val_iou", "val_iou_true_inputs", "val_soft_iou", "train_loss", "val_loss", "lr", "epoch_seconds",
-           "samples_per_second", "data_fraction", "train_seconds", "val_seconds", "device_share", *COST_FIELDS}
+           "samples_per_second", "data_fraction", "train_seconds", "val_seconds", "device_share", *COST_FIELDS,
+           "val_iou_plain", "val_iou_known", "val_iou_known_regions"}
 
 
 @pytest.mark.parametrize("loss", ["mse", "ce", "weighted_ce"])
@@ -32,6 +33,7 @@ def test_one_epoch_reports_every_metric(tiny_shards, loss, translator):
     result = fit(config, tiny_shards, reports.append)
     assert len(reports) == 1 and set(reports[0]) == METRICS
     assert reports[0]["epoch"] == 1 and 0.0 <= reports[0]["val_iou"] <= 1.0
+    assert reports[0]["val_iou"] == reports[0]["val_iou_plain"]  # the default decoding
     assert 0.0 < reports[0]["val_soft_iou"] <= 1.0
     assert all(math.isfinite(v) for v in reports[0].values())
     assert result.history == reports

@@ -37,7 +37,7 @@ def predict_last_frame(model: torch.nn.Module, masks: np.ndarray, batch: int = 1
     for start in range(0, len(masks), batch):
         inputs = torch.from_numpy(np.ascontiguousarray(masks[start:start + batch, :INPUT_FRAMES]))
         output = model(inputs)
-        out.append(model.decode(output)[:, -1].to(torch.uint8).numpy())
+        out.append(model.predict(output, inputs).to(torch.uint8).numpy())  # the trial's decoding
     return np.concatenate(out) if out else np.zeros((0, *masks.shape[2:]), np.uint8)
 
 

@@ -10,9 +10,10 @@ from typing import Any
 from vidseg.config import from_dict, validate
 from vidseg.task import NUM_CLASSES
 from vidseg.models.simvp import group_problem
+from vidseg.train.decoding import DECODES
 from vidseg.task import INPUT_FRAMES
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_INPUTS", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
+__all__ = ["TrainConfig", "LOSSES", "DECODES", "TRAIN_INPUTS", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
 
 LOSSES = ("mse", "ce", "weighted_ce")
 RUNTIME_FIELDS = ("amp", "channels_last", "compile", "tf32", "device", "micro_batch_size", "data_on_device",
@@ -53,6 +54,12 @@ class TrainConfig:
     mse_rounding: str = _field("floor", "mse: how the clamped output becomes a class id (floor: the paper's)",
                                MSE_ROUNDINGS)
     iou_loss_weight: float = _field(0.0, "CE losses: weight of a soft-Jaccard term on the last frame (0: off)")
+    divergence_weight: float = _field(0.0, "weight of TAU's differential divergence term: KL between the softmaxed "
+                                           "frame-to-frame differences of the output and of the truth (class "
+                                           "probabilities for CE, the regressed ids for mse; 0: off, TAU's 0.1)")
+    decode: str = _field("plain", "how the target frame's output becomes a mask: plain; known (only the classes the "
+                                  "input frames show); known+regions (and the region repair); vidseg.train.decoding",
+                         DECODES)
     # the top teams' ingredients (maskpredformer, tanmayy24): how masks go in and frames come out
     input_encoding: str = _field("onehot", "CE losses: masks in as one-hot channels, or a learned embedding (mse "
                                            "feeds class ids)", ENCODINGS)
@@ -106,6 +113,8 @@ class TrainConfig:
             (self.mse_rounding in MSE_ROUNDINGS, f"mse_rounding is {self.mse_rounding!r}; valid: {', '.join(MSE_ROUNDINGS)}"),
             (self.iou_loss_weight >= 0, f"iou_loss_weight is {self.iou_loss_weight}, but must be >= 0"),
             (self.iou_loss_weight == 0 or self.loss != "mse", "iou_loss_weight needs a CE loss (mse has no class scores)"),
+            (self.divergence_weight >= 0, f"divergence_weight is {self.divergence_weight}, but must be >= 0"),
+            (self.decode in DECODES, f"decode is {self.decode!r}; valid: {', '.join(DECODES)}"),
             (self.input_encoding in ENCODINGS, f"input_encoding is {self.input_encoding!r}; valid: {', '.join(ENCODINGS)}"),
             (self.input_encoding == "onehot" or self.loss != "mse", "input_encoding embed needs a CE loss (mse feeds class ids)"),
             (self.embed_dim >= 1, f"embed_dim is {self.embed_dim}, but must be >= 1"),

@@ -26,11 +26,13 @@ from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.config import TrainConfig
 from vidseg.train.cost import inference_cost
+from vidseg.train.decoding import DECODES
 from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model, compile_core
 
-__all__ = ["fit", "probe", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share"]
+__all__ = ["fit", "probe", "FitResult", "TrialDiverged", "build_model", "MaskTable", "CHECKPOINT", "self_fed_share",
+           "decoding_metric"]
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +206,16 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
     (``SoftJaccardAccumulator``), one continuous score for every loss type, which the scheduler
     reads to break ties in val IoU.
 
+    Masks and probabilities are decoded as the trial's ``decode`` says (``vidseg.train.decoding``);
+    the test-time IoU under every decoding is reported beside (``val_iou_plain``, ``val_iou_known``,
+    ``val_iou_known_regions``), so that what a decoding gains shows per trial.
+
     ``val`` holds the true masks in rows 0..count-1 and the UNet's after them. Everything is
     accumulated on the device; the host reads it back once, at the end.
     """
     model.eval()
     test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
+    by_decoding = {decode: JaccardAccumulator(device=device) for decode in DECODES}
     soft = SoftJaccardAccumulator(device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
@@ -221,16 +228,24 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
             with autocast(device, dtype):
                 output = model(masks)  # an autoregressive model rolls out every step, as at test time
             finite &= torch.isfinite(output).all()
-            acc.update(model.decode(output)[:, -1], target[:, -1], check_range=False)
+            acc.update(model.predict(output, masks), target[:, -1], check_range=False)
             if offset:
-                soft.update(model.probabilities(output[:, -1]), target[:, -1])
+                for decode, each in by_decoding.items():
+                    each.update(model.predict(output, masks, decode), target[:, -1], check_range=False)
+                soft.update(model.probabilities(output[:, -1], masks), target[:, -1])
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
-                                         config.iou_loss_weight).double() * len(rows)
+                                         config.iou_loss_weight, config.divergence_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
         raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)", epoch)
     return {"val_iou": test_time.compute(), "val_iou_true_inputs": oracle.compute(), "val_loss": val_loss,
-            "val_soft_iou": soft.compute(test_time.confmat)}
+            "val_soft_iou": soft.compute(test_time.confmat),
+            **{decoding_metric(decode): each.compute() for decode, each in by_decoding.items()}}
+
+
+def decoding_metric(decode: str) -> str:
+    """The report key of the test-time val IoU under ``decode``: ``val_iou_plain``, ``val_iou_known``, ..."""
+    return "val_iou_" + decode.replace("+", "_")
 
 
 @dataclass
@@ -380,7 +395,7 @@ def _step(run: _Run, inputs: torch.Tensor, target: torch.Tensor, finite: torch.T
             clip = inputs[part:part + micro]
             output = run.step_model.step(clip) if config.rollout == "autoregressive" else run.step_model(clip)
             loss = compute_loss(output, target[part:part + micro], config.loss, config.last_frame_weight,
-                                config.iou_loss_weight)
+                                config.iou_loss_weight, config.divergence_weight)
         share = min(micro, clips_in_batch - part)
         (loss * (share / clips_in_batch)).backward()
         loss = loss.detach()

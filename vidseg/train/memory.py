@@ -180,7 +180,8 @@ def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], bat
                     output, target = model.step(inputs), target[:, :1]
                 else:
                     output = model(inputs)
-                compute_loss(output, target, config.loss, config.last_frame_weight, config.iou_loss_weight)
+                compute_loss(output, target, config.loss, config.last_frame_weight, config.iou_loss_weight,
+                             config.divergence_weight)
     params = {id(p) for p in model.parameters()}
     return sum(b for i, b in seen.items() if i not in params)
 

@@ -29,7 +29,8 @@ from vidseg.task import INPUT_FRAMES, NUM_CLASSES
 from vidseg.models import SimVP
 from vidseg.models.simvp import encoder_scale, without_autocast
 from vidseg.train.config import TrainConfig
-from vidseg.train.codec import class_probabilities, encode_inputs, predict_masks
+from vidseg.train.codec import encode_inputs, predict_masks
+from vidseg.train.decoding import decode_frame, known_classes, known_probabilities
 
 __all__ = ["MaskPredictor", "build_model", "compile_core", "SKIP_LOGIT"]
 
@@ -49,6 +50,7 @@ class MaskPredictor(nn.Module):
     def __init__(self, config: TrainConfig, height: int, width: int) -> None:
         super().__init__()
         self.loss, self.encoding, self.rounding = config.loss, config.input_encoding, config.mse_rounding
+        self.decoding = config.decode
         self.autoregressive = config.rollout == "autoregressive"
         self.size = (height, width)
         out = 1 if config.loss == "mse" else NUM_CLASSES
@@ -87,10 +89,18 @@ class MaskPredictor(nn.Module):
         """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W), as this trial's loss reads it."""
         return predict_masks(output, self.loss, self.rounding)
 
-    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, output: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """One frame of output (B, C, H, W) as class probabilities (B, classes, H, W), the same way for
-        every loss (``vidseg.train.codec.class_probabilities``)."""
-        return class_probabilities(output, self.loss, self.rounding)
+        every loss (``vidseg.train.codec.class_probabilities``); with the input frames' ``masks`` and a
+        restricting decoding (``decode``), over the classes they show only."""
+        known = known_classes(masks) if masks is not None and self.decoding != "plain" else None
+        return known_probabilities(output, known, self.loss, self.rounding)
+
+    def predict(self, output: torch.Tensor, masks: torch.Tensor, decode: str | None = None) -> torch.Tensor:
+        """The target frame's mask (B, H, W) from the output (B, T, C, H, W) for the input frames'
+        ``masks`` (B, T, H, W), decoded as the trial's ``decode`` says (or ``decode``:
+        ``vidseg.train.decoding``). An autoregressive rollout feeds its own frames back plainly."""
+        return decode_frame(output[:, -1], masks, self.loss, self.rounding, decode or self.decoding)
 
     def _frames(self, masks: torch.Tensor, last_only: bool) -> torch.Tensor:
         """SimVP's outputs for T input frames: every slot (B, T, C, H, W), or the last (B, 1, C, H, W)."""
