@@ -48,6 +48,8 @@ STATUS = {"running": 0, **{outcome.value: outcome.code for outcome in Outcome}}
 STATUS_TEXT = "status (" + ", ".join(f"{outcome.code} {outcome.value}" for outcome in Outcome) + ")"
 SCALARS = {  # a trial's report key -> its tag
     "val_iou": "val/iou", "val_iou_true_inputs": "val/iou_true_inputs", "val_soft_iou": "val/soft_iou",
+    # the same epoch's val IoU under each decoding (vidseg.train.decoding): what known-objects decoding gains
+    "val_iou_plain": "val/iou_plain", "val_iou_known": "val/iou_known", "val_iou_known_regions": "val/iou_known_regions",
     "train_loss": "loss/train", "val_loss": "loss/val", "lr": "opt/lr",
     "epoch_seconds": "perf/epoch_seconds", "samples_per_second": "perf/samples_per_second",
     "data_fraction": "perf/data_fraction", "gpu_busy_fraction": "perf/gpu_busy_fraction",

@@ -3,8 +3,12 @@
 Ray Tune's own output (a status table and a configuration box at every trial start) is off
 (``verbose=0``); ``ProgressTable``, a driver callback, prints instead::
 
-    trial                                 lr       batch  epoch   val IoU    best   search best
-    gsta-2.8.16.32-ce-skip-c7a607ca       6.9e-04      4   3/12    0.1146  0.1146  0.1146 new best
+    trial                                 lr       batch  epoch   val IoU    soft   plain   known    best search best
+    gsta-2.8.16.32-ce-skip-c7a607ca       6.9e-04      4   3/12    0.1146  0.1302  0.1146  0.1151  0.1146      0.1146 new best
+
+``val IoU`` is the trial's own decoding's (``decode``), ``soft`` the scheduler's tie score, and
+``plain`` and ``known`` the same epoch's val IoU decoded plainly and with the known classes only,
+so that what known-objects decoding gains shows for every trial.
 
 and a line when a trial ends: completed, stopped early by the scheduler, diverged or failed.
 """
@@ -23,7 +27,8 @@ from search.results.board import trial_status
 
 __all__ = ["ProgressTable"]
 
-HEADER = f"{'trial':<40} {'lr':>8} {'batch':>5} {'epoch':>7} {'val IoU':>8} {'soft':>7} {'best':>7} {'search best':>11}"
+HEADER = (f"{'trial':<40} {'lr':>8} {'batch':>5} {'epoch':>7} {'val IoU':>8} {'soft':>7} {'plain':>7} {'known':>7} "
+          f"{'best':>7} {'search best':>11}")
 HEADER_EVERY = 30  # rows
 
 
@@ -71,6 +76,7 @@ class ProgressTable(Callback):
         self._print(f"{name[:40]:<40} {config.get('lr', math.nan):>8.1e} {config.get('batch_size', ''):>5} "
                     f"{result.get('epoch', iteration):>3}/{config.get('epochs', self.max_epochs):<3} {value:>8.4f} "
                     f"{result.get('val_soft_iou', math.nan):>7.4f} "
+                    f"{result.get('val_iou_plain', math.nan):>7.4f} {result.get('val_iou_known', math.nan):>7.4f} "
                     f"{self.trial_best[name]:>7.4f} {self.best:>11.4f}{mark}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vidseg.models.simvp import valid_groups
-from vidseg.train.config import TrainConfig
+from vidseg.train.config import DECODES, TRANSLATORS, TrainConfig
 
 if TYPE_CHECKING:
     from search.space.profiles import Profile
@@ -80,12 +80,13 @@ SPACE: tuple[Dim, ...] = (
     Dim("N_T", (4, 8, 16)),  # translator blocks
     Dim("hid_S", (4, 8, 16, 32, 64)),
     Dim("hid_T", (32, 64, 128, 256, 512)),
-    Dim("translator", ("incep", "gsta")),
+    Dim("translator", TRANSLATORS),  # SimVP's, SimVPv2's, and OpenSTL's front of quality against cost
     Dim("groups", (1, 2, 4, 8), when=("translator", ("incep",))),  # run as the largest valid divisor below
     Dim("last_frame_skip", (False, True)),
     Dim("loss", ("mse", "ce", "weighted_ce")),
     Dim("last_frame_weight", bounds=(1.0, 16.0), log=True, when=("loss", ("weighted_ce",))),
     Dim("iou_loss_weight", (0.0, 1.0, 4.0), when=("loss", ("ce", "weighted_ce"))),  # soft Jaccard; 0: off
+    Dim("divergence_weight", (0.0, 0.1)),  # TAU's differential divergence; 0.1: TAU's own
     Dim("input_encoding", ("onehot", "embed"), when=("loss", ("ce", "weighted_ce"))),  # mse feeds class ids
     Dim("embed_dim", (8, 16, 32, 64), when=("input_encoding", ("embed",))),
     Dim("stem_stride", (1, 2)),  # 2: SimVP at half resolution
@@ -96,6 +97,7 @@ SPACE: tuple[Dim, ...] = (
     Dim("train_inputs", ("true", "unet", "mix")),
     Dim("unet_input_fraction", bounds=(0.1, 0.9), when=("train_inputs", ("mix",))),
     Dim("pseudo_labels", (False, True)),
+    Dim("decode", DECODES),  # vidseg.train.decoding: how the target frame is read out
 )
 SEARCHED = tuple(dim.name for dim in SPACE)
 

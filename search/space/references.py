@@ -39,7 +39,8 @@ def paper_configs() -> dict[str, dict[str, Any]]:
         out[name] = {"N_S": n_s, "N_T": n_t, "hid_S": hid_s, "hid_T": hid_t, "translator": "incep",
                      "groups": reference_groups(groups, hid_s, hid_t), "loss": loss,
                      "train_inputs": "true", "pseudo_labels": False, "last_frame_skip": False, "stem_stride": 1,
-                     "rollout": "direct", **({} if loss == "mse" else {"input_encoding": "onehot", "iou_loss_weight": 0.0})}
+                     "rollout": "direct", "divergence_weight": 0.0, "decode": "plain",
+                     **({} if loss == "mse" else {"input_encoding": "onehot", "iou_loss_weight": 0.0})}
     return out
 
 
@@ -59,6 +60,7 @@ def top_team_config(profile: Profile) -> dict[str, Any]:
             "hid_T": max(profile.choices("hid_T")), "translator": "gsta", "groups": 1, "last_frame_skip": False,
             "loss": "ce", "iou_loss_weight": 0.0, "input_encoding": "embed", "embed_dim": max(profile.choices("embed_dim")),
             "stem_stride": 2, "rollout": "autoregressive", "sampling": "exponential", "train_inputs": "true",
+            "divergence_weight": 0.0, "decode": "plain",
             "pseudo_labels": True in profile.choices("pseudo_labels")}  # False where the shards have none
 
 

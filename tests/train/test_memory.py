@@ -16,6 +16,12 @@ SIZE = (160, 240)
     dict(N_S=8, N_T=16, hid_S=64, hid_T=512, groups=8, loss="mse", last_frame_skip=True),
     dict(N_S=2, N_T=4, hid_S=4, hid_T=32, groups=1, loss="mse", amp=False),
     dict(N_S=8, N_T=2, hid_S=32, hid_T=128, translator="gsta", loss="weighted_ce", amp=False),
+    dict(N_S=4, N_T=8, hid_S=32, hid_T=256, translator="tau", loss="ce", batch_size=4),
+    dict(N_S=2, N_T=4, hid_S=16, hid_T=64, translator="tau", loss="mse", amp=False),
+    dict(N_S=4, N_T=8, hid_S=32, hid_T=256, translator="convnext", loss="weighted_ce", batch_size=4),
+    dict(N_S=2, N_T=4, hid_S=16, hid_T=128, translator="convnext", loss="mse", amp=False),
+    dict(N_S=4, N_T=8, hid_S=64, hid_T=512, translator="convmixer", loss="ce", batch_size=4),
+    dict(N_S=2, N_T=16, hid_S=16, hid_T=64, translator="convmixer", loss="mse", amp=False),
 ])
 def test_the_count_matches_what_autograd_keeps(fields):
     config = TrainConfig(**fields)

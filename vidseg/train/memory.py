@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidseg.models.simvp import INCEPTION_KERNELS
+from vidseg.models.simvp import CONVMIXER_KERNEL, INCEPTION_KERNELS
 from vidseg.task import INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
 from vidseg.train.config import TrainConfig
 
@@ -60,12 +60,28 @@ def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = No
     else:
         widths = [t_in] + [ht] * (config.N_T - 1) + [t_in]
         for dim, dim_out in zip(widths[:-1], widths[1:]):
-            attention = 2 * _conv(dim, dim, 1) + _conv(dim, dim, 5, dim) + _conv(dim, dim, 7, dim) + _conv(dim, 2 * dim, 1)
-            mlp = _conv(dim, 8 * dim, 1) + _conv(8 * dim, 8 * dim, 3, 8 * dim) + _conv(8 * dim, dim, 1)
-            total += 4 * dim + attention + mlp + 2 * dim  # two BatchNorms, two layer scales
+            total += _meta_block_parameters(config.translator, dim)
             if dim != dim_out:
                 total += _conv(dim, dim_out, 1)
     return total + (1 if config.last_frame_skip else 0)
+
+
+def _meta_block_parameters(translator: str, dim: int) -> int:
+    """Parameters of one block of a ``MetaTranslator`` (vidseg.models.simvp) at ``dim`` channels, MLP ratio 8."""
+    mlp = _conv(dim, 8 * dim, 1) + _conv(8 * dim, 8 * dim, 3, 8 * dim) + _conv(8 * dim, dim, 1)  # ConvMlp
+    large_kernel = _conv(dim, dim, 5, dim) + _conv(dim, dim, 7, dim)  # depthwise 5x5, dilated depthwise 7x7
+    if translator == "gsta":
+        attention = 2 * _conv(dim, dim, 1) + large_kernel + _conv(dim, 2 * dim, 1)
+        return 4 * dim + attention + mlp + 2 * dim  # two BatchNorms, two layer scales
+    if translator == "tau":
+        squeezed = dim // max(dim // 16, 4)
+        attention = 3 * _conv(dim, dim, 1) + large_kernel + 2 * dim * squeezed  # and the excitation's two linears
+        return 4 * dim + attention + mlp + 2 * dim
+    if translator == "convnext":  # depthwise 7x7, LayerNorm, 1x1 out to 8x and back, layer scale
+        return _conv(dim, dim, 7, dim) + 2 * dim + _conv(dim, 8 * dim, 1) + _conv(8 * dim, dim, 1) + dim
+    if translator == "convmixer":  # depthwise, BatchNorm, 1x1, BatchNorm
+        return _conv(dim, dim, CONVMIXER_KERNEL, dim) + 2 * dim + _conv(dim, dim, 1) + 2 * dim
+    raise ValueError(f"unknown translator {translator!r}")
 
 
 def _strides(num_blocks: int) -> list[int]:
@@ -73,8 +89,10 @@ def _strides(num_blocks: int) -> list[int]:
 
 
 def plain_simvp(config: TrainConfig) -> bool:
-    """Whether the trial's model is SimVP as the paper fed it (the analytic count's case)."""
-    return config.input_encoding == "onehot" and config.stem_stride == 1 and config.rollout == "direct"
+    """Whether the trial's model is SimVP as the paper fed it, trained on the paper's losses (the analytic
+    count's case; TAU's divergence term keeps more of the loss)."""
+    return (config.input_encoding == "onehot" and config.stem_stride == 1 and config.rollout == "direct"
+            and config.divergence_weight == 0)
 
 
 def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int, device_type: str = "cuda") -> int:
@@ -119,9 +137,15 @@ def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: in
         for i in range(depth):
             total += inception(hid_t if i == 0 else 2 * hid_t, t_in if i == depth - 1 else hid_t)
     else:
+        # what each block keeps per channel and pixel, counted against the traced model (tests/train/test_memory.py)
+        kept = {"gsta": 12 * a + 4 + 3 * 8 * a,  # BN, attention, BN, 8x MLP
+                "tau": 12 * a + 4 + 3 * 8 * a,  # the same layout; the excitation keeps one vector a channel
+                "convnext": 20 * a,  # depthwise conv, LayerNorm, 1x1 to 8x, GELU, 1x1 back, layer scale
+                "convmixer": 6 * a}[config.translator]  # depthwise conv, GELU, BN, twice
+        per_pixel = 8 if config.translator == "convnext" else 0  # the LayerNorm's fp32 mean and reciprocal std
         widths = [t_in] + [hid_t] * (config.N_T - 1) + [t_in]
         for dim, dim_out in zip(widths[:-1], widths[1:]):
-            total += batch * latent * dim * (12 * a + 4 + 3 * 8 * a)  # BN, attention, BN, 8x MLP
+            total += batch * latent * (dim * kept + per_pixel)
             if dim != dim_out:
                 total += batch * latent * dim * a  # the 1x1 conv between widths
     # decoder: transposed ConvSC blocks back up, the last one on the skip's concatenation
