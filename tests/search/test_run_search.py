@@ -125,6 +125,10 @@ def test_tensorboard_reads_at_a_glance(smoke):
         history = [json.loads(line) for line in (experiment / row["name"] / "result.json").read_text().splitlines()]
         assert [e.value for e in events.Scalars("val/soft_iou")] == pytest.approx(  # the tie score, as reported
             [r["val_soft_iou"] for r in history if "val_soft_iou" in r], abs=1e-6)
+        for decode in ("plain", "known"):  # each epoch's val IoU under both decodings, the trial's own as val/iou
+            assert [e.value for e in events.Scalars(f"val/iou_{decode}")] == pytest.approx(
+                [r[f"val_iou_{decode}"] for r in history if "val_iou" in r], abs=1e-6)
+        assert [e.value for e in events.Scalars("val/iou_plain")] == pytest.approx(values, abs=1e-6)  # smoke: plain
         assert max(values) == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
         assert events.Scalars("val/best_iou")[-1].value == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
         assert [e.value for e in events.Scalars("val/best_iou")] == sorted(e.value for e in events.Scalars("val/best_iou"))
@@ -188,8 +192,15 @@ def test_the_terminal_shows_a_progress_table_and_a_summary(smoke):
     out = result.stdout
     assert out.count("search best") >= 1 and "Configuration for experiment" not in out.split("search best")[1]
     assert "Trial " not in out and "│ Trial" not in out  # no configuration box at every trial start
+    assert "val IoU    soft   plain   known" in out
     for row in rows:
-        assert sum(line.startswith(row["name"]) for line in out.splitlines()) == int(row["epochs"])
+        lines = [line for line in out.splitlines() if line.startswith(row["name"])]
+        assert len(lines) == int(row["epochs"])
+        history = [json.loads(line) for line in (tmp / "results" / "smoke" / row["name"] / "result.json").read_text().splitlines()]
+        # each row: the epoch's val IoU, soft score, plain and known val IoU, as the trial reported them
+        shown = [[float(v) for v in line.split()[4:8]] for line in lines]
+        assert shown == [pytest.approx([r["val_iou"], r["val_soft_iou"], r["val_iou_plain"], r["val_iou_known"]], abs=6e-5)
+                         for r in history if "val_iou" in r]
         ended = "stopped early by ASHA" if row["stopped_early"] == "True" else "completed 3 epochs"
         assert f"  {row['name']}: {ended}" in out
     assert "copy-last-frame, UNet masks (the baseline)" in out and "paper-mse-2_4_4_32_1" in out

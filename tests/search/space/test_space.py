@@ -174,3 +174,24 @@ def test_every_profile_trains_a_valid_unet(name):
                         train_frame_stride=p.unet_frame_stride, foreground_crops=p.unet_foreground_crops,
                         lr=p.unet_lr)
     assert config.crop is None or all(c < s for c, s in zip(config.crop, config.size))
+
+
+def test_full_searches_every_translator_the_divergence_term_and_every_decoding():
+    from vidseg.train.config import DECODES, TRANSLATORS
+
+    full = PROFILES["full"]
+    assert full.choices("translator") == TRANSLATORS and full.choices("decode") == DECODES
+    assert full.choices("divergence_weight") == (0.0, 0.1)
+    for point in points_to_evaluate(full).values():  # the references keep their own read-out and loss
+        assert (point["decode"], point["divergence_weight"]) == ("plain", 0.0)
+    space = SearchSpace(full, max_epochs=3, seed=0)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), direction="maximize")
+    seen = {"translator": set(), "decode": set()}
+    for _ in range(60):
+        trial = study.ask()
+        config = train_config({**trial.params, **space(trial)})
+        seen["translator"].add(config.translator)
+        seen["decode"].add(config.decode)
+        assert config.translator == "incep" or config.groups == 1
+        study.tell(trial, 0.0)
+    assert seen == {"translator": set(TRANSLATORS), "decode": set(DECODES)}
