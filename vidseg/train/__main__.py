@@ -24,7 +24,8 @@ from vidseg.task import LAST_INPUT
 from vidseg.train.config import TrainConfig
 from vidseg.train.loop import CHECKPOINT, TrialDiverged, fit
 
-_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_iou_true_inputs", "lr", "epoch_seconds")
+_COLUMNS = ("epoch", "train_loss", "val_loss", "val_iou", "val_iou_true_inputs", "val_iou_plain", "val_iou_known",
+            "lr", "epoch_seconds")  # val_iou: the trial's own decoding; plain and known beside it
 
 
 def _parse_bool(text: str) -> bool:
