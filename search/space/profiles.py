@@ -113,8 +113,8 @@ DEMO = dataclasses.replace(
     # Translators and decodings from their equal-budget table (tests/bench/bench_translators.py,
     # docs/performance.md: the demo's best recipe, 5 CPU minutes, 3 seeds): TAU 0.3211 and gSTA 0.3184
     # lead, IncepU 0.3096, ConvNeXt 0.3107 and ConvMixer 0.2656 trail, so TAU takes IncepU's place (the
-    # paper's references keep theirs); known decoding gained 0.0001 at most and the region repair
-    # -0.0018 to +0.0024 (within the seeds' spread), so plain; no divergence term (it was
+    # paper's references keep theirs); known decoding gained 0.0002 at most and the region repair
+    # -0.0033 to +0.0073 per arm (within the seeds' spread), so plain; no divergence term (it was
     # not in this table).
     space=with_choices(SPACE, N_S=(2, 4), N_T=(2, 4, 8), hid_S=(4, 8, 16), hid_T=(32, 64), groups=(1, 2, 4),
                        last_frame_skip=(True,), iou_loss_weight=(1.0, 4.0), rollout=("direct",),
