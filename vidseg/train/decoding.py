@@ -155,12 +155,13 @@ def repair_regions(masks: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return mapping.gather(1, flat).view(b, h, w)
 
 
-def decode_frame(output: torch.Tensor, inputs: torch.Tensor, loss: str, rounding: str, decode: str) -> torch.Tensor:
+def decode_frame(output: torch.Tensor, inputs: torch.Tensor, loss: str, rounding: str, decode: str,
+                 known: torch.Tensor | None = None) -> torch.Tensor:
     """One frame of output (B, C, H, W) to masks (B, H, W) by ``decode``, the known classes read
-    from the input frames' masks (B, T, H, W)."""
+    from the input frames' masks (B, T, H, W), or given (``known_classes`` of them)."""
     if decode == "plain":
         return predict_masks(output[:, None], loss, rounding)[:, 0]
-    known = known_classes(inputs)
+    known = known_classes(inputs) if known is None else known
     masks = known_masks(output, known, loss, rounding)
     return repair_regions(masks, known) if decode == "known+regions" else masks
 

@@ -26,7 +26,7 @@ from vidseg.metrics import JaccardAccumulator, SoftJaccardAccumulator
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.config import TrainConfig
 from vidseg.train.cost import inference_cost
-from vidseg.train.decoding import DECODES
+from vidseg.train.decoding import DECODES, known_classes
 from vidseg.train.losses import compute_loss
 from vidseg.train.memory import GIB
 from vidseg.train.model import build_model, compile_core
@@ -228,11 +228,12 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
             with autocast(device, dtype):
                 output = model(masks)  # an autoregressive model rolls out every step, as at test time
             finite &= torch.isfinite(output).all()
-            acc.update(model.predict(output, masks), target[:, -1], check_range=False)
+            known = known_classes(masks)  # once for every decoding of this batch
+            acc.update(model.predict(output, masks, known=known), target[:, -1], check_range=False)
             if offset:
                 for decode, each in by_decoding.items():
-                    each.update(model.predict(output, masks, decode), target[:, -1], check_range=False)
-                soft.update(model.probabilities(output[:, -1], masks), target[:, -1])
+                    each.update(model.predict(output, masks, decode, known), target[:, -1], check_range=False)
+                soft.update(model.probabilities(output[:, -1], masks, known), target[:, -1])
                 loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
                                          config.iou_loss_weight, config.divergence_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync

@@ -89,18 +89,24 @@ class MaskPredictor(nn.Module):
         """SimVP's output (B, T, C, H, W) to integer masks (B, T, H, W), as this trial's loss reads it."""
         return predict_masks(output, self.loss, self.rounding)
 
-    def probabilities(self, output: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    def probabilities(self, output: torch.Tensor, masks: torch.Tensor | None = None,
+                      known: torch.Tensor | None = None) -> torch.Tensor:
         """One frame of output (B, C, H, W) as class probabilities (B, classes, H, W), the same way for
-        every loss (``vidseg.train.codec.class_probabilities``); with the input frames' ``masks`` and a
-        restricting decoding (``decode``), over the classes they show only."""
-        known = known_classes(masks) if masks is not None and self.decoding != "plain" else None
+        every loss (``vidseg.train.codec.class_probabilities``); with the input frames' ``masks`` (or
+        their ``known`` classes) and a restricting decoding (``decode``), over the classes they show only."""
+        if self.decoding == "plain" or (masks is None and known is None):
+            known = None
+        elif known is None:
+            known = known_classes(masks)
         return known_probabilities(output, known, self.loss, self.rounding)
 
-    def predict(self, output: torch.Tensor, masks: torch.Tensor, decode: str | None = None) -> torch.Tensor:
+    def predict(self, output: torch.Tensor, masks: torch.Tensor, decode: str | None = None,
+                known: torch.Tensor | None = None) -> torch.Tensor:
         """The target frame's mask (B, H, W) from the output (B, T, C, H, W) for the input frames'
         ``masks`` (B, T, H, W), decoded as the trial's ``decode`` says (or ``decode``:
-        ``vidseg.train.decoding``). An autoregressive rollout feeds its own frames back plainly."""
-        return decode_frame(output[:, -1], masks, self.loss, self.rounding, decode or self.decoding)
+        ``vidseg.train.decoding``; ``known``: the masks' known classes, where already counted). An
+        autoregressive rollout feeds its own frames back plainly."""
+        return decode_frame(output[:, -1], masks, self.loss, self.rounding, decode or self.decoding, known)
 
     def _frames(self, masks: torch.Tensor, last_only: bool) -> torch.Tensor:
         """SimVP's outputs for T input frames: every slot (B, T, C, H, W), or the last (B, 1, C, H, W)."""
