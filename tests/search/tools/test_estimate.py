@@ -40,27 +40,31 @@ def test_the_demo_ships_whole_learning_curves_of_its_own_space():
 
 
 def _estimate(monkeypatch, curves_folder) -> float:
-    """The demo's expected device seconds, where a class-probability output costs a sample ten
-    times mse's (as on this machine, roughly), with the curves in ``curves_folder``."""
+    """The demo's expected device seconds with the curves in ``curves_folder``, where a trial whose
+    nearest shipped curve rises above copy-last-frame costs ten times one whose curve does not."""
+    from search.tools.replay import distance
+
+    shipped = shipped_curves(PROFILES["demo"])
+    learns = shipped.values.max(axis=1) > shipped.floor + 0.01
     monkeypatch.setattr(estimate_module, "CURVES", curves_folder)
-    # the space the shipped table was recorded in (IncepU and gSTA; the demo now searches gSTA and TAU)
-    profile = PROFILES["demo"].narrowed(translator=("incep", "gsta"))
+    profile = PROFILES["demo"]
     settings = Settings(profile="demo", num_samples=profile.num_samples, max_epochs=profile.max_epochs,
                         grace_period=profile.grace_period, reduction_factor=profile.reduction_factor,
                         max_concurrent=profile.max_concurrent)
 
     def probe(configs):
+        nearest = [int(np.argmin([distance(c, recorded, profile.space) for recorded in shipped.configs]))
+                   for c in configs]
         return Probed([{"setup_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0, "val_s_per_clip": 0.0,
-                        "train_s_per_sample": 0.001 if c["loss"] == "mse" else 0.01} for c in configs])
+                        "train_s_per_sample": 0.01 if learns[i] else 0.001} for i in nearest])
 
     return estimate_module.estimate(settings, profile, {"train": 100, "val": 10}, lambda c: 1.0, probe, "fake",
                                     profile.num_samples).expected_s
 
 
 def test_the_replay_over_the_shipped_curves_lets_the_trials_that_learn_go_on(monkeypatch, tmp_path):
-    # in the demo's curves only the class-probability losses learn (mse stays at the all-background
-    # plateau), so the scheduler stops mse trials and promotes the costlier others: made-up curves,
-    # which promote at random, expect less
+    # over the shipped curves the scheduler stops the trials that stay at copy-last-frame and promotes
+    # the ones that learn (here the costlier); made-up curves, which promote at random, expect less
     shipped = _estimate(monkeypatch, estimate_module.CURVES)
     made_up = _estimate(monkeypatch, tmp_path)
     assert shipped > 1.1 * made_up
