@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search, beside this file
 
-from bench_search import REPO, machine  # noqa: E402
+from bench_search import REPO, chosen, machine  # noqa: E402
 
 BASE = dict(N_S=2, N_T=4, hid_S=16, hid_T=64, groups=2, loss="ce", batch_size=8, lr=2e-3, device="cpu", seed=0)
 ARMS = {
@@ -102,10 +102,7 @@ def main() -> None:
     from vidseg.baselines import copy_last_frame
     from vidseg.data.shards import ShardSet
 
-    arms = args.arms.split(",")
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        sys.exit(f"error: --arms {','.join(unknown)}: no such arm; valid: {', '.join(ARMS)}")
+    arms = chosen(args.arms, ARMS, "--arms", "arm")
     shards = str(args.shards.resolve())
     baseline = copy_last_frame(ShardSet.open(shards, verify=True))
     results = []

@@ -67,6 +67,15 @@ def machine() -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores), {platform.system()} {platform.release()}"
 
 
+def chosen(text: str, valid, flag: str, what: str) -> list[str]:
+    """A comma-separated flag's values, each one of ``valid``; else exit naming the wrong ones."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        sys.exit(f"error: {flag} {','.join(unknown)}: no such {what}; valid: {', '.join(valid)}")
+    return names
+
+
 def run_entry(args: list[str], log_file: Path) -> float:
     """Run ``search/run_search.py ARGS`` with its output in ``log_file``; returns its wall time.
     Exits with the log's tail when it fails."""

@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search, beside this file
 
-from bench_search import REPO, machine  # noqa: E402
+from bench_ingredients import seconds_per_epoch  # noqa: E402
+from bench_search import REPO, chosen, machine  # noqa: E402
 
 BASE = dict(N_S=4, N_T=8, hid_S=8, hid_T=64, groups=4, loss="ce", iou_loss_weight=4.0, input_encoding="embed",
             embed_dim=8, last_frame_skip=True, train_inputs="unet", lr=2.5e-3, batch_size=8, device="cpu")
@@ -43,17 +44,6 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def seconds_per_epoch(config, shards: str, videos: int) -> float:
-    """An epoch's training plus validation, measured on ``videos`` train videos and scaled to all."""
-    from vidseg.data.shards import ShardSet
-    from vidseg.train import fit
-
-    probe = dataclasses.replace(config, epochs=1, max_train_videos=videos)
-    first = fit(probe, shards, lambda metrics: None).history[0]
-    validation = first["epoch_seconds"] - first["train_seconds"]
-    return len(ShardSet.open(shards, verify=False).split("train")) / first["samples_per_second"] + validation
 
 
 def run_arm(translator: str, seed: int, shards: str, budget: float, calibration_videos: int) -> dict:
@@ -123,10 +113,7 @@ def main() -> None:
     from vidseg.baselines import copy_last_frame
     from vidseg.data.shards import ShardSet
 
-    translators = args.translators.split(",")
-    unknown = [t for t in translators if t not in TRANSLATORS]
-    if unknown:
-        sys.exit(f"error: --translators {','.join(unknown)}: no such translator; valid: {', '.join(TRANSLATORS)}")
+    translators = chosen(args.translators, TRANSLATORS, "--translators", "translator")
     shards = str(args.shards.resolve())
     baseline = copy_last_frame(ShardSet.open(shards, verify=True))
     jobs = [(t, seed) for seed in range(args.seeds) for t in translators]
