@@ -27,6 +27,7 @@ both restricted decodings: the region step has no probabilities of its own.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -107,14 +108,10 @@ def attribute_distance() -> torch.Tensor:
     return distance
 
 
-_DISTANCE: dict[str, torch.Tensor] = {}
-
-
-def _distance(device: torch.device) -> torch.Tensor:
-    key = str(device)
-    if key not in _DISTANCE:
-        _DISTANCE[key] = attribute_distance().to(device)
-    return _DISTANCE[key]
+@functools.lru_cache(maxsize=None)
+def _distance(device: str) -> torch.Tensor:
+    """``attribute_distance`` on a device, made once per device."""
+    return attribute_distance().to(device)
 
 
 def small_region_pixels(height: int, width: int) -> float:
@@ -144,7 +141,7 @@ def repair_regions(masks: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     objects[:, BACKGROUND] = False  # the known object classes
     border_known = border.masked_fill(~objects[:, None, :], 0.0)
     neighbour_share, neighbour = border_known.max(2)  # (B, K): the known object each class borders most
-    distance = _distance(device)[None].expand(b, k, k).masked_fill(~objects[:, None, :], math.inf)
+    distance = _distance(str(device))[None].expand(b, k, k).masked_fill(~objects[:, None, :], math.inf)
     nearest_distance, nearest = distance.min(2)  # (B, K): the known object class nearest in attributes
     small = area < small_region_pixels(h, w)
     classes = torch.arange(k, device=device).expand(b, k)

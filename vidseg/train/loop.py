@@ -214,8 +214,8 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
     accumulated on the device; the host reads it back once, at the end.
     """
     model.eval()
-    test_time, oracle = JaccardAccumulator(device=device), JaccardAccumulator(device=device)
     by_decoding = {decode: JaccardAccumulator(device=device) for decode in DECODES}
+    test_time, oracle = by_decoding[config.decode], JaccardAccumulator(device=device)  # the trial's own decoding
     soft = SoftJaccardAccumulator(device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
@@ -223,19 +223,20 @@ def _validate(model: torch.nn.Module, val: MaskTable, count: int, config: TrainC
     for start in range(0, count, batch):
         rows = all_rows[start:min(start + batch, count)]
         target = val.gather(rows, slice(INPUT_FRAMES, None))
-        for offset, acc in ((count, test_time), (0, oracle)):
+        for offset in (count, 0):  # the UNet's input masks (test time), then the true ones (the oracle)
             masks = val.gather(rows + offset, slice(0, INPUT_FRAMES))
             with autocast(device, dtype):
                 output = model(masks)  # an autoregressive model rolls out every step, as at test time
             finite &= torch.isfinite(output).all()
             known = known_classes(masks)  # once for every decoding of this batch
-            acc.update(model.predict(output, masks, known=known), target[:, -1], check_range=False)
-            if offset:
-                for decode, each in by_decoding.items():
-                    each.update(model.predict(output, masks, decode, known), target[:, -1], check_range=False)
-                soft.update(model.probabilities(output[:, -1], masks, known), target[:, -1])
-                loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
-                                         config.iou_loss_weight, config.divergence_weight).double() * len(rows)
+            if not offset:
+                oracle.update(model.predict(output, masks, known=known), target[:, -1], check_range=False)
+                continue
+            for decode, each in by_decoding.items():
+                each.update(model.predict(output, masks, decode, known), target[:, -1], check_range=False)
+            soft.update(model.probabilities(output[:, -1], masks, known), target[:, -1])
+            loss_sum += compute_loss(output, target, config.loss, config.last_frame_weight,
+                                     config.iou_loss_weight, config.divergence_weight).double() * len(rows)
     val_loss, ok = torch.stack([loss_sum / max(count, 1), finite.double()]).tolist()  # one host sync
     if not ok:
         raise TrialDiverged(f"the model's output became NaN or infinite at epoch {epoch} (validation)", epoch)
