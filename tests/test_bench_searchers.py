@@ -42,6 +42,16 @@ def test_the_table_is_the_package_s(bench):
     assert table.row(ordinal, ordinal=True) == row  # CMA-ES's indices, rounded
 
 
+@pytest.mark.parametrize("trials,workers", [(64, 8), (16, 2), (20, 1)])
+def test_the_project_s_searcher_is_the_chosen_peer(bench, trials, workers):
+    """The defaults follow the table (docs/search.md): the project's sampler is built exactly as the
+    peer that won it, TPE multivariate + group without the liar and with the shorter start-up."""
+    def settings(sampler):
+        return (type(sampler), sampler._multivariate, sampler._group, sampler._constant_liar, sampler._n_startup_trials)
+    peers = bench["PEERS"]
+    assert settings(peers["project"].make(0, trials, workers)) == settings(peers["tpe-mv-group-fewer-startup"].make(0, trials, workers))
+
+
 def test_nas_bench_accuracy_becomes_an_error(bench):
     table = bench["load"]("cifar10")
     assert table.family == "nasbench201" and len(table.choices) == 6

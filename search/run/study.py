@@ -38,25 +38,28 @@ __all__ = ["StudySearch", "RetryingLimiter", "make_sampler", "startup_trials", "
 
 log = logging.getLogger("vidseg.search")
 
-# Optuna's documented advice for a conditional space searched in parallel: a multivariate TPE
-# that models the dimensions jointly, grouped by which dimensions a trial has (our space is
-# conditional: groups only for Inception, embed_dim only with embed, ...), and constant_liar, so
-# that trials running at once are not all proposed near the same point.
-TPE_SETTINGS = {"multivariate": True, "group": True, "constant_liar": True}
+# A multivariate TPE that models the dimensions jointly, grouped by which dimensions a trial has
+# (our space is conditional: groups only for Inception, embed_dim only with embed, ...), without
+# the constant liar: on the public tabular benchmarks (tests/bench/bench_searchers.py, docs/search.md)
+# the liar, which counts running trials as bad ones, found worse configurations at 2 and 8 workers.
+TPE_SETTINGS = {"multivariate": True, "group": True, "constant_liar": False}
 
 
-def startup_trials(num_samples: int) -> int:
-    """TPE's random start-up trials: Optuna's 10 for big searches, half the budget (at least 3) for small ones."""
-    return min(10, max(3, num_samples // 2))
+def startup_trials(num_samples: int, max_concurrent: int = 1) -> int:
+    """TPE's random start-up trials: Optuna's 10 for big searches, half the budget (at least 3) for
+    small ones, less the trials proposed while others run (TPE proposes at random until its start-up
+    trials have ended, so ``max_concurrent - 1`` more random ones come anyway), and at least 3."""
+    return max(3, min(10, max(3, num_samples // 2)) - (max_concurrent - 1))
 
 
-def make_sampler(searcher: str, seed: int, num_samples: int, tpe_settings: dict[str, bool] | None = None):
+def make_sampler(searcher: str, seed: int, num_samples: int, max_concurrent: int = 1,
+                 tpe_settings: dict[str, bool] | None = None):
     """Optuna's sampler, with every setting explicit: random, or TPE."""
     if searcher == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate, group and constant_liar are marked experimental
+    with warnings.catch_warnings():  # multivariate and group are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(num_samples),
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(num_samples, max_concurrent),
                                           **(TPE_SETTINGS if tpe_settings is None else tpe_settings))
 
 
@@ -177,8 +180,8 @@ class StudySearch(OpenOptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore, then: the study reopened where the driver says it is now (a results
         folder that moved), and trials the study still holds as running but this searcher never
-        saved (asked after its last snapshot) told as failed, so that TPE's constant liar does not
-        keep them."""
+        saved (asked after its last snapshot) told as failed, so that no sampler counts them as
+        running (TPE's constant liar, where it is set, would keep them as bad trials)."""
         super().restore(checkpoint_path)
         moved = os.environ.get(STUDY_FILE_ENV)
         if moved:

@@ -109,7 +109,7 @@ def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: 
     points = list(points_to_evaluate(profile).values())
     return StudySearch(space=SearchSpace(profile, settings.max_epochs, settings.seed), max_epochs=settings.max_epochs,
                        references=points, references_after=references_after(settings),
-                       sampler=make_sampler(settings.searcher, settings.seed, settings.num_samples),
+                       sampler=make_sampler(settings.searcher, settings.seed, settings.num_samples, settings.max_concurrent),
                        storage=journal_storage(study_file), study_name=name)
 
 

@@ -251,7 +251,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
     first = references_after(settings.replace(num_samples=n)) if references else 0
     known = (len(configs) - references if settings.searcher == "random" else
-             max(0, min(n, startup_trials(n) + settings.max_concurrent - 1) - references))
+             max(0, min(n, startup_trials(n, settings.max_concurrent) + settings.max_concurrent - 1) - references))
 
     shipped = shipped_curves(profile)
     if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded

@@ -180,7 +180,7 @@ def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concu
     peak = curves.values.max(axis=1)
     found = []
     for seed in range(seeds):
-        study = optuna.create_study(direction="maximize", sampler=make_sampler(searcher, seed, budget, tpe))
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(searcher, seed, budget, tpe_settings=tpe))
         for point in points_to_evaluate(profile).values():
             enqueue(study, point)
         rng, best = np.random.default_rng(seed), -math.inf

@@ -174,7 +174,7 @@ def _quiet(make):
 def _project(seed: int, trials: int, concurrency: int):
     from search.run.study import make_sampler
 
-    return make_sampler("tpe", seed, trials)  # as search.run.tuner.make_searcher calls it
+    return make_sampler("tpe", seed, trials, concurrency)  # as search.run.tuner.make_searcher calls it
 
 
 def _startup(trials: int) -> int:
@@ -185,7 +185,7 @@ def _startup(trials: int) -> int:
 
 PROJECT = "project"
 PEERS = {peer.name: peer for peer in (
-    Peer(PROJECT, "the project's searcher: search.run.study.make_sampler('tpe', seed, trials)", _project),
+    Peer(PROJECT, "the project's searcher: search.run.study.make_sampler('tpe', seed, trials, workers)", _project),
     Peer("tpe-default", "Optuna's TPESampler() with its defaults",
          _quiet(lambda s, seed, n, c: s.TPESampler(seed=seed))),
     Peer("tpe-independent", "TPE independent, Optuna 4's defaults (no multivariate, no constant liar)",
@@ -398,7 +398,7 @@ def plot(summary: dict[str, Any], peers: list[str], path: Path) -> None:
                          else np.arange(1, len(curve["median"]) + 1))
                     floor = 1e-9
                     ax.plot(x, np.maximum(curve["median"], floor), color=colours[name], label=name,
-                            lw=2.2 if name == PROJECT else 1.0)
+                            lw=2.2 if name == PROJECT else 1.0, zorder=3 if name == PROJECT else 2)
                     ax.fill_between(x, np.maximum(curve["q1"], floor), np.maximum(curve["q3"], floor),
                                     color=colours[name], alpha=0.12)
                 ax.set_yscale("log")

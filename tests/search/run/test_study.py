@@ -24,10 +24,12 @@ from tests.loopback import free_port
 def test_the_sampler_settings_are_explicit():
     tpe = make_sampler("tpe", seed=3, num_samples=10)
     assert isinstance(tpe, optuna.samplers.TPESampler)
-    assert (tpe._multivariate, tpe._group, tpe._constant_liar) == (True, True, True) == tuple(TPE_SETTINGS.values())
+    assert (tpe._multivariate, tpe._group, tpe._constant_liar) == (True, True, False) == tuple(TPE_SETTINGS.values())
     assert tpe._n_startup_trials == 5  # half of a small budget
     assert make_sampler("tpe", 0, 64)._n_startup_trials == 10
-    plain = make_sampler("tpe", 0, 10, {"multivariate": False, "group": False, "constant_liar": False})
+    # less the random proposals made while others run, and at least 3: the demo's 16 at 2, full's 64 at 8
+    assert [make_sampler("tpe", 0, n, c)._n_startup_trials for n, c in ((16, 2), (64, 8), (64, 2), (6, 4))] == [7, 3, 9, 3]
+    plain = make_sampler("tpe", 0, 10, tpe_settings={"multivariate": False, "group": False, "constant_liar": False})
     assert (plain._multivariate, plain._group, plain._constant_liar) == (False, False, False)
     assert isinstance(make_sampler("random", 0, 10), optuna.samplers.RandomSampler)
 
