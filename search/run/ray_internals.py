@@ -24,7 +24,8 @@ from search.run.optuna_internals import reattach
 
 log = logging.getLogger("vidseg.search")
 
-__all__ = ["OpenOptunaSearch", "OpenHyperBand", "GrowingSearch", "run_config", "tune_config", "validate_cluster_config"]
+__all__ = ["OpenOptunaSearch", "OpenHyperBand", "GrowingSearch", "run_config", "tune_config", "validate_cluster_config",
+           "joined_trainable", "THREAD_JOIN_S"]
 
 
 class OpenOptunaSearch(OptunaSearch):
@@ -153,6 +154,48 @@ class GrowingSearch(SearchGenerator):
             moved = copy.copy(saved)
             moved.storage_filesystem, moved.storage_fs_path = get_fs_and_path(self.storage, None)
             self._experiment.spec["storage"] = moved
+
+
+THREAD_JOIN_S = 60.0  # how long a trial's process waits, at the trial's end, for its training thread to end
+
+
+def joined_trainable(train_function):
+    """``train_function`` as Ray Tune's function trainable, whose process does not end while the
+    trial's training thread still runs.
+
+    Tune runs a function trainable in a daemon thread (``RunnerThread``). At a trial's end, its
+    ``cleanup`` tells the thread to stop without waiting for it (``session.finish(timeout=0)``): the
+    thread leaves ``tune.report`` by ``SystemExit`` and unwinds ``fit``, freeing the model, the
+    optimiser and the trial's masks. Where the process then exits (the actor is not reused, or the
+    search ends), the interpreter finalises while that thread is still inside PyTorch; CPython ends
+    a daemon thread that takes the GIL back during finalisation with ``pthread_exit``, whose forced
+    unwinding through PyTorch's C++ frames (``THPVariable_dealloc``) aborts the process: SIGABRT,
+    "Fatal Python error: Aborted" and a C++ stack on the user's terminal, after a trial that ended
+    normally. The class made here joins the thread in ``cleanup`` (Ray has no option for that), so
+    the process ends only after the thread has. ``tune.with_resources`` takes the class as it takes
+    the function."""
+    import threading
+
+    from ray.train._internal.session import get_session
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(train_function)
+
+    class JoinedTrainable(base):
+        def cleanup(self):
+            session = get_session()
+            thread = getattr(session, "training_thread", None)
+            try:
+                super().cleanup()
+            finally:
+                if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+                    thread.join(THREAD_JOIN_S)
+                    if thread.is_alive():
+                        log.warning("trial %s: its training thread did not end within %.0f s of the trial's end",
+                                    self.trial_id, THREAD_JOIN_S)
+
+    JoinedTrainable.__name__ = base.__name__
+    return JoinedTrainable
 
 
 def validate_cluster_config(raw: dict[str, Any]) -> dict[str, Any]:

@@ -119,13 +119,14 @@ def make_trainable(settings: Settings, profile: Profile, shards: str):
     from ray import tune
 
     from search.run.prepare import shard_counts
+    from search.run.ray_internals import joined_trainable
     from search.run.trainable import train_simvp, trial_resources
 
     gpu_memory_gb = settings.gpu_memory_gb
     counts = shard_counts(shards) if gpu_memory_gb is not None else None
-    return tune.with_resources(
-        tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
-                             resolution=profile.resolution),
+    return tune.with_resources(  # a trial's process ends only after its training thread (joined_trainable)
+        joined_trainable(tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
+                                              resolution=profile.resolution)),
         trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb, counts))
 
 

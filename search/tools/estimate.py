@@ -55,7 +55,8 @@ __all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "
 
 log = logging.getLogger("vidseg.search")
 
-REPLAYS, PROBE_STEPS = 20, 4
+REPLAYS, PROBE_STEPS = 40, 4
+RANGE = (10, 90)  # the percentiles of the replays that the estimate gives as one search's range
 REPORT_S = 0.03  # an epoch's report to Ray Tune, its round trip: 23-48 ms in the smoke search (docs/search.md)
 # no GPU here to probe: bf16 training at an effective 100 TFLOP/s (a tenth of an H100's dense peak),
 # a training step 3 forward passes' work, a set-up of 10 s
@@ -75,6 +76,10 @@ class Estimate:
     cheapest_epoch_s: float  # the set-up and one epoch of the cheapest configuration
     basis: str  # what was probed, or assumed
     budget_s: float | None = None
+    # the spread of the scheduler's replays (TPE proposes from whichever trials end first, so one search
+    # may land far from the middle): their 10th and 90th percentiles, device seconds and wall seconds
+    expected_range_s: tuple[float, float] | None = None
+    wall_range_s: tuple[float, float] | None = None
 
     @property
     def affordable(self) -> float | None:
@@ -89,9 +94,13 @@ class Estimate:
             lines.append(f"  one trial: {hours(self.trial_s)} with the scheduler; the budget of "
                          f"{duration_text(self.budget_s)} affords about {self.affordable:.0f} trials")
         else:
+            spread = lambda span: ("" if span is None else  # noqa: E731
+                                   f" (one search: {duration_text(span[0])} to {duration_text(span[1])}, the "
+                                   f"replays' {RANGE[0]}th to {RANGE[1]}th percentile)")
             lines += [f"  {count} without stopping: {hours(self.full_s)}",
-                      f"  {count} with the scheduler: {hours(self.expected_s)} expected",
-                      f"  wall time at {self.concurrency} trials at once: {duration_text(self.wall_s)}"]
+                      f"  {count} with the scheduler: {hours(self.expected_s)} expected{spread(self.expected_range_s)}",
+                      f"  wall time at {self.concurrency} trials at once: {duration_text(self.wall_s)}"
+                      f"{spread(self.wall_range_s)}"]
             if self.budget_s is not None:
                 lines.append(f"  budget {duration_text(self.budget_s)}: "
                              + ("enough for all of them, as expected" if self.expected_s <= self.budget_s else
@@ -104,7 +113,8 @@ class Estimate:
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> Estimate:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in saved.items() if k in known})
+        values = {k: tuple(v) if k.endswith("_range_s") and v is not None else v for k, v in saved.items() if k in known}
+        return cls(**values)
 
 
 def configurations(profile: Profile, settings: Settings, draws: int | None = None) -> list[dict[str, Any]]:
@@ -298,9 +308,11 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
     cold = found.cold_s * processes * float(np.mean(shares))
     expected = float(np.mean(spent)) + cold
+    spread = lambda values, add: tuple(float(np.percentile(values, q)) + add for q in RANGE)  # noqa: E731
     return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
                     expected_s=expected, wall_s=float(np.mean(makespan)) + found.cold_s, trial_s=expected / n,
-                    cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s)
+                    cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s,
+                    expected_range_s=spread(spent, cold), wall_range_s=spread(makespan, found.cold_s))
 
 
 CURVES = Path(__file__).resolve().parents[1] / "space" / "curves"  # a profile's recorded learning curves: NAME.parquet
@@ -323,8 +335,17 @@ def _to_epochs(table: np.ndarray, epochs: int) -> np.ndarray:
 
 
 def check_budget(found: Estimate) -> None:
-    """A budget below one epoch of the cheapest trial buys nothing: refused, in one line."""
-    if found.budget_s is not None and found.budget_s < found.cheapest_epoch_s:
-        raise UsageError(f"--budget {duration_text(found.budget_s)} is less than one epoch of the cheapest trial "
-                         f"(about {duration_text(found.cheapest_epoch_s)} of device time, set-up included): "
-                         "give a larger budget")
+    """A budget that covers no whole trial buys nothing, since no trial starts whose expected cost
+    would overrun it (``search.run.budget.BudgetLimiter``): refused, in one line, before anything is
+    saved. The floor is one trial's expected cost with the scheduler, or the cheapest
+    configuration's set-up and first epoch where that is more."""
+    if found.budget_s is None:
+        return
+    need = max(found.trial_s, found.cheapest_epoch_s)
+    if found.budget_s < need:
+        # rounded up to what duration_text shows, so that the figure given is enough
+        need = math.ceil(need * 10) / 10 if need < 60 else math.ceil(need) if need < 3600 else math.ceil(need / 60) * 60
+        raise UsageError(f"--budget {duration_text(found.budget_s)} covers no whole trial: one is expected to cost "
+                         f"about {duration_text(found.trial_s)} of device time (the cheapest configuration's set-up "
+                         f"and first epoch alone about {duration_text(found.cheapest_epoch_s)}), and no trial starts "
+                         f"that would overrun the budget: give at least {duration_text(need)}")

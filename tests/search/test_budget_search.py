@@ -1,6 +1,7 @@
 """A search bounded by device time (``--budget``), its estimate before the first trial
 (``--estimate-only``), and the one-line refusals of a budget that buys nothing."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import RAY, read_leaderboard, run_main
+from vidseg.train.cost import duration_text, parse_duration
 
 SCRIPT = "search/run_search.py"
 
@@ -48,13 +50,25 @@ def _search(shards: Path, storage: Path, *args: str) -> subprocess.CompletedProc
                            "--name", "budget", *args], capture_output=True, text=True, timeout=400)
 
 
-@RAY
-def test_a_budget_below_one_epoch_of_the_cheapest_trial_is_refused_before_anything_is_saved(tiny_shards, tmp_path):
-    done = _search(tiny_shards, tmp_path, "--budget=0.01s")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --budget 0.0s is less than one epoch of the cheapest trial (about ")
-    assert not (tmp_path / "budget" / "search.json").exists()
+def test_a_budget_below_one_trial_s_expected_cost_is_refused_even_above_one_epoch():
+    from search.run.settings import UsageError
+    from search.tools.estimate import Estimate, check_budget
+
+    def estimate(budget_s: float) -> Estimate:
+        return Estimate(trials=12, concurrency=2, full_s=120.0, expected_s=42.0, wall_s=25.0, trial_s=3.5,
+                        cheapest_epoch_s=1.25, basis="probed here", budget_s=budget_s)
+
+    check_budget(estimate(3.5))  # one whole trial: accepted
+    for budget, need in ((2.0, "3.5s"), (1.0, "3.5s")):  # above one epoch, below one trial; below both
+        with pytest.raises(UsageError) as refused:
+            check_budget(estimate(budget))
+        said = str(refused.value)
+        assert said.startswith(f"--budget {budget:.1f}s covers no whole trial: one is expected to cost about 3.5s ")
+        assert "set-up and first epoch alone about 1.2s" in said and said.endswith(f"give at least {need}")
+    cheap_trial = dataclasses.replace(estimate(3.0), trial_s=2.0, cheapest_epoch_s=3.04)
+    with pytest.raises(UsageError, match=r"give at least 3\.1s$"):  # the larger floor, rounded up
+        check_budget(cheap_trial)
+    check_budget(estimate(None))  # no budget: nothing to check
 
 
 def _spent(experiment: Path) -> tuple[float, float]:
@@ -66,29 +80,41 @@ def _spent(experiment: Path) -> tuple[float, float]:
 
 @RAY
 def test_a_budget_ends_the_search_with_its_report_and_a_resume_with_a_larger_one_goes_on(tiny_shards, tmp_path):
-    done = _search(tiny_shards, tmp_path, "--budget=3s", "--num-samples=12")
+    # sized from the estimate this machine makes, not a constant: a budget below one trial is refused
+    # in one line, before anything is saved, and says what one trial is expected to cost here
+    refused = _search(tiny_shards, tmp_path, "--budget=0.01s")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --budget 0.0s covers no whole trial: one is expected to cost about ")
+    assert not (tmp_path / "budget" / "search.json").exists()
+    trial = parse_duration(last.rsplit("give at least ", 1)[1])
+    budget = round(3 * trial, 1)  # about three of the twelve trials
+    shown = duration_text(budget)
+
+    done = _search(tiny_shards, tmp_path, f"--budget={budget}s", "--num-samples=12")
     assert done.returncode == 0, done.stderr[-3000:]
     experiment = tmp_path / "budget"
     rows = read_leaderboard(experiment)
     spent, epoch = _spent(experiment)
     assert 0 < len(rows) < 12 and all(r["status"] == "TERMINATED" for r in rows)
-    assert spent <= 3.0 + 2 * epoch  # at most the epochs the two running trials had in flight
+    assert spent <= budget + 2 * epoch  # at most the epochs the two running trials had in flight
     assert spent == pytest.approx(sum(float(r["device_s"]) for r in rows), abs=1e-3)
-    assert "the budget of 3.0s ended it" in done.stderr and "search is saved" not in done.stderr
+    assert f"the budget of {shown} ended it" in done.stderr and "search is saved" not in done.stderr
     report = (experiment / "report.md").read_text()
-    assert "Budget: 3.0s; spent " in report and "the budget of 3.0s ended it" in report
-    assert json.loads((experiment / "search.json").read_text())["settings"]["budget_s"] == 3.0
+    assert f"Budget: {shown}; spent " in report and f"the budget of {shown} ended it" in report
+    assert json.loads((experiment / "search.json").read_text())["settings"]["budget_s"] == budget
 
     lower = subprocess.run([sys.executable, SCRIPT, "--resume", "--storage", str(tmp_path), "--name", "budget",
-                            "--budget=2s"], capture_output=True, text=True, timeout=60)
+                            f"--budget={budget / 2:.2f}s"], capture_output=True, text=True, timeout=60)
     assert lower.returncode == 2 and lower.stderr.strip().splitlines()[-1].startswith(
-        "error: --budget 2s is less than the saved search")
+        f"error: --budget {budget / 2:.2f}s is less than the saved search")
+    larger = round(4 * budget, 1)
     more = subprocess.run([sys.executable, SCRIPT, "--resume", "--storage", str(tmp_path), "--name", "budget",
-                           "--budget=12s"], capture_output=True, text=True, timeout=400)
+                           f"--budget={larger}s"], capture_output=True, text=True, timeout=400)
     assert more.returncode == 0, more.stderr[-3000:]
-    assert "the budget of budget: 12.0s (it was 3.0s)" in more.stderr
+    assert f"the budget of budget: {duration_text(larger)} (it was {shown})" in more.stderr
     grown = read_leaderboard(experiment)
     assert len(rows) < len(grown) <= 12 and {r["trial_id"] for r in rows} < {r["trial_id"] for r in grown}
     spent, epoch = _spent(experiment)
-    assert spent <= 12.0 + 2 * epoch
-    assert "Budget: 12.0s; spent " in (experiment / "report.md").read_text()
+    assert spent <= larger + 2 * epoch
+    assert f"Budget: {duration_text(larger)}; spent " in (experiment / "report.md").read_text()

@@ -50,6 +50,18 @@ def test_smoke_search_runs_trials_and_asha_stops_some(smoke):
     assert f"results: {experiment}" in result.stdout and "tensorboard --logdir" in result.stdout
 
 
+ABORT_SIGNS = ("Fatal Python error", "SIGABRT", "pthread_exit", "terminate called", "libc.so", "libtorch")
+
+
+@RAY
+def test_no_trial_process_aborts_on_the_terminal(smoke):
+    """Trials that end normally leave no abort and no C++ stack frames in the search's output
+    (search.run.ray_internals.joined_trainable)."""
+    _, result = smoke
+    output = result.stdout + result.stderr
+    assert not [sign for sign in ABORT_SIGNS if sign in output], output[-3000:]
+
+
 RUN_NAME = re.compile(r"^(paper-|top-)?(incep|gsta)-\d+\.\d+\.\d+\.\d+(-g\d+)?-(mse|ce|wce[\d.]+)(-skip)?-[0-9a-f]{8}$")
 
 

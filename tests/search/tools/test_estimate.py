@@ -3,6 +3,7 @@ configuration's own figures) and its replay over the learning curves that ship w
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 import search.tools.estimate as estimate_module
 from search.run.settings import Settings
 from search.space import PROFILES, train_config
-from search.tools.estimate import Probed, probe_here, shipped_curves
+from search.tools.estimate import Estimate, Probed, probe_here, shipped_curves
 from tests.conftest import RAY, SHARD_SIZE
+from vidseg.train.cost import duration_text
 from vidseg.train.model import build_model
 
 BASE = {"N_S": 2, "N_T": 2, "hid_T": 16, "epochs": 1, "batch_size": 2, "device": "cpu", "translator": "incep"}
@@ -39,7 +41,7 @@ def test_the_demo_ships_whole_learning_curves_of_its_own_space():
     assert "mse" in losses and losses & {"ce", "weighted_ce"}
 
 
-def _estimate(monkeypatch, curves_folder) -> float:
+def _estimate(monkeypatch, curves_folder, whole: bool = False):
     """The demo's expected device seconds with the curves in ``curves_folder``, where a trial whose
     nearest shipped curve rises above copy-last-frame costs ten times one whose curve does not."""
     from search.tools.replay import distance
@@ -58,8 +60,9 @@ def _estimate(monkeypatch, curves_folder) -> float:
         return Probed([{"setup_s": 0.0, "warmup_s": 0.0, "checkpoint_s": 0.0, "val_s_per_clip": 0.0,
                         "train_s_per_sample": 0.01 if learns[i] else 0.001} for i in nearest])
 
-    return estimate_module.estimate(settings, profile, {"train": 100, "val": 10}, lambda c: 1.0, probe, "fake",
-                                    profile.num_samples).expected_s
+    found = estimate_module.estimate(settings, profile, {"train": 100, "val": 10}, lambda c: 1.0, probe, "fake",
+                                     profile.num_samples)
+    return found if whole else found.expected_s
 
 
 def test_the_replay_over_the_shipped_curves_lets_the_trials_that_learn_go_on(monkeypatch, tmp_path):
@@ -68,3 +71,16 @@ def test_the_replay_over_the_shipped_curves_lets_the_trials_that_learn_go_on(mon
     shipped = _estimate(monkeypatch, estimate_module.CURVES)
     made_up = _estimate(monkeypatch, tmp_path)
     assert shipped > 1.1 * made_up
+
+
+def test_the_estimate_gives_the_spread_of_one_search_as_a_range_of_its_replays(monkeypatch):
+    found = _estimate(monkeypatch, estimate_module.CURVES, whole=True)
+    (low, high), (wall_low, wall_high) = found.expected_range_s, found.wall_range_s
+    assert low < found.expected_s < high and wall_low < found.wall_s < wall_high  # TPE's order: searches differ
+    assert found.full_s > high
+    said = "\n".join(found.lines())
+    assert f"expected (one search: {duration_text(low)} to {duration_text(high)}, the replays' 10th to 90th " \
+           "percentile)" in said
+    assert f"{duration_text(found.wall_s)} (one search: {duration_text(wall_low)} to {duration_text(wall_high)}" in said
+    again = Estimate.from_dict(json.loads(json.dumps(found.to_dict())))  # as search.json keeps it
+    assert again == found and again.lines() == found.lines()
