@@ -23,9 +23,12 @@ def test_round_trip_all_four_splits(tiny_shards, tiny_dataset):
         videos = dataset.videos(split)
         assert part.video_ids.tolist() == [v.video_id for v in videos]
         frames = 11 if split == "hidden" else 22
-        assert part.unet.shape == (len(videos), frames, *SHARD_SIZE)
+        unet_frames = 22 if split == "unlabeled" else 11  # a labeled video's: its input frames, what trials read
+        assert part.frames == frames and part.unet_frames == unet_frames
+        assert part.unet.shape == (len(videos), unet_frames, *SHARD_SIZE)
         assert part.unet[0].dtype == np.uint8 and part.unet[0].max() < 49
         if split in ("train", "val"):
+            assert part.true.shape == (len(videos), frames, *SHARD_SIZE)
             for i, video in enumerate(videos):  # true masks: nearest-downscaled originals
                 expected = resize_masks(torch.from_numpy(video.masks().astype(np.uint8)), SHARD_SIZE).numpy()
                 assert np.array_equal(part.true[i], expected)

@@ -142,6 +142,12 @@ def test_shards_hold_what_the_unet_predicts(tiny_shards, tiny_dataset):
                                background_weight=state["config"]["background_weight"])
     assert true is None
     assert np.array_equal(ShardSet.open(tiny_shards).split("hidden").unet[1], unet)
+    # a labeled video: the UNet's masks of its input frames only, the very ones of all its frames
+    video = Dataset.open(tiny_dataset).videos("val")[1]
+    every, true = segment_video(model, video, (80, 120), SHARD_SIZE, torch.device("cpu"),
+                                background_weight=state["config"]["background_weight"])
+    assert every.shape[0] == 22 and true.shape[0] == 22
+    assert np.array_equal(ShardSet.open(tiny_shards).split("val").unet[1], every[:11])
 
 
 def test_interrupted_presegmentation_resumes(shards_copy, tiny_dataset):
@@ -177,7 +183,7 @@ def test_other_unet_means_new_shards(shards_copy, tiny_dataset, tmp_path):
                                      videos_per_shard=3, use_ray=False, progress=False).read_text())
     shards = ShardSet.open(shards_copy)
     assert manifest["unet"]["checkpoint"] == str(other.checkpoint.resolve())
-    assert shards.split("val").unet.shape == (2, 22, *SHARD_SIZE)
+    assert shards.split("val").unet.shape == (2, 11, *SHARD_SIZE)  # the input frames, what trials read
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_dataset, capsys):

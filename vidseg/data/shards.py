@@ -8,7 +8,8 @@ A shard set is a folder:
 
 Each mask column is a ``fixed_size_list<uint8>[T*H*W]``, so one shard's masks are one contiguous
 buffer that numpy views as (N, T, H, W) without a copy. Labeled splits carry the true masks
-beside the UNet's. Every problem raises :class:`ShardError`, whose message names the file.
+beside the UNet's, which may cover only the first frames (``unet_frames``: a labeled split's input
+frames, the only ones the trials read). Every problem raises :class:`ShardError`, whose message names the file.
 """
 
 from __future__ import annotations
@@ -63,14 +64,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shard_schema(split: str, frames: int, height: int, width: int, labeled: bool, unet_sha256: str) -> pa.Schema:
-    """The schema of one shard; its metadata says what the flat mask lists mean."""
+def shard_schema(split: str, frames: int, height: int, width: int, labeled: bool, unet_sha256: str,
+                 unet_frames: int | None = None) -> pa.Schema:
+    """The schema of one shard; its metadata says what the flat mask lists mean. ``unet_frames``
+    (default ``frames``) is how many of the first frames the UNet's masks cover: the trials read a
+    labeled split's UNet masks of the input frames only (``vidseg.segment.presegment.UNET_FRAMES``)."""
+    unet_frames = frames if unet_frames is None else unet_frames
     mask_type = pa.list_(pa.uint8(), frames * height * width)
-    fields = [pa.field("video_id", pa.int64(), nullable=False), pa.field("unet_masks", mask_type, nullable=False)]
+    fields = [pa.field("video_id", pa.int64(), nullable=False),
+              pa.field("unet_masks", pa.list_(pa.uint8(), unet_frames * height * width), nullable=False)]
     if labeled:
         fields.append(pa.field("true_masks", mask_type, nullable=False))
     metadata = {"schema_version": SCHEMA_VERSION, "split": split, "frames": frames, "height": height,
-                "width": width, "unet_sha256": unet_sha256}
+                "width": width, "unet_sha256": unet_sha256, "unet_frames": unet_frames}
     return pa.schema(fields, metadata={f"{_META}{k}": str(v) for k, v in metadata.items()})
 
 
@@ -81,13 +87,16 @@ def _mask_column(masks: np.ndarray, list_size: int) -> pa.FixedSizeListArray:
 
 def write_shard(path: Path, split: str, video_ids: np.ndarray, unet_masks: np.ndarray,
                 true_masks: np.ndarray | None, unet_sha256: str) -> None:
-    """Write one shard atomically (temporary file, then rename): masks are (N, T, H, W) uint8."""
-    n, frames, height, width = unet_masks.shape
-    if len(video_ids) != n or (true_masks is not None and true_masks.shape != unet_masks.shape):
+    """Write one shard atomically (temporary file, then rename): masks are (N, T, H, W) uint8; the
+    UNet's may cover only the first of the true masks' frames."""
+    n, unet_frames, height, width = unet_masks.shape
+    frames = unet_frames if true_masks is None else true_masks.shape[1]
+    if len(video_ids) != n or (true_masks is not None and (
+            true_masks.shape[0] != n or true_masks.shape[2:] != (height, width) or unet_frames > frames)):
         raise ValueError(f"{path}: {len(video_ids)} ids, UNet masks {unet_masks.shape}, "
                          f"true masks {None if true_masks is None else true_masks.shape} do not agree")
-    schema = shard_schema(split, frames, height, width, true_masks is not None, unet_sha256)
-    columns = [pa.array(np.asarray(video_ids, dtype=np.int64)), _mask_column(unet_masks, frames * height * width)]
+    schema = shard_schema(split, frames, height, width, true_masks is not None, unet_sha256, unet_frames)
+    columns = [pa.array(np.asarray(video_ids, dtype=np.int64)), _mask_column(unet_masks, unet_frames * height * width)]
     if true_masks is not None:
         columns.append(_mask_column(true_masks, frames * height * width))
     batch = pa.record_batch(columns, schema=schema)
@@ -106,6 +115,7 @@ class ShardInfo:
     labeled: bool
     unet_sha256: str
     video_ids: list[int]
+    unet_frames: int = 0  # the first frames the UNet's masks cover
 
 
 def read_shard(path: Path) -> tuple[ShardInfo, np.ndarray, np.ndarray | None]:
@@ -123,11 +133,13 @@ def read_shard(path: Path) -> tuple[ShardInfo, np.ndarray, np.ndarray | None]:
                          int(meta[f"{_META}width"]), "true_masks" in reader.schema.names,
                          meta[f"{_META}unet_sha256"], [])
         version = int(meta[f"{_META}schema_version"])
+        info = dataclasses.replace(info, unet_frames=int(meta.get(f"{_META}unet_frames", info.frames)))
     except (KeyError, ValueError):
         raise ShardError(path, "wrong schema: missing vidseg metadata") from None
     if version != SCHEMA_VERSION:
         raise ShardError(path, f"wrong schema: version {version}, this reader knows {SCHEMA_VERSION}")
-    expected = shard_schema(info.split, info.frames, info.height, info.width, info.labeled, info.unet_sha256)
+    expected = shard_schema(info.split, info.frames, info.height, info.width, info.labeled, info.unet_sha256,
+                            info.unet_frames)
     if not reader.schema.equals(expected, check_metadata=False):
         raise ShardError(path, f"wrong schema: {reader.schema.to_string(show_schema_metadata=False)!r}")
     if reader.num_record_batches != 1:
@@ -136,15 +148,13 @@ def read_shard(path: Path) -> tuple[ShardInfo, np.ndarray, np.ndarray | None]:
         batch = reader.get_batch(0)
     except (pa.ArrowInvalid, OSError) as err:
         raise ShardError(path, f"truncated or damaged record batch ({err})") from None
-    shape = (batch.num_rows, info.frames, info.height, info.width)
-
-    def view(name: str) -> np.ndarray:
+    def view(name: str, frames: int) -> np.ndarray:
         column = batch.column(name)
-        return column.values.to_numpy(zero_copy_only=True).reshape(shape)
+        return column.values.to_numpy(zero_copy_only=True).reshape(batch.num_rows, frames, info.height, info.width)
 
     ids = batch.column("video_id").to_numpy().tolist()
     info = dataclasses.replace(info, video_ids=ids)
-    return info, view("unet_masks"), view("true_masks") if info.labeled else None
+    return info, view("unet_masks", info.unet_frames), view("true_masks", info.frames) if info.labeled else None
 
 
 class ShardedArray:
@@ -179,8 +189,9 @@ class SplitShards:
     name: str
     frames: int
     video_ids: np.ndarray  # (N,)
-    unet: ShardedArray  # the UNet's masks
+    unet: ShardedArray  # the UNet's masks, of the first ``unet_frames`` frames
     true: ShardedArray | None  # the true masks (labeled splits only)
+    unet_frames: int = 0
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -227,19 +238,20 @@ class ShardSet:
                     raise ShardError(path, "checksum mismatch: the file differs from the one the manifest lists")
                 info, unet, true = read_shard(path)
                 expected = (name, entry["frames"], height, width, entry["labeled"], shard["video_ids"],
-                            manifest["unet"]["sha256"])
+                            manifest["unet"]["sha256"], entry.get("unet_frames", entry["frames"]))
                 found = (info.split, info.frames, info.height, info.width, info.labeled, info.video_ids,
-                         info.unet_sha256)
+                         info.unet_sha256, info.unet_frames)
                 if found != expected:
                     what = [f for f, a, b in zip(("split", "frames", "height", "width", "labeled", "video ids",
-                                                  "UNet"), found, expected) if a != b]
+                                                  "UNet", "UNet frames"), found, expected) if a != b]
                     raise ShardError(path, f"disagrees with the manifest on {', '.join(what)}")
                 unet_parts.append(unet)
                 if true is not None:
                     true_parts.append(true)
                 ids += info.video_ids
             splits[name] = SplitShards(name, entry["frames"], np.asarray(ids, dtype=np.int64),
-                                       ShardedArray(unet_parts), ShardedArray(true_parts) if entry["labeled"] else None)
+                                       ShardedArray(unet_parts), ShardedArray(true_parts) if entry["labeled"] else None,
+                                       entry.get("unet_frames", entry["frames"]))
         return cls(root, manifest, splits)
 
 

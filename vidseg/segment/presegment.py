@@ -25,11 +25,17 @@ from vidseg.data.shards import MANIFEST, ShardError, read_shard, sha256_file, wr
 from vidseg.errors import InputError
 from vidseg.models import UNet
 from vidseg.segment.frames import resize_images, resize_masks
-from vidseg.task import FRAME_SIZE, NUM_CLASSES
+from vidseg.task import FRAME_SIZE, INPUT_FRAMES, NUM_CLASSES
 
-__all__ = ["ShardPlan", "plan_shards", "segment_video", "presegment"]
+__all__ = ["ShardPlan", "plan_shards", "segment_video", "presegment", "UNET_FRAMES"]
 
 log = logging.getLogger(__name__)
+
+# The frames of each split the UNet segments: what the trials read. A labeled video's UNet masks are
+# only ever inputs (its targets are the true masks), so its input frames; an unlabeled video's are
+# pseudo-labels, inputs and targets, so all; a hidden video has only its input frames. Half the
+# frames of train and val: the pre-segmentation's time, nearly halved.
+UNET_FRAMES = {split: INPUT_FRAMES if split in LABELED_SPLITS else frames for split, frames in FRAMES.items()}
 
 
 @dataclass(frozen=True)
@@ -59,19 +65,20 @@ def plan_shards(dataset: Dataset, videos_per_shard: int) -> list[ShardPlan]:
 
 @torch.inference_mode()
 def segment_video(model: UNet, video: Video, unet_size: tuple[int, int], out_size: tuple[int, int],
-                  device: torch.device, batch_size: int = 32,
-                  background_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """The UNet's masks of every frame (T, H, W) uint8 at ``out_size``, and the true masks if labeled.
+                  device: torch.device, batch_size: int = 32, background_weight: float = 1.0,
+                  frames: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The UNet's masks of the first ``frames`` frames (default: all) (T, H, W) uint8 at ``out_size``,
+    and the true masks of every frame if labeled.
 
     ``background_weight`` is the one the UNet was trained with; its effect is undone (prior_correction).
     """
     from vidseg.segment.train import predict, prior_correction
 
     bias = prior_correction(background_weight, device)
-    frames = torch.from_numpy(video.frames(size=None)).permute(0, 3, 1, 2)  # (T, 3, H0, W0) uint8
+    images_in = torch.from_numpy(video.frames(size=None, count=frames)).permute(0, 3, 1, 2)  # (T, 3, H0, W0) uint8
     predicted = []
-    for start in range(0, len(frames), batch_size):
-        images = resize_images(frames[start:start + batch_size].to(device).float() / 255.0, unet_size)
+    for start in range(0, len(images_in), batch_size):
+        images = resize_images(images_in[start:start + batch_size].to(device).float() / 255.0, unet_size)
         predicted.append(predict(model, images.contiguous(memory_format=torch.channels_last), bias).to(torch.uint8))
     unet_masks = resize_masks(torch.cat(predicted), out_size).cpu().numpy()
     true_masks = None
@@ -95,8 +102,8 @@ def _valid_existing(path: Path, plan: ShardPlan, out_size: tuple[int, int], unet
         log.warning("redoing %s", err)
         return False
     return (info.split, info.frames, (info.height, info.width), info.labeled, tuple(info.video_ids),
-            info.unet_sha256) == (plan.split, FRAMES[plan.split], tuple(out_size), plan.labeled, plan.video_ids,
-                                  unet_sha)
+            info.unet_sha256, info.unet_frames) == (plan.split, FRAMES[plan.split], tuple(out_size), plan.labeled,
+                                                    plan.video_ids, unet_sha, UNET_FRAMES[plan.split])
 
 
 def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: str, unet_size: tuple[int, int],
@@ -113,7 +120,7 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
     unet_masks, true_masks = [], []
     for vid, path in zip(plan.video_ids, plan.video_paths):
         unet, true = segment_video(model, Video(plan.split, vid, Path(path)), unet_size, out_size, dev,
-                                   background_weight=background_weight)
+                                   background_weight=background_weight, frames=UNET_FRAMES[plan.split])
         unet_masks.append(unet)
         if true is not None:
             true_masks.append(true)
@@ -173,8 +180,8 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
 
     splits: dict[str, Any] = {}
     for plan in plans:
-        split = splits.setdefault(plan.split, {"frames": FRAMES[plan.split], "labeled": plan.labeled,
-                                               "num_videos": 0, "shards": []})
+        split = splits.setdefault(plan.split, {"frames": FRAMES[plan.split], "unet_frames": UNET_FRAMES[plan.split],
+                                               "labeled": plan.labeled, "num_videos": 0, "shards": []})
         split["num_videos"] += len(plan.video_ids)
         split["shards"].append(entries[plan.file])
     manifest = {

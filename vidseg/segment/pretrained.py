@@ -57,9 +57,11 @@ def check_shipped(path: Path | str = SHIPPED) -> dict[str, Any]:
     return state
 
 
-def val_jaccard(data_root: Path | str, checkpoint: Path | str, split: str = "val", device: str = "auto") -> float:
-    """The UNet's Jaccard index over every frame of a dataset's ``split``, at the UNet's own size
-    (frames area-downscaled, masks nearest-downscaled to it, as it was validated in training)."""
+def val_jaccard(data_root: Path | str, checkpoint: Path | str, split: str = "val", device: str = "auto",
+                frames: int | None = None) -> float:
+    """The UNet's Jaccard index over the first ``frames`` frames (default: every frame) of a dataset's
+    ``split``, at the UNet's own size (frames area-downscaled, masks nearest-downscaled to it, as it
+    was validated in training)."""
     import numpy as np
 
     from vidseg.data.layout import Dataset
@@ -73,8 +75,8 @@ def val_jaccard(data_root: Path | str, checkpoint: Path | str, split: str = "val
 
     def batches():
         for video in Dataset.open(data_root).videos(split):
-            images = torch.from_numpy(video.frames(size=None)).permute(0, 3, 1, 2).float().div_(255.0)
-            masks = torch.from_numpy(video.masks(size=None).astype(np.uint8))
+            images = torch.from_numpy(video.frames(size=None, count=frames)).permute(0, 3, 1, 2).float().div_(255.0)
+            masks = torch.from_numpy(video.masks(size=None)[:frames].astype(np.uint8))
             yield resize_images(images, size), resize_masks(masks, size)
 
     return evaluate(model, batches(), dev, background_weight=state["config"].get("background_weight", 1.0))

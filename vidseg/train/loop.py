@@ -74,21 +74,25 @@ class MaskTable:
         self.arrays, self.device = arrays, device
         self.starts = np.cumsum([0] + [len(a) for a in arrays])
         self.table: torch.Tensor | None = None
-        if on_device:
-            shape = (int(self.starts[-1]), *arrays[0].shape[1:])
-            self.table = torch.empty(shape, dtype=torch.uint8, device=device)
+        if on_device:  # rows of the most frames: an array of fewer (a labeled split's UNet masks) fills the first
+            self.table = torch.empty(self.shape, dtype=torch.uint8, device=device)
             row = 0
             with warnings.catch_warnings():  # the shards are read-only maps; the copy never writes them
                 warnings.simplefilter("ignore", UserWarning)
                 for array in arrays:
                     for part in array.parts:
-                        self.table[row:row + len(part)].copy_(torch.from_numpy(part))
+                        self.table[row:row + len(part), :part.shape[1]].copy_(torch.from_numpy(part))
                         row += len(part)
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """(rows, the most frames of any array, H, W): the table on the device."""
+        return (int(self.starts[-1]), max(a.shape[1] for a in self.arrays), *self.arrays[0].shape[2:])
+
+    @property
     def nbytes(self) -> int:
-        """Bytes of the masks it holds (on the device or in the maps)."""
-        return sum(int(np.prod(a.shape)) for a in self.arrays)
+        """Bytes of the masks it holds on the device (what ``vidseg.train.memory.data_bytes`` counts)."""
+        return int(np.prod(self.shape))
 
     def row(self, array: int, index: int) -> int:
         return int(self.starts[array]) + index
