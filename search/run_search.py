@@ -34,6 +34,7 @@ trial started, else 1), and the command that continues it once space is freed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -75,6 +76,7 @@ class Search:
     where: str  # what a full disk met now would be about
     root: Path | None = None  # the dataset root, where shards are still to be made from it
     trials_started: bool = False
+    started: float = dataclasses.field(default_factory=time.perf_counter)  # the command's start, about
     estimate: Any = None  # search.tools.estimate.Estimate: what it is expected to cost
     budget: Any = None  # search.run.budget.BudgetLimiter: what it spent, and whether its budget ended it
 
@@ -176,6 +178,32 @@ def _said(found) -> None:
         log.info("%s", line)
 
 
+FINISH_S = 60.0  # after the budget ends a search: the epochs in flight, the results written
+
+
+def fit_the_machine(search: Search) -> None:
+    """A profile with a run target (``Profile.run_target_s``: the demo), started with neither
+    ``--num-samples`` nor ``--budget``, whose estimate says the search would end after the target on
+    this machine: the search gets the device-time budget that ends it in time (the wall time left at
+    the estimate's device seconds per wall second), and says so in one line. The budget then decides
+    which trials start (``search.run.budget``); the report says what it bought."""
+    target, args, found = search.profile.run_target_s, search.args, search.estimate
+    if target is None or args.num_samples is not None or args.budget is not None or found is None:
+        return
+    from vidseg.train.cost import duration_text
+
+    left = target - (time.perf_counter() - search.started) - FINISH_S
+    if found.wall_s <= left:
+        return
+    budget = max(left * found.expected_s / max(found.wall_s, 1e-9), found.trial_s, found.cheapest_epoch_s)
+    log.info("fitting the machine: the %d trials would take about %s of wall time here, more than the %s left of "
+             "the %s profile's %s; so it runs with --budget %s of device time (about %.0f trials; --num-samples or "
+             "--budget chooses)", found.trials, duration_text(found.wall_s), duration_text(max(left, 0.0)),
+             search.profile.name, duration_text(target), duration_text(budget), budget / max(found.trial_s, 1e-9))
+    search.settings = search.settings.replace(budget_s=budget)
+    search.estimate = dataclasses.replace(found, budget_s=budget)
+
+
 def _gpu_profile_without_gpu(search: Search) -> bool:
     """A profile for GPUs, with no GPU to probe: no cluster named, and none in this machine."""
     import torch
@@ -221,6 +249,7 @@ def search_on_ray(search: Search):
 
             search.estimate = estimate_cost(search)
             _said(search.estimate)
+            fit_the_machine(search)
             check_budget(search.estimate)  # a budget below one epoch of the cheapest trial: refused, nothing saved
             if search.args.estimate_only:
                 return None

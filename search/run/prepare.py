@@ -10,6 +10,7 @@ Ray's handlers); ``prepare_shards`` trains the profile's UNet and pre-segments e
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -86,22 +87,24 @@ def prepare_shards(source: DataSource, profile: Profile, seed: int, root: Path |
         checkpoint = _train_unet(root, cache, profile, seed, progress)
     log.info("[3/4] pre-segmenting every split into shards at %dx%d: %s", *profile.resolution, cache)
     started = time.perf_counter()
-    presegment(root, cache, checkpoint, out_size=profile.resolution,
-               videos_per_shard=16 if profile.name != "full" else 64, address=address, use_ray=use_ray,
-               progress=progress)
+    manifest = json.loads(presegment(root, cache, checkpoint, out_size=profile.resolution,
+                                     videos_per_shard=16 if profile.name != "full" else 64, address=address,
+                                     use_ray=use_ray, progress=progress).read_text())
+    log.info("      UNet val Jaccard %.3f on this dataset's val videos, the frames the trials read (scored as they "
+             "were segmented)", manifest["unet"]["val_iou"])
     log.info("      shards ready (%.0f s)", time.perf_counter() - started)
     return str(cache.resolve())
 
 
 def _shipped_unet(root: Path, cache: Path) -> Path:
     """The shipped UNet (refused, in one line, when its generator version is not this one), copied
-    into the cache with its val Jaccard on this dataset's val split (measured once)."""
+    into the cache. Its val Jaccard on this dataset is scored as the val videos are segmented
+    (``vidseg.segment.presegment``: the manifest's ``unet.val_iou``), not in a pass of its own."""
     import hashlib
 
     from vidseg.atomic import atomic_path
-    from vidseg.checkpoint import load_checkpoint, save_checkpoint
-    from vidseg.segment.presegment import UNET_FRAMES
-    from vidseg.segment.pretrained import SHIPPED, check_shipped, val_jaccard
+    from vidseg.checkpoint import save_checkpoint
+    from vidseg.segment.pretrained import SHIPPED, check_shipped
 
     state = check_shipped(SHIPPED)
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()[:8]
@@ -111,14 +114,11 @@ def _shipped_unet(root: Path, cache: Path) -> Path:
              "videos; --train-unet trains one instead)", SHIPPED, state["config"]["width"], *state["config"]["size"],
              state["val_iou"])
     started = time.perf_counter()
-    if not checkpoint.is_file():  # on the frames the trials read (UNET_FRAMES): half of a labeled video's
-        measured = val_jaccard(root, SHIPPED, frames=UNET_FRAMES["val"])
+    if not checkpoint.is_file():
         unet_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(checkpoint) as tmp:  # the manifest records this dataset's val Jaccard
-            save_checkpoint({**state, "val_iou": measured, "val_iou_recipe": state["val_iou"]}, tmp)
-    measured = load_checkpoint(checkpoint)["val_iou"]
-    log.info("      UNet val Jaccard %.3f on this dataset's val split, the frames the trials read (%.0f s)", measured,
-             time.perf_counter() - started)
+        with atomic_path(checkpoint) as tmp:
+            save_checkpoint(state, tmp)
+    log.info("      UNet ready (%.0f s)", time.perf_counter() - started)
     return checkpoint
 
 

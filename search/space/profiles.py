@@ -52,6 +52,11 @@ class Profile:
     unet_shipped: bool = False
     fixed: dict[str, Any] = field(default_factory=dict)  # TrainConfig values every trial shares
     estimate_draws: int = 32  # configurations drawn from the space for the cost estimate (search.tools.estimate)
+    # the wall time the whole run should fit on the machine at hand, from the command's start to its
+    # results (None: no target). A new search given neither --num-samples nor --budget whose estimate
+    # says it would end later runs with the device-time budget that ends it in time, and says so
+    # (search/run_search.py, fit_the_machine): the demo on a CPU without bf16, or a slower machine
+    run_target_s: float | None = None
 
     def dim(self, name: str) -> Dim:
         return next(dim for dim in self.space if dim.name == name)
@@ -127,6 +132,9 @@ DEMO = dataclasses.replace(
     # 0.3179 (0.3153-0.3191) of its 0.3226 (20 would find 0.3191, past the demo's 15 minutes).
     num_samples=16, max_epochs=10, grace_period=1, reduction_factor=3, max_concurrent=2, scheduler="asha",
     cpus_per_trial=1, fixed={"device": "cpu"},
+    # 15 minutes from a fresh clone, the install's 1.5-2 included, with room for the epochs in flight when
+    # a budget ends the search; 20 draws to probe, not 32: 10-15 s less of estimate (docs/performance.md)
+    run_target_s=720.0, estimate_draws=20,
 )
 SMOKE = dataclasses.replace(
     DEMO, name="smoke", description="the tests' tiny run: a few videos, 4 trials of up to 3 epochs, under a minute on a 2-core CPU",
@@ -140,6 +148,7 @@ SMOKE = dataclasses.replace(
                        divergence_weight=(0.0,), decode=("plain",)),
     num_samples=4, max_epochs=3, grace_period=1, reduction_factor=2, max_concurrent=2,
     estimate_draws=8,  # the tests' searches: a second of estimate, not five
+    run_target_s=None,
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (FULL, DEMO, SMOKE)}
 

@@ -41,7 +41,7 @@ MARKERS = {
     "check": re.compile(r"^\[1/4\] checking the dataset "),
     "ray": re.compile(r"^Ray: \d+ CPU"),
     "unet": re.compile(r"^\[2/4\] UNet "),
-    "unet_done": re.compile(r"^\s*UNet val (?:IoU|Jaccard) \S+.*\((\d+) s\)"),
+    "unet_done": re.compile(r"^\s*UNet (?:val IoU \S+|ready) .*\((\d+) s\)"),
     "shards": re.compile(r"^\[3/4\] pre-segmenting "),
     "shards_done": re.compile(r"^\s*shards ready \((\d+) s\)"),
     "search": re.compile(r"^\[4/4\] search "),

@@ -118,3 +118,49 @@ def test_a_budget_ends_the_search_with_its_report_and_a_resume_with_a_larger_one
     spent, epoch = _spent(experiment)
     assert spent <= larger + 2 * epoch
     assert f"Budget: {duration_text(larger)}; spent " in (experiment / "report.md").read_text()
+
+
+def test_the_demo_fits_the_machine_with_a_budget_where_its_estimate_says_it_would_not(caplog):
+    """The demo's run target (``Profile.run_target_s``): a machine whose estimate says the search
+    would end too late gets the budget that ends it in time; one that fits, or a user who chose the
+    trials or the budget, keeps the search as it is."""
+    import argparse
+    import logging
+    import time
+    from types import SimpleNamespace
+
+    from search.run.settings import Settings
+    from search.run_search import FINISH_S, fit_the_machine
+    from search.space import PROFILES
+    from search.tools.estimate import Estimate
+
+    demo = PROFILES["demo"]
+    assert demo.run_target_s is not None and PROFILES["smoke"].run_target_s is None
+
+    def search(wall_s: float, spent_s: float, **given):
+        args = argparse.Namespace(num_samples=None, budget=None, **given)
+        found = Estimate(trials=16, concurrency=2, full_s=3 * wall_s, expected_s=1.8 * wall_s, wall_s=wall_s,
+                         trial_s=1.8 * wall_s / 16, cheapest_epoch_s=5.0, basis="probed here")
+        return SimpleNamespace(profile=demo, args=args, estimate=found, settings=Settings(profile="demo", num_samples=16, max_epochs=10, grace_period=1,
+                                                                          reduction_factor=3, max_concurrent=2),
+                               started=time.perf_counter() - spent_s)
+
+    slow = search(wall_s=1200.0, spent_s=300.0)
+    with caplog.at_level(logging.INFO, logger="vidseg.search"):
+        fit_the_machine(slow)
+    left = demo.run_target_s - 300.0 - FINISH_S
+    assert slow.settings.budget_s == pytest.approx(1.8 * left, rel=0.01)  # the estimate's device per wall second
+    assert slow.estimate.budget_s == slow.settings.budget_s and slow.settings.num_samples == 16
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fitting the machine: ")]
+    assert len(said) == 1 and "the 16 trials would take about 20m 00s of wall time here" in said[0]
+    assert f"--budget {duration_text(slow.settings.budget_s)} of device time" in said[0]
+
+    hopeless = search(wall_s=1200.0, spent_s=demo.run_target_s)  # no time left: still one whole trial
+    fit_the_machine(hopeless)
+    assert hopeless.settings.budget_s == pytest.approx(hopeless.estimate.trial_s)
+
+    for fits in (search(wall_s=200.0, spent_s=100.0), search(wall_s=1200.0, spent_s=300.0, chosen=True)):
+        if hasattr(fits.args, "chosen"):
+            fits.args.num_samples = 16  # the user chose the trials: the search is theirs
+        fit_the_machine(fits)
+        assert fits.settings.budget_s is None and fits.estimate.budget_s is None

@@ -80,9 +80,12 @@ def test_the_demo_segments_with_the_shipped_unet_unless_told_to_train(tiny_datas
     shards = ShardSet.open(prepare_shards(DataSource(), profile, 0, root, use_ray=False))
     unet = shards.manifest["unet"]
     assert unet["width"] == RECIPE["width"] and tuple(unet["size"]) == RECIPE["size"]
-    # measured on the frames the trials read: a labeled video's input frames
+    # scored as the val videos were segmented, on the frames the trials read (a labeled video's input
+    # frames), as val_jaccard scores them; the checkpoint's own figure kept beside
     assert unet["val_iou"] == pytest.approx(val_jaccard(tiny_dataset, SHIPPED, frames=11), abs=1e-6)
     assert unet["val_iou"] != pytest.approx(val_jaccard(tiny_dataset, SHIPPED), abs=1e-6)
+    recipe = check_shipped(SHIPPED)["val_iou"]
+    assert unet["val_iou_checkpoint"] == pytest.approx(recipe) and recipe != pytest.approx(unet["val_iou"])
     assert unet["val_iou"] > 0.5  # the shipped weights, not a fresh UNet (which scores about 0.02)
     root = shutil.copytree(tiny_dataset, tmp_path / "trained" / "tiny")
     trained = ShardSet.open(prepare_shards(DataSource(train_unet=True), profile, 0, root, use_ray=False))

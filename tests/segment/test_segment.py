@@ -214,3 +214,16 @@ def test_cli_reuses_finished_work(tiny_shards, tiny_dataset, tmp_path, caplog, c
     after = files_under(copy)
     assert {k: v for k, v in after.items() if k != "manifest.json"} == before  # no shard nor UNet redone
     assert json.loads(after["manifest.json"])["unet"]["checkpoint"] == str(copy / "unet" / "unet_best.pt")
+
+
+def test_a_rerun_that_reuses_the_val_shards_keeps_their_score(shards_copy, tiny_dataset):
+    """The UNet's val Jaccard, scored while the val shards were made, is kept in their manifest
+    entries, so a rerun that reuses them (here: only a train shard is redone) reports the same."""
+    before = json.loads((shards_copy / "manifest.json").read_text())
+    assert all(entry["unet_confusion"] for entry in before["splits"]["val"]["shards"])
+    assert all("unet_confusion" not in entry for entry in before["splits"]["train"]["shards"])
+    (shards_copy / "train-00000.arrow").unlink()
+    after = json.loads(presegment(tiny_dataset, shards_copy, shards_copy / "unet" / "unet_best.pt", out_size=SHARD_SIZE,
+                                  videos_per_shard=3, use_ray=False, progress=False).read_text())
+    assert after["unet"]["val_iou"] == before["unet"]["val_iou"] and 0 < after["unet"]["val_iou"] < 1
+    assert after["splits"]["val"] == before["splits"]["val"]

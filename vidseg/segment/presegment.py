@@ -8,6 +8,7 @@ written atomically, and a rerun skips every shard that is already complete and v
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -66,9 +67,11 @@ def plan_shards(dataset: Dataset, videos_per_shard: int) -> list[ShardPlan]:
 @torch.inference_mode()
 def segment_video(model: UNet, video: Video, unet_size: tuple[int, int], out_size: tuple[int, int],
                   device: torch.device, batch_size: int = 32, background_weight: float = 1.0,
-                  frames: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  frames: int | None = None, score=None) -> tuple[np.ndarray, np.ndarray | None]:
     """The UNet's masks of the first ``frames`` frames (default: all) (T, H, W) uint8 at ``out_size``,
-    and the true masks of every frame if labeled.
+    and the true masks of every frame if labeled. With ``score`` (a ``JaccardAccumulator``) and a
+    labeled video, the UNet's masks of those frames are scored against the true ones at the UNet's
+    own size, as ``vidseg.segment.pretrained.val_jaccard`` scores them.
 
     ``background_weight`` is the one the UNet was trained with; its effect is undone (prior_correction).
     """
@@ -80,17 +83,47 @@ def segment_video(model: UNet, video: Video, unet_size: tuple[int, int], out_siz
     for start in range(0, len(images_in), batch_size):
         images = resize_images(images_in[start:start + batch_size].to(device).float() / 255.0, unet_size)
         predicted.append(predict(model, images.contiguous(memory_format=torch.channels_last), bias).to(torch.uint8))
-    unet_masks = resize_masks(torch.cat(predicted), out_size).cpu().numpy()
+    predicted = torch.cat(predicted)
+    unet_masks = resize_masks(predicted, out_size).cpu().numpy()
     true_masks = None
     if video.labeled:
         true = torch.from_numpy(video.masks(size=None).astype(np.uint8))
         true_masks = resize_masks(true, out_size).numpy()
+        if score is not None:
+            score.update(predicted, resize_masks(true[:len(predicted)], unet_size).to(predicted.device))
     return unet_masks, true_masks
 
 
-def _shard_entry(path: Path, plan: ShardPlan) -> dict[str, Any]:
-    return {"file": plan.file, "video_ids": list(plan.video_ids), "num_videos": len(plan.video_ids),
-            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+SCORED = "val"  # the split whose shards score the UNet as they are made: its val Jaccard here
+
+
+def _shard_entry(path: Path, plan: ShardPlan, confusion: list[list[int]] | None = None) -> dict[str, Any]:
+    """A shard's manifest entry; a scored split's carries the UNet's confusion counts on its videos,
+    ``[[true, predicted, pixels], ...]`` (nonzero cells only), kept for a rerun that reuses the shard."""
+    entry = {"file": plan.file, "video_ids": list(plan.video_ids), "num_videos": len(plan.video_ids),
+             "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if confusion is not None:
+        entry["unet_confusion"] = confusion
+    return entry
+
+
+def _confusion_cells(confmat: torch.Tensor) -> list[list[int]]:
+    cells = torch.nonzero(confmat)
+    return [[int(i), int(j), int(confmat[i, j])] for i, j in cells.tolist()]
+
+
+def unet_val_jaccard(entries: list[dict[str, Any]]) -> float | None:
+    """The UNet's Jaccard index over the scored split's shards (their ``unet_confusion``), None where
+    one lacks it (a shard set made before shards were scored)."""
+    from vidseg.metrics import jaccard_from_confusion
+
+    if not entries or any("unet_confusion" not in entry for entry in entries):
+        return None
+    confmat = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+    for entry in entries:
+        for i, j, pixels in entry["unet_confusion"]:
+            confmat[i, j] += pixels
+    return float(jaccard_from_confusion(confmat))
 
 
 def _valid_existing(path: Path, plan: ShardPlan, out_size: tuple[int, int], unet_sha: str) -> bool:
@@ -108,7 +141,9 @@ def _valid_existing(path: Path, plan: ShardPlan, out_size: tuple[int, int], unet
 
 def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: str, unet_size: tuple[int, int],
                    out_size: tuple[int, int], device: str, threads: int) -> dict[str, Any]:
-    """One unit of work: load the UNet, segment a shard's videos, write the shard atomically."""
+    """One unit of work: load the UNet, segment a shard's videos (scoring them, in the scored split),
+    write the shard atomically."""
+    from vidseg.metrics import JaccardAccumulator
     from vidseg.segment.train import load_unet, pick_device
 
     if threads:
@@ -118,16 +153,17 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
     model = model.to(memory_format=torch.channels_last)  # as it trained: 1.6x faster than NCHW here (bf16 CPU)
     background_weight = state["config"]["background_weight"]
     unet_masks, true_masks = [], []
+    score = JaccardAccumulator(device=dev) if plan.split == SCORED else None
     for vid, path in zip(plan.video_ids, plan.video_paths):
         unet, true = segment_video(model, Video(plan.split, vid, Path(path)), unet_size, out_size, dev,
-                                   background_weight=background_weight, frames=UNET_FRAMES[plan.split])
+                                   background_weight=background_weight, frames=UNET_FRAMES[plan.split], score=score)
         unet_masks.append(unet)
         if true is not None:
             true_masks.append(true)
     path = Path(out_dir) / plan.file
     write_shard(path, plan.split, np.asarray(plan.video_ids), np.stack(unet_masks),
                 np.stack(true_masks) if plan.labeled else None, unet_sha)
-    return _shard_entry(path, plan)
+    return _shard_entry(path, plan, None if score is None else _confusion_cells(score.confmat.cpu()))
 
 
 def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | str,
@@ -152,10 +188,11 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
         stale.unlink()
     entries: dict[str, dict[str, Any]] = {}
     todo = []
+    kept = _kept_entries(out_dir)
     for plan in plans:
         path = out_dir / plan.file
         if _valid_existing(path, plan, out_size, unet_sha):
-            entries[plan.file] = _shard_entry(path, plan)
+            entries[plan.file] = _shard_entry(path, plan, kept.get(plan.file, {}).get("unet_confusion"))
         else:
             todo.append(plan)
     if entries:
@@ -184,11 +221,16 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
                                                "labeled": plan.labeled, "num_videos": 0, "shards": []})
         split["num_videos"] += len(plan.video_ids)
         split["shards"].append(entries[plan.file])
+    measured = unet_val_jaccard(splits.get(SCORED, {}).get("shards", []))
     manifest = {
         "resolution": {"height": out_size[0], "width": out_size[1]},
         "num_classes": NUM_CLASSES,
         "dataset": {"root": str(data_root.resolve())},
-        "unet": {"checkpoint": str(checkpoint.resolve()), "sha256": unet_sha, "val_iou": state.get("val_iou"),
+        # val_iou: on this dataset's val videos, the frames the trials read, scored as they were segmented
+        # (else the checkpoint's own); val_iou_checkpoint: what the checkpoint says of itself
+        "unet": {"checkpoint": str(checkpoint.resolve()), "sha256": unet_sha,
+                 "val_iou": measured if measured is not None else state.get("val_iou"),
+                 "val_iou_checkpoint": state.get("val_iou"),
                  "epoch": state.get("epoch"), "width": state["config"]["width"], "size": list(unet_size)},
         "splits": splits,
     }
@@ -196,6 +238,15 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
     if answers is not None:
         manifest["hidden_answers"] = answers
     return write_manifest(out_dir, manifest)
+
+
+def _kept_entries(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The shard entries of the folder's manifest, where one is there: what a reused shard keeps."""
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+        return {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 HIDDEN_ANSWERS = "hidden_answers.npy"
