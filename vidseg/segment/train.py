@@ -202,6 +202,9 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     out_dir = Path(out_dir)
     dataset = Dataset.open(data_root)  # a bad dataset is named before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
+    from vidseg.accel import keep_freed_memory
+
+    keep_freed_memory()  # each step's activations reuse the last step's pages (vidseg.accel)
     dev = pick_device(device)
     train_videos = dataset.videos("train")[: config.max_train_videos]
     val_videos = dataset.videos("val")

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidseg.accel import autocast, bf16_dtype, fast_defaults, finite_check_steps, pick_device, step_timer
+from vidseg.accel import (autocast, bf16_dtype, fast_defaults, finite_check_steps, keep_freed_memory, pick_device,
+                          step_timer)
 from vidseg.checkpoint import load_checkpoint, save_checkpoint
 from vidseg.data.shards import ShardedArray, ShardSet
 from vidseg.errors import InputError
@@ -282,6 +283,7 @@ def _set_up(config: TrainConfig, shards: ShardSet) -> _Run:
     """The device and its fast settings, the allocator's cap on CUDA, the seeded model, its optimiser
     and cosine schedule."""
     device = pick_device(config.device)
+    keep_freed_memory()  # no page faults on each step's large tensors (vidseg.accel)
     if config.pseudo_labels and "unlabeled" not in shards.splits:
         raise InputError(f"{shards.root}: pseudo_labels needs an unlabeled split, and this shard set has none")
     speed = {k: v if (v := getattr(config, k)) is not None else default for k, default in fast_defaults(device).items()}
