@@ -8,10 +8,10 @@
 
 With no arguments it prepares the demo data under data/ (a synthetic dataset, segmented by the
 UNet the project ships or, with --train-unet, by one trained here, into Arrow shards of masks;
-each step is cached and reused), then runs a demo search on a local Ray instance: about 11 minutes
-on a 2-core CPU from a cold cache. Where its estimate says the search would not end within the
-demo's 12 minutes (a CPU without bf16), it runs with the device-time budget that ends it in time,
-and says so. `--data DIR` takes a real dataset root in
+each step is cached and reused), then runs a demo search on a local Ray instance, within 12
+minutes of its start on a 2-core CPU from a cold cache: where its estimate says the search would
+end later (a CPU without bf16), it runs with the device-time budget that ends it in time, and says
+so. `--data DIR` takes a real dataset root in
 the competition layout instead, and `--shards DIR` an existing shard set (skipping the UNet).
 
 Every trial trains SimVP on the shards and reports val IoU (of the target frame, the competition's metric)

@@ -150,7 +150,7 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
 
     if threads:
         torch.set_num_threads(threads)
-    keep_freed_memory()  # a video's logits (22 x 49 x 160 x 240 floats) are mapped once, not per video
+    keep_freed_memory()  # a video's logits (every frame's class scores) are mapped once, not per video
     dev = pick_device(device)
     model, state = load_unet(checkpoint, dev)
     model = model.to(memory_format=torch.channels_last)  # as it trained: 1.6x faster than NCHW here (bf16 CPU)
