@@ -143,10 +143,9 @@ def _segment_shard(plan: ShardPlan, checkpoint: bytes, unet_sha: str, out_dir: s
                    out_size: tuple[int, int], device: str, threads: int) -> dict[str, Any]:
     """One unit of work: load the UNet, segment a shard's videos (scoring them, in the scored split),
     write the shard atomically."""
+    from vidseg.accel import keep_freed_memory
     from vidseg.metrics import JaccardAccumulator
     from vidseg.segment.train import load_unet, pick_device
-
-    from vidseg.accel import keep_freed_memory
 
     if threads:
         torch.set_num_threads(threads)
