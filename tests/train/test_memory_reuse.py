@@ -35,4 +35,4 @@ def _faults(kind: str) -> int:
 def test_freed_tensors_pages_are_reused_not_faulted_in_again():
     default, kept = _faults("default"), _faults("kept")
     assert default > 20 * 16384 * 0.9  # each step faults in its 16,384 pages of 4 KiB again
-    assert kept < default / 20  # the first step's pages serve every later one
+    assert kept < default / 5  # the first steps' pages serve every later one (a step or two's faults, not 20)
