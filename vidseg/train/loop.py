@@ -76,7 +76,7 @@ class MaskTable:
         self.starts = np.cumsum([0] + [len(a) for a in arrays])
         self.table: torch.Tensor | None = None
         if on_device:  # rows of the most frames: an array of fewer (a labeled split's UNet masks) fills the first
-            self.table = torch.empty(self.shape, dtype=torch.uint8, device=device)
+            self.table = torch.zeros(self.shape, dtype=torch.uint8, device=device)  # no garbage past a narrow row
             row = 0
             with warnings.catch_warnings():  # the shards are read-only maps; the copy never writes them
                 warnings.simplefilter("ignore", UserWarning)
