@@ -24,7 +24,11 @@ def cpu_has_bf16() -> bool:
 
     Measured on a 2-core Xeon with AMX, UNet width 16 on 96x128 crops: 29 ms a frame in fp32,
     14.5 ms in bf16 with channels_last. SimVP 2/4/16/64 ``ce`` at 40x60: see FAST_DEFAULTS.
+    ATen held to AVX2 or below (``ATEN_CPU_CAPABILITY=avx2``, or a CPU without AVX512) has no bf16
+    kernels, so that counts as none: ``ATEN_CPU_CAPABILITY=avx2`` imitates a CPU without bf16 whole.
     """
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX", "AVX2"):
+        return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers (2.x)
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 

@@ -224,6 +224,20 @@ def test_bf16_on_a_cpu_that_has_it_and_mse_reads_out_in_fp32(loss, dtype):
     assert output.dtype == dtype
 
 
+def test_aten_held_to_avx2_is_a_cpu_without_bf16():
+    """``ATEN_CPU_CAPABILITY=avx2`` imitates a CPU without bf16 whole: fp32 kernels of AVX2 width, and
+    no autocast (on this CPU too, where it has bf16)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from vidseg.accel import bf16_dtype, cpu_has_bf16; "
+            "print(torch.backends.cpu.get_cpu_capability(), cpu_has_bf16(), bf16_dtype(torch.device('cpu'), True))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["AVX2", "False", "None"]
+
+
 def test_help_gives_every_flag_a_sentence_and_every_choice_flag_its_choices(capsys):
     """The flags come from TrainConfig's fields, with the help and choices each field carries."""
     import dataclasses
