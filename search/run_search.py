@@ -171,8 +171,9 @@ def estimate_cost(search: Search):
         def share(config):
             return float(profile.cpus_per_trial)
         basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
+    probed = search.estimate.probed if search.estimate is not None else None  # again, for new settings: not probed again
     return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent),
-                    basis, trials)
+                    basis, trials, probed=probed)
 
 
 def _said(found) -> None:
@@ -180,23 +181,23 @@ def _said(found) -> None:
         log.info("%s", line)
 
 
-FINISH_S = 60.0  # after the budget ends a search: the epochs in flight, the results written
+FINISH_S = 30.0  # after the budget ends a search: the epochs in flight (BudgetStop), the results written (5 s)
 
 
-def fit_the_machine(search: Search) -> None:
+def fit_the_machine(search: Search) -> bool:
     """A profile with a run target (``Profile.run_target_s``: the demo), started with neither
     ``--num-samples`` nor ``--budget``, whose estimate says the search would end after the target on
     this machine: the search gets the device-time budget that ends it in time (the wall time left at
     the estimate's device seconds per wall second), and says so in one line. The budget then decides
-    which trials start (``search.run.budget``); the report says what it bought."""
+    which trials start (``search.run.budget``); the report says what it bought. True where it did."""
     target, args, found = search.profile.run_target_s, search.args, search.estimate
     if target is None or args.num_samples is not None or args.budget is not None or found is None:
-        return
+        return False
     from vidseg.train.cost import duration_text
 
     left = target - (time.perf_counter() - search.started) - FINISH_S
     if found.wall_s <= left:
-        return
+        return False
     budget = max(left * found.expected_s / max(found.wall_s, 1e-9), found.trial_s, found.cheapest_epoch_s)
     log.info("fitting the machine: the %d trials would take about %s of wall time here, more than the %s left of "
              "the %s profile's %s; so it runs with --budget %s of device time (about %.0f trials; --num-samples or "
@@ -204,6 +205,7 @@ def fit_the_machine(search: Search) -> None:
              search.profile.name, duration_text(target), duration_text(budget), budget / max(found.trial_s, 1e-9))
     search.settings = search.settings.replace(budget_s=budget)
     search.estimate = dataclasses.replace(found, budget_s=budget)
+    return True
 
 
 def _gpu_profile_without_gpu(search: Search) -> bool:
@@ -251,7 +253,10 @@ def search_on_ray(search: Search):
 
             search.estimate = estimate_cost(search)
             _said(search.estimate)
-            fit_the_machine(search)
+            if fit_the_machine(search):  # the scheduler replayed again, kept to that budget (nothing probed again)
+                search.estimate = estimate_cost(search)
+                for line in search.estimate.lines()[-2:]:
+                    log.info("%s", line)
             check_budget(search.estimate)  # a budget that covers no whole trial: refused, nothing saved
             if search.args.estimate_only:
                 return None
@@ -348,8 +353,11 @@ def report(search: Search, results) -> int:
     try:
         found, settings = search.estimate, search.settings
         budget = {"budget_s": settings.budget_s, "ended": search.budget.ended if search.budget else "",
-                  "estimate_s": found.expected_s if found is not None and settings.bounded and not (
-                      search.budget and search.budget.ended) else None}  # an estimate of the whole search
+                  "estimate_s": None, "estimate_range_s": None}
+        if found is not None and found.budgeted_s is not None:  # the search as kept to its budget
+            budget.update(estimate_s=found.budgeted_s, estimate_range_s=found.budgeted_range_s)
+        elif found is not None and settings.bounded and not (search.budget and search.budget.ended):
+            budget.update(estimate_s=found.expected_s, estimate_range_s=found.expected_range_s)  # the whole search
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
                                   search.saved.hidden_answers, study_file=search.study_file, budget=budget)
     except BaseException as err:  # noqa: BLE001 - a signal or a full disk, however it reached us; a bug goes on up

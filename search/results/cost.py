@@ -190,8 +190,11 @@ def cost_section(rows: list[TrialRow], fronts: Path | None, anytime: Path | None
             lines.append(f"Budget: {duration_text(budget['budget_s'])}; spent {spent / budget['budget_s']:.0%} of it"
                          + (f"; {budget['ended']}" if budget.get("ended") else "") + ".")
         if budget.get("estimate_s"):
+            span = budget.get("estimate_range_s")
+            within = "" if not span else (f"; one search: {duration_text(span[0])} to {duration_text(span[1])}, "
+                                          + ("inside" if span[0] <= spent <= span[1] else "outside") + " it")
             lines.append(f"Estimated before the first trial: {duration_text(budget['estimate_s'])} "
-                         f"(measured/estimated {spent / budget['estimate_s']:.2f}).")
+                         f"(measured/estimated {spent / budget['estimate_s']:.2f}{within}).")
     lines += ["", "### The cheapest near-best configurations", "",
               "Of the trials within 1% and within 5% of the best val IoU, the one that cost least to train.", "",
               "| Within | " + HEADER[0][2:], "|---" + HEADER[1]]

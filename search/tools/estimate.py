@@ -80,6 +80,12 @@ class Estimate:
     # may land far from the middle): their 10th and 90th percentiles, device seconds and wall seconds
     expected_range_s: tuple[float, float] | None = None
     wall_range_s: tuple[float, float] | None = None
+    # under the budget (the replays kept to it as the live search keeps to it): device and wall seconds
+    budgeted_s: float | None = None
+    budgeted_range_s: tuple[float, float] | None = None
+    budgeted_wall_s: float | None = None
+    budgeted_wall_range_s: tuple[float, float] | None = None
+    probed: Probed | None = dataclasses.field(default=None, repr=False, compare=False)  # what was probed; not saved
 
     @property
     def affordable(self) -> float | None:
@@ -90,13 +96,13 @@ class Estimate:
         hours = lambda s: f"{s / 3600:.3g} device-hours ({duration_text(s)})"  # noqa: E731
         count = f"{self.trials} trials" if self.trials is not None else "per trial"
         lines = [f"estimate ({self.basis}):"]
+        spread = lambda span: ("" if span is None else  # noqa: E731
+                               f" (one search: {duration_text(span[0])} to {duration_text(span[1])}, the "
+                               f"replays' {RANGE[0]}th to {RANGE[1]}th percentile)")
         if self.trials is None:
             lines.append(f"  one trial: {hours(self.trial_s)} with the scheduler; the budget of "
                          f"{duration_text(self.budget_s)} affords about {self.affordable:.0f} trials")
         else:
-            spread = lambda span: ("" if span is None else  # noqa: E731
-                                   f" (one search: {duration_text(span[0])} to {duration_text(span[1])}, the "
-                                   f"replays' {RANGE[0]}th to {RANGE[1]}th percentile)")
             lines += [f"  {count} without stopping: {hours(self.full_s)}",
                       f"  {count} with the scheduler: {hours(self.expected_s)} expected{spread(self.expected_range_s)}",
                       f"  wall time at {self.concurrency} trials at once: {duration_text(self.wall_s)}"
@@ -105,10 +111,14 @@ class Estimate:
                 lines.append(f"  budget {duration_text(self.budget_s)}: "
                              + ("enough for all of them, as expected" if self.expected_s <= self.budget_s else
                                 f"about {self.affordable:.0f} of the {self.trials} trials (whichever ends first)"))
+        if self.budgeted_s is not None and self.budgeted_wall_s is not None:
+            lines += [f"  kept to the budget: {duration_text(self.budgeted_s)} spent{spread(self.budgeted_range_s)}",
+                      f"  kept to the budget, wall time: {duration_text(self.budgeted_wall_s)}"
+                      f"{spread(self.budgeted_wall_range_s)}"]
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "probed"}
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> Estimate:
@@ -225,18 +235,22 @@ def training_macs(config: dict[str, Any], macs: float) -> float:
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],
              probe: Callable[[list[dict[str, Any]]], Probed] | None, basis: str,
-             trials: int | None) -> Estimate:
+             trials: int | None, probed: Probed | None = None) -> Estimate:
     """The estimate for ``trials`` trials (None: per trial, for a budget alone) with ``settings``'
-    scheduler and concurrency. ``probe`` measures some configurations (``probe_here``); None uses
-    ``assumed_probe``. ``share`` is a configuration's device share (its CPUs, or its GPU share)."""
+    scheduler, concurrency and budget. ``probe`` measures some configurations (``probe_here``); None
+    uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
+    configurations, is used as it is. ``share`` is a configuration's device share (its CPUs, or its
+    GPU share). What was probed comes back in ``Estimate.probed`` (not saved)."""
     from search.results.curves import Curves
     from search.run.study import startup_trials
     from search.run.tuner import references_after
-    from search.tools.replay import Setting, distance, replay
+    from search.tools.replay import Budget, Setting, distance, replay
 
     configs = configurations(profile, settings)
     references = len(points_to_evaluate(profile))
-    if probe is None:
+    if probed is not None:
+        found = probed
+    elif probe is None:
         seen: dict[tuple, float] = {}
         found = Probed([assumed_probe(config, _macs(config, profile.resolution, seen)) for config in configs])
     else:
@@ -259,9 +273,10 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
     rng = np.random.default_rng(settings.seed)
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
-    first = references_after(settings.replace(num_samples=n)) if references else 0
-    known = (len(configs) - references if settings.searcher == "random" else
-             max(0, min(n, startup_trials(n, settings.max_concurrent) + settings.max_concurrent - 1) - references))
+
+    def proposals_known(n: int) -> int:
+        return (len(configs) - references if settings.searcher == "random" else
+                max(0, min(n, startup_trials(n, settings.max_concurrent) + settings.max_concurrent - 1) - references))
 
     shipped = shipped_curves(profile)
     if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded
@@ -278,12 +293,15 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     else:
         later = np.arange(references, len(configs))
 
-    def replay_once(seed: int) -> tuple[float, float, float]:
-        """One made-up search: (device seconds without stopping, with the scheduler, its wall time)."""
+    def replay_once(seed: int, n: int, budget_s: float | None = None,
+                    trial_s: float = 0.0) -> tuple[float, float, float]:
+        """One made-up search of ``n`` trials, kept to ``budget_s`` if given: (device seconds without
+        stopping, with the scheduler, its wall time)."""
         # the draws in order where the search's sampler, seeded alike, proposes them: all of random search's,
         # and TPE's while it starts up (until its start-up trials have ended, about as many more proposals as run at
         # once); past those, TPE's proposals follow the results, unknown here: the pool's draws at random
-        pool = np.arange(references, len(configs))
+        pool, known = np.arange(references, len(configs)), proposals_known(n)
+        first = references_after(settings.replace(num_samples=n)) if references else 0
         drawn = list(pool[:known]) + list(rng.choice(later, size=max(0, n - known)))
         order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
         seconds = np.repeat(walls[order, None], epochs, axis=1)
@@ -295,24 +313,39 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
             values, ties, floor = rng.random(n)[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :], None, None
         curves = Curves([f"t{i}" for i in range(n)], [configs[i] for i in order], values, seconds,
                         {"max_epochs": epochs, "scheduler": settings.scheduler, "baselines": {"unet": floor}}, ties=ties)
-        ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed)
         device = shares[order]
+        kept = None if budget_s is None else Budget(budget_s, trial_s, device)
+        ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed, budget=kept)
         return (float((device * seconds.sum(axis=1)).sum()),
                 float(sum(device[i] * seconds[i, :ran.epochs_run[i]].sum() for i in range(n))), ran.makespan)
 
     quiet, log.disabled = log.disabled, True  # the scheduler's reasons for stopping made-up trials
     try:
-        full, spent, makespan = (list(values) for values in zip(*(replay_once(seed) for seed in range(REPLAYS))))
+        full, spent, makespan = (list(values) for values in zip(*(replay_once(seed, n) for seed in range(REPLAYS))))
+        processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
+        cold = found.cold_s * processes * float(np.mean(shares))
+        expected = float(np.mean(spent)) + cold
+        kept: dict[str, Any] = {}
+        if settings.budget_s is not None:  # the same, kept to the budget: with a budget alone, trials enough to spend it
+            held = n if trials is not None else max(n, math.ceil(2 * settings.budget_s * n / expected) + settings.max_concurrent)
+            _, spent_b, makespan_b = (list(values) for values in zip(
+                *(replay_once(seed, held, settings.budget_s, expected / n) for seed in range(REPLAYS))))
+            kept = dict(budgeted_s=float(np.mean(spent_b)) + cold, budgeted_range_s=_spread(spent_b, cold),
+                        budgeted_wall_s=float(np.mean(makespan_b)) + found.cold_s,
+                        budgeted_wall_range_s=_spread(makespan_b, found.cold_s))
     finally:
         log.disabled = quiet
-    processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
-    cold = found.cold_s * processes * float(np.mean(shares))
-    expected = float(np.mean(spent)) + cold
-    spread = lambda values, add: tuple(float(np.percentile(values, q)) + add for q in RANGE)  # noqa: E731
     return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
                     expected_s=expected, wall_s=float(np.mean(makespan)) + found.cold_s, trial_s=expected / n,
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s,
-                    expected_range_s=spread(spent, cold), wall_range_s=spread(makespan, found.cold_s))
+                    expected_range_s=_spread(spent, cold), wall_range_s=_spread(makespan, found.cold_s),
+                    probed=found, **kept)
+
+
+def _spread(values: list[float], add: float) -> tuple[float, float]:
+    """The ``RANGE`` percentiles of ``values``, each plus ``add``."""
+    low, high = (float(np.percentile(values, q)) + add for q in RANGE)
+    return low, high
 
 
 CURVES = Path(__file__).resolve().parents[1] / "space" / "curves"  # a profile's recorded learning curves: NAME.parquet

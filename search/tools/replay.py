@@ -77,13 +77,27 @@ class _Trial:
         self.trial_id = trial_id
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A device-time budget as the live search keeps it (``search.run.budget``): a trial starts only
+    where what is spent, what the running trials are still expected to spend and ``trial_s`` fit
+    ``budget_s`` (else it waits for a running trial to end, and where none runs the search ends), and
+    a trial stops at its report where one more epoch like its last would overrun. ``shares``: each
+    trial's device share (by its index in the curves), which turns its seconds into device seconds."""
+
+    budget_s: float
+    trial_s: float
+    shares: Any
+
+
 def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int,
-           restore_every: int = 0, forget: bool = False) -> Replay:
+           restore_every: int = 0, forget: bool = False, budget: Budget | None = None) -> Replay:
     """Run the trials ``order`` (indices into ``curves``) through ``setting``'s scheduler, as the live
-    search would. ``restore_every`` k > 0: after every k-th result the scheduler is replaced by a
-    new one given the saved state, as ``--resume`` does (``SchedulerState``, through pickle, then
-    every trial added so far added again, as Ray re-adds restored trials); with ``forget``, given
-    no state, as Ray Tune's own restore does (ray-project/ray#30838)."""
+    search would, within ``budget`` where one is given. ``restore_every`` k > 0: after every k-th
+    result the scheduler is replaced by a new one given the saved state, as ``--resume`` does
+    (``SchedulerState``, through pickle, then every trial added so far added again, as Ray re-adds
+    restored trials); with ``forget``, given no state, as Ray Tune's own restore does
+    (ray-project/ray#30838)."""
     import pickle
 
     from ray.tune.schedulers import TrialScheduler
@@ -103,14 +117,28 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
     epochs_run = {i: 0 for i in order}
     trace, best, spent = [], -math.inf, 0
 
-    def start(now: float) -> None:
-        index = pending.pop(0)
-        trials[index] = _Trial(f"{seed}-{index}")
-        scheduler.on_trial_add(None, trials[index])
-        heapq.heappush(events, (now + curves.seconds[index, 0], next(counter), index, 1))
+    running: set[int] = set()
+    costs: dict[int, float] = {}  # device seconds each trial has spent, under a budget
 
-    for _ in range(min(max_concurrent, len(pending))):
-        start(0.0)
+    def fits() -> bool:
+        if budget is None:
+            return True
+        committed = sum(max(0.0, budget.trial_s - costs.get(i, 0.0)) for i in running)
+        return sum(costs.values()) + committed + budget.trial_s <= budget.budget_s
+
+    def start_more(now: float) -> None:
+        while pending and len(running) < max_concurrent:
+            if not fits():
+                if not running:  # none runs and none fits: the budget ends the search
+                    pending.clear()
+                return
+            index = pending.pop(0)
+            running.add(index)
+            trials[index] = _Trial(f"{seed}-{index}")
+            scheduler.on_trial_add(None, trials[index])
+            heapq.heappush(events, (now + curves.seconds[index, 0], next(counter), index, 1))
+
+    start_more(0.0)
     now = 0.0
     while events:
         now, _, index, epoch = heapq.heappop(events)
@@ -122,13 +150,18 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
         result = {"epoch": epoch, "val_iou": value, "training_iteration": epoch}
         if curves.ties is not None:
             result["val_soft_iou"] = float(curves.ties[index, epoch - 1])
-        decision = scheduler.on_trial_result(None, trials[index], result)
+        over = False
+        if budget is not None:  # BudgetStop, which Tune asks before the scheduler
+            cost = float(budget.shares[index]) * float(curves.seconds[index, epoch - 1])
+            costs[index] = costs.get(index, 0.0) + cost
+            over = sum(costs.values()) + cost > budget.budget_s
+        decision = TrialScheduler.STOP if over else scheduler.on_trial_result(None, trials[index], result)
         if decision == TrialScheduler.STOP or epoch == curves.max_epochs:
             scheduler.on_trial_complete(None, trials[index], result)
-            if pending:
-                start(now)
+            running.discard(index)
         else:
             heapq.heappush(events, (now + curves.seconds[index, epoch], next(counter), index, epoch + 1))
+        start_more(now)
         if restore_every and spent % restore_every == 0:  # stopped and resumed here
             saved = pickle.dumps(SchedulerState(scheduler).get_state())
             scheduler = new_scheduler()

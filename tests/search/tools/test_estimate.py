@@ -41,7 +41,7 @@ def test_the_demo_ships_whole_learning_curves_of_its_own_space():
     assert "mse" in losses and losses & {"ce", "weighted_ce"}
 
 
-def _estimate(monkeypatch, curves_folder, whole: bool = False):
+def _estimate(monkeypatch, curves_folder, whole: bool = False, budget_s: float | None = None):
     """The demo's expected device seconds with the curves in ``curves_folder``, where a trial whose
     nearest shipped curve rises above copy-last-frame costs ten times one whose curve does not."""
     from search.tools.replay import distance
@@ -52,7 +52,7 @@ def _estimate(monkeypatch, curves_folder, whole: bool = False):
     profile = PROFILES["demo"]
     settings = Settings(profile="demo", num_samples=profile.num_samples, max_epochs=profile.max_epochs,
                         grace_period=profile.grace_period, reduction_factor=profile.reduction_factor,
-                        max_concurrent=profile.max_concurrent)
+                        max_concurrent=profile.max_concurrent, budget_s=budget_s)
 
     def probe(configs):
         nearest = [int(np.argmin([distance(c, recorded, profile.space) for recorded in shipped.configs]))
@@ -84,3 +84,23 @@ def test_the_estimate_gives_the_spread_of_one_search_as_a_range_of_its_replays(m
     assert f"{duration_text(found.wall_s)} (one search: {duration_text(wall_low)} to {duration_text(wall_high)}" in said
     again = Estimate.from_dict(json.loads(json.dumps(found.to_dict())))  # as search.json keeps it
     assert again == found and again.lines() == found.lines()
+
+
+def test_kept_to_a_budget_the_estimate_replays_the_budget_as_the_live_search_keeps_it(monkeypatch):
+    """A search that a budget cuts short (as the demo fitted to a slow machine) is expected to spend
+    about its budget, not what its trials would spend without one: the range it prints is the one its
+    measured device time is held against."""
+    free = _estimate(monkeypatch, estimate_module.CURVES, whole=True)
+    assert free.budgeted_s is None and "kept to the budget" not in "\n".join(free.lines())
+    budget = free.expected_s / 2
+    kept = _estimate(monkeypatch, estimate_module.CURVES, whole=True, budget_s=budget)
+    assert kept.expected_s == free.expected_s and kept.trial_s == free.trial_s  # the unbudgeted figures as they were
+    low, high = kept.budgeted_range_s
+    longest_epoch = 0.01 * 100 + estimate_module.REPORT_S  # the costliest configuration's epoch: 100 samples at 10 ms
+    assert budget - 2 * kept.trial_s < low <= kept.budgeted_s <= high <= budget + 2 * longest_epoch
+    assert kept.budgeted_wall_s < free.wall_s and kept.budgeted_wall_range_s[1] < free.wall_range_s[1]
+    said = "\n".join(kept.lines())
+    assert (f"kept to the budget: {duration_text(kept.budgeted_s)} spent (one search: {duration_text(low)} to "
+            f"{duration_text(high)}") in said
+    again = Estimate.from_dict(json.loads(json.dumps(kept.to_dict())))
+    assert again == kept and again.probed is None and kept.probed is not None

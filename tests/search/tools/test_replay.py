@@ -90,6 +90,74 @@ def _live_epochs(values: np.ndarray, ties: np.ndarray, kind: str, grace: int, fa
     return [by_curve[tuple(map(float, c))] for c in values]
 
 
+def _live_epochs_in_budget(values: np.ndarray, seconds: np.ndarray, kind: str, floor: float, budget_s: float,
+                           trial_s: float) -> list[int]:
+    """Epochs each trial ran (0: never started) in a real Ray Tune run kept to a device-time budget by
+    the live search's own ``BudgetLimiter`` and ``BudgetStop``, one trial at a time in table order,
+    each epoch costing the table's seconds."""
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    from search.run.budget import BudgetLimiter, BudgetStop
+    from search.run.tuner import make_scheduler
+
+    class InOrder(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric="val_iou", mode="max")
+            self.given = 0
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True
+
+        def suggest(self, trial_id):
+            if self.given == len(values):
+                return Searcher.FINISHED
+            self.given += 1
+            return {"index": self.given - 1}
+
+        def on_trial_complete(self, trial_id, result=None, error=False) -> None:
+            pass
+
+    def trainable(config):
+        spent = 0.0
+        for epoch, (value, cost) in enumerate(zip(values[config["index"]], seconds[config["index"]]), 1):
+            spent += float(cost)
+            tune.report({"epoch": epoch, "val_iou": float(value), "val_soft_iou": float(value), "device_seconds": spent})
+
+    limiter = BudgetLimiter(InOrder(), budget_s, trial_s)
+    tuner = tune.Tuner(
+        trainable, tune_config=tune.TuneConfig(search_alg=limiter, num_samples=len(values), max_concurrent_trials=1,
+                                               scheduler=make_scheduler(kind, EPOCHS, 1, 2, floor=floor),
+                                               reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(TMP[0]), verbose=0, stop=BudgetStop(limiter)))
+    ran = {r.config["index"]: int(r.metrics_dataframe["epoch"].max()) for r in tuner.fit()}
+    return [ran.get(i, 0) for i in range(len(values))]
+
+
+@RAY
+def test_kept_to_a_budget_the_replay_runs_and_stops_the_trials_that_a_live_run_does(local_ray, tmp_path):
+    """The budget as the estimate replays it (``Budget``) against the live search's limiter in a real
+    Ray Tune run: trials that wait and never start, and a trial stopped mid-way by ``BudgetStop``."""
+    from search.tools.replay import Budget
+
+    TMP[:] = [tmp_path / "ray"]
+    values = _curves(n=6, seed=3)
+    seconds = np.repeat(np.array([1.0, 2.0, 1.0, 3.0, 1.5, 1.0])[:, None], EPOCHS, axis=1)
+    curves = read_curves(write_table(tmp_path / "curves.parquet", values,
+                                     settings={"profile": "demo", "max_epochs": EPOCHS, "max_concurrent": 1,
+                                               "baselines": {"unet": 0.0, "true": 0.2}}))
+    order = [curves.trial_ids.index(f"t{i:02d}") for i in range(len(values))]
+    curves.seconds[order] = seconds
+    budget_s, trial_s = 20.0, 4.0
+    replayed = replay(curves, Setting("asha", 1, 2), order, max_concurrent=1, seed=0,
+                      budget=Budget(budget_s, trial_s, np.ones(len(values))))
+    expected = [replayed.epochs_run[i] for i in order]
+    assert 0 in expected  # the budget ended the search before the last trials
+    spent = sum(e * s for e, s in zip(expected, seconds[:, 0]))
+    assert budget_s - trial_s < spent <= budget_s + seconds.max()
+    assert _live_epochs_in_budget(values, seconds, "asha", 0.0, budget_s, trial_s) == expected
+
+
 TMP = []
 
 
