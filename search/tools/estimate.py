@@ -56,7 +56,12 @@ __all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "
 log = logging.getLogger("vidseg.search")
 
 REPLAYS, PROBE_STEPS = 40, 4
-RANGE = (10, 90)  # the percentiles of the replays that the estimate gives as one search's range
+RANGE = (5, 95)  # the percentiles of the replays that the estimate gives as one search's range (90% of searches)
+# how far a trial's epochs land from the probe's figure: its configuration's (a finished demo's epochs against
+# its configurations probed again, bench_estimate.py --check-epochs: 6-14% under on a CPU without bf16, 2-31% over
+# on the imitation of one) and each epoch's own (3.6-6.3%: the median coefficient of variation of a demo trial's
+# epochs after its first); log-normal spreads in the replays, which decide where a budget cuts the epochs in flight
+PROBE_SPREAD, EPOCH_SPREAD = 0.15, 0.05
 REPORT_S = 0.03  # an epoch's report to Ray Tune, its round trip: 23-48 ms in the smoke search (docs/search.md)
 # no GPU here to probe: bf16 training at an effective 100 TFLOP/s (a tenth of an H100's dense peak),
 # a training step 3 forward passes' work, a set-up of 10 s
@@ -77,7 +82,7 @@ class Estimate:
     basis: str  # what was probed, or assumed
     budget_s: float | None = None
     # the spread of the scheduler's replays (TPE proposes from whichever trials end first, so one search
-    # may land far from the middle): their 10th and 90th percentiles, device seconds and wall seconds
+    # may land far from the middle): their RANGE percentiles, device seconds and wall seconds
     expected_range_s: tuple[float, float] | None = None
     wall_range_s: tuple[float, float] | None = None
     # under the budget (the replays kept to it as the live search keeps to it): device and wall seconds
@@ -306,6 +311,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
         order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
         seconds = np.repeat(walls[order, None], epochs, axis=1)
         seconds[:, 0] += setups[order]
+        seconds *= rng.lognormal(0.0, PROBE_SPREAD, (n, 1)) * rng.lognormal(0.0, EPOCH_SPREAD, (n, epochs))
         if shipped is not None:  # the recorded curves, their exact ties broken at random
             values, ties = known_values[order], None if known_ties is None else known_ties[order] + rng.normal(0, 1e-6, (n, epochs))
             floor = shipped.floor
