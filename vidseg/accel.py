@@ -15,7 +15,7 @@ import torch
 from vidseg.config import check_device
 
 __all__ = ["cpu_has_bf16", "bf16_dtype", "autocast", "pick_device", "fast_defaults", "FAST_DEFAULTS", "step_timer",
-           "finite_check_steps", "keep_freed_memory"]
+           "finite_check_steps", "keep_freed_memory", "inductor_cache_per_capability"]
 
 
 @functools.cache
@@ -31,6 +31,24 @@ def cpu_has_bf16() -> bool:
         return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers (2.x)
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def inductor_cache_per_capability() -> str:
+    """Inductor's cache folder, one per ATen CPU capability: ``TORCHINDUCTOR_CACHE_DIR`` where the
+    user set it to a folder of their own, else PyTorch's default folder suffixed with the capability
+    (``..._avx512``; importing Inductor sets the variable to its default), set before the first compile. Inductor's cache keys leave ``ATEN_CPU_CAPABILITY`` out: SimVP
+    compiled with ``ATEN_CPU_CAPABILITY=avx2`` (the imitation of a CPU without bf16) and then run
+    without it, from the same cache, ends the process in a segmentation fault or an abort (torch
+    2.14.1, a Zen 4). Returns the folder."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default, chosen = default_cache_dir(), os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default):
+        chosen = f"{default}_{torch.backends.cpu.get_cpu_capability().lower().replace(' ', '_')}"
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = chosen
+    return chosen
 
 
 @functools.cache

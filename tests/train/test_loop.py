@@ -231,11 +231,21 @@ def test_aten_held_to_avx2_is_a_cpu_without_bf16():
     import subprocess
     import sys
 
-    code = ("import torch; from vidseg.accel import bf16_dtype, cpu_has_bf16; "
-            "print(torch.backends.cpu.get_cpu_capability(), cpu_has_bf16(), bf16_dtype(torch.device('cpu'), True))")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    from vidseg.accel import inductor_cache_per_capability
+
+    code = ("import torch; from vidseg.accel import bf16_dtype, cpu_has_bf16, inductor_cache_per_capability as cache; "
+            "print(torch.backends.cpu.get_cpu_capability(), cpu_has_bf16(), bf16_dtype(torch.device('cpu'), True), "
+            "cache())")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"} | {"ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["AVX2", "False", "None"]
+    capability, bf16, dtype, cache = out.split()
+    assert [capability, bf16, dtype] == ["AVX2", "False", "None"]
+    # its compiled kernels in a cache of their own: Inductor's keys leave the capability out, and kernels
+    # compiled at AVX2 width crashed a process run without the variable from the same cache
+    assert cache.endswith("_avx2")
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        here = torch.backends.cpu.get_cpu_capability().lower()
+        assert inductor_cache_per_capability().endswith(f"_{here}")
 
 
 def test_help_gives_every_flag_a_sentence_and_every_choice_flag_its_choices(capsys):

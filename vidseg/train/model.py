@@ -165,6 +165,10 @@ def compile_core(model: MaskPredictor) -> MaskPredictor:
     whole, the model's backward under Inductor (the device's torch, CUDA) handed ``convolution_backward``
     the int64 masks and failed. Compiled in place, the model keeps its ``state_dict`` keys (its
     checkpoints load into a model that is not compiled), and the autoregressive ``step`` runs
-    compiled too (``torch.compile(model)`` compiles ``forward`` only)."""
+    compiled too (``torch.compile(model)`` compiles ``forward`` only). Its kernels are cached per ATen
+    CPU capability (``vidseg.accel.inductor_cache_per_capability``)."""
+    from vidseg.accel import inductor_cache_per_capability
+
+    inductor_cache_per_capability()
     model.simvp.compile()
     return model
