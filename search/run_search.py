@@ -255,7 +255,7 @@ def search_on_ray(search: Search):
             _said(search.estimate)
             if fit_the_machine(search):  # the scheduler replayed again, kept to that budget (nothing probed again)
                 search.estimate = estimate_cost(search)
-                for line in search.estimate.lines()[-2:]:
+                for line in search.estimate.kept_lines():
                     log.info("%s", line)
             check_budget(search.estimate)  # a budget that covers no whole trial: refused, nothing saved
             if search.args.estimate_only:

@@ -101,26 +101,27 @@ class Estimate:
         hours = lambda s: f"{s / 3600:.3g} device-hours ({duration_text(s)})"  # noqa: E731
         count = f"{self.trials} trials" if self.trials is not None else "per trial"
         lines = [f"estimate ({self.basis}):"]
-        spread = lambda span: ("" if span is None else  # noqa: E731
-                               f" (one search: {duration_text(span[0])} to {duration_text(span[1])}, the "
-                               f"replays' {RANGE[0]}th to {RANGE[1]}th percentile)")
         if self.trials is None:
             lines.append(f"  one trial: {hours(self.trial_s)} with the scheduler; the budget of "
                          f"{duration_text(self.budget_s)} affords about {self.affordable:.0f} trials")
         else:
             lines += [f"  {count} without stopping: {hours(self.full_s)}",
-                      f"  {count} with the scheduler: {hours(self.expected_s)} expected{spread(self.expected_range_s)}",
+                      f"  {count} with the scheduler: {hours(self.expected_s)} expected{_said_range(self.expected_range_s)}",
                       f"  wall time at {self.concurrency} trials at once: {duration_text(self.wall_s)}"
-                      f"{spread(self.wall_range_s)}"]
+                      f"{_said_range(self.wall_range_s)}"]
             if self.budget_s is not None:
                 lines.append(f"  budget {duration_text(self.budget_s)}: "
                              + ("enough for all of them, as expected" if self.expected_s <= self.budget_s else
                                 f"about {self.affordable:.0f} of the {self.trials} trials (whichever ends first)"))
-        if self.budgeted_s is not None and self.budgeted_wall_s is not None:
-            lines += [f"  kept to the budget: {duration_text(self.budgeted_s)} spent{spread(self.budgeted_range_s)}",
-                      f"  kept to the budget, wall time: {duration_text(self.budgeted_wall_s)}"
-                      f"{spread(self.budgeted_wall_range_s)}"]
-        return lines
+        return lines + self.kept_lines()
+
+    def kept_lines(self) -> list[str]:
+        """What the search kept to its budget is expected to spend, and how long it runs (none without a budget)."""
+        if self.budgeted_s is None or self.budgeted_wall_s is None:
+            return []
+        return [f"  kept to the budget: {duration_text(self.budgeted_s)} spent{_said_range(self.budgeted_range_s)}",
+                f"  kept to the budget, wall time: {duration_text(self.budgeted_wall_s)}"
+                f"{_said_range(self.budgeted_wall_range_s)}"]
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "probed"}
@@ -346,6 +347,11 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s,
                     expected_range_s=_spread(spent, cold), wall_range_s=_spread(makespan, found.cold_s),
                     probed=found, **kept)
+
+
+def _said_range(span: tuple[float, float] | None) -> str:
+    return ("" if span is None else f" (one search: {duration_text(span[0])} to {duration_text(span[1])}, the "
+                                    f"replays' {RANGE[0]}th to {RANGE[1]}th percentile)")
 
 
 def _spread(values: list[float], add: float) -> tuple[float, float]:

@@ -119,12 +119,13 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
 
     running: set[int] = set()
     costs: dict[int, float] = {}  # device seconds each trial has spent, under a budget
+    spent_s = 0.0  # and all of them together
 
     def fits() -> bool:
         if budget is None:
             return True
         committed = sum(max(0.0, budget.trial_s - costs.get(i, 0.0)) for i in running)
-        return sum(costs.values()) + committed + budget.trial_s <= budget.budget_s
+        return spent_s + committed + budget.trial_s <= budget.budget_s
 
     def start_more(now: float) -> None:
         while pending and len(running) < max_concurrent:
@@ -154,7 +155,8 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
         if budget is not None:  # BudgetStop, which Tune asks before the scheduler
             cost = float(budget.shares[index]) * float(curves.seconds[index, epoch - 1])
             costs[index] = costs.get(index, 0.0) + cost
-            over = sum(costs.values()) + cost > budget.budget_s
+            spent_s += cost
+            over = spent_s + cost > budget.budget_s
         decision = TrialScheduler.STOP if over else scheduler.on_trial_result(None, trials[index], result)
         if decision == TrialScheduler.STOP or epoch == curves.max_epochs:
             scheduler.on_trial_complete(None, trials[index], result)
