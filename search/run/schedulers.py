@@ -34,6 +34,7 @@ a resumed search decides as if it had never stopped.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from pathlib import Path
@@ -83,6 +84,7 @@ class RungScheduler(FIFOScheduler):
         self.rungs = [grace_period * reduction_factor ** k for k in range(count) if grace_period * reduction_factor ** k < max_t]
         # rung -> trial id -> (metric, tie score, arrival place)
         self.recorded: dict[int, dict[str, tuple[float, float, int]]] = {rung: {} for rung in self.rungs}
+        self._index()
         self.arrival: dict[str, int] = {}
         self.top = min(1, len(self.rungs)) if progressive else len(self.rungs)  # trials stop at rungs[top]
         self.decisions: dict[str, str] = {}  # trial id -> why it was stopped, for the log and the tests
@@ -109,8 +111,27 @@ class RungScheduler(FIFOScheduler):
         if list(state["rungs"]) != self.rungs:
             raise ValueError(f"saved rungs {state['rungs']} are not this scheduler's {self.rungs}")
         self.recorded = {rung: {t: tuple(e) for t, e in state["recorded"][rung].items()} for rung in self.rungs}
+        self._index()
         self.arrival, self.top, self.decisions = dict(state["arrival"]), int(state["top"]), dict(state["decisions"])
         return sum(len(r) for r in self.recorded.values())
+
+    def _index(self) -> None:
+        """Each rung's recorded values in order, with their trial ids beside them: a rung's cutoff in
+        logarithmic time, where a search of thousands of trials records thousands at a rung."""
+        self._values: dict[int, list[float]] = {}
+        self._ids: dict[int, list[str]] = {}
+        for rung, recorded in self.recorded.items():
+            ranked = sorted((e[0], t) for t, e in recorded.items())
+            self._values[rung], self._ids[rung] = [v for v, _ in ranked], [t for _, t in ranked]
+
+    def _record(self, rung: int, trial_id: str, entry: tuple[float, float, int]) -> None:
+        if trial_id in self.recorded[rung]:
+            raise ValueError(f"trial {trial_id} is recorded at rung {rung} already")
+        self.recorded[rung][trial_id] = entry
+        values = self._values[rung]
+        at = bisect.bisect_right(values, entry[0])
+        values.insert(at, entry[0])
+        self._ids[rung].insert(at, trial_id)
 
     def _entry(self, trial_id: str, result: dict) -> tuple[float, float, int]:
         tie = result.get(self.tie_metric, math.nan) if self.tie_metric else math.nan
@@ -128,27 +149,30 @@ class RungScheduler(FIFOScheduler):
         return by_arrival and a[2] < b[2]
 
     def _promoted(self, rung: int, trial_id: str, entry: tuple[float, float, int]) -> tuple[bool, str]:
-        """ASHA's rule at ``rung``, with ties and the floor: (go on?, why not)."""
-        earlier = [e for t, e in self.recorded[rung].items() if t != trial_id]
-        value = entry[0]
-        if self.floor is not None and len(earlier) < self.reduction_factor and value < self.floor * (1 - self.floor_margin):
+        """ASHA's rule at ``rung`` for a trial not yet recorded there, with ties and the floor: (go on?, why not).
+
+        Ray's cutoff is the (1 - 1/factor) percentile of the earlier results; here each earlier
+        result tied with this one (within ``tie_tolerance``) is placed just above or just below it,
+        as the tie order says. The rung's values are kept in order (``_index``), so the cutoff reads
+        two of them, not all."""
+        values, value = self._values[rung], entry[0]
+        if self.floor is not None and len(values) < self.reduction_factor and value < self.floor * (1 - self.floor_margin):
             return False, (f"val IoU {value:.4f} is clearly below copy-last-frame ({self.floor:.4f}) and the rung "
-                           f"had {len(earlier)} result(s) to compare with")
-        if not earlier:
+                           f"had {len(values)} result(s) to compare with")
+        if not values:
             return True, ""
-        # Ray's cutoff (the (1 - 1/factor) percentile of the earlier results), with each earlier result
-        # that is tied with this one placed just above or just below it, as the tie order says
+        tolerance, places = self.tie_tolerance, range(len(values))
+        low = bisect.bisect_left(places, True, key=lambda i: value - values[i] <= tolerance)  # the tied ones: low..high
+        high = bisect.bisect_left(places, True, key=lambda i: values[i] - value > tolerance)
+        recorded, ids = self.recorded[rung], self._ids[rung]
+        tied = [recorded[t] for t in ids[low:high]]
+        above = sum(self.beats(e, entry) for e in tied)
         nudge = max(abs(value), 1.0) * 1e-12
-        placed = [(value + nudge if self.beats(e, entry) else value - nudge) if abs(e[0] - value) <= self.tie_tolerance
-                  else e[0] for e in earlier]
         share = (1 - 1 / self.reduction_factor) * 100
-        cutoff = _percentile(placed, share)
+        cutoff = _percentile_of(_Placed(values, low, high, value - nudge, len(tied) - above, value + nudge, above), share)
         if value >= cutoff:
             return True, ""
-        tied = [e for e in earlier if abs(e[0] - value) <= self.tie_tolerance]
-        won_every_tie = [value - nudge if abs(e[0] - value) <= self.tie_tolerance else e[0] for e in earlier]
-        if tied and value >= _percentile(won_every_tie, share):
-            above = sum(self.beats(e, entry) for e in tied)  # the tie order decided: say by what
+        if tied and value >= _percentile_of(_Placed(values, low, high, value - nudge, len(tied), value + nudge, 0), share):
             by = f"{self.tie_metric} {entry[1]:.4f}" if self.tie_metric and not math.isnan(entry[1]) else "arrival"
             return False, f"val IoU {value:.4f} ties {len(tied)} earlier trial(s); by {by} it ranks {above + 1} of {len(tied) + 1}"
         return False, f"val IoU {value:.4f} is below the rung's cutoff {cutoff:.4f}"
@@ -175,7 +199,7 @@ class RungScheduler(FIFOScheduler):
             if epoch < rung or trial_id in self.recorded[rung]:
                 continue
             go_on, why = self._promoted(rung, trial_id, entry)
-            self.recorded[rung][trial_id] = entry
+            self._record(rung, trial_id, entry)
             if not go_on:
                 return self._stop(trial, f"stopped at epoch {epoch}: {why}")
             if self.progressive and index == self.top:
@@ -200,17 +224,46 @@ class RungScheduler(FIFOScheduler):
             entry = self._entry(trial.trial_id, result)
             for rung in self.rungs:
                 if result[self.time_attr] >= rung and trial.trial_id not in self.recorded[rung]:
-                    self.recorded[rung][trial.trial_id] = entry
+                    self._record(rung, trial.trial_id, entry)
 
     def debug_string(self) -> str:
         return (f"RungScheduler: rungs {self.rungs}, budget {self.budget} of {self.max_t}, "
                 f"{len(self.decisions)} stopped")
 
 
-def _percentile(values: list[float], q: float) -> float:
-    """numpy's linear percentile (as Ray's cutoff uses), for a short list, without numpy's per-call
-    cost: a replay computes hundreds of thousands of cutoffs (twice as fast over the default grid)."""
-    ordered = sorted(values)
+class _Placed:
+    """A rung's earlier values in order, with its tied ones (``values[low:high]``) replaced by
+    ``below_count`` copies of ``below`` and ``above_count`` of ``above``; ``len`` and ``[k]`` read it
+    in order without building it."""
+
+    def __init__(self, values: list[float], low: int, high: int, below: float, below_count: int, above: float,
+                 above_count: int) -> None:
+        self.values, self.low, self.high = values, low, high
+        self.below, self.below_count, self.above, self.above_count = below, below_count, above, above_count
+        # where each block of copies starts among the rest of the values
+        self.below_at = self._rest_under(below)
+        self.above_at = self._rest_under(above) + below_count
+
+    def _rest_under(self, x: float) -> int:
+        """How many of the values outside ``low:high`` are below ``x``."""
+        under = bisect.bisect_left(self.values, x)
+        return under - (min(max(under, self.low), self.high) - self.low)
+
+    def __len__(self) -> int:
+        return len(self.values) - (self.high - self.low) + self.below_count + self.above_count
+
+    def __getitem__(self, k: int) -> float:
+        if self.below_at <= k < self.below_at + self.below_count:
+            return self.below
+        if self.above_at <= k < self.above_at + self.above_count:
+            return self.above
+        rest = k - (self.below_count if k >= self.below_at + self.below_count else 0) \
+            - (self.above_count if k >= self.above_at + self.above_count else 0)
+        return self.values[rest if rest < self.low else rest + self.high - self.low]
+
+
+def _percentile_of(ordered, q: float) -> float:
+    """numpy's linear percentile (as Ray's cutoff uses) of values already in order, reading two of them."""
     position = (len(ordered) - 1) * q / 100
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)

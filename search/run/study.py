@@ -30,6 +30,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search.results.journal import journal_storage
 from search.run.ray_internals import OpenOptunaSearch
+from search.run.proposals import startup_trials
 from search.run.stops import no_space, note_disk_full
 from search.space import enqueue
 from search.results.outcome import Outcome, classify
@@ -43,13 +44,6 @@ log = logging.getLogger("vidseg.search")
 # the constant liar: on the public tabular benchmarks (tests/bench/bench_searchers.py, docs/search.md)
 # the liar, which counts running trials as bad ones, found worse configurations at 2 and 8 workers.
 TPE_SETTINGS = {"multivariate": True, "group": True, "constant_liar": False}
-
-
-def startup_trials(num_samples: int, max_concurrent: int = 1) -> int:
-    """TPE's random start-up trials: Optuna's 10 for big searches, half the budget (at least 3) for
-    small ones, less the trials proposed while others run (TPE proposes at random until its start-up
-    trials have ended, so ``max_concurrent - 1`` more random ones come anyway), and at least 3."""
-    return max(3, min(10, max(3, num_samples // 2)) - (max_concurrent - 1))
 
 
 def make_sampler(searcher: str, seed: int, num_samples: int, max_concurrent: int = 1,

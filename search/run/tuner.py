@@ -22,7 +22,6 @@ __all__ = ["check_address", "init_ray", "make_scheduler", "make_searcher", "buil
 log = logging.getLogger("vidseg.search")
 
 HYPERBAND_BRACKETS = 3
-REFERENCE_SLOTS = 3  # the most reference configurations a profile enqueues (demo: two paper points, the top teams')
 
 
 def check_address(address: str | None) -> None:
@@ -92,23 +91,17 @@ def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_fact
                          **({} if ties == "score" else {"tie_metric": None, "tie_tolerance": 0.0}))
 
 
-def references_after(settings: Settings) -> int:
-    """How many trials are proposed before the reference configurations: two rounds of concurrent
-    trials, so that ASHA has rungs to compare them with (on empty rungs it promotes anything), and
-    never so late that they would not run."""
-    if settings.scheduler == "fifo":
-        return 0
-    return max(0, min(2 * settings.max_concurrent, settings.num_samples - REFERENCE_SLOTS))
-
-
 def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: str):
     """Optuna behind Ray, its study stored in ``study_file`` under ``name`` (``search.run.study``)."""
     from search.results.journal import journal_storage
+    from search.run.proposals import proposal_order
     from search.run.study import StudySearch, make_sampler
 
     points = list(points_to_evaluate(profile).values())
+    order = proposal_order(settings.searcher, settings.scheduler, settings.num_samples, settings.max_concurrent,
+                           len(points))
     return StudySearch(space=SearchSpace(profile, settings.max_epochs, settings.seed), max_epochs=settings.max_epochs,
-                       references=points, references_after=references_after(settings),
+                       references=points, references_after=order.references_after,
                        sampler=make_sampler(settings.searcher, settings.seed, settings.num_samples, settings.max_concurrent),
                        storage=journal_storage(study_file), study_name=name)
 

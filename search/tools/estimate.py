@@ -19,10 +19,10 @@
 3. **The scheduler's share**: the search's own scheduler (``search.run.tuner.make_scheduler``)
    replayed (``search.tools.replay.replay``, ``REPLAYS`` seeds) over ``num_samples`` trials with
    those epoch times, at the search's concurrency: the device time it lets the trials spend, and
-   the wall time until the last trial ends. The trials are the reference configurations, then the
-   draws in the order the search's sampler proposes them while it starts up (random search's all;
-   TPE's until its start-up trials have ended), then, for TPE past its start-up, draws at random
-   from the better half of the pool. Each learns as the nearest configuration in the learning
+   the wall time until the last trial ends. The trials come in the live search's order of proposals
+   (``search.run.proposals``): the reference configurations where it runs them, the sampler's random
+   draws as the pool's draws of the same seed (past the pool, its draws at random), and TPE's guided
+   proposals as draws at random from the better half of the pool. Each learns as the nearest configuration in the learning
    curves that ship with the profile (``shipped_curves``: a ``--scheduler fifo`` search's table,
    every trial to the end), so that the scheduler stops and promotes what it would; a profile
    without curves gets made-up ones (each trial's quality drawn at random, the pool's draws
@@ -157,13 +157,16 @@ SHAPE = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "loss", "input_
          "rollout", "last_frame_skip")
 
 
-def _macs(config: dict[str, Any], resolution: tuple[int, int], seen: dict[tuple, float]) -> float:
+_MACS: dict[tuple, float] = {}  # a model shape's multiply-adds at a resolution, counted once a process
+
+
+def _macs(config: dict[str, Any], resolution: tuple[int, int], seen: dict[tuple, float] = _MACS) -> float:
     import torch
 
     from vidseg.train.cost import model_macs
     from vidseg.train.model import build_model
 
-    key = tuple(config.get(name) for name in SHAPE)
+    key = (tuple(resolution), *(config.get(name) for name in SHAPE))
     if key not in seen:
         with torch.device("meta"):
             model = build_model(train_config(config), *resolution)
@@ -248,8 +251,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     configurations, is used as it is. ``share`` is a configuration's device share (its CPUs, or its
     GPU share). What was probed comes back in ``Estimate.probed`` (not saved)."""
     from search.results.curves import Curves
-    from search.run.study import startup_trials
-    from search.run.tuner import references_after
+    from search.run.proposals import proposal_order
     from search.tools.replay import Budget, Setting, distance, replay
 
     configs = configurations(profile, settings)
@@ -257,8 +259,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     if probed is not None:
         found = probed
     elif probe is None:
-        seen: dict[tuple, float] = {}
-        found = Probed([assumed_probe(config, _macs(config, profile.resolution, seen)) for config in configs])
+        found = Probed([assumed_probe(config, _macs(config, profile.resolution)) for config in configs])
     else:
         found = probe(configs)
         per_sample = [1e3 * point["train_s_per_sample"] for point in found.points]
@@ -280,9 +281,10 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     rng = np.random.default_rng(settings.seed)
     setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
 
-    def proposals_known(n: int) -> int:
-        return (len(configs) - references if settings.searcher == "random" else
-                max(0, min(n, startup_trials(n, settings.max_concurrent) + settings.max_concurrent - 1) - references))
+    # the live search's order of proposals (search.run.proposals), at its size
+    rule = proposal_order(settings.searcher, settings.scheduler, settings.num_samples, settings.max_concurrent,
+                          references)
+    pool = np.arange(references, len(configs))
 
     shipped = shipped_curves(profile)
     if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded
@@ -303,13 +305,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                     trial_s: float = 0.0) -> tuple[float, float, float]:
         """One made-up search of ``n`` trials, kept to ``budget_s`` if given: (device seconds without
         stopping, with the scheduler, its wall time)."""
-        # the draws in order where the search's sampler, seeded alike, proposes them: all of random search's,
-        # and TPE's while it starts up (until its start-up trials have ended, about as many more proposals as run at
-        # once); past those, TPE's proposals follow the results, unknown here: the pool's draws at random
-        pool, known = np.arange(references, len(configs)), proposals_known(n)
-        first = references_after(settings.replace(num_samples=n)) if references else 0
-        drawn = list(pool[:known]) + list(rng.choice(later, size=max(0, n - known)))
-        order = (drawn[:first] + list(range(references)) + drawn[first:])[:n]  # the references where they run
+        order = [_proposed(kind, i, pool, later, rng) for kind, i in rule.kinds(n)]
         seconds = np.repeat(walls[order, None], epochs, axis=1)
         seconds[:, 0] += setups[order]
         seconds *= rng.lognormal(0.0, PROBE_SPREAD, (n, 1)) * rng.lognormal(0.0, EPOCH_SPREAD, (n, epochs))
@@ -347,6 +343,20 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s,
                     expected_range_s=_spread(spent, cold), wall_range_s=_spread(makespan, found.cold_s),
                     probed=found, **kept)
+
+
+def _proposed(kind: str, i: int, pool: np.ndarray, later: np.ndarray, rng: np.random.Generator) -> int:
+    """The configuration (its row in ``configurations``) that a proposal of ``kind`` (the i-th of its
+    kind, ``search.run.proposals``) runs in a replay: a reference as it is; a random draw as the
+    pool's draw of the same seed, past the pool one of its draws at random (the pool stands for the
+    space's random draws); a guided one, which follows results unknown here, one of ``later`` at random."""
+    from search.run.proposals import GUIDED, REFERENCE
+
+    if kind == REFERENCE:
+        return i
+    if kind == GUIDED:
+        return int(rng.choice(later))
+    return int(pool[i]) if i < len(pool) else int(rng.choice(pool))
 
 
 def _said_range(span: tuple[float, float] | None) -> str:

@@ -127,3 +127,45 @@ def test_two_trials_of_a_search_under_the_concurrency_limit_run_at_once(local_ra
     spans = sorted((r.metrics["start"], r.metrics["end"]) for r in tuner.fit())
     assert len(spans) == 2
     assert spans[1][0] < spans[0][1], f"the trials ran one after the other: {spans}"
+
+
+def _asha_rule(scheduler: RungScheduler, earlier: list[tuple[float, float, int]], entry) -> tuple[bool, str]:
+    """ASHA's rule with ties as the module's docstring states it, every earlier result placed and
+    sorted: the oracle for the scheduler's ordered index."""
+    import numpy as np
+
+    value, tolerance = entry[0], scheduler.tie_tolerance
+    if not earlier:
+        return True, ""
+    nudge = max(abs(value), 1.0) * 1e-12
+    tied = [abs(e[0] - value) <= tolerance for e in earlier]
+    placed = [(value + nudge if scheduler.beats(e, entry) else value - nudge) if t else e[0] for e, t in zip(earlier, tied)]
+    share = (1 - 1 / scheduler.reduction_factor) * 100
+    if value >= np.percentile(placed, share):
+        return True, ""
+    won_every_tie = [value - nudge if t else e[0] for e, t in zip(earlier, tied)]
+    return False, "ties" if any(tied) and value >= np.percentile(won_every_tie, share) else "below"
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.01])
+def test_a_rung_of_thousands_decides_as_the_rule_over_all_its_results(tolerance):
+    """The rung's ordered index (a cluster's search records thousands of results at a rung) gives
+    ASHA's decision, and its reason, on every arrival: exact ties (the copy-last-frame plateau), near
+    ties within the tolerance, tie scores known and unknown, values a hair apart."""
+    import random
+
+    draw = random.Random(7)
+    scheduler = RungScheduler(27, 1, 3, tie_tolerance=tolerance)
+    for k in range(800):
+        kind = draw.random()
+        value = PLATEAU if kind < 0.3 else PLATEAU - 1e-13 if kind < 0.35 else round(draw.uniform(0.2, 0.4), 3)
+        soft = math.nan if draw.random() < 0.2 else round(draw.uniform(0.2, 0.4), 2)
+        trial = f"t{k}"
+        scheduler.on_trial_add(None, _Trial(trial))
+        entry = (value, soft, scheduler.arrival[trial])
+        expected = _asha_rule(scheduler, list(scheduler.recorded[1].values()), entry)
+        decided = scheduler.on_trial_result(None, _Trial(trial), {"epoch": 1, "val_iou": value, "val_soft_iou": soft})
+        assert (decided == GO) == expected[0], k
+        if not expected[0]:
+            assert ("ties" in scheduler.decisions[trial]) == (expected[1] == "ties"), k
+    assert len(scheduler.recorded[1]) == 800 and scheduler._values[1] == sorted(scheduler._values[1])

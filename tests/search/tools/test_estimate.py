@@ -105,3 +105,20 @@ def test_kept_to_a_budget_the_estimate_replays_the_budget_as_the_live_search_kee
             f"{duration_text(high)}") in said
     again = Estimate.from_dict(json.loads(json.dumps(kept.to_dict())))
     assert again == kept and again.probed is None and kept.probed is not None
+
+
+def test_the_estimate_holds_at_a_cluster_s_concurrency():
+    """More trials at once than the pool of probed draws (the demo at 40 of 60, ``full`` at 64 of 128
+    and 512 of 520, as the estimate of a new search on a GPU cluster runs): TPE's random proposals
+    past the pool are the pool's draws again, and the figures stay what a search of that size costs."""
+    found = {}
+    for name, concurrency, trials in (("demo", 40, 60), ("full", 64, 128), ("full", 512, 520)):
+        profile = PROFILES[name]
+        settings = Settings(name, trials, profile.max_epochs, profile.grace_period, profile.reduction_factor, concurrency)
+        found[name, trials] = estimate_module.estimate(settings, profile, dict(profile.counts), lambda c: 1.0, None,
+                                                       "assumed", trials)
+    small, large = found["full", 128], found["full", 520]
+    assert found["demo", 60].wall_s < found["demo", 60].expected_s / 20  # 40 at once: the wall is a fraction
+    assert 0.5 < large.trial_s / small.trial_s < 2  # a trial costs about the same in a larger search
+    assert large.wall_s < large.expected_s / 10  # 512 at once: about its longest trial
+    assert large.full_s / large.expected_s > 2 and small.full_s / small.expected_s > 2  # ASHA stops most early
