@@ -81,6 +81,7 @@ class Search:
     started: float = dataclasses.field(default_factory=time.perf_counter)  # the command's start, about
     estimate: Any = None  # search.tools.estimate.Estimate: what it is expected to cost
     budget: Any = None  # search.run.budget.BudgetLimiter: what it spent, and whether its budget ended it
+    hold: Any = None  # search.run.lock.Hold: this driver's hold on STORAGE/NAME (None: it writes nothing there)
 
     @property
     def command(self) -> str | None:
@@ -94,25 +95,36 @@ class Search:
 
 def prepare_search(args) -> Search:
     """Flags to a named search with its settings, checked before any data work: a resumed search's
-    saved state, or a new name in a writable storage."""
+    saved state, or a new name in a writable storage; held by this driver (``search.run.lock``)
+    where it writes there."""
     storage = state.storage_root(args.storage)
     if args.hidden_answers is not None:
         from vidseg.eval.score import read_answers
 
         read_answers(args.hidden_answers)  # a bad file is named now, not after the search
     if args.resume:
-        name, saved = resume_state(args, storage)
+        name, saved, held = resume_state(args, storage)
         settings, shards = saved.settings, saved.shards
     else:
         settings, saved, shards = Settings.from_args(args), None, None
         name = state.new_search(storage, args.name or f"simvp-{settings.profile}-{datetime.now():%Y-%m-%d_%H-%M-%S}",
                                 probe=not (args.prepare_only or args.estimate_only))
-    source = prepare.DataSource.from_args(args)
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
-    tuner.check_address(address)  # before any data work
-    where = str((args.data_dir or prepare.DATA_DIR) if source.shards is None else source.shards)
-    return Search(args, storage, name, address, settings, saved, shards,
-                  narrowed(PROFILES[settings.profile], settings.limits), source, where)
+        held = None
+        if not (args.prepare_only or args.estimate_only):  # these write nothing there
+            from search.run.lock import hold
+
+            held = hold(storage, name)
+    try:
+        source = prepare.DataSource.from_args(args)
+        address = args.address or os.environ.get("RAY_ADDRESS") or None
+        tuner.check_address(address)  # before any data work
+        where = str((args.data_dir or prepare.DATA_DIR) if source.shards is None else source.shards)
+        return Search(args, storage, name, address, settings, saved, shards,
+                      narrowed(PROFILES[settings.profile], settings.limits), source, where, hold=held)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
 
 
 def _fit_to(search: Search, shards: str) -> None:
@@ -394,7 +406,11 @@ def run(args) -> int:
         if meant is err:
             raise
         raise meant from None
-    return report(search, results)
+    else:
+        return report(search, results)
+    finally:
+        if search.hold is not None:
+            search.hold.release()  # however the driver ends
 
 
 def ending(err: BaseException) -> tuple[str, int] | None:

@@ -32,6 +32,7 @@ from vidseg.errors import InputError
 from vidseg.data.remote import is_uri
 
 if TYPE_CHECKING:
+    from search.run.lock import Hold
     from search.run.state import SearchState
 
 __all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state",
@@ -196,10 +197,12 @@ def _trial_error(trial) -> OSError | None:
         return None
 
 
-def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState]:
+def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState, Hold]:
     """The name and saved state of the search ``--resume`` continues, with what it may change
-    applied and saved back (so that a later resume keeps it). Raises InputError, naming the flag or
-    the file."""
+    applied and saved back (so that a later resume keeps it), and this driver's hold on it
+    (``search.run.lock``), taken before anything is written. Raises InputError, naming the flag or
+    the file, or the driver that holds the search."""
+    from search.run.lock import hold
     from search.run.settings import Settings
     from search.run.state import check_format, check_storage, latest_experiment, read_state, write_state
 
@@ -216,30 +219,35 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
     check_resume_flags(args, {"settings": state.settings.to_dict(), "shards": state.shards,
                               "shards_source": state.shards_source}, f"{storage}/{name}", Settings.defaults())
     check_storage(storage)
-    settings = state.settings
-    if args.max_failures is not None:
-        settings = settings.replace(max_failures=args.max_failures)
-    if args.num_samples is not None and args.num_samples > settings.num_samples:
-        log.info("growing %s from %d to %d trials", name, settings.num_samples, args.num_samples)
-        settings = settings.replace(num_samples=args.num_samples)
-    if args.budget is not None:
-        from vidseg.train.cost import duration_text, parse_duration
+    held = hold(storage, name)  # before anything is written
+    try:
+        settings = state.settings
+        if args.max_failures is not None:
+            settings = settings.replace(max_failures=args.max_failures)
+        if args.num_samples is not None and args.num_samples > settings.num_samples:
+            log.info("growing %s from %d to %d trials", name, settings.num_samples, args.num_samples)
+            settings = settings.replace(num_samples=args.num_samples)
+        if args.budget is not None:
+            from vidseg.train.cost import duration_text, parse_duration
 
-        budget = parse_duration(args.budget)
-        if settings.budget_s is not None and budget < settings.budget_s:
-            raise InputError(f"--budget {args.budget} is less than the saved search {storage}/{name} has (--budget "
-                             f"{duration_text(settings.budget_s)}): --resume raises a budget, never lowers it; drop "
-                             "the flag, or give a larger one")
-        if budget != settings.budget_s:
-            log.info("the budget of %s: %s (it was %s)", name, duration_text(budget),
-                     "none" if settings.budget_s is None else duration_text(settings.budget_s))
-        settings = settings.replace(budget_s=budget)
-    hidden = str(args.hidden_answers.resolve()) if args.hidden_answers is not None else state.hidden_answers
-    if hidden and not Path(hidden).is_file():
-        log.warning("%s: the hidden answers given when the search started are not on this machine; the report "
-                    "will not score the hidden split (give --hidden-answers again)", hidden)
-        hidden = None
-    state = dataclasses.replace(state, settings=settings, hidden_answers=hidden)
-    write_state(storage, name, state)
+            budget = parse_duration(args.budget)
+            if settings.budget_s is not None and budget < settings.budget_s:
+                raise InputError(f"--budget {args.budget} is less than the saved search {storage}/{name} has "
+                                 f"(--budget {duration_text(settings.budget_s)}): --resume raises a budget, never "
+                                 "lowers it; drop the flag, or give a larger one")
+            if budget != settings.budget_s:
+                log.info("the budget of %s: %s (it was %s)", name, duration_text(budget),
+                         "none" if settings.budget_s is None else duration_text(settings.budget_s))
+            settings = settings.replace(budget_s=budget)
+        hidden = str(args.hidden_answers.resolve()) if args.hidden_answers is not None else state.hidden_answers
+        if hidden and not Path(hidden).is_file():
+            log.warning("%s: the hidden answers given when the search started are not on this machine; the report "
+                        "will not score the hidden split (give --hidden-answers again)", hidden)
+            hidden = None
+        state = dataclasses.replace(state, settings=settings, hidden_answers=hidden)
+        write_state(storage, name, state)
+    except BaseException:
+        held.release()
+        raise
     log.info("resuming %s (%s profile) from %s", name, settings.profile, storage)
-    return name, state
+    return name, state, held

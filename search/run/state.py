@@ -183,9 +183,14 @@ def study_path(storage: str, name: str) -> Path:
 
 def new_search(storage: str, name: str, probe: bool = True) -> str:
     """``name``, after checking that no search of that name exists in ``storage`` and (unless
-    ``probe`` is False) that the storage is writable. Raises UsageError."""
+    ``probe`` is False) that the storage is writable. Raises UsageError. A folder that holds only a
+    driver's holder file is no search (``search.run.lock`` decides whether that driver still runs)."""
+    from search.run.lock import holds_nothing_else
+
     local = local_path(storage)
-    if read_state(storage, name) is not None or (local is not None and (local / name).exists()):
+    folder = local / name if local is not None else None
+    held_only = folder is not None and folder.is_dir() and any(folder.iterdir()) and holds_nothing_else(folder)
+    if read_state(storage, name) is not None or (folder is not None and folder.exists() and not held_only):
         raise UsageError(f"{storage}/{name} already exists: pass --resume to continue it, or another --name")
     if probe:
         check_storage(storage)
