@@ -38,6 +38,7 @@ SLOWEST_FIRST = (
     "tests/test_device_suite.py",         # ~45: every device part at toy size, SIGTERM, the deadline
     "tests/cluster/test_multinode.py",    # ~40: a three-node cluster that loses a node
     "tests/test_device_bundle.py",        # ~35: the bundle built, installed, and a search cut from it
+    "tests/search/run/test_lock.py",      # ~30: a resumed smoke search held, a second refused, killed, taken over
     "tests/search/run/test_trainable.py",  # ~27
     "tests/data/test_synth.py",           # ~18
     "tests/segment/test_pretrained.py",   # ~13
