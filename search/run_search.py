@@ -136,7 +136,7 @@ def _fit_to(search: Search, shards: str) -> None:
 def prepare_data(search: Search) -> None:
     """A new search's data, as far as it goes without Ray: the dataset (generated for the demo) and,
     for ``--shards``, the shards checked against the space."""
-    if search.args.resume:
+    if search.args.resume or search.settings.simulate:  # a simulated search trains on nothing
         return
     search.root = prepare.prepare_dataset(search.source, search.profile, search.settings.seed)
     if search.root is None:
@@ -162,6 +162,8 @@ def estimate_cost(search: Search):
 
     settings, profile = search.settings, search.profile
     trials = settings.num_samples if settings.bounded else None
+    if settings.simulate:
+        return _simulated_estimate(search, trials)
     if search.shards is None:  # no data here, and no GPU to probe
         counts = dict(profile.counts)
         log.info("no GPU here to probe: the estimate assumes %s training at an effective %.0f TFLOP/s in bf16 "
@@ -186,6 +188,22 @@ def estimate_cost(search: Search):
     probed = search.estimate.probed if search.estimate is not None else None  # again, for new settings: not probed again
     return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent),
                     basis, trials, probed=probed)
+
+
+def _simulated_estimate(search: Search, trials: int | None):
+    """A simulated search's estimate: its trials' own cost model and learning-curve table
+    (``search.run.simulate``), each trial's share as the live search packs it."""
+    from search.run.trainable import trial_resources
+    from search.tools.estimate import ASSUMED_GPU, estimate
+
+    settings, profile = search.settings, search.profile
+    world = tuner.simulated_world(settings, profile)
+    resources = trial_resources(profile.cpus_per_trial, profile.resolution, settings.gpu_memory_gb, dict(profile.counts))
+    log.info("simulated trials: learning curves from %s (%d configurations), costs from %s at an effective %.0f "
+             "TFLOP/s, %g simulated seconds a wall second", world.source, len(world.recorded), ASSUMED_GPU["name"],
+             ASSUMED_GPU["flops"] / 1e12, settings.time_scale)
+    return estimate(settings, profile, dict(profile.counts), lambda config: resources(config).get("gpu") or resources(config)["cpu"],
+                    None, "simulated trials' cost model", trials, curves=world.curves())
 
 
 def _said(found) -> None:
@@ -370,8 +388,10 @@ def report(search: Search, results) -> int:
             budget.update(estimate_s=found.budgeted_s, estimate_range_s=found.budgeted_range_s)
         elif found is not None and settings.bounded and not (search.budget and search.budget.ended):
             budget.update(estimate_s=found.expected_s, estimate_range_s=found.expected_range_s)  # the whole search
+        world = tuner.simulated_world(settings, search.profile)
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
-                                  search.saved.hidden_answers, study_file=search.study_file, budget=budget)
+                                  search.saved.hidden_answers, study_file=search.study_file, budget=budget,
+                                  baselines=world.baselines if world is not None else None)
     except BaseException as err:  # noqa: BLE001 - a signal or a full disk, however it reached us; a bug goes on up
         meant = as_stop(search, err)
         if meant is err:

@@ -242,28 +242,32 @@ def _config_text(row: TrialRow) -> str:
 
 def write_results(results, settings: dict[str, Any], shards_dir: str, experiment: str,
                   hidden_answers: str | None = None, study_file: Path | None = None,
-                  budget: dict[str, Any] | None = None) -> tuple[str, list[TrialRow]]:
+                  budget: dict[str, Any] | None = None,
+                  baselines: dict[str, float] | None = None) -> tuple[str, list[TrialRow]]:
     """Write everything about a finished search into ``experiment``; returns it and the leaderboard's
     rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
     ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
     is uploaded beside the results); ``budget`` what the search's cost section says of its budget and
-    estimate (``budget_s``, ``estimate_s``, ``ended``)."""
+    estimate (``budget_s``, ``estimate_s``, ``ended``). A simulated search (``search.run.simulate``) has
+    no shards (``shards_dir`` None) and gives its ``baselines``: its trials' checkpoints hold no model,
+    so it writes no best checkpoint, pictures of predictions or submission."""
     local = not is_uri(experiment)
     staging = Path(experiment) if local else Path(tempfile.mkdtemp(prefix="vidseg-results-"))
     staging.mkdir(parents=True, exist_ok=True)
     settings = {**settings, "name": Path(experiment).name}
-    shards = ShardSet.open(cached_shards(shards_dir), verify=False)
+    shards = ShardSet.open(cached_shards(shards_dir), verify=False) if shards_dir else None
     rows = trial_rows(results, settings["max_epochs"], settings)
 
     with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(row.leaderboard() for row in rows)
-    baselines = copy_last_frame(shards)
+    if shards is not None:
+        baselines = copy_last_frame(shards)
     write_curves(rows, staging / CURVES, {**settings, "baselines": baselines})  # a replay's floor
 
     checkpoints, models = {}, {}  # each checkpoint is loaded once
-    for row in rows[:IMAGE_TRIALS]:
+    for row in rows[:IMAGE_TRIALS] if shards is not None else []:
         if row.completed and row.scored:
             file = _best_checkpoint(row)
             if file is None:
@@ -295,6 +299,12 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
             score, source = hidden_score(shards, prediction, ids, hidden_answers)
             hidden = {"shape": tuple(prediction.shape), "score": score, "source": source}
         _write_images(rows, shards, staging, models)
+    elif shards is None and rows and rows[0].completed and rows[0].scored:  # simulated: the best configuration
+        best_row = rows[0]
+        best = {"trial_id": best_row.trial_id, "val_iou": best_row.best_val_iou, "epoch": best_row.best_epoch,
+                "simulated": True, "config": best_row.config}
+        with atomic_path(staging / "best_config.json") as tmp:
+            tmp.write_text(json.dumps(best, indent=2) + "\n")
     if not local:  # a local experiment got its hparams config and baselines run when the search started
         from search.results.board import write_baselines, write_experiment
 

@@ -130,7 +130,7 @@ def trial_row(result, max_epochs: int, references: dict[str, dict[str, Any]]) ->
         if len(scored):
             best = scored.loc[scored["val_iou"].idxmax()]
             row.best_val_iou, row.best_epoch = float(best["val_iou"]), int(best["epoch"])
-            row.last_val_iou, row.val_iou_true_inputs = float(history["val_iou"].iloc[-1]), float(best["val_iou_true_inputs"])
+            row.last_val_iou, row.val_iou_true_inputs = float(history["val_iou"].iloc[-1]), float(best.get("val_iou_true_inputs", NAN))
         row.cost = {name: float(values.iloc[-1]) for name in COST_FIELDS if name in history
                     and len(values := history[name].dropna())}
     return row

@@ -46,6 +46,8 @@ class Settings:
     scheduler: str = "asha"
     gpu_memory_gb: float | None = None  # one GPU of the cluster; None: CPUs only (or not yet detected)
     budget_s: float | None = None  # device seconds the search may spend (--budget); None: no bound
+    simulate: str | None = None  # simulated trials (search.run.simulate): the learning-curve table they draw from
+    time_scale: float = 1.0  # a simulated trial's seconds per wall second
     limits: dict[str, Any] | None = field(default=None, compare=False)  # the space narrowed to the shards
 
     @classmethod
@@ -66,6 +68,19 @@ class Settings:
             raise UsageError(f"--gpu-memory-gb is {args.gpu_memory_gb}, but must be > 0")
         profile = PROFILES[args.profile or ("smoke" if args.smoke_test else "demo")]
         given = {name: getattr(args, name) for name in cls.flag_names() if getattr(args, name, None) is not None}
+        if getattr(args, "time_scale", None) is not None and not args.time_scale > 0:
+            raise UsageError(f"--time-scale is {args.time_scale}, but must be > 0")
+        if getattr(args, "simulate", None) is not None:
+            if args.data is not None or args.shards is not None:
+                raise UsageError("--simulate trains nothing: give it without --data or --shards")
+            from search.run.simulate import table_path
+
+            table = table_path(profile, args.simulate)
+            if not table.is_file():
+                raise UsageError(f"--simulate {args.simulate}: no such learning-curve table")
+            given["simulate"] = str(table)
+        elif getattr(args, "time_scale", None) is not None:
+            raise UsageError("--time-scale scales simulated trials: give it with --simulate")
         if getattr(args, "budget", None) is not None:
             given["budget_s"] = parse_duration(args.budget)
             if args.num_samples is None:  # the budget alone: trials are drawn until it is spent
@@ -191,6 +206,17 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     search.add_argument("--prepare-only", action="store_true",
                         help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop; Ray "
                              "starts only where shards remain to be made")
+    rehearsal = parser.add_argument_group("rehearsal (docs/cluster.md)")
+    rehearsal.add_argument("--simulate", nargs="?", const="", default=None, metavar="TABLE",
+                           help="simulated trials: nothing trains, and each trial reports what a real one of its "
+                                "configuration would (the val IoU of the nearest configuration in the learning-curve "
+                                "table TABLE, a --scheduler fifo search's curves.parquet, default: the one the profile "
+                                "ships, else the demo's; its cost from the estimate's cost model), holding its Ray "
+                                "resources that long; the rest is the real search. Needs no data and no GPU: with "
+                                "--address on a cluster of logical GPUs (ray start --num-gpus) and --gpu-memory-gb it "
+                                "rehearses a GPU cluster's search")
+    rehearsal.add_argument("--time-scale", type=float, default=None, metavar="X",
+                           help="simulated seconds per wall second (default 1; 3600: an hour in a second)")
     search.add_argument("--smoke-test", action="store_true",
                         help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
     return parser

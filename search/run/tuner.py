@@ -106,9 +106,10 @@ def make_searcher(settings: Settings, profile: Profile, study_file: Path, name: 
                        storage=journal_storage(study_file), study_name=name)
 
 
-def make_trainable(settings: Settings, profile: Profile, shards: str):
+def make_trainable(settings: Settings, profile: Profile, shards: str, world=None):
     """The trainable with its shards and its per-trial resources: CPUs only where there are no GPUs,
-    else the share of one GPU that the trial's planned peak needs."""
+    else the share of one GPU that the trial's planned peak needs. With ``world``
+    (``search.run.simulate.World``), simulated trials in place of training ones, packed alike."""
     from ray import tune
 
     from search.run.prepare import shard_counts
@@ -116,6 +117,12 @@ def make_trainable(settings: Settings, profile: Profile, shards: str):
     from search.run.trainable import train_simvp, trial_resources
 
     gpu_memory_gb = settings.gpu_memory_gb
+    if world is not None:
+        from search.run.simulate import simulated_trial
+
+        return tune.with_resources(tune.with_parameters(simulated_trial, world=world),
+                                   trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb,
+                                                   dict(profile.counts)))
     counts = shard_counts(shards) if gpu_memory_gb is not None else None
     return tune.with_resources(  # a trial's process ends only after its training thread (joined_trainable)
         joined_trainable(tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
@@ -138,7 +145,7 @@ class TrialNamer:
 
 
 def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str, name: str, study_file: Path,
-                floor: float | None = None, trial_s: float = 0.0):
+                floor: float | None = None, trial_s: float = 0.0, world=None):
     from ray import tune
 
     from search.run.budget import BudgetLimiter
@@ -148,7 +155,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
     searcher = make_searcher(settings, profile, study_file, name)
     namer = TrialNamer(profile)
     return tune.Tuner(
-        make_trainable(settings, profile, shards),
+        make_trainable(settings, profile, shards, world),
         tune_config=tune.TuneConfig(
             search_alg=GrowingSearch(BudgetLimiter(RetryingLimiter(searcher, max_concurrent=settings.max_concurrent),
                                                    settings.budget_s, trial_s)),
@@ -165,6 +172,15 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
                                                     checkpoint_score_order="max"),
             verbose=0),  # the progress table (search.results.progress) instead of Ray's status tables
     )
+
+
+def simulated_world(settings: Settings, profile: Profile):
+    """A simulated search's ``search.run.simulate.World`` (None for a search that trains)."""
+    if not settings.simulate:
+        return None
+    from search.run.simulate import build_world
+
+    return build_world(profile, settings, dict(profile.counts))
 
 
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
@@ -197,17 +213,18 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from vidseg.data.shards import ShardSet
 
     # copy-last-frame, known before the first trial: the scheduler's floor and TensorBoard's baselines
-    baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+    world = simulated_world(settings, profile)
+    baselines = world.baselines if world is not None else copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
     if not is_uri(storage):  # the experiment's TensorBoard runs; a cloud one gets them with the results
         from search.results.board import write_board
 
         write_board(Path(storage) / name, profile, baselines, settings.max_epochs)
     if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
-        tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards),
+        tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards, world),
                                    resume_unfinished=True, resume_errored=retry_errored)
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
         tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"],
-                            trial_s=trial_s)
+                            trial_s=trial_s, world=world)
     # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
     from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
     from search.run.schedulers import SchedulerState

@@ -51,7 +51,7 @@ from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
 
 __all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
-           "ASSUMED_GPU"]
+           "epoch_parts", "ASSUMED_GPU"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -219,6 +219,21 @@ def probe_here(shards: str, cpus: float, at_once: int) -> Callable[[list[dict[st
     return run
 
 
+def epoch_parts(configs: list[dict[str, Any]], points: list[dict[str, float]],
+                counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each configuration's epoch from its probe's figures and the video ``counts``: its training
+    seconds (its training samples at its seconds per sample), the rest of it (its validation clips
+    at its seconds per clip, a checkpoint's save and Ray's report), and a trial's set-up and first
+    step's warm-up (once a trial)."""
+    def samples(config: dict[str, Any]) -> int:
+        return counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
+
+    train = np.array([samples(c) * point["train_s_per_sample"] for c, point in zip(configs, points)])
+    rest = np.array([counts.get("val", 0) * point["val_s_per_clip"] + point["checkpoint_s"] + REPORT_S
+                     for point in points])
+    return train, rest, np.array([point["setup_s"] + point["warmup_s"] for point in points])
+
+
 def assumed_probe(config: dict[str, Any], macs: float) -> dict[str, float]:
     """A probe's figures from ``ASSUMED_GPU``'s rate, for a GPU profile where no GPU is here."""
     rate = ASSUMED_GPU["flops"] / 2  # multiply-adds per second
@@ -244,11 +259,12 @@ def training_macs(config: dict[str, Any], macs: float) -> float:
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],
              probe: Callable[[list[dict[str, Any]]], Probed] | None, basis: str,
-             trials: int | None, probed: Probed | None = None) -> Estimate:
+             trials: int | None, probed: Probed | None = None, curves=None) -> Estimate:
     """The estimate for ``trials`` trials (None: per trial, for a budget alone) with ``settings``'
     scheduler, concurrency and budget. ``probe`` measures some configurations (``probe_here``); None
     uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
-    configurations, is used as it is. ``share`` is a configuration's device share (its CPUs, or its
+    configurations, is used as it is; ``curves``, a learning-curve table, stands for the profile's shipped one
+    (a simulated search's, ``search.run.simulate``). ``share`` is a configuration's device share (its CPUs, or its
     GPU share). What was probed comes back in ``Estimate.probed`` (not saved)."""
     from search.results.curves import Curves
     from search.run.proposals import proposal_order
@@ -267,14 +283,9 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                  "a trial process's cold start %.2f s", len(configs), min(per_sample), max(per_sample),
                  *(1e3 * f([point["val_s_per_clip"] for point in found.points]) for f in (min, max)), found.cold_s)
 
-    def epoch_wall(config: dict[str, Any], point: dict[str, float]) -> float:
-        samples = counts.get("train", 0) + (counts.get("unlabeled", 0) if config.get("pseudo_labels") else 0)
-        return (samples * point["train_s_per_sample"] + counts.get("val", 0) * point["val_s_per_clip"]
-                + point["checkpoint_s"] + REPORT_S)
-
     epochs = settings.max_epochs
-    walls = np.array([epoch_wall(c, point) for c, point in zip(configs, found.points)])
-    setups = np.array([point["setup_s"] + point["warmup_s"] for point in found.points])  # a trial's, once
+    train_s, val_s, setups = epoch_parts(configs, found.points, counts)
+    walls = train_s + val_s
     shares = np.array([share(c) for c in configs])
     cheapest = float(min(shares * (setups + walls)))
     n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
@@ -286,10 +297,10 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                           references)
     pool = np.arange(references, len(configs))
 
-    shipped = shipped_curves(profile)
+    shipped = curves if curves is not None else shipped_curves(profile)
     if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded
-        log.info("the scheduler replayed over the %d learning curves that ship with profile %s (each configuration "
-                 "as the nearest recorded one)", len(shipped.configs), profile.name)
+        log.info("the scheduler replayed over the %d learning curves %s (each configuration as the nearest recorded "
+                 "one)", len(shipped.configs), f"that ship with profile {profile.name}" if curves is None else "given")
         dims = profile.space
         nearest = [int(np.argmin([distance(config, recorded, dims) for recorded in shipped.configs]))
                    for config in configs]

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from search.results.curves import Curves, read_curves
+from search.tools.distance import distance
 from vidseg.errors import InputError
 
 __all__ = ["Setting", "replay", "replay_many", "distance", "main"]
@@ -180,22 +181,6 @@ SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares
     "tpe-multivariate-group": ("tpe", {"multivariate": True, "group": True, "constant_liar": False}),
     "tpe-multivariate-group-liar": ("tpe", {"multivariate": True, "group": True, "constant_liar": True}),
 }
-
-
-def distance(a: dict[str, Any], b: dict[str, Any], dims) -> float:
-    """How far two configs are: 1 per categorical dimension that differs (or that only one has),
-    and a float dimension's distance on its (log) scale over its range."""
-    total = 0.0
-    for dim in dims:
-        x, y = a.get(dim.name), b.get(dim.name)
-        if x is None or y is None:
-            total += x is not y
-        elif dim.bounds is not None:
-            scale = (lambda v: math.log(v)) if dim.log else (lambda v: v)
-            total += abs(scale(x) - scale(y)) / (scale(dim.bounds[1]) - scale(dim.bounds[0]))
-        else:
-            total += x != y
-    return total
 
 
 def replay_sampler(curves: Curves, name: str, seeds: int, budget: int, max_concurrent: int, profile) -> dict[str, Any]:

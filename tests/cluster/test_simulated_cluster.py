@@ -1,0 +1,161 @@
+"""A GPU cluster rehearsed on loopback: two nodes of four logical GPUs each, and the real search of
+the ``full`` profile over simulated trials (``--simulate``, ``search.run.simulate``), packed for
+A10Gs (``--gpu-memory-gb 22``), 32 trials, 16 at once.
+
+Every process started here is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RAY, read_leaderboard
+from tests.loopback import RayNode, driver_process, free_port
+
+pytestmark = RAY
+
+SCRIPT = str(Path(__file__).resolve().parents[2] / "search" / "run_search.py")
+TRIALS, AT_ONCE, EPOCHS, GPUS = 32, 16, 9, 8
+FOUR_GPUS = ["--num-cpus=16", "--num-gpus=4"]  # logical: the full profile's trials ask for 2 CPUs and a GPU share
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a worker node on 127.0.0.1, four logical GPUs each; yields the address and env."""
+    tmp_path = tmp_path_factory.mktemp("simulated")
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_AUTH_TOKEN", None)
+    port, nodes = free_port(), []
+    short = Path(tempfile.mkdtemp(prefix="vs-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
+    try:
+        nodes.append(RayNode("head", ["--head", f"--port={port}", "--include-dashboard=false", *FOUR_GPUS], env,
+                             tmp_path, short))
+        nodes[0].wait_ready()
+        nodes.append(RayNode("w1", [f"--address=127.0.0.1:{port}", "--dashboard-agent-listen-port=0", *FOUR_GPUS],
+                             env, tmp_path, short))
+        nodes[1].wait_ready()
+        yield f"127.0.0.1:{port}", env
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _search(address: str, storage: Path, name: str, *more: str) -> list[str]:
+    return [sys.executable, SCRIPT, "--profile", "full", "--simulate", "--time-scale", "30", "--address", address,
+            "--gpu-memory-gb", "22", "--num-samples", str(TRIALS), "--max-concurrent", str(AT_ONCE),
+            "--max-epochs", str(EPOCHS), "--grace-period", "1", "--reduction-factor", "3", "--storage", str(storage),
+            "--name", name, *more]
+
+
+def _reports(experiment: Path) -> dict[str, list[dict]]:
+    """Each trial's reports, from Ray Tune's result.json (a half-written last line skipped)."""
+    found = {}
+    for result in experiment.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.endswith("}")]
+        if lines:
+            found[lines[0]["trial_id"]] = lines
+    return found
+
+
+def _spent(reports: dict[str, list[dict]]) -> float:
+    return sum(lines[-1]["device_seconds"] for lines in reports.values())
+
+
+def _peak_at_once(reports: dict[str, list[dict]]) -> int:
+    spans = sorted((t, d) for lines in reports.values() for t, d in ((lines[0]["started_at"], 1),
+                                                                      (lines[-1]["reported_at"], -1)))
+    running = peak = 0
+    for _, step in spans:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_a_simulated_search_packs_trials_ends_every_one_and_costs_what_its_estimate_said(cluster, tmp_path):
+    address, env = cluster
+    with driver_process(_search(address, tmp_path, "straight"), env=env) as driver:
+        stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+    experiment = tmp_path / "straight"
+    rows = read_leaderboard(experiment)
+    assert len(rows) == TRIALS and all(r["status"] == "TERMINATED" for r in rows)
+    reports = _reports(experiment)
+    shares = {lines[-1]["device_share"] for lines in reports.values()}
+    devices = {lines[-1]["device"] for lines in reports.values()}
+    assert min(shares) < 1 and len(devices) <= GPUS
+    assert _peak_at_once(reports) > GPUS  # more trials at once than GPUs: packed, a GPU to several
+    expected = json.loads((experiment / "search.json").read_text())["estimate"]["expected_s"]
+    assert abs(_spent(reports) / expected - 1) <= 0.10, (_spent(reports), expected)
+    assert "simulated trials: learning curves from" in stderr
+
+
+def test_the_budget_ends_a_simulated_search_at_its_budget(cluster, tmp_path):
+    address, env = cluster
+    budget = 600.0  # device seconds: about half of what the 32 trials spend
+    with driver_process(_search(address, tmp_path, "budget", "--budget", f"{budget:.0f}s"), env=env) as driver:
+        stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 0, stderr[-3000:]
+    spent = _spent(_reports(tmp_path / "budget"))
+    assert abs(spent / budget - 1) <= 0.05, spent
+    assert "the budget of 10m 00s ended it" in stderr + stdout
+
+
+def test_sigterm_and_resume_decide_as_the_search_straight_through(cluster, tmp_path):
+    from search.run.tuner import make_scheduler
+    from search.tools.replay import _Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    address, env = cluster
+    experiment = tmp_path / "term"
+    with driver_process(_search(address, tmp_path, "term"), env=env) as driver:
+        deadline = time.monotonic() + 240
+        while len(_reports(experiment)) < AT_ONCE and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert driver.poll() is None, "the search ended before it could be stopped"
+        driver.send_signal(signal.SIGTERM)
+        _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 143, stderr[-3000:]
+    before = _reports(experiment)
+    resumed = subprocess.run([sys.executable, SCRIPT, "--resume", "--storage", str(tmp_path), "--name", "term",
+                              "--address", address], capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = {r["trial_id"]: int(r["epochs"]) for r in read_leaderboard(experiment)}
+    assert len(rows) == TRIALS and len(before) < TRIALS
+    # every result, in the order it was reported, to a new scheduler of the search's settings: it stops
+    # each trial where the stopped and resumed search did
+    settings = json.loads((experiment / "search.json").read_text())["settings"]
+    from search.run.simulate import build_world
+    from search.run.settings import Settings
+    from search.space import PROFILES
+
+    floor = build_world(PROFILES["full"], Settings.from_dict(settings), dict(PROFILES["full"].counts)).floor
+    scheduler = make_scheduler(settings["scheduler"], settings["max_epochs"], settings["grace_period"],
+                               settings["reduction_factor"], floor=floor, seed=settings["seed"])
+    results = sorted((line["reported_at"], line["trial_id"], line) for lines in _reports(experiment).values()
+                     for line in lines)
+    epochs, stopped, added = {}, set(), set()
+    for _, trial_id, result in results:
+        if trial_id not in added:
+            added.add(trial_id)
+            scheduler.on_trial_add(None, _Trial(trial_id))
+        if trial_id in stopped:
+            continue
+        epochs[trial_id] = result["epoch"]
+        if scheduler.on_trial_result(None, _Trial(trial_id), result) == TrialScheduler.STOP:
+            stopped.add(trial_id)
+    assert rows == epochs
