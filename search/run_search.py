@@ -175,19 +175,34 @@ def estimate_cost(search: Search):
     from search.run.prepare import shard_counts
 
     counts = shard_counts(search.shards)
+    probed = search.estimate.probed if search.estimate is not None else None  # again, for new settings: not probed again
+    plan = None
     if settings.gpu_memory_gb is not None:
+        import ray
+
         from search.run.trainable import trial_plan
 
+        def plan(config):
+            return trial_plan(train_config(config), profile.resolution, settings.gpu_memory_gb, counts)
+
         def share(config):
-            return trial_plan(train_config(config), profile.resolution, settings.gpu_memory_gb, counts).share
-        basis = "probed on a GPU worker"
+            return plan(config).share
+        if probed is None and ray.cluster_resources().get("GPU", 0) < 1 and profile.fixed.get("device", "auto") != "cpu":
+            log.info("no GPU is up in the cluster to probe on (an autoscaling cluster starts GPU workers for the "
+                     "trials): the estimate assumes %s at an effective %.0f TFLOP/s, each trial's GPU share as "
+                     "packed for %g GiB GPUs; nothing is trained on CPUs for it", ASSUMED_GPU["name"],
+                     ASSUMED_GPU["flops"] / 1e12, settings.gpu_memory_gb)
+            return estimate(settings, profile, counts, share, None,
+                            f"assumed: {ASSUMED_GPU['name']} at {ASSUMED_GPU['flops'] / 1e12:.0f} TFLOP/s, no GPU up",
+                            trials)
+        basis = "probed on GPU workers, packed as the trials"
     else:
         def share(config):
             return float(profile.cpus_per_trial)
         basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
-    probed = search.estimate.probed if search.estimate is not None else None  # again, for new settings: not probed again
-    return estimate(settings, profile, counts, share, probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent),
-                    basis, trials, probed=probed)
+    return estimate(settings, profile, counts, share,
+                    probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent, plan), basis, trials,
+                    probed=probed)
 
 
 def _simulated_estimate(search: Search, trials: int | None):
@@ -294,9 +309,7 @@ def search_on_ray(search: Search):
                                           search.args.hidden_answers, search.estimate.to_dict())
             search.shards, settings = search.saved.shards, search.settings
         elif search.saved.estimate:
-            from search.tools.estimate import Estimate
-
-            search.estimate = Estimate.from_dict({**search.saved.estimate, "budget_s": settings.budget_s})
+            _estimate_again_if_grown(search)
         search.where = f"{search.storage}/{search.name}"  # the search's own files, from here on
         from vidseg.train.cost import duration_text
 
@@ -322,6 +335,24 @@ def search_on_ray(search: Search):
         return results
     finally:
         ray.shutdown()
+
+
+def _estimate_again_if_grown(search: Search) -> None:
+    """A resumed search's estimate: the saved one; for a search grown to more trials (``--resume
+    --num-samples``), estimated again for its new size from the saved probe's figures (probed again
+    where an older search.json has none), said, and saved."""
+    from search.tools.estimate import Estimate
+
+    settings = search.settings
+    search.estimate = Estimate.from_dict({**search.saved.estimate, "budget_s": settings.budget_s})
+    if not settings.bounded or search.estimate.trials in (None, settings.num_samples):
+        return
+    log.info("the estimate again, for the search grown from %d to %d trials:", search.estimate.trials,
+             settings.num_samples)
+    search.estimate = estimate_cost(search)
+    _said(search.estimate)
+    search.saved = dataclasses.replace(search.saved, estimate=search.estimate.to_dict())
+    state.write_state(search.storage, search.name, search.saved)
 
 
 def _last_save(search: Search) -> tuple[bool, str]:

@@ -41,8 +41,14 @@ IMAGE_TRIALS, IMAGE_VIDEOS = 3, 4
 
 
 def _best_checkpoint(row: TrialRow) -> Path | None:
+    """The trial's checkpoint of its best val IoU: of equal ones (a plateau at copy-last-frame), the
+    earliest, the epoch the leaderboard names."""
     result = row.result
-    checkpoint = result.get_best_checkpoint("val_iou", "max") if result.best_checkpoints else result.checkpoint
+    checkpoint = result.checkpoint
+    scored = [(metrics["val_iou"], -metrics.get("epoch", 0), k) for k, (_, metrics) in enumerate(result.best_checkpoints or [])
+              if isinstance(metrics.get("val_iou"), (int, float)) and not math.isnan(metrics["val_iou"])]
+    if scored:
+        checkpoint = result.best_checkpoints[max(scored)[2]][0]
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:  # local storage: the folder itself; cloud: a download

@@ -46,7 +46,7 @@ KEEP_EVERY_S = 1.0  # how often the driver looks for a newer whole Ray Tune stat
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
                 "grace_period": "grace_period", "reduction_factor": "reduction_factor",
                 "max_concurrent": "max_concurrent", "searcher": "searcher", "scheduler": "scheduler",
-                "seed": "seed", "gpu_memory_gb": "gpu_memory_gb"}
+                "seed": "seed", "gpu_memory_gb": "gpu_memory_gb", "simulate": "simulate", "time_scale": "time_scale"}
 # flags that only prepare data, which a resumed search already has
 DATA_FLAGS = ("data", "data_dir", "workers", "prepare_only", "train_unet")
 
@@ -72,6 +72,8 @@ def check_resume_flags(args: argparse.Namespace, state: dict[str, Any], where: s
                              "a larger number")
         if dest == "num_samples" and given is not None and given > settings[key]:
             continue  # grows the search (resume_state)
+        if dest == "simulate" and given == "" and settings.get(key):
+            continue  # --simulate with no table: the one the simulated search has
         if given is not None and given != settings.get(key):
             raise InputError(f"{_flag(dest)} {given} conflicts with the saved search {where} ({_flag(dest)} "
                              f"{settings.get(key)}); --resume continues a search as it was started: drop the flag, "

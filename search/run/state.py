@@ -202,7 +202,7 @@ def save_new(storage: str, name: str, settings: Settings, shards: str, hidden_an
     """Save a new search's state before its first trial; for a cloud storage, the shards are
     published to the bucket first, so that trials on every node read them from there."""
     source = shards
-    if is_uri(storage) and not is_uri(shards):
+    if shards and is_uri(storage) and not is_uri(shards):  # a simulated search has none
         from vidseg.data.remote import publish_shards
 
         shards = publish_shards(shards, f"{storage}/shards/{Path(shards).name}")

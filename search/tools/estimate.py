@@ -90,7 +90,8 @@ class Estimate:
     budgeted_range_s: tuple[float, float] | None = None
     budgeted_wall_s: float | None = None
     budgeted_wall_range_s: tuple[float, float] | None = None
-    probed: Probed | None = dataclasses.field(default=None, repr=False, compare=False)  # what was probed; not saved
+    # what was probed, saved with the rest: a search grown on --resume is estimated again for its new size from it
+    probed: Probed | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def affordable(self) -> float | None:
@@ -124,12 +125,15 @@ class Estimate:
                 f"{_said_range(self.budgeted_wall_range_s)}"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "probed"}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> Estimate:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if k.endswith("_range_s") and v is not None else v for k, v in saved.items() if k in known}
+        probed = values.get("probed")
+        values["probed"] = Probed(list(probed["points"]), float(probed.get("cold_s", 0.0))) if isinstance(probed, dict) \
+            and isinstance(probed.get("points"), list) else None
         return cls(**values)
 
 
@@ -184,36 +188,74 @@ class Probed:
     cold_s: float = 0.0
 
 
-def _probe_all(configs: list[dict[str, Any]], shards: str) -> Probed:
+def _probe_all(configs: list[dict[str, Any]], shards: str, plans: list[dict[str, Any]] | None = None) -> Probed:
     """Every configuration probed in this (fresh) process, in order (each figure with the process's
-    ``pid``); then the first again, warm: what the first took beyond it is the process's cold start."""
+    ``pid`` and its GPU share, ``gpus``); then the first again, warm: what the first took beyond it is the process's cold start.
+    ``plans``, on GPUs, are each configuration's trial plan (``search.run.trainable.trial_plan``: its
+    micro-batches, data on the device, memory cap), applied as the trainable applies them."""
+    import dataclasses as fields
+
+    import torch
+
     from vidseg.data.remote import cached_shards
     from vidseg.train.loop import probe
 
+    import ray
+
     opened = cached_shards(shards)
+    plans = plans if plans is not None and torch.cuda.is_available() else [{}] * len(configs)
+    gpus = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0
     points, walls = [], []
-    for config in [*configs, configs[0]]:
+    for config, plan in [*zip(configs, plans), (configs[0], plans[0])]:
         started = time.perf_counter()
-        points.append({**probe(train_config(config), opened, PROBE_STEPS), "pid": os.getpid()})
+        points.append({**probe(fields.replace(train_config(config), **plan), opened, PROBE_STEPS), "pid": os.getpid(),
+                       "gpus": gpus})
         walls.append(time.perf_counter() - started)
     return Probed([points[-1], *points[1:-1]], max(0.0, walls[0] - walls[-1]))  # the first's figures warm
 
 
-def probe_here(shards: str, cpus: float, at_once: int) -> Callable[[list[dict[str, Any]]], Probed]:
+# what a configuration that cannot fit a GPU costs: nothing, it ends at once as INFEASIBLE (search.run.trainable)
+INFEASIBLE_POINT = {"setup_s": 0.0, "warmup_s": 0.0, "train_s_per_sample": 0.0, "val_s_per_clip": 0.0,
+                    "checkpoint_s": 0.0, "infeasible": True}
+
+
+def probe_here(shards: str, cpus: float, at_once: int, plan: Callable[[dict[str, Any]], Any] | None = None
+               ) -> Callable[[list[dict[str, Any]]], Probed]:
     """Probes as Ray tasks with a trial's resources, each in a fresh Ray worker process, as a
     trial's: ``at_once`` tasks at the same time (the trials that run at once, as many as the
     cluster's CPUs, or its GPUs, hold), each a share of the configurations, so that they slow each
-    other as trials that share a machine do (its cores, caches and memory bandwidth)."""
+    other as trials that share a machine do (its cores, caches, memory bandwidth, or GPU). On GPUs,
+    ``plan`` gives a configuration's trial plan (``search.run.trainable.trial_plan``): a task asks
+    for the largest GPU share among its configurations, so tasks pack on a GPU as trials do, and
+    probes each under its plan; a configuration that cannot fit is not probed (``INFEASIBLE_POINT``)."""
     def run(configs: list[dict[str, Any]]) -> Probed:
         import ray
 
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0) >= 1
-        held = resources.get("GPU", 0) if gpus else resources.get("CPU", 1) / max(cpus, 1e-9)
-        tasks = max(1, min(at_once, int(held), len(configs)))
-        remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus else 0, max_calls=1)(_probe_all)
-        found = ray.get([remote.remote(configs[k::tasks], shards) for k in range(tasks)])
-        points = [found[i % tasks].points[i // tasks] for i in range(len(configs))]
+        plans = [plan(config) for config in configs] if gpus and plan is not None else None
+        feasible = [i for i in range(len(configs)) if plans is None or not plans[i].infeasible]
+        points: list[dict[str, Any]] = [dict(INFEASIBLE_POINT) for _ in configs]
+        if not feasible:
+            return Probed(points)
+        if plans is not None:  # packed as trials are: as many at once as the trials
+            tasks = max(1, min(at_once, len(feasible)))
+        else:
+            held = resources.get("GPU", 0) if gpus else resources.get("CPU", 1) / max(cpus, 1e-9)
+            tasks = max(1, min(at_once, int(held), len(feasible)))
+        groups = [feasible[k::tasks] for k in range(tasks)]
+        runs = []
+        for group in groups:
+            share = max(plans[i].share for i in group) if plans is not None else (1 if gpus else 0)
+            changes = None if plans is None else [
+                {"micro_batch_size": plans[i].micro_batch_size, "data_on_device": plans[i].data_on_device,
+                 "memory_budget_gb": plans[i].budget_gb} for i in group]
+            remote = ray.remote(num_cpus=cpus, num_gpus=share, max_calls=1)(_probe_all)
+            runs.append(remote.remote([configs[i] for i in group], shards, changes))
+        found = ray.get(runs)
+        for group, probed in zip(groups, found):
+            for i, point in zip(group, probed.points):
+                points[i] = point
         return Probed(points, float(np.mean([f.cold_s for f in found])))
 
     return run
@@ -265,7 +307,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
     configurations, is used as it is; ``curves``, a learning-curve table, stands for the profile's shipped one
     (a simulated search's, ``search.run.simulate``). ``share`` is a configuration's device share (its CPUs, or its
-    GPU share). What was probed comes back in ``Estimate.probed`` (not saved)."""
+    GPU share). What was probed comes back in ``Estimate.probed``."""
     from search.results.curves import Curves
     from search.run.proposals import proposal_order
     from search.tools.replay import Budget, Setting, distance, replay
@@ -278,10 +320,13 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
         found = Probed([assumed_probe(config, _macs(config, profile.resolution)) for config in configs])
     else:
         found = probe(configs)
-        per_sample = [1e3 * point["train_s_per_sample"] for point in found.points]
-        log.info("probed %d configurations: %.3g-%.3g ms a training sample, %.3g-%.3g ms a validation clip, "
-                 "a trial process's cold start %.2f s", len(configs), min(per_sample), max(per_sample),
-                 *(1e3 * f([point["val_s_per_clip"] for point in found.points]) for f in (min, max)), found.cold_s)
+        ran = [point for point in found.points if not point.get("infeasible")]
+        if ran:
+            per_sample = [1e3 * point["train_s_per_sample"] for point in ran]
+            log.info("probed %d configurations: %.3g-%.3g ms a training sample, %.3g-%.3g ms a validation clip, "
+                     "a trial process's cold start %.2f s%s", len(ran), min(per_sample), max(per_sample),
+                     *(1e3 * f([point["val_s_per_clip"] for point in ran]) for f in (min, max)), found.cold_s,
+                     f"; {len(configs) - len(ran)} cannot fit a GPU" if len(ran) < len(configs) else "")
 
     epochs = settings.max_epochs
     train_s, val_s, setups = epoch_parts(configs, found.points, counts)

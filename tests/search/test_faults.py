@@ -163,7 +163,15 @@ def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], record
     assert all(r["status"] == "TERMINATED" and (experiment / r["name"] / "result.json").is_file() for r in board)
     assert [float(r["best_val_iou"]) for r in board] == sorted((float(r["best_val_iou"]) for r in board), reverse=True)
     assert "5 trials" in (experiment / "report.md").read_text()
-    assert json.loads((experiment / "search.json").read_text())["settings"]["num_samples"] == 5
+    saved = json.loads((experiment / "search.json").read_text())
+    assert saved["settings"]["num_samples"] == 5
+    # its estimate is for its new size, from the probe's saved figures (not probed again)
+    assert "the estimate again, for the search grown from 4 to 5 trials" in grown.stderr
+    assert saved["estimate"]["trials"] == 5 and " configurations: " not in grown.stderr  # no "probed N configurations"
+    from vidseg.train.cost import duration_text
+
+    assert f"Estimated before the first trial: {duration_text(saved['estimate']['expected_s'])}" in \
+        (experiment / "report.md").read_text()
     study = load_study(experiment / "optuna.journal", name).trials
     assert len(study) == 5
     assert [(t.number, t.params, t.state, t.intermediate_values) for t in study[:4]] == \

@@ -347,6 +347,10 @@ BAD_INPUT = [
     (["--retry-errored"], "error: --retry-errored retries the errored trials of a saved search: give it with --resume"),
     (["--hidden-answers", "{tmp}/answers.npy"], "error: {tmp}/answers.npy: not readable as hidden answers"),
     (["--storage", "{tmp}/results", "--seed", "-1"], "error: --seed is -1, but must be >= 0"),
+    (["--simulate", "{tmp}/missing.parquet"], "error: --simulate {tmp}/missing.parquet: no such learning-curve table"),
+    (["--time-scale", "60"], "error: --time-scale scales simulated trials: give it with --simulate"),
+    (["--simulate", "--time-scale", "0"], "error: --time-scale is 0.0, but must be > 0"),
+    (["--simulate", "--shards", "{tmp}"], "error: --simulate trains nothing: give it without --data or --shards"),
 ]
 
 
@@ -365,6 +369,17 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, a
     assert len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path)), result.stderr
     assert files_under(tmp_path) == before  # no file written (the storage probe may leave its empty folder)
     assert not (tmp_path / "data").exists() and not list((tmp_path / "results").glob("*"))
+
+
+@RAY
+def test_with_no_gpu_up_the_estimate_of_a_gpu_search_trains_nothing_on_cpus(tiny_shards, tmp_path):
+    """``--gpu-memory-gb`` on a cluster with no GPU up yet (an autoscaling one): the estimate of the
+    ``full`` profile, a GPU profile, is the cost model's, said in one line; nothing is probed."""
+    result = run_cli(SCRIPT, "--profile", "full", "--shards", str(tiny_shards), "--gpu-memory-gb", "22",
+                     "--estimate-only", "--num-samples", "8", "--storage", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no GPU is up in the cluster to probe on" in result.stderr and "nothing is trained on CPUs" in result.stderr
+    assert "probed " not in result.stderr and "estimate (assumed: an H100" in result.stderr
 
 
 def test_bad_input_in_a_real_process_is_one_line_exit_2_and_no_traceback(tmp_path):
