@@ -202,7 +202,7 @@ def estimate_cost(search: Search):
         basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
     return estimate(settings, profile, counts, share,
                     probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent, plan), basis, trials,
-                    probed=probed)
+                    probed=probed, capacity=_capacity(settings))
 
 
 def _simulated_estimate(search: Search, trials: int | None):
@@ -218,7 +218,17 @@ def _simulated_estimate(search: Search, trials: int | None):
              "TFLOP/s, %g simulated seconds a wall second", world.source, len(world.recorded), ASSUMED_GPU["name"],
              ASSUMED_GPU["flops"] / 1e12, settings.time_scale)
     return estimate(settings, profile, dict(profile.counts), lambda config: resources(config).get("gpu") or resources(config)["cpu"],
-                    None, "simulated trials' cost model", trials, curves=world.curves())
+                    None, "simulated trials' cost model", trials, curves=world.curves(), capacity=_capacity(settings))
+
+
+def _capacity(settings) -> float | None:
+    """What the trials' shares are shares of, in the cluster that Ray has up now: its GPUs (where the
+    trials ask for GPU shares), else its CPUs; None without Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return ray.cluster_resources().get("GPU" if settings.gpu_memory_gb is not None else "CPU") or None
 
 
 def _said(found) -> None:

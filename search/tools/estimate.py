@@ -301,12 +301,13 @@ def training_macs(config: dict[str, Any], macs: float) -> float:
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],
              probe: Callable[[list[dict[str, Any]]], Probed] | None, basis: str,
-             trials: int | None, probed: Probed | None = None, curves=None) -> Estimate:
+             trials: int | None, probed: Probed | None = None, curves=None, capacity: float | None = None) -> Estimate:
     """The estimate for ``trials`` trials (None: per trial, for a budget alone) with ``settings``'
     scheduler, concurrency and budget. ``probe`` measures some configurations (``probe_here``); None
     uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
     configurations, is used as it is; ``curves``, a learning-curve table, stands for the profile's shipped one
-    (a simulated search's, ``search.run.simulate``). ``share`` is a configuration's device share (its CPUs, or its
+    (a simulated search's, ``search.run.simulate``); ``capacity``, the cluster's GPUs (or CPUs) where
+    it is known, bounds how many trials run at once by their shares, as Ray packs them. ``share`` is a configuration's device share (its CPUs, or its
     GPU share). What was probed comes back in ``Estimate.probed``."""
     from search.results.curves import Curves
     from search.run.proposals import proposal_order
@@ -374,7 +375,8 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
                         {"max_epochs": epochs, "scheduler": settings.scheduler, "baselines": {"unet": floor}}, ties=ties)
         device = shares[order]
         kept = None if budget_s is None else Budget(budget_s, trial_s, device)
-        ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed, budget=kept)
+        ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed, budget=kept, capacity=capacity,
+                     shares=device)
         return (float((device * seconds.sum(axis=1)).sum()),
                 float(sum(device[i] * seconds[i, :ran.epochs_run[i]].sum() for i in range(n))), ran.makespan)
 

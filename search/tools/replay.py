@@ -92,9 +92,13 @@ class Budget:
 
 
 def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int,
-           restore_every: int = 0, forget: bool = False, budget: Budget | None = None) -> Replay:
+           restore_every: int = 0, forget: bool = False, budget: Budget | None = None,
+           capacity: float | None = None, shares=None) -> Replay:
     """Run the trials ``order`` (indices into ``curves``) through ``setting``'s scheduler, as the live
-    search would, within ``budget`` where one is given. ``restore_every`` k > 0: after every k-th
+    search would, within ``budget`` where one is given. Up to ``max_concurrent`` trials are proposed
+    at once; with ``capacity`` (the cluster's GPUs, or CPUs) and ``shares`` (each trial's, by its index
+    in the curves), a proposed trial waits until its share fits beside the running ones' (Ray Tune
+    starts the first waiting trial that fits). ``restore_every`` k > 0: after every k-th
     result the scheduler is replaced by a new one given the saved state, as ``--resume`` does
     (``SchedulerState``, through pickle, then every trial added so far added again, as Ray re-adds
     restored trials); with ``forget``, given no state, as Ray Tune's own restore does
@@ -118,7 +122,9 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
     epochs_run = {i: 0 for i in order}
     trace, best, spent = [], -math.inf, 0
 
-    running: set[int] = set()
+    running: set[int] = set()  # proposed: started, or waiting for room (``waiting``, in order)
+    waiting: list[int] = []
+    held = [0.0]  # the running trials' shares of the capacity
     costs: dict[int, float] = {}  # device seconds each trial has spent, under a budget
     spent_s = 0.0  # and all of them together
 
@@ -133,11 +139,18 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
             if not fits():
                 if not running:  # none runs and none fits: the budget ends the search
                     pending.clear()
-                return
+                break
             index = pending.pop(0)
             running.add(index)
             trials[index] = _Trial(f"{seed}-{index}")
             scheduler.on_trial_add(None, trials[index])
+            waiting.append(index)
+        for index in list(waiting):
+            share = 0.0 if capacity is None else float(shares[index])
+            if capacity is not None and held[0] + share > capacity + 1e-9 and held[0] > 0:
+                continue
+            waiting.remove(index)
+            held[0] += share
             heapq.heappush(events, (now + curves.seconds[index, 0], next(counter), index, 1))
 
     start_more(0.0)
@@ -162,6 +175,7 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
         if decision == TrialScheduler.STOP or epoch == curves.max_epochs:
             scheduler.on_trial_complete(None, trials[index], result)
             running.discard(index)
+            held[0] -= 0.0 if capacity is None else float(shares[index])
         else:
             heapq.heappush(events, (now + curves.seconds[index, epoch], next(counter), index, epoch + 1))
         start_more(now)
