@@ -307,3 +307,23 @@ def test_a_scheduler_saved_and_restored_after_every_kth_result_decides_as_never_
                 (straight.epochs_run, straight.decisions, straight.spent), (seed, k)
         forgetful += replay(curves, setting, order, 2, seed, restore_every=3, forget=True).epochs_run != straight.epochs_run
     assert forgetful >= 50  # a scheduler restored empty decides otherwise in most replays
+
+
+def test_trials_wait_for_room_on_the_cluster_s_gpus_as_ray_packs_them():
+    """With a capacity (the cluster's GPUs) and each trial's share, a proposed trial starts only
+    where its share fits beside the running ones', the first waiting one that fits first."""
+    from search.results.curves import Curves
+    from search.tools.replay import Setting, replay
+
+    n = 6
+    values, seconds = np.tile(np.linspace(0.1, 0.2, 2), (n, 1)), np.ones((n, 2))
+    curves = Curves([f"t{i}" for i in range(n)], [{} for _ in range(n)], values, seconds,
+                    {"max_epochs": 2, "scheduler": "fifo", "baselines": {"unet": 0.0}})
+    fifo = Setting("fifo")
+    assert replay(curves, fifo, list(range(n)), n, 0).makespan == 2  # all at once: no capacity given
+    whole = replay(curves, fifo, list(range(n)), n, 0, capacity=2.0, shares=np.ones(n))
+    assert whole.makespan == 6 and sum(whole.epochs_run.values()) == 2 * n  # two at a time, each to its end
+    packed = replay(curves, fifo, list(range(n)), n, 0, capacity=2.0, shares=np.full(n, 0.5))
+    assert packed.makespan == 4  # four at a time, a GPU to two
+    mixed = replay(curves, fifo, list(range(n)), n, 0, capacity=1.0, shares=np.array([0.5, 1.0, 0.5, 0.5, 0.5, 0.5]))
+    assert mixed.makespan == 8  # the whole-GPU trial waits, and the halves behind it start around it
