@@ -37,6 +37,7 @@ SLOWEST_FIRST = (
     "tests/train/test_loop.py",           # ~40, ~90 with a cold Inductor cache: torch.compile against eager
     "tests/test_device_suite.py",         # ~45: every device part at toy size, SIGTERM, the deadline
     "tests/cluster/test_multinode.py",    # ~40: a three-node cluster that loses a node
+    "tests/cluster/test_simulated_cluster.py",  # a GPU cluster rehearsed: 32 simulated trials, SIGTERM, resume, budget
     "tests/test_device_bundle.py",        # ~35: the bundle built, installed, and a search cut from it
     "tests/search/run/test_lock.py",      # ~30: a resumed smoke search held, a second refused, killed, taken over
     "tests/search/run/test_trainable.py",  # ~27

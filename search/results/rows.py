@@ -128,7 +128,10 @@ def trial_row(result, max_epochs: int, references: dict[str, dict[str, Any]]) ->
         row.epochs = int(history["epoch"].max())
         scored = history.dropna(subset=["val_iou"])  # a diverged epoch has no score
         if len(scored):
-            best = scored.loc[scored["val_iou"].idxmax()]
+            # of equal best epochs (a plateau at copy-last-frame), the first whose checkpoint Ray kept
+            ties = scored[scored["val_iou"] == scored["val_iou"].max()]
+            kept = {metrics.get("epoch") for _, metrics in getattr(result, "best_checkpoints", None) or []}
+            best = (ties[ties["epoch"].isin(kept)] if ties["epoch"].isin(kept).any() else ties).iloc[0]
             row.best_val_iou, row.best_epoch = float(best["val_iou"]), int(best["epoch"])
             row.last_val_iou, row.val_iou_true_inputs = float(history["val_iou"].iloc[-1]), float(best.get("val_iou_true_inputs", NAN))
         row.cost = {name: float(values.iloc[-1]) for name in COST_FIELDS if name in history
