@@ -154,5 +154,8 @@ def test_the_budget_ends_a_simulated_search_at_its_budget(cluster, tmp_path):
         stdout, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr[-3000:]
     spent = _spent(_reports(tmp_path / "budget"))
-    assert abs(spent / budget - 1) <= 0.05, spent
+    # no trial starts whose expected cost would overrun it, so it ends less than a trial's expected
+    # cost under it; and the epochs in flight when it is spent overrun it by a few percent at most
+    trial_s = json.loads((tmp_path / "budget" / "search.json").read_text())["estimate"]["trial_s"]
+    assert budget - 1.5 * trial_s <= spent <= 1.03 * budget, (spent, trial_s)
     assert "the budget of 6m 40s ended it" in stderr + stdout
