@@ -41,7 +41,7 @@ import numpy as np
 
 from search.tools.distance import Axis, nearest
 
-__all__ = ["World", "build_world", "simulated_trial", "stretch", "table_path", "VALUE_NOISE", "STATE"]
+__all__ = ["World", "SimulatedResources", "build_world", "simulated_trial", "stretch", "table_path", "VALUE_NOISE", "STATE"]
 
 VALUE_NOISE = 0.002  # a report's val IoU and soft score: Gaussian, seeded by the trial
 STATE = "simulated.json"  # a simulated trial's checkpoint
@@ -135,6 +135,24 @@ def build_world(profile, settings, counts: dict[str, int]) -> World:
                  None if table.ties is None else stretch(table.ties, epochs), floor, baselines, pool, train_s, val_s,
                  setup_s, np.array([point["macs"] for point in points]), PROBE_SPREAD, EPOCH_SPREAD,
                  settings.time_scale, settings.seed)
+
+
+@dataclass(frozen=True)
+class SimulatedResources:
+    """A simulated trial's Ray resources, as ``search.run.trainable.trial_resources`` gives a real
+    one's (its GPU share as packed by the memory model, or its CPUs). Ray pickles it with the
+    trainable, so it lives here and imports the memory model (torch) only when called, on the driver:
+    the trials' processes never import torch."""
+
+    cpus: float
+    resolution: tuple[int, int]
+    gpu_memory_gb: float | None
+    counts: dict[str, int]
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, float]:
+        from search.run.trainable import trial_resources
+
+        return trial_resources(self.cpus, self.resolution, self.gpu_memory_gb, self.counts)(config)
 
 
 def simulated_trial(config: dict[str, Any], world: World) -> None:

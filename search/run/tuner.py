@@ -118,11 +118,11 @@ def make_trainable(settings: Settings, profile: Profile, shards: str, world=None
 
     gpu_memory_gb = settings.gpu_memory_gb
     if world is not None:
-        from search.run.simulate import simulated_trial
+        from search.run.simulate import SimulatedResources, simulated_trial
 
         return tune.with_resources(tune.with_parameters(simulated_trial, world=world),
-                                   trial_resources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb,
-                                                   dict(profile.counts)))
+                                   SimulatedResources(profile.cpus_per_trial, profile.resolution, gpu_memory_gb,
+                                                      dict(profile.counts)))
     counts = shard_counts(shards) if gpu_memory_gb is not None else None
     return tune.with_resources(  # a trial's process ends only after its training thread (joined_trainable)
         joined_trainable(tune.with_parameters(train_simvp, shards=shards, gpu_memory_gb=gpu_memory_gb, counts=counts,
