@@ -41,6 +41,7 @@ __all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command",
 log = logging.getLogger("vidseg.search")
 
 KEEP_EVERY_S = 1.0  # how often the driver looks for a newer whole Ray Tune state to copy aside (it saves every 5 s here)
+KEEP_SHARE = 10  # ... or, where looking takes longer, that many times what it took (at most a tenth of its time)
 
 # flag dest -> settings key: the flags that define a search, compared with the saved settings
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
@@ -115,7 +116,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
     SAVE_WATCH.failed, SAVE_WATCH.staging = None, None
 
     class DriverCallback(Callback):
-        _kept = -float("inf")
+        _kept, _every = -float("inf"), KEEP_EVERY_S
 
         def setup(self, **info) -> None:
             quiet_no_space_tracebacks()  # Ray's handlers, as Tune set them up
@@ -141,7 +142,7 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
                 self.stop(low)
                 return
             staging = SAVE_WATCH.staging = driver_staging(trials) or SAVE_WATCH.staging
-            if guard is not None and staging is not None and time.monotonic() - self._kept > KEEP_EVERY_S:
+            if guard is not None and staging is not None and time.monotonic() - self._kept > self._every:
                 self._kept = time.monotonic()
                 try:  # a whole copy of Ray Tune's state, for a resume after a full disk cut it short
                     keep_tune_state(guard.folder, staging)
@@ -150,6 +151,9 @@ def driver_callback(max_failures: int, experiment: str, guard=None):
                         log.warning("could not copy Ray Tune's state aside: %s", err)
                     else:
                         self.stop(DiskFull(guard.folder, trials_started=True))
+                # checking a large search's state takes a while (its files grow with the trials): at
+                # most a tenth of the driver's time, so that its loop keeps up with the trials
+                self._every = max(KEEP_EVERY_S, KEEP_SHARE * (time.monotonic() - self._kept))
 
         def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
             if guard is not None and getattr(checkpoint, "path", None):
