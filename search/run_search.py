@@ -80,6 +80,7 @@ class Search:
     trials_started: bool = False
     started: float = dataclasses.field(default_factory=time.perf_counter)  # the command's start, about
     estimate: Any = None  # search.tools.estimate.Estimate: what it is expected to cost
+    world: Any = None  # search.run.simulate.World: a simulated search's trials (--simulate)
     budget: Any = None  # search.run.budget.BudgetLimiter: what it spent, and whether its budget ended it
     hold: Any = None  # search.run.lock.Hold: this driver's hold on STORAGE/NAME (None: it writes nothing there)
 
@@ -212,7 +213,7 @@ def _simulated_estimate(search: Search, trials: int | None):
     from search.tools.estimate import ASSUMED_GPU, estimate
 
     settings, profile = search.settings, search.profile
-    world = tuner.simulated_world(settings, profile)
+    world = search.world
     resources = trial_resources(profile.cpus_per_trial, profile.resolution, settings.gpu_memory_gb, dict(profile.counts))
     log.info("simulated trials: learning curves from %s (%d configurations), costs from %s at an effective %.0f "
              "TFLOP/s, %g simulated seconds a wall second", world.source, len(world.recorded), ASSUMED_GPU["name"],
@@ -300,6 +301,10 @@ def search_on_ray(search: Search):
     quiet_no_space_tracebacks()
     try:
         settings = search.settings
+        if settings.simulate:  # the simulated trials' world: the same settings build the same one
+            from search.tools.simulation import build_world
+
+            search.world = build_world(search.profile, settings, dict(search.profile.counts))
         if not search.args.resume:
             search.settings = settings = tuner.detect_gpus(settings, search.address)
             if search.root is not None:
@@ -330,7 +335,7 @@ def search_on_ray(search: Search):
                  "" if settings.budget_s is None else f", a budget of {duration_text(settings.budget_s)} of device time")
         fit = tuner.restore_or_build(search.args.resume, search.args.retry_errored, settings, search.profile,
                                      search.shards, search.storage, search.name, search.study_file,
-                                     search.estimate.trial_s if search.estimate is not None else 0.0)
+                                     search.estimate.trial_s if search.estimate is not None else 0.0, search.world)
         from search.run.budget import budget_of
         from search.run.ray_internals import tune_config as tune_config_of
 
@@ -429,7 +434,7 @@ def report(search: Search, results) -> int:
             budget.update(estimate_s=found.budgeted_s, estimate_range_s=found.budgeted_range_s)
         elif found is not None and settings.bounded and not (search.budget and search.budget.ended):
             budget.update(estimate_s=found.expected_s, estimate_range_s=found.expected_range_s)  # the whole search
-        world = tuner.simulated_world(settings, search.profile)
+        world = search.world
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,
                                   search.saved.hidden_answers, study_file=search.study_file, budget=budget,
                                   baselines=world.baselines if world is not None else None)

@@ -75,7 +75,7 @@ def _process_start(pid: int) -> tuple[str, int] | None:
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 (state) onwards
-    return fields[0], int(fields[19])  # field 22: starttime
+    return fields[0], int(fields[19])  # the process start time (proc(5): starttime)
 
 
 @dataclass(frozen=True)
@@ -158,12 +158,11 @@ class _Place:
     """Where a search's holder file lives, and the few operations the hold needs there."""
 
     def __init__(self, storage: str, name: str) -> None:
-        from search.run.state import filesystem, local_path
+        from vidseg.data.remote import filesystem, is_uri
 
         self.where = f"{storage}/{name}/{HOLDER}"
-        local = local_path(storage)
-        self.local = None if local is None else Path(local) / name / HOLDER
-        if self.local is None:
+        self.local = None if is_uri(storage) else Path(storage) / name / HOLDER
+        if self.local is None:  # the storage was checked before (search.run.state.check_storage)
             self.fs, root = filesystem(storage)
             self.path = f"{root}/{name}/{HOLDER}"
 

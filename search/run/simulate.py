@@ -6,7 +6,7 @@ reports every epoch what a real trial of its configuration would report:
 
 - **val IoU and the soft score** from a learning-curve table (a ``--scheduler fifo`` search's
   ``curves.parquet``; by default the one that ships with the profile, else the demo's): the curve of
-  the recorded configuration nearest its own (``search.tools.distance``), stretched to the search's
+  the recorded configuration nearest its own (``search.results.distance``), stretched to the search's
   ``max_epochs`` (``stretch``: epoch e of E reads the table at the same share of its training,
   linearly between recorded epochs), plus noise seeded by the trial (``VALUE_NOISE`` a report, none
   where the table holds copy-last-frame exactly: such a trial predicts the last frame);
@@ -20,7 +20,8 @@ reports every epoch what a real trial of its configuration would report:
 - Beside a real trial's fields, each report says where it runs (``device``: its node and GPU ids)
   and when (``started_at``, this process's start of the trial, and ``reported_at``; wall clock).
 
-Everything else is the real search. The estimate of a simulated search replays the same table
+``search.tools.simulation.build_world`` builds a search's world on the driver. Everything else is
+the real search. The estimate of a simulated search replays the same table
 with the same cost model, so the two can be held against each other. The module imports neither
 torch nor the search's other modules at its top: a simulated trial's process holds only Ray,
 numpy and this.
@@ -29,7 +30,6 @@ numpy and this.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 import zlib
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from search.tools.distance import Axis, nearest
+from search.results.distance import Axis, nearest
 
-__all__ = ["World", "SimulatedResources", "build_world", "simulated_trial", "stretch", "table_path", "VALUE_NOISE", "STATE"]
+__all__ = ["World", "SimulatedResources", "simulated_trial", "stretch", "table_path", "VALUE_NOISE", "STATE"]
 
 VALUE_NOISE = 0.002  # a report's val IoU and soft score: Gaussian, seeded by the trial
 STATE = "simulated.json"  # a simulated trial's checkpoint
@@ -107,34 +107,12 @@ class World:
 def table_path(profile, given: str | None) -> Path:
     """The learning-curve table a simulated search draws from: ``given``, else the one that ships
     with the profile, else the demo's."""
-    from search.tools.estimate import CURVES
+    from search.space import CURVES
 
     if given:
         return Path(given).expanduser().resolve()
     own = CURVES / f"{profile.name}.parquet"
     return own if own.is_file() else CURVES / "demo.parquet"
-
-
-def build_world(profile, settings, counts: dict[str, int]) -> World:
-    """The world of a simulated search of ``settings`` (``settings.simulate``: its table): the table
-    read and stretched, and the estimate's configurations with the cost model's figures. The same
-    settings build the same world (on ``--resume`` too). Raises InputError naming a bad table."""
-    from search.results.curves import read_curves
-    from search.tools.distance import axes
-    from search.tools.estimate import EPOCH_SPREAD, PROBE_SPREAD, assumed_probe, configurations, epoch_parts, _macs
-
-    path = table_path(profile, settings.simulate)
-    table = read_curves(path)
-    epochs = settings.max_epochs
-    pool = configurations(profile, settings)
-    points = [assumed_probe(config, _macs(config, profile.resolution)) for config in pool]
-    train_s, val_s, setup_s = epoch_parts(pool, points, counts)
-    floor = table.floor if table.floor is not None else float(np.min(table.values))
-    baselines = {"unet": floor, "true": float((table.settings.get("baselines") or {}).get("true", math.nan))}
-    return World(str(path), axes(profile.space), list(table.configs), stretch(table.values, epochs),
-                 None if table.ties is None else stretch(table.ties, epochs), floor, baselines, pool, train_s, val_s,
-                 setup_s, np.array([point["macs"] for point in points]), PROBE_SPREAD, EPOCH_SPREAD,
-                 settings.time_scale, settings.seed)
 
 
 @dataclass(frozen=True)

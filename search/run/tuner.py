@@ -174,17 +174,8 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
     )
 
 
-def simulated_world(settings: Settings, profile: Profile):
-    """A simulated search's ``search.run.simulate.World`` (None for a search that trains)."""
-    if not settings.simulate:
-        return None
-    from search.run.simulate import build_world
-
-    return build_world(profile, settings, dict(profile.counts))
-
-
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
-                     storage: str, name: str, study_file: Path, trial_s: float = 0.0):
+                     storage: str, name: str, study_file: Path, trial_s: float = 0.0, world=None):
     """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
     scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
     where that is more than it had), with ``max_failures`` applied to every trial and the driver's
@@ -192,7 +183,8 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
     ``search.results.progress.ProgressTable``. With a budget (``settings.budget_s``), the searcher's
     ``search.run.budget.BudgetLimiter`` gets it, with ``trial_s`` (one trial's expected device
-    seconds), and ``BudgetStop`` stops running trials once it is spent."""
+    seconds), and ``BudgetStop`` stops running trials once it is spent. A simulated search
+    (``settings.simulate``) gives its ``world`` (``search.run.simulate.World``): its trials and baselines."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -213,7 +205,6 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from vidseg.data.shards import ShardSet
 
     # copy-last-frame, known before the first trial: the scheduler's floor and TensorBoard's baselines
-    world = simulated_world(settings, profile)
     baselines = world.baselines if world is not None else copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
     if not is_uri(storage):  # the experiment's TensorBoard runs; a cloud one gets them with the results
         from search.results.board import write_board

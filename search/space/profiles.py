@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search.space.dimensions import SPACE, Dim, with_choices
@@ -18,6 +19,10 @@ from vidseg.models.simvp import encoder_scale, valid_groups
 from vidseg.task import FRAME_SIZE
 
 __all__ = ["Profile", "FULL", "DEMO", "SMOKE", "PROFILES", "fit_to_shards", "narrowed", "limits_of"]
+
+
+# the learning curves that ship with a profile: NAME.parquet, a --scheduler fifo search's curves.parquet
+CURVES = Path(__file__).resolve().parent / "curves"
 
 
 @dataclass(frozen=True)

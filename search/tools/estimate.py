@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from search.run.settings import Settings, UsageError
-from search.space import Profile, SearchSpace, enqueue, points_to_evaluate, train_config
+from search.space import CURVES, Profile, SearchSpace, enqueue, points_to_evaluate, train_config
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
 
@@ -453,7 +453,6 @@ def _spread(values: list[float], add: float) -> tuple[float, float]:
     return low, high
 
 
-CURVES = Path(__file__).resolve().parents[1] / "space" / "curves"  # a profile's recorded learning curves: NAME.parquet
 
 
 def shipped_curves(profile: Profile):

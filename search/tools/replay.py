@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from search.results.curves import Curves, read_curves
-from search.tools.distance import distance
+from search.results.distance import distance
 from vidseg.errors import InputError
 
 __all__ = ["Setting", "replay", "replay_many", "distance", "main"]

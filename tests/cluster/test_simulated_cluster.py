@@ -94,7 +94,7 @@ def _replayed(reports: dict[str, list[dict]], settings: dict) -> dict[str, int]:
     from ray.tune.schedulers import TrialScheduler
 
     from search.run.settings import Settings
-    from search.run.simulate import build_world
+    from search.tools.simulation import build_world
     from search.run.tuner import make_scheduler
     from search.space import PROFILES
     from search.tools.replay import _Trial

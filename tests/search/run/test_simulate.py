@@ -9,7 +9,8 @@ import sys
 import numpy as np
 
 from search.run.settings import Settings
-from search.run.simulate import SimulatedResources, build_world, stretch, table_path
+from search.run.simulate import SimulatedResources, stretch, table_path
+from search.tools.simulation import build_world
 from search.space import PROFILES
 
 
