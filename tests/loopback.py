@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["RayNode", "free_port", "process_tree", "kill_processes", "driver_process"]
+__all__ = ["RayNode", "free_port", "token_env", "process_tree", "kill_processes", "driver_process"]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 READY = "This command will now block"
@@ -26,6 +26,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def token_env(folder: Path) -> dict[str, str]:
+    """This process's environment for a cluster with Ray's token authentication on: a new token in
+    ``folder/auth_token``, Ray's drain and usage reports off."""
+    import os
+    import secrets
+
+    token = Path(folder) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_AUTH_TOKEN", None)
+    return env
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

@@ -7,7 +7,6 @@ results go there, and each node caches the shards from it once.
 """
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RAY
-from tests.loopback import RayNode, free_port, kill_processes, process_tree
+from tests.loopback import RayNode, free_port, kill_processes, process_tree, token_env
 
 ONE_GPU = ["--num-cpus=1", "--num-gpus=1"]  # a logical GPU: trials ask for GPU shares as on a real cluster
 
@@ -33,11 +32,7 @@ def cluster(tmp_path_factory):
     folder, where each node caches shards).
     Started once for the module: the token test runs first, the node kill last."""
     tmp_path = tmp_path_factory.mktemp("cluster")
-    token = tmp_path / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_AUTH_TOKEN", None)
+    env = token_env(tmp_path)
     port = free_port()
     nodes = []
     short = Path(tempfile.mkdtemp(prefix="vr-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes

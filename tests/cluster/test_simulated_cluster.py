@@ -10,8 +10,6 @@ Every process started here is stopped by pid.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RAY, read_leaderboard
-from tests.loopback import RayNode, driver_process, free_port
+from tests.loopback import RayNode, driver_process, free_port, token_env
 
 pytestmark = RAY
 
@@ -36,11 +34,7 @@ FOUR_GPUS = ["--num-cpus=16", "--num-gpus=4"]  # logical: the full profile's tri
 def cluster(tmp_path_factory):
     """A head and a worker node on 127.0.0.1, four logical GPUs each; yields the address and env."""
     tmp_path = tmp_path_factory.mktemp("simulated")
-    token = tmp_path / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_AUTH_TOKEN", None)
+    env = token_env(tmp_path)
     port, nodes = free_port(), []
     short = Path(tempfile.mkdtemp(prefix="vs-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
     try:
@@ -91,29 +85,14 @@ def _peak_at_once(reports: dict[str, list[dict]]) -> int:
 def _replayed(reports: dict[str, list[dict]], settings: dict) -> dict[str, int]:
     """The epochs each trial runs when every result, in the order it was reported, reaches a new
     scheduler of the search's settings: the search as if never stopped."""
-    from ray.tune.schedulers import TrialScheduler
-
     from search.run.settings import Settings
-    from search.tools.simulation import build_world
-    from search.run.tuner import make_scheduler
     from search.space import PROFILES
-    from search.tools.replay import _Trial
+    from search.tools.simulation import build_world
+    from tests.search.test_faults import _replayed as replayed
 
     floor = build_world(PROFILES["full"], Settings.from_dict(settings), dict(PROFILES["full"].counts)).floor
-    scheduler = make_scheduler(settings["scheduler"], settings["max_epochs"], settings["grace_period"],
-                               settings["reduction_factor"], floor=floor, seed=settings["seed"])
-    epochs, stopped, added = {}, set(), set()
-    for _, trial_id, result in sorted((line["reported_at"], line["trial_id"], line) for lines in reports.values()
-                                      for line in lines):
-        if trial_id not in added:
-            added.add(trial_id)
-            scheduler.on_trial_add(None, _Trial(trial_id))
-        if trial_id in stopped:
-            continue
-        epochs[trial_id] = result["epoch"]
-        if scheduler.on_trial_result(None, _Trial(trial_id), result) == TrialScheduler.STOP:
-            stopped.add(trial_id)
-    return epochs
+    ordered = sorted((line["reported_at"], line["trial_id"], line) for lines in reports.values() for line in lines)
+    return replayed([(trial_id, line) for _, trial_id, line in ordered], settings, floor)
 
 
 def test_a_stopped_and_resumed_simulated_search_packs_ends_every_trial_as_if_never_stopped(cluster, tmp_path):
