@@ -16,7 +16,7 @@ def build_world(profile, settings, counts: dict[str, int]) -> World:
     settings build the same world (on ``--resume`` too). Raises InputError naming a bad table."""
     from search.results.curves import read_curves
     from search.results.distance import axes
-    from search.run.simulate import World, table_path
+    from search.run.simulate import World, stretch, table_path
     from search.tools.estimate import EPOCH_SPREAD, PROBE_SPREAD, assumed_probe, configurations, epoch_parts, _macs
 
     path = table_path(profile, settings.simulate)

@@ -55,9 +55,15 @@ def _run(kind: str, storage) -> str:
 @RAY
 @pytest.mark.parametrize("kind", ["joined", "ray's own"])
 def test_a_trial_s_process_ends_after_its_training_thread_not_under_it(kind, tmp_path):
-    output = _run(kind, tmp_path)
+    output = _run(kind, tmp_path / "1")
     aborted = [sign for sign in ABORT_SIGNS if sign in output]
     if kind == "joined":
         assert not aborted, output[-3000:]
     else:  # the cause, shown: Ray's own function trainable aborts the processes whose thread still runs
+        # a race (the process's exit against the thread's torch call), lost now and then: three tries
+        for attempt in (2, 3):
+            if "Fatal Python error" in aborted or "SIGABRT" in aborted:
+                break
+            output = _run(kind, tmp_path / str(attempt))
+            aborted = [sign for sign in ABORT_SIGNS if sign in output]
         assert "Fatal Python error" in aborted or "SIGABRT" in aborted, output[-3000:]
