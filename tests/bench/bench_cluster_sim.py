@@ -20,12 +20,10 @@ wall seconds. On that cost model the configurations the full space draws have ep
 at the median and 9 on average (0.4 to 19 from the 10th to the 90th percentile; the set-up adds 10 to
 the first), so ``--time-scale 1`` (the default) gives epochs of a few wall seconds and trials of about
 half a minute: long enough that Ray's start-up of a trial does not decide the concurrency on 2 cores
-(at ``--time-scale 30`` epochs last a quarter of a second and 16 at once peaked at 7). Where Ray's start of
-trials sets the pace (see Cost), trials at once are about that rate x a trial's length: at 128 trials,
-64 allowed, ours peaked at 32 (11 on average); a lower ``--time-scale`` (0.5) fills more GPUs at the
-same pace. ``--max-epochs 9``,
-``--grace-period 1``, ``--reduction-factor 3`` (rungs at 1, 3 and 9 epochs; the profile's 30 would make a
-run hours long) and ``--seed 0`` for both sides.
+(at ``--time-scale 30`` epochs last a quarter of a second and 16 at once peaked at 7). On 16 logical
+A10Gs the GPUs, not the 64 allowed, bound the trials at once: the space's mean GPU share is about 0.46,
+and 128 trials peaked at 35 to 38. ``--max-epochs 9``, ``--grace-period 1``, ``--reduction-factor 3``
+(rungs at 1, 3 and 9 epochs; the profile's 30 would make a run hours long) and ``--seed 0`` for both sides.
 
 **The runs**, per size N of ``--trials`` (each one a fresh experiment in the cluster, its storage folder
 deleted once its figures are read):
@@ -38,7 +36,7 @@ deleted once its figures are read):
    --storage TMP --name resume-N --address ADDR``, run to the end. **Restart time**: from launching the
    resume to the first report made after that launch.
 3. ``bare``: what a user would write with Ray Tune alone, in a child process of this script (its own
-   driver): ``ray.init(address=ADDR)``, the same ``World`` (``search.run.simulate.build_world``) and
+   driver): ``ray.init(address=ADDR)``, the same ``World`` (``search.tools.simulation.build_world``) and
    per-trial resources (``search.run.simulate.SimulatedResources``, which gives
    ``search.run.trainable.trial_resources``'s; ``--bare-resources trainable`` passes that function
    itself, whose unpickling makes each trial's process import torch) and the same define-by-run space
@@ -69,18 +67,17 @@ results across the sizes (a fixed cost per search, and a cost per result). Outpu
 (every figure, per size and run, the machine: ``lscpu``'s model name, whether the CPU has avx512_bf16,
 the load before and after) and a markdown table on stdout.
 
-Cost: on the 2-core, 24 GiB machine this was written on, one size of 128 trials took 6 minutes for ours, 9
-for bare and 12 for the resume (4 nodes, 64 at once, ``--time-scale 1``): Ray's start of trial processes,
-not the trials' length, sets the pace there (0.5 trials a second for ours, which reuses them, 0.3 for
-bare), so the defaults (128, 512 and 1,024 trials; ours and bare at each, the resume at 1,024) take
-about 3.5 hours. Every trial process imports torch today (``trial_resources``, unpickled with the
-trainable, imports ``search.run.trainable``): about 370 MiB of its own memory each, and at the start of a
-run some 50 of them start at once, so least free memory fell to 3 GiB of 24; a machine with less, or
-busy, may see Ray's memory monitor kill trials (``trials_errored``). ``--quick`` (32 trials, 16 at once,
-2 nodes x 4 GPUs, ``--time-scale 8``, ``--warmup-s 10``) checks the script in about 6 minutes. Ray must
-bind loopback ports: in a sandbox, run it inside a network namespace as above (every process it starts
-inherits it). Every process started here is stopped by pid. The drivers' and nodes' logs stay in
-``--work``/logs. Not part of the tests.
+Cost: on the 2-core, 24 GiB machine this was written on (commit 97f3762), 128 trials took about 7 minutes
+for ours, 7 for bare and 8 for the resume (2 to the SIGTERM, 6 resumed), with 4 nodes, 64 at once and
+``--time-scale 1``. Ray started trials at about 1.3 a second for ours (0.9 for bare, a new process each)
+while the GPUs had room, and the last trials of the costliest configurations (epochs of up to 96 s)
+leave a tail of a few minutes. So the defaults (128, 512 and 1,024 trials, ours and bare at each, the
+resume at 1,024) take about 2 hours, 1.5 to 3: how the drivers' CPU per result grows at 1,024 decides. A
+trial's process holds about 200 MiB (110 MiB of its own); least free memory was 16 GiB of 24.
+``--quick`` (32 trials, 16 at once, 2 nodes x 4 GPUs, ``--time-scale 8``, ``--warmup-s 10``) checks the
+script in about 5 minutes. Ray must bind loopback ports: in a sandbox, run it inside a network namespace
+as above (every process it starts inherits it). Every process started here is stopped by pid. The
+drivers' and nodes' logs stay in ``--work``/logs. Not part of the tests.
 """
 
 from __future__ import annotations
@@ -478,10 +475,9 @@ def run_resume(args, cluster: Cluster, size: int) -> dict:
                "ray": first["ray"]}
     before = reports(experiment)
     stopped.update(trials_started=len(before), results=sum(len(lines) for lines in before.values()))
-    if first["rc"] != 143:
-        print(f"  {name}: the stopped driver exited {first['rc']}, not 143; the end of its log:\n"
-              f"{log_tail(first['log'])}", file=sys.stderr, flush=True)
-        stopped["log_tail"] = log_tail(first["log"])
+    if first["rc"] != 143:  # it failed, or ended before half its trials reported: nothing to resume
+        print(f"  {name}: the stopped driver exited {first['rc']}, not 143: no resume", file=sys.stderr, flush=True)
+        return _finish(experiment, {**first, "stopped": stopped, "restart_s": None}, args, name)
     command = [sys.executable, str(ENTRY), "--resume", "--storage", str(args.storage), "--name", name,
                "--address", args.address]
     run = watch_driver(command, cluster.env, cluster.logs / f"{name}-resumed.log", cluster, args.run_timeout,
@@ -519,8 +515,13 @@ def bare_child(spec: dict) -> int:
     from ray.tune.search.optuna import OptunaSearch
 
     from search.run.settings import Settings
-    from search.run.simulate import SimulatedResources, build_world, simulated_trial, table_path
+    from search.run.simulate import SimulatedResources, simulated_trial, table_path
     from search.run.trainable import trial_resources
+
+    try:  # built on the driver by search.tools.simulation since commit a0bd52a
+        from search.tools.simulation import build_world
+    except ImportError:
+        from search.run.simulate import build_world
     from search.space import PROFILES, SearchSpace
 
     profile = PROFILES[PROFILE]
@@ -704,7 +705,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--run-timeout", type=float, default=3 * 3600, help="seconds one run may take (default 3 h)")
     parser.add_argument("--quick", action="store_true",
                         help="a check of the script: 32 trials, 16 at once, 2 nodes x 4 GPUs, --time-scale 8, "
-                             "--warmup-s 10 (about 6 minutes on 2 cores)")
+                             "--warmup-s 10 (about 5 minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=None, help="write every figure to this JSON file")
     parser.add_argument("--work", type=Path, default=None,
                         help="the runs' storage and logs (default: a new temporary folder; each run's storage is "
