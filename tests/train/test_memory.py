@@ -3,8 +3,10 @@
 import pytest
 
 from vidseg.train import TrainConfig
-from vidseg.train.memory import (CUDA_CONTEXT_BYTES, GIB, activation_bytes, estimate_peak_bytes, plan_trial,
-                                 probe_activation_bytes)
+import dataclasses
+
+from vidseg.train.memory import (CUDA_CONTEXT_BYTES, GIB, _trace, activation_bytes, estimate_peak_bytes, plan_trial,
+                                 probe_activation_bytes, traced_shape)
 
 SIZE = (160, 240)
 
@@ -29,6 +31,28 @@ def test_the_count_matches_what_autograd_keeps(fields):
     counted = activation_bytes(config, SIZE, config.batch_size, device_type="cpu")  # the probe runs CPU autocast
     assert counted == pytest.approx(traced, rel=0.05)
     assert activation_bytes(config, SIZE, config.batch_size) >= counted  # CUDA keeps fp32 norm copies
+
+
+@pytest.mark.parametrize("fields", [
+    dict(N_S=2, N_T=4, hid_S=8, hid_T=32, translator="gsta", input_encoding="embed", embed_dim=8, loss="weighted_ce",
+         iou_loss_weight=4.0, divergence_weight=0.1),
+    dict(N_S=2, N_T=2, hid_S=8, hid_T=32, groups=1, rollout="autoregressive", sampling="linear", stem_stride=2,
+         loss="ce", divergence_weight=0.2),
+])
+def test_one_trace_serves_every_configuration_of_a_shape(fields):
+    """The driver traces a model shape once (``traced_shape``): configurations that differ only where
+    the shape does not (the optimiser, the data, the epochs, a loss term's weight) keep what their
+    own uncached traces keep, and a loss term switched off is another shape."""
+    first = TrainConfig(**fields)
+    other = dataclasses.replace(first, lr=1e-4, weight_decay=0.05, epochs=3, seed=7, last_frame_weight=9.0,
+                                iou_loss_weight=first.iou_loss_weight and 1.0, divergence_weight=first.divergence_weight * 3,
+                                train_inputs="mix", flip_augment=True, batch_size=6, micro_batch_size=2, grad_clip=1.0)
+    assert traced_shape(other) == traced_shape(first)
+    cached = probe_activation_bytes(first, (32, 48), 2)
+    assert probe_activation_bytes(other, (32, 48), 2) == cached == _trace.__wrapped__(other, (32, 48), 2)
+    off = dataclasses.replace(first, iou_loss_weight=0.0, divergence_weight=0.0)
+    assert traced_shape(off) != traced_shape(first)
+    assert probe_activation_bytes(off, (32, 48), 2) == _trace.__wrapped__(off, (32, 48), 2)
 
 
 def test_peak_grows_with_the_batch_and_the_model():

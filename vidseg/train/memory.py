@@ -23,7 +23,7 @@ from vidseg.task import INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
 from vidseg.train.config import TrainConfig
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
-           "parameter_count"]
+           "parameter_count", "traced_shape", "TRACED"]
 
 GIB = 1024 ** 3
 CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # per process, outside the caching allocator (CUDA context, cuBLAS/cuDNN)
@@ -178,10 +178,31 @@ def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch:
     return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
 
 
-@functools.lru_cache(maxsize=256)  # a plan tries several micro-batches, and the driver and the trial plan alike
+# What a traced step's saved tensors depend on, beside the clips and the frame size: the model's
+# shape, the loss, autocast, and whether each extra loss term is on (their weights scale values, not
+# tensors). The rest of a TrainConfig trains the model and traces alike.
+TRACED = ("N_S", "N_T", "hid_S", "hid_T", "groups", "translator", "last_frame_skip", "loss", "mse_rounding", "decode",
+          "input_encoding", "embed_dim", "stem_stride", "rollout", "amp")
+
+
+def traced_shape(config: TrainConfig) -> TrainConfig:
+    """``config`` with every field outside ``TRACED`` at its default and the extra loss terms' weights
+    at 1 where on: equal for every configuration whose traced step keeps the same tensors."""
+    return TrainConfig(**{name: getattr(config, name) for name in TRACED},
+                       iou_loss_weight=float(config.iou_loss_weight > 0),
+                       divergence_weight=float(config.divergence_weight > 0))
+
+
 def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
     """Bytes of every tensor autograd saves in one forward pass plus the loss, at ``batch`` clips,
-    traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``."""
+    traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``. Traced once
+    a process per model shape (``traced_shape``), frame size and batch: a trace takes 0.1-0.5 s on a
+    2-core CPU, and the driver plans every trial a search starts."""
+    return _trace(traced_shape(config), tuple(resolution), batch)
+
+
+@functools.lru_cache(maxsize=4096)  # a plan tries several micro-batches; the driver plans every trial
+def _trace(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from vidseg.train.losses import compute_loss
