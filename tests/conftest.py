@@ -47,6 +47,21 @@ SLOWEST_FIRST = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _counted_here(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The machine's kept model counts (vidseg.train.counted) start empty, in this run's temp folder,
+    for the tests and every process they start: nothing read from, or left in, ~/.cache."""
+    from vidseg.train.counted import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.getbasetemp() / "counted")
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The slowest modules first (a stable sort: every worker collects the same order)."""
     rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}

@@ -49,6 +49,7 @@ from search.run.settings import Settings, UsageError
 from search.space import CURVES, Profile, SearchSpace, enqueue, points_to_evaluate, train_config
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
+from vidseg.train.counted import Counted
 
 __all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
            "epoch_parts", "ASSUMED_GPU"]
@@ -161,46 +162,27 @@ SHAPE = ("N_S", "N_T", "hid_S", "hid_T", "translator", "groups", "loss", "input_
          "rollout", "last_frame_skip")
 
 
-MACS_CACHE_ENV = "VIDSEG_MACS_CACHE"  # the folder of the machine's counted multiply-adds (default ~/.cache/vidseg)
-_MACS: dict[str, float] = {}  # a model shape's multiply-adds at a resolution, counted once a machine
-
-
-def _macs_file() -> Path:
-    import torch
-
-    root = os.environ.get(MACS_CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidseg"
-    return Path(root) / f"macs-torch-{torch.__version__}.json"
-
-
-def _macs(config: dict[str, Any], resolution: tuple[int, int], seen: dict[str, float] = _MACS) -> float:
+def _macs(config: dict[str, Any], resolution: tuple[int, int]) -> float:
     """A configuration's multiply-adds for one clip, counted on the ``meta`` device (a few tenths of
-    a second each), kept per machine in ``_macs_file`` (a JSON of shape -> count: the count is the
-    model's structure's, so it holds until torch changes)."""
+    a second each), once a machine per model shape (``vidseg.train.counted``)."""
     import json
 
+    key = json.dumps([list(resolution), *(config.get(name) for name in SHAPE)])
+    return _MACS.get(key, lambda: _count_macs(config, resolution))
+
+
+def _count_macs(config: dict[str, Any], resolution: tuple[int, int]) -> float:
     import torch
 
-    from vidseg.atomic import atomic_path
     from vidseg.train.cost import model_macs
     from vidseg.train.model import build_model
 
-    key = json.dumps([list(resolution), *(config.get(name) for name in SHAPE)])
-    if not seen:
-        try:
-            seen.update(json.loads(_macs_file().read_text()))
-        except (OSError, ValueError, TypeError):
-            pass
-    if key not in seen:
-        with torch.device("meta"):
-            model = build_model(train_config(config), *resolution)
-        seen[key] = float(model_macs(model, *resolution))
-        try:
-            _macs_file().parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(_macs_file()) as tmp:
-                tmp.write_text(json.dumps(seen))
-        except OSError:  # a read-only home: counted again next time
-            pass
-    return seen[key]
+    with torch.device("meta"):
+        model = build_model(train_config(config), *resolution)
+    return float(model_macs(model, *resolution))
+
+
+_MACS = Counted("macs")
 
 
 @dataclass

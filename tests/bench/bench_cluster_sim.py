@@ -33,7 +33,8 @@ deleted once its figures are read):
    --reduction-factor 3 --storage TMP --name ours-N`` as a subprocess.
 2. ``resume`` (the largest size only, unless ``--resume-sizes all``): the same search again, SIGTERM to its
    driver once half of the N trials have reported (it exits 143, saved), then ``run_search.py --resume
-   --storage TMP --name resume-N --address ADDR``, run to the end. **Restart time**: from launching the
+   --storage TMP --name resume-N --address ADDR``, run to the end (or, with ``--resume-for S``, stopped S
+   seconds after its first new report). **Restart time**: from launching the
    resume to the first report made after that launch.
 3. ``bare``: what a user would write with Ray Tune alone, in a child process of this script (its own
    driver): ``ray.init(address=ADDR)``, the same ``World`` (``search.tools.simulation.build_world``) and
@@ -46,6 +47,10 @@ deleted once its figures are read):
    reduction_factor=3), num_samples=N, max_concurrent_trials=AT_ONCE), run_config=RunConfig(storage_path=TMP,
    verbose=0)).fit()``; Tune's defaults otherwise (``reuse_actors=False``: a process per trial, where ours
    reuses them; every checkpoint kept; Optuna's default TPE and in-memory study).
+
+Each run's driver counts its trials' memory plans from nothing (a counts folder of its own,
+``vidseg.train.counted``), as a first search on a machine does; bare Ray Tune's driver calls the same
+resources function, so it pays them too; a resume reads what its stopped driver kept.
 
 **The figures**, per run: the driver's own CPU seconds (user + system of that one process, from
 ``/proc/PID/stat`` every 0.5 s and exactly at its exit from ``wait4``'s rusage: neither counts the GCS,
@@ -343,6 +348,13 @@ def reports(experiment: Path) -> dict[str, list[dict]]:
     return found
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def reported_trials(experiment: Path) -> int:
     """Trials with a result.json that is not empty: cheap (a stat each), for polling."""
     count = 0
@@ -446,9 +458,17 @@ def _finish(experiment: Path, run: dict, args, label: str) -> dict:
     return run
 
 
+def run_env(args, cluster: Cluster, name: str) -> dict:
+    """The drivers' environment, with a counts folder of this run's own (``vidseg.train.counted``): each
+    run plans its trials' memory from nothing, as a first search on a machine does; a resume reads what
+    its stopped driver kept."""
+    return {**cluster.env, "VIDSEG_CACHE": str(args.storage.parent / "counted" / name)}
+
+
 def run_ours(args, cluster: Cluster, size: int) -> dict:
     name = f"ours-{size}"
-    run = watch_driver(search_command(args, size, args.storage, name), cluster.env, cluster.logs / f"{name}.log",
+    run = watch_driver(search_command(args, size, args.storage, name), run_env(args, cluster, name),
+                       cluster.logs / f"{name}.log",
                        cluster, args.run_timeout, markers=OURS_MARKERS)
     return _finish(args.storage / name, run, args, name)
 
@@ -464,7 +484,7 @@ def run_resume(args, cluster: Cluster, size: int) -> dict:
             signalled.update(at=time.time(), trials=reported_trials(experiment))
             process.send_signal(signal.SIGTERM)
 
-    first = watch_driver(search_command(args, size, args.storage, name), cluster.env,
+    first = watch_driver(search_command(args, size, args.storage, name), run_env(args, cluster, name),
                          cluster.logs / f"{name}-stopped.log", cluster, args.run_timeout, on_poll=stop_at_half,
                          markers=OURS_MARKERS)
     stopped = {"rc": first["rc"], "wall_s": first["wall_s"], "driver_cpu_s": first["driver_cpu_s"],
@@ -480,8 +500,23 @@ def run_resume(args, cluster: Cluster, size: int) -> dict:
         return _finish(experiment, {**first, "stopped": stopped, "restart_s": None}, args, name)
     command = [sys.executable, str(ENTRY), "--resume", "--storage", str(args.storage), "--name", name,
                "--address", args.address]
-    run = watch_driver(command, cluster.env, cluster.logs / f"{name}-resumed.log", cluster, args.run_timeout,
-                       markers=OURS_MARKERS)
+    resumed: dict = {}
+
+    def stop_once_restarted(process, elapsed):  # --resume-for: SIGTERM that long after the first new report
+        if args.resume_for is None or "at" in resumed or elapsed < resumed.get("next", 0.0):
+            return
+        resumed["next"] = elapsed + 2.0
+        launched = time.time() - elapsed
+        if "first" not in resumed and any(_mtime(path) > launched for path in experiment.glob("*/result.json")):
+            resumed["first"] = time.time()
+        if "first" in resumed and time.time() - resumed["first"] >= args.resume_for:
+            resumed["at"] = time.time()
+            process.send_signal(signal.SIGTERM)
+
+    run = watch_driver(command, run_env(args, cluster, name), cluster.logs / f"{name}-resumed.log", cluster,
+                       args.run_timeout, on_poll=stop_once_restarted, markers=OURS_MARKERS)
+    if "at" in resumed and run["rc"] == 143:  # stopped as asked, not failed
+        run["rc"], run["stopped_after_restart_s"] = 0, args.resume_for
     after = reports(experiment)
     new = [line for lines in after.values() for line in lines if line["reported_at"] > run["launched"]]
     new_starts = [s for lines in after.values() for s, _, _ in starts(lines) if s > run["launched"]]
@@ -502,7 +537,7 @@ def run_bare(args, cluster: Cluster, size: int) -> dict:
             "reduction_factor": args.reduction_factor, "seed": args.seed, "time_scale": args.time_scale,
             "gpu_memory_gb": args.gpu_memory_gb, "resources": args.bare_resources}
     command = [sys.executable, str(Path(__file__).resolve()), "--bare-child", json.dumps(spec)]
-    run = watch_driver(command, cluster.env, cluster.logs / f"{name}.log", cluster, args.run_timeout,
+    run = watch_driver(command, run_env(args, cluster, name), cluster.logs / f"{name}.log", cluster, args.run_timeout,
                        markers=BARE_MARKERS)
     return _finish(args.storage / name, run, args, name)
 
@@ -702,6 +737,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="which runs, comma-separated from ours, resume, bare (default all three)")
     parser.add_argument("--resume-sizes", choices=("largest", "all"), default="largest",
                         help="the sizes the resume run is made at (default: the largest only)")
+    parser.add_argument("--resume-for", type=float, default=None, metavar="S",
+                        help="stop the resumed driver (SIGTERM) S seconds after its first new report, once its "
+                             "restart is measured (default: run it to the end)")
     parser.add_argument("--run-timeout", type=float, default=3 * 3600, help="seconds one run may take (default 3 h)")
     parser.add_argument("--quick", action="store_true",
                         help="a check of the script: 32 trials, 16 at once, 2 nodes x 4 GPUs, --time-scale 8, "

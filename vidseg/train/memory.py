@@ -12,7 +12,7 @@ of the GPU in eighths (Ray's fractional ``num_gpus``), the micro-batch that make
 
 from __future__ import annotations
 
-import functools
+import json
 import math
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ import torch
 from vidseg.models.simvp import CONVMIXER_KERNEL, INCEPTION_KERNELS
 from vidseg.task import INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
 from vidseg.train.config import TrainConfig
+from vidseg.train.counted import Counted
 
 __all__ = ["GIB", "CUDA_CONTEXT_BYTES", "activation_bytes", "data_bytes", "estimate_peak_bytes", "probe_activation_bytes", "TrialPlan", "plan_trial",
            "parameter_count", "traced_shape", "TRACED"]
@@ -196,12 +197,17 @@ def traced_shape(config: TrainConfig) -> TrainConfig:
 def probe_activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
     """Bytes of every tensor autograd saves in one forward pass plus the loss, at ``batch`` clips,
     traced on fake tensors (no memory is allocated) under CPU bf16 autocast when ``amp``. Traced once
-    a process per model shape (``traced_shape``), frame size and batch: a trace takes 0.1-0.5 s on a
-    2-core CPU, and the driver plans every trial a search starts."""
-    return _trace(traced_shape(config), tuple(resolution), batch)
+    a machine per model shape (``traced_shape``), frame size and batch (``vidseg.train.counted``): a
+    trace takes 0.1-0.5 s on a 2-core CPU, and the driver plans every trial a search starts."""
+    shape = traced_shape(config)
+    key = json.dumps([list(resolution), batch, *(getattr(shape, name) for name in TRACED),
+                      shape.iou_loss_weight, shape.divergence_weight])
+    return int(_TRACES.get(key, lambda: _trace(shape, tuple(resolution), batch)))
 
 
-@functools.lru_cache(maxsize=4096)  # a plan tries several micro-batches; the driver plans every trial
+_TRACES = Counted("activations")
+
+
 def _trace(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
