@@ -21,8 +21,9 @@ as pruned. Results go to STORAGE/NAME/: trial folders with TensorBoard events, l
 report.md, best_config.json, the best checkpoint, a submission, optuna.journal and curves.parquet.
 
 Before the first trial it says what the search will cost in device time (a trial's GPU share, or
-its CPUs, x the wall seconds it holds them): a short probe of the space's cheapest and costliest
-configurations on the device at hand, and a replay of the scheduler (--estimate-only stops there).
+its CPUs, x the wall seconds it holds them): a short probe of the reference configurations and of a
+random draw of the space on the device at hand (the cost model's figures for simulated trials and
+for GPUs not up yet), and a replay of the scheduler (--estimate-only stops there).
 --budget DURATION bounds that device time: no trial starts that would overrun it, and the report
 says what it bought, with the fronts of val IoU against cost and the cheapest near-best configurations.
 

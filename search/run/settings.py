@@ -167,8 +167,9 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                              "With --resume it may be raised")
     search.add_argument("--estimate-only", action="store_true",
                         help="print what the search would cost (device-hours without stopping and with the "
-                             "scheduler, and the wall time) from a short probe of the cheapest and the costliest "
-                             "configurations on the device at hand, and exit 0 without training")
+                             "scheduler, and the wall time) from a short probe of the reference configurations "
+                             "and a random draw of the space on the device at hand (the cost model's figures for "
+                             "simulated trials and GPUs not up yet), and exit 0 without training")
     search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
     search.add_argument("--grace-period", type=int, default=None,
                         help="epochs before the scheduler may stop a trial: its first rung")

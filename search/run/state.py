@@ -27,7 +27,7 @@ STATE = "search.json"
 STUDY = "optuna.journal"
 # The layout of a search folder that this version resumes: search.json's fields, and the classes that
 # Ray Tune's pickled state names (the searcher, GrowingSearch, the callbacks with their saved states).
-# 1 (no "format" field): before 2026-12-04, when those classes lived in search.tuner and search.schedulers.
+# 1 (no "format" field): a folder whose pickled state names those classes in search.tuner and search.schedulers.
 FORMAT = 2
 
 

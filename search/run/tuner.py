@@ -74,7 +74,7 @@ def make_scheduler(kind: str, max_epochs: int, grace_period: int, reduction_fact
     asynchronous Hyperband over three brackets, ties by arrival) or ``fifo``. ``floor`` is
     copy-last-frame's val IoU, below which a trial is not promoted at a rung with too few results to
     rank it; ``ties`` decides equal val IoUs by the tie score (``score``) or by arrival
-    (``arrival``, the old rule, kept for replays); ``seed`` seeds Hyperband's draws of brackets."""
+    (``arrival``, Ray's ASHA's rule, kept for replays); ``seed`` seeds Hyperband's draws of brackets."""
     from ray.tune.schedulers import FIFOScheduler
 
     from search.run.schedulers import RungScheduler, TieBreakingASHA

@@ -113,11 +113,11 @@ DEMO = dataclasses.replace(
     unet_size=(80, 120), unet_width=16, unet_epochs=24, unet_frame_stride=2,
     # 48x64 windows, half on objects: val Jaccard 0.290 in 264 s, against 0.153 in 147 s for 8 epochs
     # of whole frames (and 0.137 in 83 s for 8 epochs of these windows). From the frame cache with
-    # on-device augmentation: 0.3235 in 231 s with seed 1 (the old path: 0.3233 in 293 s)
+    # on-device augmentation: 0.3235 in 231 s with seed 1 (decoding the frames every epoch: 0.3233 in 293 s)
     unet_crop=(48, 64), unet_foreground_crops=0.5, unet_lr=3e-3,
     unet_shipped=True,  # the shipped UNet (vidseg.segment.pretrained); the recipe above is --train-unet's
-    # Narrowed to what learns within a 2-core CPU's minutes (the replay table and the session-7 runs,
-    # docs/search.md): every trial above copy-last-frame had the last-frame skip, none had an autoregressive
+    # Narrowed to what learns within a 2-core CPU's minutes (the replay table and the demo's
+    # recorded runs, docs/search.md): every trial above copy-last-frame had the last-frame skip, none had an autoregressive
     # rollout (twice the time an epoch), and the soft-Jaccard term took gSTA 2/8/16/32 from 1.21x to
     # 1.27x copy-last-frame (1.29x at weight 4). The reference configurations keep their own settings.
     # Translators and decodings from their equal-budget table (tests/bench/bench_translators.py,

@@ -52,7 +52,7 @@ class Setting:
     scheduler: str  # asha, pasha, hyperband or fifo
     grace_period: int = 1
     reduction_factor: int = 2
-    ties: str = "score"  # asha and pasha: ties in val IoU by the tie score, or by "arrival" (the old rule)
+    ties: str = "score"  # asha and pasha: ties in val IoU by the tie score, or by "arrival" (Ray's ASHA's rule)
 
     @property
     def label(self) -> str:
