@@ -159,7 +159,7 @@ def estimate_cost(search: Search):
     """What the search is expected to cost (``search.tools.estimate``), probed on the device the
     trials get; where the profile is for GPUs and none is here (``--estimate-only`` without a
     cluster), from ``ASSUMED_GPU``'s rate and the profile's video counts, said in one line."""
-    from search.tools.estimate import ASSUMED_GPU, estimate, probe_here
+    from search.tools.estimate import ASSUMED_GPU, estimate, probe_on_workers
     from search.space import train_config
 
     settings, profile = search.settings, search.profile
@@ -203,7 +203,7 @@ def estimate_cost(search: Search):
             return float(profile.cpus_per_trial)
         basis = f"probed on this machine's CPU, {profile.cpus_per_trial:g} per trial"
     return estimate(settings, profile, counts, share,
-                    probe_here(search.shards, profile.cpus_per_trial, settings.max_concurrent, plan), basis, trials,
+                    probe_on_workers(search.shards, profile.cpus_per_trial, settings.max_concurrent, plan), basis, trials,
                     probed=probed, capacity=_capacity(settings))
 
 

@@ -51,7 +51,7 @@ from vidseg.task import INPUT_FRAMES
 from vidseg.train.cost import duration_text
 from vidseg.train.counted import Counted
 
-__all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_here", "assumed_probe",
+__all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_on_workers", "assumed_probe",
            "epoch_parts", "ASSUMED_GPU"]
 
 log = logging.getLogger("vidseg.search")
@@ -226,8 +226,8 @@ INFEASIBLE_POINT = {"setup_s": 0.0, "warmup_s": 0.0, "train_s_per_sample": 0.0, 
                     "checkpoint_s": 0.0, "infeasible": True}
 
 
-def probe_here(shards: str, cpus: float, at_once: int, plan: Callable[[dict[str, Any]], Any] | None = None
-               ) -> Callable[[list[dict[str, Any]]], Probed]:
+def probe_on_workers(shards: str, cpus: float, at_once: int, plan: Callable[[dict[str, Any]], Any] | None = None
+                     ) -> Callable[[list[dict[str, Any]]], Probed]:
     """Probes as Ray tasks with a trial's resources, each in a fresh Ray worker process, as a
     trial's: ``at_once`` tasks at the same time (the trials that run at once, as many as the
     cluster's CPUs, or its GPUs, hold), each a share of the configurations, so that they slow each
@@ -310,7 +310,7 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
              probe: Callable[[list[dict[str, Any]]], Probed] | None, basis: str,
              trials: int | None, probed: Probed | None = None, curves=None, capacity: float | None = None) -> Estimate:
     """The estimate for ``trials`` trials (None: per trial, for a budget alone) with ``settings``'
-    scheduler, concurrency and budget. ``probe`` measures some configurations (``probe_here``); None
+    scheduler, concurrency and budget. ``probe`` measures some configurations (``probe_on_workers``); None
     uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
     configurations, is used as it is; ``curves``, a learning-curve table, stands for the profile's shipped one
     (a simulated search's, ``search.run.simulate``); ``capacity``, the cluster's GPUs (or CPUs) where

@@ -64,7 +64,7 @@ def check_epochs(experiment: Path) -> None:
 
     sys.path.insert(0, str(REPO))
     from search.run.prepare import shard_counts
-    from search.tools.estimate import REPORT_S, probe_here
+    from search.tools.estimate import REPORT_S, probe_on_workers
 
     saved = json.loads((experiment / "search.json").read_text())
     shards, settings, found = saved["shards"], saved["settings"], saved["estimate"]
@@ -77,7 +77,7 @@ def check_epochs(experiment: Path) -> None:
             trials.append((trial_id, json.loads(rows["config"].iloc[0]), float(np.median(device)), len(rows)))
     ray.init(num_cpus=settings["max_concurrent"], include_dashboard=False, log_to_driver=False)
     try:
-        probed = probe_here(shards, 1.0, settings["max_concurrent"])([config for _, config, _, _ in trials])
+        probed = probe_on_workers(shards, 1.0, settings["max_concurrent"])([config for _, config, _, _ in trials])
     finally:
         ray.shutdown()
     ratios = []

@@ -111,13 +111,13 @@ def test_a_diverged_trial_ends_as_diverged_and_is_not_retried(ray_with_a_logical
 def test_on_gpus_the_estimate_s_probes_pack_as_the_trials_under_their_plans(ray_with_a_logical_gpu, tiny_shards):
     """Each probe task asks for its configurations' GPU share, not a whole GPU, so that tasks share
     a GPU as the packed trials will; a configuration that cannot fit is not probed."""
-    from search.tools.estimate import INFEASIBLE_POINT, probe_here
+    from search.tools.estimate import INFEASIBLE_POINT, probe_on_workers
     from vidseg.train.memory import TrialPlan
 
     configs = [{**COMMON, "groups": 1, "hid_S": h} for h in (4, 8, 16)]
     plans = {4: TrialPlan(0.25, 2, True, 1 << 30, 3.0), 8: TrialPlan(0.5, 4, True, 1 << 30, 6.0),
              16: TrialPlan(1.0, 4, False, 1 << 30, 9.0, infeasible="one clip needs 30 GiB")}
-    probed = probe_here(str(tiny_shards), cpus=1, at_once=2, plan=lambda c: plans[c["hid_S"]])(configs)
+    probed = probe_on_workers(str(tiny_shards), cpus=1, at_once=2, plan=lambda c: plans[c["hid_S"]])(configs)
     small, middle, large = probed.points
     assert large == INFEASIBLE_POINT  # ends at once as INFEASIBLE, as its trial will: nothing to probe
     assert (small["gpus"], middle["gpus"]) == (0.25, 0.5)  # a share each, on the one GPU at once

@@ -12,7 +12,7 @@ import torch
 import search.tools.estimate as estimate_module
 from search.run.settings import Settings
 from search.space import PROFILES, train_config
-from search.tools.estimate import Estimate, Probed, probe_here, shipped_curves
+from search.tools.estimate import Estimate, Probed, probe_on_workers, shipped_curves
 from tests.conftest import RAY, SHARD_SIZE
 from vidseg.train.cost import duration_text
 from vidseg.train.model import build_model
@@ -23,7 +23,7 @@ BASE = {"N_S": 2, "N_T": 2, "hid_T": 16, "epochs": 1, "batch_size": 2, "device":
 @RAY
 def test_the_probes_run_at_once_in_fresh_processes_each_figure_its_own_configurations(local_ray, tiny_shards):
     configs = [{**BASE, "hid_S": 4, "loss": "mse"}, {**BASE, "hid_S": 8, "loss": "ce"}, {**BASE, "hid_S": 16, "loss": "mse"}]
-    probed = probe_here(str(tiny_shards), cpus=1, at_once=2)(configs)
+    probed = probe_on_workers(str(tiny_shards), cpus=1, at_once=2)(configs)
     with torch.device("meta"):
         params = [sum(p.numel() for p in build_model(train_config(c), *SHARD_SIZE).parameters()) for c in configs]
     assert [point["params"] for point in probed.points] == params  # in the order given, though split over two tasks
