@@ -47,7 +47,7 @@ import numpy as np
 
 from search.run.settings import Settings, UsageError
 from search.space import CURVES, Profile, SearchSpace, enqueue, points_to_evaluate, train_config
-from vidseg.task import INPUT_FRAMES
+from vidseg.task import OUTPUT_FRAMES
 from vidseg.train.cost import duration_text
 from vidseg.train.counted import Counted
 
@@ -303,7 +303,7 @@ def training_macs(config: dict[str, Any], macs: float) -> float:
     from vidseg.train.loop import MAX_SELF_FED
 
     self_fed = MAX_SELF_FED * SELF_FED.get(config.get("sampling", "none"), 0.0)
-    return macs / INPUT_FRAMES * (1 + self_fed / 3)
+    return macs / OUTPUT_FRAMES * (1 + self_fed / 3)
 
 
 def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share: Callable[[dict[str, Any]], float],

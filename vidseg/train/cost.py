@@ -21,7 +21,7 @@ import time
 import torch
 
 from vidseg.errors import InputError
-from vidseg.task import INPUT_FRAMES
+from vidseg.task import INPUT_FRAMES, OUTPUT_FRAMES
 
 __all__ = ["model_macs", "inference_cost", "parse_duration", "duration_text", "COST_FIELDS"]
 
@@ -45,7 +45,7 @@ def model_macs(model: torch.nn.Module, height: int, width: int) -> int:
     was_training = model.training
     model.eval()
     # an autoregressive model's forward is its one step, rolled out once per output frame: counted once
-    steps = INPUT_FRAMES if getattr(model, "autoregressive", False) and hasattr(model, "step") else 1
+    steps = OUTPUT_FRAMES if getattr(model, "autoregressive", False) and hasattr(model, "step") else 1
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             (model.step if steps > 1 else model)(_clip(height, width, device))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from vidseg.models.simvp import CONVMIXER_KERNEL, INCEPTION_KERNELS
-from vidseg.task import INPUT_FRAMES, NUM_CLASSES, TOTAL_FRAMES
+from vidseg.task import INPUT_FRAMES, NUM_CLASSES, OUTPUT_FRAMES, TOTAL_FRAMES
 from vidseg.train.config import TrainConfig
 from vidseg.train.counted import Counted
 
@@ -173,7 +173,7 @@ def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch:
     batch = batch or config.micro_batch_size or config.batch_size
     h, w = resolution
     states = 16 * parameter_count(config, resolution)
-    frames_out = 1 if config.rollout == "autoregressive" else INPUT_FRAMES  # a training step's outputs
+    frames_out = 1 if config.rollout == "autoregressive" else OUTPUT_FRAMES  # a training step's outputs
     logits_grad = frames_out * batch * config.channels * h * w * (4 + (2 if config.amp else 0))
     workspace = 64 * 1024 ** 2
     return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
@@ -223,7 +223,7 @@ def _trace(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
 
     with FakeTensorMode(), torch.device("cpu"):
         model = build_model(config, h, w)
-        masks = torch.zeros((batch, 2 * INPUT_FRAMES, h, w), dtype=torch.uint8)
+        masks = torch.zeros((batch, TOTAL_FRAMES, h, w), dtype=torch.uint8)
         inputs, target = masks[:, :INPUT_FRAMES], masks[:, INPUT_FRAMES:]
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp):

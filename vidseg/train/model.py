@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.task import INPUT_FRAMES, NUM_CLASSES
+from vidseg.task import INPUT_FRAMES, NUM_CLASSES, OUTPUT_FRAMES
 from vidseg.models import SimVP
 from vidseg.models.simvp import encoder_scale, without_autocast
 from vidseg.train.config import TrainConfig
@@ -146,7 +146,7 @@ class MaskPredictor(nn.Module):
             return self._frames(masks, last_only=False)
         outputs = []
         window = masks
-        for _ in range(INPUT_FRAMES):  # as at test time: each predicted frame becomes the newest input
+        for _ in range(OUTPUT_FRAMES):  # as at test time: each predicted frame becomes the newest input
             output = self.step(window)
             outputs.append(output)
             window = torch.cat([window[:, 1:], self.decode(output).to(window.dtype)], 1)
