@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import logging
-import re
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +32,9 @@ if TYPE_CHECKING:
     from search.run.lock import Hold
     from search.run.state import SearchState
 
-__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "driver_callback", "resume_state",
-           "trial_error"]
+__all__ = ["SEARCH_FLAGS", "DATA_FLAGS", "check_resume_flags", "resume_command", "resume_state"]
 
 log = logging.getLogger("vidseg.search")
-
-KEEP_EVERY_S = 1.0  # how often the driver looks for a newer whole Ray Tune state to copy aside (it saves every 5 s here)
-KEEP_SHARE = 10  # ... or, where looking takes longer, that many times what it took (at most a tenth of its time)
 
 # flag dest -> settings key: the flags that define a search, compared with the saved settings
 SEARCH_FLAGS = {"profile": "profile", "num_samples": "num_samples", "max_epochs": "max_epochs",
@@ -96,111 +89,6 @@ def resume_command(storage: str, name: str, address: str | None = None) -> str:
     if address:
         words += ["--address", address]
     return shlex.join(words)
-
-
-def driver_callback(max_failures: int, experiment: str, guard=None):
-    """A Tune callback for the driver. It gives every trial, restored ones included, ``max_failures``
-    retries (a restored trial keeps the count it was created with otherwise). It arms the one stop
-    path (``search.run.stops.STOP``) while Tune's loop runs, and requests a stop there on a full
-    disk: a trial's error, or the searcher's, or free space below the reserve of ``guard`` (a
-    ``search.run.stops.SpaceGuard``, for local storage), as a ``DiskFull`` naming the path
-    (``experiment`` where the error names none)."""
-    from ray.tune import Callback
-
-    from search.run.ray_internals import driver_staging, keep_tune_state
-    from search.run.stops import SAVE_WATCH, STOP, DiskFull, clear_disk_full, disk_full_seen, no_space, \
-        quiet_no_space_tracebacks
-
-    clear_disk_full()  # an earlier search in this process (a test's) told nothing about this one
-    STOP.reset()
-    SAVE_WATCH.failed, SAVE_WATCH.staging = None, None
-
-    class DriverCallback(Callback):
-        _kept, _every = -float("inf"), KEEP_EVERY_S
-
-        def setup(self, **info) -> None:
-            quiet_no_space_tracebacks()  # Ray's handlers, as Tune set them up
-            STOP.armed = True  # Tune's loop is about to run, its SIGUSR1 handler in place
-
-        def stop(self, why: DiskFull) -> None:
-            STOP.request(why)
-
-        def on_step_begin(self, iteration: int, trials: list, **info) -> None:
-            for trial in trials:
-                trial.max_failures = max_failures
-            if STOP.why is not None:
-                return
-            seen = disk_full_seen()
-            if seen is not None:
-                path, err = seen
-                log.error("no space left on device: %s (%s)", path, err.strerror or err)
-                self.stop(DiskFull(getattr(err, "filename", None) or path, trials_started=True))
-                return
-            low = guard.check() if guard is not None else None
-            if low is not None:
-                log.error("stopping the search: %s", low.message().removeprefix("error: ").split("; free")[0])
-                self.stop(low)
-                return
-            staging = SAVE_WATCH.staging = driver_staging(trials) or SAVE_WATCH.staging
-            if guard is not None and staging is not None and time.monotonic() - self._kept > self._every:
-                self._kept = time.monotonic()
-                try:  # a whole copy of Ray Tune's state, for a resume after a full disk cut it short
-                    keep_tune_state(guard.folder, staging)
-                except OSError as err:
-                    if no_space(err) is None:
-                        log.warning("could not copy Ray Tune's state aside: %s", err)
-                    else:
-                        self.stop(DiskFull(guard.folder, trials_started=True))
-                # checking a large search's state takes a while (its files grow with the trials): at
-                # most a tenth of the driver's time, so that its loop keeps up with the trials
-                self._every = max(KEEP_EVERY_S, KEEP_SHARE * (time.monotonic() - self._kept))
-
-        def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
-            if guard is not None and getattr(checkpoint, "path", None):
-                guard.saw_checkpoint(checkpoint.path)
-
-        def _trial_failed(self, trial) -> None:
-            err = _trial_error(trial)
-            if no_space(err) is not None and STOP.why is None:
-                full = no_space(err)
-                path = full.filename or f"{experiment}/{Path(str(trial.local_path or trial.trial_id)).name}"
-                log.error("no space left on device: trial %s could not write to %s", trial.trial_id, path)
-                self.stop(DiskFull(path, trials_started=True))
-
-        def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
-            self._trial_failed(trial)
-
-        def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-            self._trial_failed(trial)
-
-    return DriverCallback()
-
-
-# The last line of an OSError's traceback as Python prints it: "[Errno 28] No space left on device: 'PATH'"
-_ERRNO_LINE = re.compile(r"\[Errno (\d+)\] ([^\n:']+)(?:: '([^'\n]*)')?")
-
-
-def trial_error(text: str) -> OSError | None:
-    """The full-disk error in the text of a trial's last failure (what Ray Tune writes to the
-    trial's ``error.txt``: each failure's traceback, after a "Failure # N" line), with the path it
-    names; None if that failure was not a full disk. Nothing is unpickled: Ray also keeps a
-    pickle of the exception beside it, which the driver never loads."""
-    last = text.rsplit("Failure #", 1)[-1]
-    for match in reversed(list(_ERRNO_LINE.finditer(last))):
-        code = int(match.group(1))
-        if code in (errno.ENOSPC, errno.EDQUOT):
-            return OSError(code, match.group(2).strip(), match.group(3))
-    if "No space left on device" in last:  # the message without its errno (an error Ray re-raised as text)
-        return OSError(errno.ENOSPC, "No space left on device")
-    return None
-
-
-def _trial_error(trial) -> OSError | None:
-    """The full-disk error a trial last failed with, from the text file Tune keeps beside its results."""
-    try:
-        return trial_error(Path(trial.error_file).read_text(errors="replace"))
-    except (OSError, TypeError):  # no file yet, or a trial without a folder
-        return None
 
 
 def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchState, Hold]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -30,7 +31,8 @@ import time
 from pathlib import Path
 
 __all__ = ["SAVE_WATCH", "EXIT_CODES", "Stopped", "Terminated", "DiskFull", "SpaceGuard", "RESERVE_MIN", "no_space", "watch_signals", "STOP", "StopSwitch",
-           "disk_full_seen", "note_disk_full", "clear_disk_full", "quiet_no_space_tracebacks"]
+           "disk_full_seen", "note_disk_full", "clear_disk_full", "quiet_no_space_tracebacks", "trial_error",
+           "trial_disk_full", "begin_search"]
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 MIB = 1 << 20
@@ -287,3 +289,39 @@ class SpaceGuard:
             return None
         return DiskFull(self.folder, detail=f"{free / MIB:.1f} MiB free, under the {reserve / MIB:.0f} MiB a search "
                                             "keeps for its state and checkpoints")
+
+
+# The last line of an OSError's traceback as Python prints it: "[Errno 28] No space left on device: 'PATH'"
+_ERRNO_LINE = re.compile(r"\[Errno (\d+)\] ([^\n:']+)(?:: '([^'\n]*)')?")
+
+
+def trial_error(text: str) -> OSError | None:
+    """The full-disk error in the text of a trial's last failure (what Ray Tune writes to the
+    trial's ``error.txt``: each failure's traceback, after a "Failure # N" line), with the path it
+    names; None if that failure was not a full disk. Nothing is unpickled: Ray also keeps a
+    pickle of the exception beside it, which the driver never loads."""
+    last = text.rsplit("Failure #", 1)[-1]
+    for match in reversed(list(_ERRNO_LINE.finditer(last))):
+        code = int(match.group(1))
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return OSError(code, match.group(2).strip(), match.group(3))
+    if "No space left on device" in last:  # the message without its errno (an error Ray re-raised as text)
+        return OSError(errno.ENOSPC, "No space left on device")
+    return None
+
+
+def trial_disk_full(trial) -> OSError | None:
+    """The full-disk error a trial last failed with, from the text file Tune keeps beside its results."""
+    try:
+        return trial_error(Path(trial.error_file).read_text(errors="replace"))
+    except (OSError, TypeError):  # no file yet, or a trial without a folder
+        return None
+
+
+def begin_search() -> None:
+    """This process's stop path starts clean for the search about to run: no stop asked for, no full
+    disk seen, no failed save of Ray Tune's state, no staging folder (an earlier search in the same
+    process, a test's, told nothing about this one)."""
+    clear_disk_full()
+    STOP.reset()
+    SAVE_WATCH.failed, SAVE_WATCH.staging = None, None

@@ -179,7 +179,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
     scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
     where that is more than it had), with ``max_failures`` applied to every trial and the driver's
-    callbacks (``search.run.resume.driver_callback`` first).
+    callbacks (``search.run.driver.DriverCallback`` first).
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
     ``search.results.progress.ProgressTable``. With a budget (``settings.budget_s``), the searcher's
     ``search.run.budget.BudgetLimiter`` gets it, with ``trial_s`` (one trial's expected device
@@ -191,7 +191,7 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from search.results.progress import ProgressTable
     from search.results.board import TrialBoard
 
-    from search.run.resume import driver_callback
+    from search.run.driver import DriverCallback
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a small num_to_keep wants it
@@ -234,10 +234,11 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     run_config.stop = BudgetStop(limiter) if limiter is not None and settings.budget_s is not None else None
     run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
     run_config.verbose = 0
-    from search.run.stops import SpaceGuard
+    from search.run.stops import SpaceGuard, begin_search
 
     guard = None if is_uri(storage) else SpaceGuard(Path(storage) / name, settings.max_concurrent)
-    callback = driver_callback(settings.max_failures, experiment, guard)
+    begin_search()  # this process's stop path, clean for this search
+    callback = DriverCallback(settings.max_failures, experiment, guard)
     # the order is part of the saved state: Ray saves and restores callbacks' states by their place
     run_config.callbacks = [callback, SchedulerState(tune_config.scheduler), ProgressTable(
         settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,

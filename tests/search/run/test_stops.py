@@ -13,7 +13,7 @@ import signal
 
 from search.results.journal import journal_storage, load_study, trim_partial_record
 from search.run.ray_internals import DAMAGED, LAST_GOOD, keep_tune_state, repair_tune_state
-from search.run.resume import trial_error
+from search.run.stops import trial_error
 from search.run.stops import RESERVE_MIN, DiskFull, SpaceGuard, Stopped, no_space, quiet_no_space_tracebacks
 from tests.conftest import need_small_tmpfs
 
