@@ -186,62 +186,88 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     seconds), and ``BudgetStop`` stops running trials once it is spent. A simulated search
     (``settings.simulate``) gives its ``world`` (``search.run.simulate.World``): its trials and baselines."""
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from search.results.progress import ProgressTable
-    from search.results.board import TrialBoard
+    from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
 
-    from search.run.driver import DriverCallback
-
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a small num_to_keep wants it
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # its CSV and JSON loggers are given below, not its TBX
     experiment = f"{storage}/{name}"
-    from search.run.study import STUDY_FILE_ENV
-
-    os.environ[STUDY_FILE_ENV] = str(study_file)  # the restored searcher reopens its study there
-    from vidseg.baselines import copy_last_frame
-    from vidseg.data.remote import cached_shards
-    from vidseg.data.shards import ShardSet
-
-    # copy-last-frame, known before the first trial: the scheduler's floor and TensorBoard's baselines
-    baselines = world.baselines if world is not None else copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
-    if not is_uri(storage):  # the experiment's TensorBoard runs; a cloud one gets them with the results
-        from search.results.board import write_board
-
-        write_board(Path(storage) / name, profile, baselines, settings.max_epochs)
+    _tune_environment(study_file)
+    baselines = _baselines(settings, profile, shards, storage, name, world)
     if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards, world),
                                    resume_unfinished=True, resume_errored=retry_errored)
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
         tuner = build_tuner(settings, profile, shards, storage, name, study_file, floor=baselines["unet"],
                             trial_s=trial_s, world=world)
-    # Ray Tune keeps the run config it was started with; the retries given now apply to every trial
-    from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
-    from search.run.schedulers import SchedulerState
-
-    tune_config = tune_config_of(tuner)
+    # Ray Tune keeps the run config it was started with; what is given now applies to every trial
+    tune_config, run_config = tune_config_of(tuner), run_config_of(tuner)
     tune_config.search_alg.grow_to, tune_config.search_alg.storage = settings.num_samples, storage
     tune_config.num_samples = settings.num_samples
-    run_config = run_config_of(tuner)
+    limiter = _apply_budget(tune_config, run_config, settings, trial_s, experiment)
+    run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
+    run_config.verbose = 0
+    run_config.callbacks = _callbacks(settings, profile, storage, name, tune_config.scheduler, limiter)
+    return tuner
+
+
+def _tune_environment(study_file: Path) -> None:
+    """Ray Tune's settings that this search runs with, and where a restored searcher reopens its study."""
+    from search.run.study import STUDY_FILE_ENV
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # saved often, so a killed driver loses little
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a small num_to_keep wants it
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # its CSV and JSON loggers are given, not its TBX
+    os.environ[STUDY_FILE_ENV] = str(study_file)
+
+
+def _baselines(settings: Settings, profile: Profile, shards: str, storage: str, name: str, world) -> dict:
+    """Copy-last-frame's val IoUs, known before the first trial (the scheduler's floor and TensorBoard's
+    baselines), written as the experiment's TensorBoard runs where the storage is local (a cloud
+    one gets them with the results)."""
+    if world is not None:
+        baselines = world.baselines
+    else:
+        from vidseg.baselines import copy_last_frame
+        from vidseg.data.remote import cached_shards
+        from vidseg.data.shards import ShardSet
+
+        baselines = copy_last_frame(ShardSet.open(cached_shards(shards), verify=False))
+    if not is_uri(storage):
+        from search.results.board import write_board
+
+        write_board(Path(storage) / name, profile, baselines, settings.max_epochs)
+    return baselines
+
+
+def _apply_budget(tune_config, run_config, settings: Settings, trial_s: float, experiment: str):
+    """The budget given now (the saved one, or raised), counted from what was spent, on the searcher's
+    limiter, and ``BudgetStop`` for the trials running when it is spent; the limiter (None for a
+    search saved by a version without one, which a budget cannot bound)."""
     from search.run.budget import BudgetStop, budget_of
 
     limiter = budget_of(tune_config.search_alg)
     if limiter is None and settings.budget_s is not None:
         raise UsageError(f"{experiment} was started by a version that kept no budget: --budget cannot bound it")
-    if limiter is not None:  # the budget given now (the saved one, or raised), counted from what was spent
+    if limiter is not None:
         limiter.budget_s, limiter.trial_s = settings.budget_s, trial_s or limiter.trial_s
     run_config.stop = BudgetStop(limiter) if limiter is not None and settings.budget_s is not None else None
-    run_config.failure_config = tune.FailureConfig(max_failures=settings.max_failures)
-    run_config.verbose = 0
+    return limiter
+
+
+def _callbacks(settings: Settings, profile: Profile, storage: str, name: str, scheduler, limiter) -> list:
+    """The driver's callbacks. Their order is part of Ray Tune's saved state: Ray saves and restores
+    callbacks' states by their place in this list (the scheduler's state second, the progress
+    table's third), so a callback is only ever added at the end."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.results.board import TrialBoard
+    from search.results.progress import ProgressTable
+    from search.run.driver import DriverCallback
+    from search.run.schedulers import SchedulerState
     from search.run.stops import SpaceGuard, begin_search
 
     guard = None if is_uri(storage) else SpaceGuard(Path(storage) / name, settings.max_concurrent)
     begin_search()  # this process's stop path, clean for this search
-    callback = DriverCallback(settings.max_failures, experiment, guard)
-    # the order is part of the saved state: Ray saves and restores callbacks' states by their place
-    run_config.callbacks = [callback, SchedulerState(tune_config.scheduler), ProgressTable(
-        settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,
-        stopped_by=limiter.stopped_by if limiter is not None else None), CSVLoggerCallback(), JsonLoggerCallback(),
-        TrialBoard(profile, settings.max_epochs)]
-    return tuner
+    return [DriverCallback(settings.max_failures, f"{storage}/{name}", guard), SchedulerState(scheduler),
+            ProgressTable(settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,
+                          stopped_by=limiter.stopped_by if limiter is not None else None),
+            CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs)]
