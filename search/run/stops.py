@@ -132,7 +132,7 @@ def clear_disk_full() -> None:
 # name, then renamed) *before* it waits for the sync of the save before to finish, and that sync
 # copies the same folder: it can list a temporary file that is renamed before it is read, and then
 # logs the sync's FileNotFoundError with a traceback. The next sync copies the files whole (the
-# driver checks the last one: search.run_search._last_save), so it is one line, as a warning.
+# driver checks the last one: search.run.steps.last_save), so it is one line, as a warning.
 SYNC_RACE = ("Ray Tune's sync of its state to storage met a file that Ray was still writing (Ray saves while "
              "the sync before runs); the next sync copies it whole")
 

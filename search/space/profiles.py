@@ -60,7 +60,7 @@ class Profile:
     # the wall time the whole run should fit on the machine at hand, from the command's start to its
     # results (None: no target). A new search given neither --num-samples nor --budget whose estimate
     # says it would end later runs with the device-time budget that ends it in time, and says so
-    # (search/run_search.py, fit_the_machine): the demo on a CPU without bf16, or a slower machine
+    # (search.tools.costing.fit_the_machine): the demo on a CPU without bf16, or a slower machine
     run_target_s: float | None = None
 
     def dim(self, name: str) -> Dim:

@@ -130,7 +130,7 @@ def test_the_demo_fits_the_machine_with_a_budget_where_its_estimate_says_it_woul
     from types import SimpleNamespace
 
     from search.run.settings import Settings
-    from search.run_search import FINISH_S, fit_the_machine
+    from search.tools.costing import FINISH_S, fit_the_machine
     from search.space import PROFILES
     from search.tools.estimate import Estimate
 
