@@ -129,7 +129,19 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """The search's command line; ``doc``'s first paragraph is the description, the rest the epilog."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = parser.add_argument_group("data and cluster")
+    _where_flags(parser.add_argument_group("data and cluster"))
+    search = parser.add_argument_group("search (defaults come from the profile)")
+    _scale_flags(search)
+    _scheduling_flags(search)
+    _run_flags(search)
+    _rehearsal_flags(parser.add_argument_group("rehearsal (docs/cluster.md)"))
+    search.add_argument("--smoke-test", action="store_true",
+                        help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
+    return parser
+
+
+def _where_flags(where) -> None:
+    """Where the data, the cluster and the results are."""
     where.add_argument("--data", type=Path, default=None,
                        help="a dataset root in the competition layout (default: generate the demo set)")
     where.add_argument("--shards", default=None,
@@ -152,7 +164,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                        help="demo: train the UNet from scratch with the profile's recipe instead of using the shipped "
                             "checkpoint (vidseg/segment/weights/unet-demo.pt, rebuilt by python -m "
                             "vidseg.segment.pretrained); a --data dataset always trains its own")
-    search = parser.add_argument_group("search (defaults come from the profile)")
+
+
+def _scale_flags(search) -> None:
+    """How large the search is: its profile, its trials, its budget, and its estimate."""
     search.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="search scale: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
                              + " (default: demo, or smoke with --smoke-test)")
@@ -170,6 +185,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                              "scheduler, and the wall time) from a short probe of the reference configurations "
                              "and a random draw of the space on the device at hand (the cost model's figures for "
                              "simulated trials and GPUs not up yet), and exit 0 without training")
+
+
+def _scheduling_flags(search) -> None:
+    """How the trials are proposed, stopped and run at once."""
     search.add_argument("--max-epochs", type=int, default=None, help="epochs of a trial that is never stopped early")
     search.add_argument("--grace-period", type=int, default=None,
                         help="epochs before the scheduler may stop a trial: its first rung")
@@ -186,6 +205,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                              "asynchronous Hyperband, 3 brackets of grace periods; fifo: every trial runs to "
                              "--max-epochs, which writes the learning-curve table curves.parquet that python -m "
                              "search.tools.replay replays")
+
+
+def _run_flags(search) -> None:
+    """The run's retries, seed and name, resuming it, its answers, and preparing its data alone."""
     search.add_argument("--max-failures", type=int, default=None,
                         help="retries of a trial whose worker died, each from its last checkpoint (default 2); "
                              "a diverged or infeasible trial is never retried")
@@ -207,7 +230,10 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     search.add_argument("--prepare-only", action="store_true",
                         help="prepare the data (dataset, UNet, shards), print the shard set's path, and stop; Ray "
                              "starts only where shards remain to be made")
-    rehearsal = parser.add_argument_group("rehearsal (docs/cluster.md)")
+
+
+def _rehearsal_flags(rehearsal) -> None:
+    """A cluster's search rehearsed with simulated trials."""
     rehearsal.add_argument("--simulate", nargs="?", const="", default=None, metavar="TABLE",
                            help="simulated trials: nothing trains, and each trial reports what a real one of its "
                                 "configuration would (the val IoU of the nearest configuration in the learning-curve "
@@ -218,6 +244,3 @@ def build_parser(prog: str, doc: str) -> argparse.ArgumentParser:
                                 "rehearses a GPU cluster's search")
     rehearsal.add_argument("--time-scale", type=float, default=None, metavar="X",
                            help="simulated seconds per wall second (default 1; 3600: an hour in a second)")
-    search.add_argument("--smoke-test", action="store_true",
-                        help="a tiny run (the smoke profile: a few videos, a few trials), for tests")
-    return parser
