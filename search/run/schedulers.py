@@ -67,7 +67,10 @@ class RungScheduler(FIFOScheduler):
     """ASHA with ties decided by a tie score, a floor at sparse rungs, and (``progressive``) PASHA's
     growing budget (the module's docstring). Results carry ``time_attr`` (the epoch), ``metric``
     (maximised) and, where known, ``tie_metric``; a NaN metric (an infeasible or diverged trial's
-    last report) stops the trial."""
+    last report) stops the trial. ``narrate`` False: why it stops a trial is not logged (a replay's
+    made-up trials)."""
+
+    narrate = True  # a class default: a scheduler pickled before the attribute existed narrates
 
     def __init__(self, max_t: int, grace_period: int = 1, reduction_factor: int = 3, *, metric: str = "val_iou",
                  time_attr: str = "epoch", tie_metric: str | None = TIE_METRIC, tie_tolerance: float = TIE_TOLERANCE,
@@ -205,7 +208,7 @@ class RungScheduler(FIFOScheduler):
             if self.progressive and index == self.top:
                 if index > 0 and self._swapped(rung, self.rungs[index - 1]):
                     self.top += 1
-                    log.info("PASHA: the two top rungs (epochs %d and %d) rank trials differently: the budget grows "
+                    (log.info if self.narrate else log.debug)("PASHA: the two top rungs (epochs %d and %d) rank trials differently: the budget grows "
                              "to %d epochs", self.rungs[index - 1], rung, self.budget)
                 else:
                     return self._stop(trial, f"ran the budget of {rung} epochs (the top rungs agree)", quiet=True)
@@ -213,7 +216,7 @@ class RungScheduler(FIFOScheduler):
 
     def _stop(self, trial, why: str, quiet: bool = False) -> str:
         self.decisions[trial.trial_id] = why
-        if not quiet:
+        if not quiet and self.narrate:
             path = getattr(trial, "local_path", None)
             log.info("  %s: %s", Path(path).name if path else trial.trial_id, why)
         return TrialScheduler.STOP

@@ -313,100 +313,131 @@ def estimate(settings: Settings, profile: Profile, counts: dict[str, int], share
     uses ``assumed_probe``; ``probed``, what an earlier call's probe measured of the same settings'
     configurations, is used as it is; ``curves``, a learning-curve table, stands for the profile's shipped one
     (a simulated search's, ``search.run.simulate``); ``capacity``, the cluster's GPUs (or CPUs) where
-    it is known, bounds how many trials run at once by their shares, as Ray packs them. ``share`` is a configuration's device share (its CPUs, or its
-    GPU share). What was probed comes back in ``Estimate.probed``."""
-    from search.results.curves import Curves
+    it is known, bounds how many trials run at once by their shares, as Ray packs them. ``share`` is a
+    configuration's device share (its CPUs, or its GPU share). What was probed comes back in
+    ``Estimate.probed``."""
     from search.run.proposals import proposal_order
-    from search.tools.replay import Budget, Setting, distance, replay
 
     configs = configurations(profile, settings)
     references = len(points_to_evaluate(profile))
-    if probed is not None:
-        found = probed
-    elif probe is None:
-        found = Probed([assumed_probe(config, _macs(config, profile.resolution)) for config in configs])
-    else:
-        found = probe(configs)
-        ran = [point for point in found.points if not point.get("infeasible")]
-        if ran:
-            per_sample = [1e3 * point["train_s_per_sample"] for point in ran]
-            log.info("probed %d configurations: %.3g-%.3g ms a training sample, %.3g-%.3g ms a validation clip, "
-                     "a trial process's cold start %.2f s%s", len(ran), min(per_sample), max(per_sample),
-                     *(1e3 * f([point["val_s_per_clip"] for point in ran]) for f in (min, max)), found.cold_s,
-                     f"; {len(configs) - len(ran)} cannot fit a GPU" if len(ran) < len(configs) else "")
-
-    epochs = settings.max_epochs
+    found = _measured(configs, probe, probed, profile)
     train_s, val_s, setups = epoch_parts(configs, found.points, counts)
-    walls = train_s + val_s
     shares = np.array([share(c) for c in configs])
-    cheapest = float(min(shares * (setups + walls)))
+    cheapest = float(min(shares * (setups + train_s + val_s)))
     n = trials if trials is not None else profile.num_samples  # a budget alone: per trial, over the profile's count
-    rng = np.random.default_rng(settings.seed)
-    setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
-
     # the live search's order of proposals (search.run.proposals), at its size
     rule = proposal_order(settings.searcher, settings.scheduler, settings.num_samples, settings.max_concurrent,
                           references)
-    pool = np.arange(references, len(configs))
-
-    shipped = curves if curves is not None else shipped_curves(profile)
-    if shipped is not None:  # each configuration learns as the nearest one the profile's table recorded
-        log.info("the scheduler replayed over the %d learning curves %s (each configuration as the nearest recorded "
-                 "one)", len(shipped.configs), f"that ship with profile {profile.name}" if curves is None else "given")
-        dims = profile.space
-        nearest = [int(np.argmin([distance(config, recorded, dims) for recorded in shipped.configs]))
-                   for config in configs]
-        known_values = _to_epochs(shipped.values[nearest], epochs)
-        known_ties = _to_epochs(shipped.ties[nearest], epochs) if shipped.ties is not None else None
-        # TPE past its start-up proposes near the best trials it has seen: the better half of the pool
-        peaks = known_values.max(axis=1)
-        later = np.array([i for i in range(references, len(configs)) if peaks[i] >= np.median(peaks[references:])])
-    else:
-        later = np.arange(references, len(configs))
-
-    def replay_once(seed: int, n: int, budget_s: float | None = None,
-                    trial_s: float = 0.0) -> tuple[float, float, float]:
-        """One made-up search of ``n`` trials, kept to ``budget_s`` if given: (device seconds without
-        stopping, with the scheduler, its wall time)."""
-        order = [_proposed(kind, i, pool, later, rng) for kind, i in rule.kinds(n)]
-        seconds = np.repeat(walls[order, None], epochs, axis=1)
-        seconds[:, 0] += setups[order]
-        seconds *= rng.lognormal(0.0, PROBE_SPREAD, (n, 1)) * rng.lognormal(0.0, EPOCH_SPREAD, (n, epochs))
-        if shipped is not None:  # the recorded curves, their exact ties broken at random
-            values, ties = known_values[order], None if known_ties is None else known_ties[order] + rng.normal(0, 1e-6, (n, epochs))
-            floor = shipped.floor
-        else:  # how good each trial is, at random: the scheduler ranks them as it ranks any
-            values, ties, floor = rng.random(n)[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :], None, None
-        curves = Curves([f"t{i}" for i in range(n)], [configs[i] for i in order], values, seconds,
-                        {"max_epochs": epochs, "scheduler": settings.scheduler, "baselines": {"unet": floor}}, ties=ties)
-        device = shares[order]
-        kept = None if budget_s is None else Budget(budget_s, trial_s, device)
-        ran = replay(curves, setting, list(range(n)), settings.max_concurrent, seed, budget=kept, capacity=capacity,
-                     shares=device)
-        return (float((device * seconds.sum(axis=1)).sum()),
-                float(sum(device[i] * seconds[i, :ran.epochs_run[i]].sum() for i in range(n))), ran.makespan)
-
-    quiet, log.disabled = log.disabled, True  # the scheduler's reasons for stopping made-up trials
-    try:
-        full, spent, makespan = (list(values) for values in zip(*(replay_once(seed, n) for seed in range(REPLAYS))))
-        processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
-        cold = found.cold_s * processes * float(np.mean(shares))
-        expected = float(np.mean(spent)) + cold
-        kept: dict[str, Any] = {}
-        if settings.budget_s is not None:  # the same, kept to the budget: with a budget alone, trials enough to spend it
-            held = n if trials is not None else max(n, math.ceil(2 * settings.budget_s * n / expected) + settings.max_concurrent)
-            _, spent_b, makespan_b = (list(values) for values in zip(
-                *(replay_once(seed, held, settings.budget_s, expected / n) for seed in range(REPLAYS))))
-            kept = dict(budgeted_s=float(np.mean(spent_b)) + cold, budgeted_range_s=_spread(spent_b, cold),
-                        budgeted_wall_s=float(np.mean(makespan_b)) + found.cold_s,
-                        budgeted_wall_range_s=_spread(makespan_b, found.cold_s))
-    finally:
-        log.disabled = quiet
+    made = _MadeUp(settings, configs, train_s + val_s, setups, shares, _learning(profile, configs, references,
+                                                                                settings.max_epochs, curves),
+                   rule, references, capacity)
+    full, spent, makespan = made.replays(n)
+    processes = min(settings.max_concurrent, n)  # reuse_actors: a finished trial's process runs the next
+    cold = found.cold_s * processes * float(np.mean(shares))
+    expected = float(np.mean(spent)) + cold
+    kept: dict[str, Any] = {}
+    if settings.budget_s is not None:  # the same, kept to the budget: with a budget alone, trials enough to spend it
+        held = n if trials is not None else max(n, math.ceil(2 * settings.budget_s * n / expected) + settings.max_concurrent)
+        _, spent_b, makespan_b = made.replays(held, settings.budget_s, expected / n)
+        kept = dict(budgeted_s=float(np.mean(spent_b)) + cold, budgeted_range_s=_spread(spent_b, cold),
+                    budgeted_wall_s=float(np.mean(makespan_b)) + found.cold_s,
+                    budgeted_wall_range_s=_spread(makespan_b, found.cold_s))
     return Estimate(trials=trials, concurrency=settings.max_concurrent, full_s=float(np.mean(full)) + cold,
                     expected_s=expected, wall_s=float(np.mean(makespan)) + found.cold_s, trial_s=expected / n,
                     cheapest_epoch_s=cheapest, basis=basis, budget_s=settings.budget_s,
                     expected_range_s=_spread(spent, cold), wall_range_s=_spread(makespan, found.cold_s),
                     probed=found, **kept)
+
+
+def _measured(configs: list[dict[str, Any]], probe, probed: Probed | None, profile: Profile) -> Probed:
+    """What each configuration costs: measured before (``probed``), probed now (and said), or assumed."""
+    if probed is not None:
+        return probed
+    if probe is None:
+        return Probed([assumed_probe(config, _macs(config, profile.resolution)) for config in configs])
+    found = probe(configs)
+    ran = [point for point in found.points if not point.get("infeasible")]
+    if ran:
+        per_sample = [1e3 * point["train_s_per_sample"] for point in ran]
+        log.info("probed %d configurations: %.3g-%.3g ms a training sample, %.3g-%.3g ms a validation clip, "
+                 "a trial process's cold start %.2f s%s", len(ran), min(per_sample), max(per_sample),
+                 *(1e3 * f([point["val_s_per_clip"] for point in ran]) for f in (min, max)), found.cold_s,
+                 f"; {len(configs) - len(ran)} cannot fit a GPU" if len(ran) < len(configs) else "")
+    return found
+
+
+@dataclass(frozen=True)
+class _Learning:
+    """How each configuration learns in the replays: as the nearest one a learning-curve table
+    recorded (``values``, ``ties``, the table's ``floor``), or, with no table, at random (``values``
+    None); ``later``, the configurations TPE proposes past its start-up."""
+
+    values: np.ndarray | None
+    ties: np.ndarray | None
+    floor: float | None
+    later: np.ndarray
+
+
+def _learning(profile: Profile, configs: list[dict[str, Any]], references: int, epochs: int, curves) -> _Learning:
+    from search.tools.replay import distance
+
+    shipped = curves if curves is not None else shipped_curves(profile)
+    if shipped is None:
+        return _Learning(None, None, None, np.arange(references, len(configs)))
+    log.info("the scheduler replayed over the %d learning curves %s (each configuration as the nearest recorded "
+             "one)", len(shipped.configs), f"that ship with profile {profile.name}" if curves is None else "given")
+    nearest = [int(np.argmin([distance(config, recorded, profile.space) for recorded in shipped.configs]))
+               for config in configs]
+    values = _to_epochs(shipped.values[nearest], epochs)
+    ties = _to_epochs(shipped.ties[nearest], epochs) if shipped.ties is not None else None
+    # TPE past its start-up proposes near the best trials it has seen: the better half of the pool
+    peaks = values.max(axis=1)
+    later = np.array([i for i in range(references, len(configs)) if peaks[i] >= np.median(peaks[references:])])
+    return _Learning(values, ties, shipped.floor, later)
+
+
+class _MadeUp:
+    """Made-up searches of the drawn configurations (``search.tools.replay``), in the live search's
+    order of proposals, each epoch's seconds spread as probes and epochs spread."""
+
+    def __init__(self, settings: Settings, configs: list[dict[str, Any]], walls: np.ndarray, setups: np.ndarray,
+                 shares: np.ndarray, learning: _Learning, rule, references: int, capacity: float | None) -> None:
+        from search.tools.replay import Setting
+
+        self.settings, self.configs, self.walls, self.setups, self.shares = settings, configs, walls, setups, shares
+        self.learning, self.rule, self.capacity = learning, rule, capacity
+        self.pool = np.arange(references, len(configs))
+        self.setting = Setting(settings.scheduler, settings.grace_period, settings.reduction_factor)
+        self.rng = np.random.default_rng(settings.seed)
+
+    def replays(self, n: int, budget_s: float | None = None, trial_s: float = 0.0) -> tuple[list, list, list]:
+        """``REPLAYS`` searches of ``n`` trials: each one's device seconds without stopping, with the
+        scheduler (kept to ``budget_s`` if given), and its wall time."""
+        return tuple(list(values) for values in zip(*(self.once(seed, n, budget_s, trial_s) for seed in range(REPLAYS))))
+
+    def once(self, seed: int, n: int, budget_s: float | None, trial_s: float) -> tuple[float, float, float]:
+        from search.results.curves import Curves
+        from search.tools.replay import Budget, replay
+
+        rng, epochs, learning = self.rng, self.settings.max_epochs, self.learning
+        order = [_proposed(kind, i, self.pool, learning.later, rng) for kind, i in self.rule.kinds(n)]
+        seconds = np.repeat(self.walls[order, None], epochs, axis=1)
+        seconds[:, 0] += self.setups[order]
+        seconds *= rng.lognormal(0.0, PROBE_SPREAD, (n, 1)) * rng.lognormal(0.0, EPOCH_SPREAD, (n, epochs))
+        if learning.values is not None:  # the recorded curves, their exact ties broken at random
+            values = learning.values[order]
+            ties = None if learning.ties is None else learning.ties[order] + rng.normal(0, 1e-6, (n, epochs))
+        else:  # how good each trial is, at random: the scheduler ranks them as it ranks any
+            values, ties = rng.random(n)[:, None] * (1 - 0.6 ** np.arange(1, epochs + 1))[None, :], None
+        curves = Curves([f"t{i}" for i in range(n)], [self.configs[i] for i in order], values, seconds,
+                        {"max_epochs": epochs, "scheduler": self.settings.scheduler,
+                         "baselines": {"unet": learning.floor}}, ties=ties)
+        device = self.shares[order]
+        kept = None if budget_s is None else Budget(budget_s, trial_s, device)
+        ran = replay(curves, self.setting, list(range(n)), self.settings.max_concurrent, seed, budget=kept,
+                     capacity=self.capacity, shares=device, narrate=False)
+        return (float((device * seconds.sum(axis=1)).sum()),
+                float(sum(device[i] * seconds[i, :ran.epochs_run[i]].sum() for i in range(n))), ran.makespan)
 
 
 def _proposed(kind: str, i: int, pool: np.ndarray, later: np.ndarray, rng: np.random.Generator) -> int:

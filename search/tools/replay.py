@@ -93,7 +93,7 @@ class Budget:
 
 def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int,
            restore_every: int = 0, forget: bool = False, budget: Budget | None = None,
-           capacity: float | None = None, shares=None) -> Replay:
+           capacity: float | None = None, shares=None, narrate: bool = True) -> Replay:
     """Run the trials ``order`` (indices into ``curves``) through ``setting``'s scheduler, as the live
     search would, within ``budget`` where one is given. Up to ``max_concurrent`` trials are proposed
     at once; with ``capacity`` (the cluster's GPUs, or CPUs) and ``shares`` (each trial's, by its index
@@ -102,91 +102,120 @@ def replay(curves: Curves, setting: Setting, order: list[int], max_concurrent: i
     result the scheduler is replaced by a new one given the saved state, as ``--resume`` does
     (``SchedulerState``, through pickle, then every trial added so far added again, as Ray re-adds
     restored trials); with ``forget``, given no state, as Ray Tune's own restore does
-    (ray-project/ray#30838)."""
-    import pickle
+    (ray-project/ray#30838). ``narrate`` False: the scheduler does not log why it stops a trial (the
+    estimate's made-up trials)."""
+    run = _Run(curves, setting, order, max_concurrent, seed, budget, capacity, shares, narrate)
+    run.start_more(0.0)
+    while run.events:
+        run.next_result()
+        if restore_every and run.spent % restore_every == 0:  # stopped and resumed here
+            run.restore(forget)
+    return Replay(run.trace, run.epochs_run, run.spent, dict(getattr(run.scheduler, "decisions", {})), run.now)
 
-    from ray.tune.schedulers import TrialScheduler
 
-    from search.run.schedulers import SchedulerState
-    from search.run.tuner import make_scheduler
+class _Run:
+    """A replay's cluster in the table's time: the trials proposed, waiting for room, running; the
+    scheduler deciding on each result; the budget kept."""
 
-    def new_scheduler():
-        return make_scheduler(setting.scheduler, curves.max_epochs, setting.grace_period, setting.reduction_factor,
-                              floor=curves.floor, ties=setting.ties, seed=seed)
+    def __init__(self, curves: Curves, setting: Setting, order: list[int], max_concurrent: int, seed: int,
+                 budget: Budget | None, capacity: float | None, shares, narrate: bool) -> None:
+        self.curves, self.setting, self.seed, self.narrate = curves, setting, seed, narrate
+        self.max_concurrent, self.budget, self.capacity, self.shares = max_concurrent, budget, capacity, shares
+        self.scheduler = self.new_scheduler()
+        self.events: list[tuple[float, int, int, int]] = []  # (finish time, tie-break, trial index, epoch)
+        self.counter = itertools.count()
+        self.pending = list(order)
+        self.trials: dict[int, _Trial] = {}
+        self.epochs_run = {i: 0 for i in order}
+        self.trace: list[tuple[int, float]] = []
+        self.best, self.spent, self.now = -math.inf, 0, 0.0
+        self.running: set[int] = set()  # proposed: started, or waiting for room (``waiting``, in order)
+        self.waiting: list[int] = []
+        self.held = 0.0  # the running trials' shares of the capacity
+        self.costs: dict[int, float] = {}  # device seconds each trial has spent, under a budget
+        self.spent_s = 0.0  # and all of them together
 
-    scheduler = new_scheduler()
-    events: list[tuple[float, int, int, int]] = []  # (finish time, tie-break, trial index, epoch)
-    counter = itertools.count()
-    pending = list(order)
-    trials: dict[int, _Trial] = {}
-    epochs_run = {i: 0 for i in order}
-    trace, best, spent = [], -math.inf, 0
+    def new_scheduler(self):
+        from search.run.tuner import make_scheduler
 
-    running: set[int] = set()  # proposed: started, or waiting for room (``waiting``, in order)
-    waiting: list[int] = []
-    held = [0.0]  # the running trials' shares of the capacity
-    costs: dict[int, float] = {}  # device seconds each trial has spent, under a budget
-    spent_s = 0.0  # and all of them together
+        setting = self.setting
+        scheduler = make_scheduler(setting.scheduler, self.curves.max_epochs, setting.grace_period,
+                                   setting.reduction_factor, floor=self.curves.floor, ties=setting.ties, seed=self.seed)
+        if not self.narrate and hasattr(scheduler, "narrate"):
+            scheduler.narrate = False
+        return scheduler
 
-    def fits() -> bool:
-        if budget is None:
+    def share(self, index: int) -> float:
+        return 0.0 if self.capacity is None else float(self.shares[index])
+
+    def fits(self) -> bool:
+        """Whether one more trial fits the budget, beside what the running ones are still expected to spend."""
+        if self.budget is None:
             return True
-        committed = sum(max(0.0, budget.trial_s - costs.get(i, 0.0)) for i in running)
-        return spent_s + committed + budget.trial_s <= budget.budget_s
+        committed = sum(max(0.0, self.budget.trial_s - self.costs.get(i, 0.0)) for i in self.running)
+        return self.spent_s + committed + self.budget.trial_s <= self.budget.budget_s
 
-    def start_more(now: float) -> None:
-        while pending and len(running) < max_concurrent:
-            if not fits():
-                if not running:  # none runs and none fits: the budget ends the search
-                    pending.clear()
+    def start_more(self, now: float) -> None:
+        while self.pending and len(self.running) < self.max_concurrent:
+            if not self.fits():
+                if not self.running:  # none runs and none fits: the budget ends the search
+                    self.pending.clear()
                 break
-            index = pending.pop(0)
-            running.add(index)
-            trials[index] = _Trial(f"{seed}-{index}")
-            scheduler.on_trial_add(None, trials[index])
-            waiting.append(index)
-        for index in list(waiting):
-            share = 0.0 if capacity is None else float(shares[index])
-            if capacity is not None and held[0] + share > capacity + 1e-9 and held[0] > 0:
+            index = self.pending.pop(0)
+            self.running.add(index)
+            self.trials[index] = _Trial(f"{self.seed}-{index}")
+            self.scheduler.on_trial_add(None, self.trials[index])
+            self.waiting.append(index)
+        for index in list(self.waiting):
+            share = self.share(index)
+            if self.capacity is not None and self.held + share > self.capacity + 1e-9 and self.held > 0:
                 continue
-            waiting.remove(index)
-            held[0] += share
-            heapq.heappush(events, (now + curves.seconds[index, 0], next(counter), index, 1))
+            self.waiting.remove(index)
+            self.held += share
+            heapq.heappush(self.events, (now + self.curves.seconds[index, 0], next(self.counter), index, 1))
 
-    start_more(0.0)
-    now = 0.0
-    while events:
-        now, _, index, epoch = heapq.heappop(events)
+    def next_result(self) -> None:
+        """The next epoch to end: reported, decided (the budget's stopper first, as Tune asks it), and
+        the trials that now fit started."""
+        from ray.tune.schedulers import TrialScheduler
+
+        curves = self.curves
+        self.now, _, index, epoch = heapq.heappop(self.events)
         value = float(curves.values[index, epoch - 1])
-        spent += 1
-        epochs_run[index] = epoch
-        best = max(best, value)
-        trace.append((spent, best))
+        self.spent += 1
+        self.epochs_run[index] = epoch
+        self.best = max(self.best, value)
+        self.trace.append((self.spent, self.best))
         result = {"epoch": epoch, "val_iou": value, "training_iteration": epoch}
         if curves.ties is not None:
             result["val_soft_iou"] = float(curves.ties[index, epoch - 1])
         over = False
-        if budget is not None:  # BudgetStop, which Tune asks before the scheduler
-            cost = float(budget.shares[index]) * float(curves.seconds[index, epoch - 1])
-            costs[index] = costs.get(index, 0.0) + cost
-            spent_s += cost
-            over = spent_s + cost > budget.budget_s
-        decision = TrialScheduler.STOP if over else scheduler.on_trial_result(None, trials[index], result)
+        if self.budget is not None:  # BudgetStop, which Tune asks before the scheduler
+            cost = float(self.budget.shares[index]) * float(curves.seconds[index, epoch - 1])
+            self.costs[index] = self.costs.get(index, 0.0) + cost
+            self.spent_s += cost
+            over = self.spent_s + cost > self.budget.budget_s
+        decision = TrialScheduler.STOP if over else self.scheduler.on_trial_result(None, self.trials[index], result)
         if decision == TrialScheduler.STOP or epoch == curves.max_epochs:
-            scheduler.on_trial_complete(None, trials[index], result)
-            running.discard(index)
-            held[0] -= 0.0 if capacity is None else float(shares[index])
+            self.scheduler.on_trial_complete(None, self.trials[index], result)
+            self.running.discard(index)
+            self.held -= self.share(index)
         else:
-            heapq.heappush(events, (now + curves.seconds[index, epoch], next(counter), index, epoch + 1))
-        start_more(now)
-        if restore_every and spent % restore_every == 0:  # stopped and resumed here
-            saved = pickle.dumps(SchedulerState(scheduler).get_state())
-            scheduler = new_scheduler()
-            if pickle.loads(saved) is not None and not forget:
-                SchedulerState(scheduler, quiet=True).set_state(pickle.loads(saved))
-            for trial in trials.values():
-                scheduler.on_trial_add(None, trial)
-    return Replay(trace, epochs_run, spent, dict(getattr(scheduler, "decisions", {})), now)
+            heapq.heappush(self.events, (self.now + curves.seconds[index, epoch], next(self.counter), index, epoch + 1))
+        self.start_more(self.now)
+
+    def restore(self, forget: bool) -> None:
+        """The scheduler saved and a new one given its state (none, with ``forget``), every trial re-added."""
+        import pickle
+
+        from search.run.schedulers import SchedulerState
+
+        saved = pickle.dumps(SchedulerState(self.scheduler).get_state())
+        self.scheduler = self.new_scheduler()
+        if pickle.loads(saved) is not None and not forget:
+            SchedulerState(self.scheduler, quiet=True).set_state(pickle.loads(saved))
+        for trial in self.trials.values():
+            self.scheduler.on_trial_add(None, trial)
 
 
 SAMPLERS = {  # name -> (searcher, TPE settings): what --samplers compares
