@@ -263,16 +263,42 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     settings = {**settings, "name": Path(experiment).name}
     shards = ShardSet.open(cached_shards(shards_dir), verify=False) if shards_dir else None
     rows = trial_rows(results, settings["max_epochs"], settings)
+    _write_leaderboard(staging, rows)
+    if shards is not None:
+        baselines = copy_last_frame(shards)
+    write_curves(rows, staging / CURVES, {**settings, "baselines": baselines})  # a replay's floor
+    checkpoints, models = _best_models(rows, shards)
+    best_row, hidden = _write_best(staging, rows, checkpoints, models, shards, shards_dir, hidden_answers)
+    if not local:  # a local experiment got its hparams config and baselines run when the search started
+        from search.results.board import write_baselines, write_experiment
 
+        write_experiment(staging, narrowed(PROFILES[settings["profile"]], settings.get("limits")))
+        write_baselines(staging, baselines, settings["max_epochs"])
+    if study_file is not None and not local and Path(study_file).is_file():
+        shutil.copyfile(study_file, staging / Path(study_file).name)
+    _write_report(staging, rows, settings, baselines, study_file, hidden, best_row, budget)
+    for file in checkpoints.values():
+        shutil.rmtree(file.parent, ignore_errors=True)
+    print(summary_text(rows, baselines, best_row, settings))
+    if not local:
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(str(staging), experiment)
+        shutil.rmtree(staging, ignore_errors=True)
+    return experiment, rows
+
+
+def _write_leaderboard(staging: Path, rows: list[TrialRow]) -> None:
     with atomic_path(staging / "leaderboard.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LEADERBOARD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(row.leaderboard() for row in rows)
-    if shards is not None:
-        baselines = copy_last_frame(shards)
-    write_curves(rows, staging / CURVES, {**settings, "baselines": baselines})  # a replay's floor
 
-    checkpoints, models = {}, {}  # each checkpoint is loaded once
+
+def _best_models(rows: list[TrialRow], shards) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The best checkpoints of the leading trials that completed and scored (``IMAGE_TRIALS``), and
+    their models, each loaded once; a checkpoint that does not load is skipped, in one line."""
+    checkpoints, models = {}, {}
     for row in rows[:IMAGE_TRIALS] if shards is not None else []:
         if row.completed and row.scored:
             file = _best_checkpoint(row)
@@ -285,6 +311,14 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
                             err.args[0] if isinstance(err, KeyError) else str(err).splitlines()[0])
                 continue
             checkpoints[row.trial_id] = file
+    return checkpoints, models
+
+
+def _write_best(staging: Path, rows: list[TrialRow], checkpoints: dict[str, Path], models: dict[str, Any], shards,
+                shards_dir: str | None, hidden_answers: str | None) -> tuple[TrialRow | None, dict | None]:
+    """The best trial with a model: its checkpoint, best_config.json, the submission and its score
+    on the hidden split, and the pictures of predictions; a simulated search's best configuration
+    alone. Returns the best row and the hidden split's score (None where there is none)."""
     best_row = next((r for r in rows if r.trial_id in checkpoints), None)
     hidden = None
     if best_row is not None:
@@ -311,19 +345,19 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
                 "simulated": True, "config": best_row.config}
         with atomic_path(staging / "best_config.json") as tmp:
             tmp.write_text(json.dumps(best, indent=2) + "\n")
-    if not local:  # a local experiment got its hparams config and baselines run when the search started
-        from search.results.board import write_baselines, write_experiment
+    return best_row, hidden
 
-        write_experiment(staging, narrowed(PROFILES[settings["profile"]], settings.get("limits")))
-        write_baselines(staging, baselines, settings["max_epochs"])
-    importances = (parameter_importances(study_file, settings["name"]) if study_file is not None
-                   else "the search has no stored study")
-    if study_file is not None and not local and Path(study_file).is_file():
-        shutil.copyfile(study_file, staging / Path(study_file).name)
-    picture = draw_progress(rows, baselines, settings["max_epochs"], staging / PICTURE)
+
+def _write_report(staging: Path, rows: list[TrialRow], settings: dict[str, Any], baselines: dict[str, float],
+                  study_file: Path | None, hidden: dict | None, best_row: TrialRow | None,
+                  budget: dict[str, Any] | None) -> None:
+    """report.md with its pictures (progress, the fronts, the anytime curve), and its TensorBoard copies."""
     from search.results.board import write_anytime, write_report
     from search.results.cost import ANYTIME_PICTURE, FRONTS_PICTURE, anytime_curve, cost_section, draw_anytime, draw_fronts
 
+    importances = (parameter_importances(study_file, settings["name"]) if study_file is not None
+                   else "the search has no stored study")
+    picture = draw_progress(rows, baselines, settings["max_epochs"], staging / PICTURE)
     curve = anytime_curve(rows)
     cost = cost_section(rows, draw_fronts(rows, staging / FRONTS_PICTURE),
                         draw_anytime(curve, baselines["unet"], staging / ANYTIME_PICTURE, (budget or {}).get("budget_s")),
@@ -333,16 +367,6 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
         tmp.write_text(report)
     write_report(staging, report, picture)
     write_anytime(staging, curve)
-    for file in checkpoints.values():
-        shutil.rmtree(file.parent, ignore_errors=True)
-
-    print(summary_text(rows, baselines, best_row, settings))
-    if not local:
-        import pyarrow.fs as pafs
-
-        pafs.copy_files(str(staging), experiment)
-        shutil.rmtree(staging, ignore_errors=True)
-    return experiment, rows
 
 
 def outcome_text(rows: list[TrialRow]) -> str:
