@@ -197,8 +197,6 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
       compute (augmentation to optimizer step), summed, over that same wall time; ``None`` elsewhere.
       Near 1 the GPU never waits for the host; well below 1 it starves.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     dataset = Dataset.open(data_root)  # a bad dataset is named before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,18 +216,7 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
 
     last = out_dir / LAST
     if last.is_file():
-        state = load_checkpoint(last, map_location=dev)
-        saved = UNetConfig.from_dict(state["config"])  # settings added since take their defaults
-        if settings_key(saved) != settings_key(config):
-            raise InputError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if saved.epochs == config.epochs:
-            scheduler.load_state_dict(state["scheduler"])
-        else:  # more epochs asked for: keep the learning rate where it was, anneal over the new horizon
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
-                                                                   last_epoch=state["epoch"] - 1)
-        start_epoch, best_iou, history = state["epoch"], state["best_val_iou"], state["history"]
+        scheduler, start_epoch, best_iou, history = _resume(last, config, model, optimizer, scheduler, dev)
         if start_epoch >= config.epochs:
             log.info("UNet already trained: %s (val IoU %.4f)", out_dir / BEST, best_iou)
             return UNetResult(out_dir / BEST, best_iou, start_epoch, history)
@@ -241,56 +228,19 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
     val_frames = DeviceFrames(caches["val"], dev)
     num_frames = caches["train"].num_frames
     val_index = frame_index(len(val_videos), range(0, num_frames, config.val_frame_stride), num_frames)
-    aug = Augmentation(crop=config.crop, foreground_crops=config.foreground_crops) if config.augment else None
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one batch shape all epoch: pick the fastest kernels once
     (out_dir / "unet_config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    class_weight = torch.ones(NUM_CLASSES, device=dev)
-    class_weight[0] = config.background_weight
+    step = _Step(model, optimizer, config, dev)
 
     for epoch in range(start_epoch, config.epochs):
-        seed = config.seed * 100_003 + epoch  # reproducible across resumes
-        torch.manual_seed(seed)
-        order_generator = torch.Generator().manual_seed(seed)
-        aug_generator = torch.Generator(device=dev).manual_seed(seed)
-        index = frame_index(len(train_videos), range(epoch % config.train_frame_stride, num_frames,
-                                                     config.train_frame_stride), num_frames)
-        order = index[torch.randperm(len(index), generator=order_generator)]
-        model.train()
+        order, aug_generator = _epoch_order(config, epoch, len(train_videos), num_frames, dev)
         started = time.perf_counter()
-        total_loss, seen, steps = torch.zeros((), device=dev), 0, math.ceil(len(order) / config.batch_size)
-        mark, busy = step_timer(dev)
-        checks = finite_check_steps(steps)
-        bar = tqdm(_batches(train_frames, order, config.batch_size), total=steps,
-                   desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
-                   leave=False, dynamic_ncols=True)
-        for step, (images, masks) in enumerate(bar, 1):
-            mark()
-            images = images.float().div_(255.0)  # (B, 3, H, W) channels_last
-            if aug is not None:
-                images, masks = augment(images, masks, aug, aug_generator)
-            images = images.contiguous(memory_format=torch.channels_last)
-            with _autocast(dev, config.amp):
-                loss = F.cross_entropy(model(images), masks.long(), weight=class_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * len(images)
-            seen += len(images)
-            mark()
-            if step - 1 in checks:
-                mean_loss = total_loss.item() / seen  # a CPU-GPU sync point, a few times an epoch
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"UNet loss became {mean_loss} at epoch {epoch + 1}")
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        train_seconds = time.perf_counter() - started
-        gpu_busy = busy(train_seconds)
+        mean_loss, seen, train_seconds, gpu_busy = step.epoch(train_frames, order, aug_generator, epoch, progress)
         scheduler.step()
         val_iou = evaluate(model, _batches(val_frames, val_index, config.batch_size * 2), dev, config.amp,
                            config.background_weight)
-        record = {"epoch": epoch + 1, "train_loss": total_loss.item() / max(seen, 1), "val_iou": val_iou,
+        record = {"epoch": epoch + 1, "train_loss": mean_loss, "val_iou": val_iou,
                   "seconds": time.perf_counter() - started, "frames": seen,
                   "frames_per_second": seen / train_seconds, "gpu_busy_fraction": gpu_busy}
         history.append(record)
@@ -306,3 +256,84 @@ def train_unet(data_root: Path | str, out_dir: Path | str, config: UNetConfig, d
         save_checkpoint({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                            last)
     return UNetResult(out_dir / BEST, best_iou, config.epochs, history)
+
+
+def _epoch_order(config: UNetConfig, epoch: int, videos: int, num_frames: int,
+                 dev: torch.device) -> tuple[torch.Tensor, torch.Generator]:
+    """The epoch's training frames in their order, and its augmentation's generator: seeded by the
+    seed and the epoch, so that a resumed run trains as one straight through."""
+    seed = config.seed * 100_003 + epoch
+    torch.manual_seed(seed)
+    order_generator = torch.Generator().manual_seed(seed)
+    aug_generator = torch.Generator(device=dev).manual_seed(seed)
+    index = frame_index(videos, range(epoch % config.train_frame_stride, num_frames, config.train_frame_stride),
+                        num_frames)
+    return index[torch.randperm(len(index), generator=order_generator)], aug_generator
+
+
+def _resume(last: Path, config: UNetConfig, model, optimizer, scheduler, dev):
+    """The model, optimizer and learning-rate schedule as ``last`` saved them (a longer run anneals
+    over its new horizon from where it was); the schedule, the next epoch, the best val IoU and the
+    history. A checkpoint trained with other settings is refused, naming it."""
+    state = load_checkpoint(last, map_location=dev)
+    saved = UNetConfig.from_dict(state["config"])  # settings added since take their defaults
+    if settings_key(saved) != settings_key(config):
+        raise InputError(f"{last}: holds a UNet trained with other settings; use another --out, or delete it")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if saved.epochs == config.epochs:
+        scheduler.load_state_dict(state["scheduler"])
+    else:  # more epochs asked for: keep the learning rate where it was, anneal over the new horizon
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                               last_epoch=state["epoch"] - 1)
+    return scheduler, state["epoch"], state["best_val_iou"], state["history"]
+
+
+class _Step:
+    """The UNet's training steps: augmented on the device, weighted cross-entropy, Adam."""
+
+    def __init__(self, model, optimizer, config: UNetConfig, dev: torch.device) -> None:
+        self.model, self.optimizer, self.config, self.dev = model, optimizer, config, dev
+        self.aug = Augmentation(crop=config.crop, foreground_crops=config.foreground_crops) if config.augment else None
+        self.class_weight = torch.ones(NUM_CLASSES, device=dev)
+        self.class_weight[0] = config.background_weight
+
+    def epoch(self, frames: DeviceFrames, order: torch.Tensor, aug_generator: torch.Generator, epoch: int,
+              progress: bool) -> tuple[float, int, float, float | None]:
+        """One epoch over ``order``: its mean loss, the frames seen, the step loop's wall seconds and
+        the GPU's busy share of them (None off CUDA). A loss that is not finite raises."""
+        from tqdm import tqdm
+
+        config, dev, model = self.config, self.dev, self.model
+        model.train()
+        started = time.perf_counter()
+        total_loss, seen, steps = torch.zeros((), device=dev), 0, math.ceil(len(order) / config.batch_size)
+        mark, busy = step_timer(dev)
+        checks = finite_check_steps(steps)
+        bar = tqdm(_batches(frames, order, config.batch_size), total=steps,
+                   desc=f"unet epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        for step, (images, masks) in enumerate(bar, 1):
+            mark()
+            images = images.float().div_(255.0)  # (B, 3, H, W) channels_last
+            if self.aug is not None:
+                images, masks = augment(images, masks, self.aug, aug_generator)
+            images = images.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev, config.amp):
+                loss = F.cross_entropy(model(images), masks.long(), weight=self.class_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.detach() * len(images)
+            seen += len(images)
+            mark()
+            if step - 1 in checks:
+                mean_loss = total_loss.item() / seen  # a CPU-GPU sync point, a few times an epoch
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"UNet loss became {mean_loss} at epoch {epoch + 1}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        train_seconds = time.perf_counter() - started
+        return total_loss.item() / max(seen, 1), seen, train_seconds, busy(train_seconds)
+
