@@ -446,14 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        for name in ("seeds", "num_samples", "max_concurrent"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} is {getattr(args, name)}, but must be >= 1")
-        if any(g < 1 for g in args.grace_period or []) or any(f < 2 for f in args.reduction_factor):
-            raise InputError("--grace-period must be >= 1 and --reduction-factor >= 2")
-        curves = read_curves(args.table)
-        if any(g > curves.max_epochs for g in args.grace_period or []):
-            raise InputError(f"--grace-period is more than the table's {curves.max_epochs} epochs")
+        curves = _checked(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -486,14 +479,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = [replay_many(curves, s, args.seeds, num_samples, max_concurrent) for s in settings]
     print(table_text(rows))
     if args.samplers is not None:
-        names = args.samplers or list(SAMPLERS)
-        sampled = [replay_sampler(curves, name, args.seeds, num_samples, max_concurrent, profile) for name in names]
-        print(f"\nsamplers, {num_samples} trials ({max_concurrent} at a time), each run to the end as the nearest "
-              "recorded configuration: best val IoU found, median (IQR), mean")
-        for r in sampled:
-            b = r["best_at_budget"]
-            print(f"{r['sampler']:<30} {b[0]:.4f} ({b[1]:.4f}-{b[2]:.4f})  mean {r['mean']:.4f}")
-        rows += [{**r, "setting": f"sampler {r['sampler']}", "scheduler": "sampler"} for r in sampled]
+        rows += _samplers(args, curves, num_samples, max_concurrent, profile)
+    _write(args, rows)
+    return 0
+
+
+def _checked(args: argparse.Namespace) -> Curves:
+    """The flags checked, and the table read: an ``InputError`` names what is wrong."""
+    for name in ("seeds", "num_samples", "max_concurrent"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} is {getattr(args, name)}, but must be >= 1")
+    if any(g < 1 for g in args.grace_period or []) or any(f < 2 for f in args.reduction_factor):
+        raise InputError("--grace-period must be >= 1 and --reduction-factor >= 2")
+    curves = read_curves(args.table)
+    if any(g > curves.max_epochs for g in args.grace_period or []):
+        raise InputError(f"--grace-period is more than the table's {curves.max_epochs} epochs")
+    return curves
+
+
+def _samplers(args: argparse.Namespace, curves: Curves, num_samples: int, max_concurrent: int, profile) -> list[dict]:
+    """``--samplers``: each searcher replayed over the table, said; their rows."""
+    names = args.samplers or list(SAMPLERS)
+    sampled = [replay_sampler(curves, name, args.seeds, num_samples, max_concurrent, profile) for name in names]
+    print(f"\nsamplers, {num_samples} trials ({max_concurrent} at a time), each run to the end as the nearest "
+          "recorded configuration: best val IoU found, median (IQR), mean")
+    for r in sampled:
+        b = r["best_at_budget"]
+        print(f"{r['sampler']:<30} {b[0]:.4f} ({b[1]:.4f}-{b[2]:.4f})  mean {r['mean']:.4f}")
+    return [{**r, "setting": f"sampler {r['sampler']}", "scheduler": "sampler"} for r in sampled]
+
+
+def _write(args: argparse.Namespace, rows: list[dict]) -> None:
+    """``--json`` and ``--plot`` (FIFO and each scheduler's two settings that come closest soonest)."""
     if args.json is not None:
         from vidseg.atomic import atomic_path
 
@@ -507,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
             chosen += ranked[:2]
         plot(chosen, args.plot, f"{args.table.parent.name}: median and IQR over {args.seeds} replays")
         print(f"plot: {args.plot}")
-    return 0
 
 
 if __name__ == "__main__":
