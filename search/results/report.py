@@ -182,9 +182,27 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
     notes = (settings.get("limits") or {}).get("notes") or []
     if notes:  # values of the profile's space that these shards cannot run
         lines += ["Left out of the space for these shards: " + "; ".join(notes) + ".", ""]
-    lines += ["## Best trial against the baselines and the reference configurations", "",
-              f"val IoU of {TARGET} on the val split, with the UNet's masks as inputs (as at test time).", "",
-              "| What | val IoU | Note |", "|---|---|---|"]
+    lines += _against_baselines(rows, baselines, best_row, scheduler)
+    if best_row is not None and baselines["unet"] > 0:
+        lines += ["", f"Best against copy-last-frame: {best_row.best_val_iou / baselines['unet']:.2f}x."]
+    lines += ["", f"## Early stopping's savings ({SCHEDULER_NAMES[scheduler]})", "",
+              f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
+              f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
+    if picture is not None:
+        lines += [f"![best val IoU found against trial-epochs spent]({picture.name})", "",
+                  f"`{picture.name}`: the best val IoU found against trial-epochs spent, with the baselines and the "
+                  "reference configurations' best.", ""]
+    lines += cost or []
+    lines += _importances_lines(importances) + _hidden_lines(hidden)
+    lines += ["", "## All trials", "", "See `leaderboard.csv`; `tensorboard --logdir` this folder compares them.", ""]
+    return "\n".join(lines)
+
+
+def _against_baselines(rows, baselines, best_row, scheduler: str) -> list[str]:
+    """The table of the best trial against copy-last-frame and the reference configurations."""
+    lines = ["## Best trial against the baselines and the reference configurations", "",
+             f"val IoU of {TARGET} on the val split, with the UNet's masks as inputs (as at test time).", "",
+             "| What | val IoU | Note |", "|---|---|---|"]
     if best_row is not None:
         lines.append(f"| **Best trial** `{best_row.name}` | **{_fmt(best_row.best_val_iou)}** | "
                      f"epoch {best_row.best_epoch}; {_config_text(best_row)} |")
@@ -202,35 +220,27 @@ def _report(rows, settings, baselines, importances, hidden, best_row, picture: P
             note = f"{row.epochs} epoch{'s' * (row.epochs != 1)}" + (f", stopped by {SCHEDULER_NAMES[scheduler]}" if row.stopped_early else "") + \
                    (f", {row.status.lower()}: {row.error}" if not row.completed else "")
             lines.append(f"| {what} `{name}` | {_fmt(row.best_val_iou)} | {note} |")
-    if best_row is not None and baselines["unet"] > 0:
-        lines += ["", f"Best against copy-last-frame: {best_row.best_val_iou / baselines['unet']:.2f}x."]
-    lines += ["", f"## Early stopping's savings ({SCHEDULER_NAMES[scheduler]})", "",
-              f"{run} trial-epochs run, against {full} without early stopping ({1 - run / max(full, 1):.0%} saved). "
-              f"{stopped} trial(s) stopped early; {outcome_text(rows)}.", ""]
-    if picture is not None:
-        lines += [f"![best val IoU found against trial-epochs spent]({picture.name})", "",
-                  f"`{picture.name}`: the best val IoU found against trial-epochs spent, with the baselines and the "
-                  "reference configurations' best.", ""]
-    lines += cost or []
-    lines += ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
-              "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
-              "completed and pruned trials (early stops), each at its best val IoU.", ""]
+    return lines
+
+
+def _importances_lines(importances) -> list[str]:
+    lines = ["## Optuna's parameter importances (PED-ANOVA, for best val IoU)", "",
+             "From the stored study (`optuna.journal`; `optuna-dashboard optuna.journal` shows it), over its "
+             "completed and pruned trials (early stops), each at its best val IoU.", ""]
     if isinstance(importances, str):
-        lines.append(f"Not given: {importances}.")
-    else:
-        lines += ["| Parameter | Importance |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in importances.items()]
-    lines += ["", "## Hidden split", ""]
+        return lines + [f"Not given: {importances}."]
+    return lines + ["| Parameter | Importance |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in importances.items()]
+
+
+def _hidden_lines(hidden) -> list[str]:
+    lines = ["", "## Hidden split", ""]
     if hidden is None:
-        lines.append("No hidden split in the shard set.")
-    else:
-        lines.append(f"`submission.pt`: the best model's {TARGET} predictions, {hidden['shape']} uint8 "
-                     "(the competition's format).")
-        if hidden["score"] is not None:
-            lines.append(f"Score against the known answers ({hidden['source']}): **{hidden['score']:.4f}** IoU.")
-        else:
-            lines.append(f"Not scored: {hidden['source']}.")
-    lines += ["", "## All trials", "", "See `leaderboard.csv`; `tensorboard --logdir` this folder compares them.", ""]
-    return "\n".join(lines)
+        return lines + ["No hidden split in the shard set."]
+    lines.append(f"`submission.pt`: the best model's {TARGET} predictions, {hidden['shape']} uint8 "
+                 "(the competition's format).")
+    if hidden["score"] is not None:
+        return lines + [f"Score against the known answers ({hidden['source']}): **{hidden['score']:.4f}** IoU."]
+    return lines + [f"Not scored: {hidden['source']}."]
 
 
 def _fmt(value: float) -> str:
