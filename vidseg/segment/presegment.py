@@ -217,6 +217,15 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
         videos = sum(len(p.video_ids) for p in todo)
         log.info("segmented %d videos in %.1f s (%.1f videos/s)", videos, seconds, videos / max(seconds, 1e-9))
 
+    return write_manifest(out_dir, _manifest(dataset, data_root, out_dir, checkpoint, state, unet_sha, unet_size,
+                                             out_size, plans, entries))
+
+
+def _manifest(dataset: Dataset, data_root: Path, out_dir: Path, checkpoint: Path, state: dict[str, Any],
+              unet_sha: str, unet_size: tuple[int, int], out_size: tuple[int, int], plans,
+              entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The shard set's manifest: its resolution, the UNet that segmented it (with its val IoU as measured on
+    this dataset's val shards), the splits' shards, and the hidden split's answers where the dataset has them."""
     splits: dict[str, Any] = {}
     for plan in plans:
         split = splits.setdefault(plan.split, {"frames": FRAMES[plan.split], "unet_frames": UNET_FRAMES[plan.split],
@@ -239,7 +248,7 @@ def presegment(data_root: Path | str, out_dir: Path | str, checkpoint: Path | st
     answers = _carry_hidden_answers(dataset, out_dir, splits)
     if answers is not None:
         manifest["hidden_answers"] = answers
-    return write_manifest(out_dir, manifest)
+    return manifest
 
 
 def _kept_entries(out_dir: Path) -> dict[str, dict[str, Any]]:
