@@ -407,11 +407,36 @@ def copy_last_frame_iou(out: Path, video_ids: list[int], split: str = "val") -> 
     return acc.compute()
 
 
+def _write_videos(tasks: list, workers: int, progress: bool) -> list[dict]:
+    """Every task's video written, here or in a pool of ``workers`` processes; their metadata."""
+    from tqdm import tqdm
+
+    metas: list[dict] = []
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
+            for task in tasks:
+                metas.append(_write_video(task))
+                bar.update()
+        return metas
+    # Fork the pool before tqdm starts its monitor thread.
+    ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
+    with ctx.Pool(workers) as pool:
+        with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
+            for meta in pool.imap_unordered(_write_video, tasks, chunksize=1):
+                metas.append(meta)
+                bar.update()
+        # every video made: the workers end on their own. Leaving the block at once would
+        # terminate them (SIGTERM) while idle workers hold the task queue's lock, which hung a
+        # CI run once, all videos written, in Pool.terminate
+        pool.close()
+        pool.join()
+    return metas
+
+
 def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: int = 1,
              progress: bool = True) -> dict:
     """Generate (or finish generating) a dataset; returns the manifest written to dataset.json."""
-    from tqdm import tqdm
-
     out = Path(out)
     settings = {"generator_version": GENERATOR_VERSION, "config": _config_json(config), "counts": counts}
     settings_path = out / ".synth" / "settings.json"
@@ -439,26 +464,7 @@ def generate(out: Path, counts: dict[str, int], config: SynthConfig, workers: in
     tasks = [(split, vid, str(out), config) for split, vid in plan]
     for stale in out.glob("*/.video_*.tmp"):  # left by a killed run
         shutil.rmtree(stale)
-    metas: list[dict] = []
-    workers = max(1, min(workers, len(tasks)))
-    if workers == 1:
-        with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
-            for task in tasks:
-                metas.append(_write_video(task))
-                bar.update()
-    else:
-        # Fork the pool before tqdm starts its monitor thread.
-        ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
-        with ctx.Pool(workers) as pool:
-            with tqdm(total=len(tasks), desc="videos", unit="video", disable=not progress, dynamic_ncols=True) as bar:
-                for meta in pool.imap_unordered(_write_video, tasks, chunksize=1):
-                    metas.append(meta)
-                    bar.update()
-            # every video made: the workers end on their own. Leaving the block at once would
-            # terminate them (SIGTERM) while idle workers hold the task queue's lock, which hung a
-            # CI run once, all videos written, in Pool.terminate
-            pool.close()
-            pool.join()
+    metas = _write_videos(tasks, workers, progress)
     metas.sort(key=lambda m: m["video_id"])
     hidden_ids = [m["video_id"] for m in metas if m["split"] == "hidden"]
     if hidden_ids:
