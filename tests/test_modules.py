@@ -247,3 +247,29 @@ def test_the_tasks_facts_are_written_only_in_vidseg_task():
             if FACTS.search(line) and not any(path == f and text in line for f, text, _ in NOT_THE_TASK):
                 hits.append(f"{path}:{number}: {line.strip()}")
     assert not hits, "the task's facts outside vidseg/task.py:\n" + "\n".join(hits)
+
+
+LONGEST, LONG, MOST_LONG = 80, 60, 5  # lines: none longer; how many may be longer than LONG
+
+
+def _function_lengths(files, root: Path = ROOT) -> list[tuple[int, str]]:
+    """(lines, "file:name") of every function and method in ``files``, nested ones included."""
+    found = []
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.append((node.end_lineno - node.lineno + 1, f"{file.relative_to(root)}:{node.name}"))
+    return found
+
+
+def test_the_length_finder_counts_a_function_whole(tmp_path):
+    (tmp_path / "m.py").write_text("def f():\n" + "    x = 1\n" * 70 + "\n    def g():\n        return 2\n")
+    assert sorted(_function_lengths([tmp_path / "m.py"], tmp_path)) == [(2, "m.py:g"), (74, "m.py:f")]
+
+
+def test_functions_are_short():
+    """A function does one thing: none in search/ or vidseg/ over LONGEST lines, at most MOST_LONG over LONG."""
+    lengths = _function_lengths(sorted((ROOT / "search").rglob("*.py")) + sorted((ROOT / "vidseg").rglob("*.py")))
+    assert [where for lines, where in lengths if lines > LONGEST] == []
+    long = sorted((lines, where) for lines, where in lengths if lines > LONG)
+    assert len(long) <= MOST_LONG, long
