@@ -20,7 +20,7 @@ from pathlib import Path
 
 from search.results.rows import TrialRow
 from vidseg.atomic import atomic_path
-from vidseg.train.cost import duration_text
+from search.results.durations import duration_text
 
 __all__ = ["pareto_front", "cheapest_within", "anytime_curve", "draw_fronts", "draw_anytime", "cost_section",
            "FRONTS_PICTURE", "ANYTIME_PICTURE", "COSTS"]

@@ -421,7 +421,7 @@ def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:
         lines.append(f"{SCHEDULER_NAMES[scheduler]} ran {run} of {full} trial-epochs: {1 - run / max(full, 1):.0%} saved")
     spent = sum(r.device_seconds for r in rows if math.isfinite(r.device_seconds))
     if spent:
-        from vidseg.train.cost import duration_text
+        from search.results.durations import duration_text
 
         budget = settings.get("budget_s")
         lines.append(f"device time spent: {duration_text(spent)} ({spent / 3600:.3f} device-hours)"

@@ -23,7 +23,7 @@ from typing import Any
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from vidseg.train.cost import duration_text
+from search.results.durations import duration_text
 
 __all__ = ["BudgetLimiter", "BudgetStop", "budget_of"]
 

@@ -122,7 +122,7 @@ def resume_state(args: argparse.Namespace, storage: str) -> tuple[str, SearchSta
             log.info("growing %s from %d to %d trials", name, settings.num_samples, args.num_samples)
             settings = settings.replace(num_samples=args.num_samples)
         if args.budget is not None:
-            from vidseg.train.cost import duration_text, parse_duration
+            from search.results.durations import duration_text, parse_duration
 
             budget = parse_duration(args.budget)
             if settings.budget_s is not None and budget < settings.budget_s:

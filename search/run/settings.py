@@ -16,7 +16,7 @@ from typing import Any
 
 from search.space import PROFILES
 from vidseg.errors import InputError
-from vidseg.train.cost import parse_duration
+from search.results.durations import parse_duration
 from vidseg.task import FRAME_SIZE, TARGET
 
 __all__ = ["Settings", "UsageError", "build_parser", "SCHEDULERS", "SEARCHERS", "UNBOUNDED"]

@@ -186,7 +186,7 @@ def search_on_ray(search: Search, costing: Costing):
                 search.saved = dataclasses.replace(search.saved, estimate=search.estimate.to_dict())
                 state.write_state(search.storage, search.name, search.saved)
         search.where = f"{search.storage}/{search.name}"  # the search's own files, from here on
-        from vidseg.train.cost import duration_text
+        from search.results.durations import duration_text
 
         log.info("[4/4] search %s: %s of up to %d epochs, %d at a time, %s%s", search.name,
                  f"{settings.num_samples} trials" if settings.bounded else "trials", settings.max_epochs,

@@ -116,7 +116,7 @@ def fit_the_machine(search: Search) -> bool:
     target, args, found = search.profile.run_target_s, search.args, search.estimate
     if target is None or args.num_samples is not None or args.budget is not None or found is None:
         return False
-    from vidseg.train.cost import duration_text
+    from search.results.durations import duration_text
 
     left = target - (time.perf_counter() - search.started) - FINISH_S
     if found.wall_s <= left:

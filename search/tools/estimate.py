@@ -47,7 +47,7 @@ import numpy as np
 from search.run.settings import Settings, UsageError
 from search.space import CURVES, Profile, SearchSpace, enqueue, points_to_evaluate, train_config
 from vidseg.task import OUTPUT_FRAMES
-from vidseg.train.cost import duration_text
+from search.results.durations import duration_text
 from vidseg.train.counted import Counted
 
 __all__ = ["Estimate", "Probed", "estimate", "check_budget", "configurations", "probe_on_workers", "assumed_probe",

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import RAY, read_leaderboard, run_main
-from vidseg.train.cost import duration_text, parse_duration
+from search.results.durations import duration_text, parse_duration
 
 SCRIPT = "search/run_search.py"
 

@@ -168,7 +168,7 @@ def _grows_where_it_moved(storage: Path, name: str, rows: dict[str, int], record
     # its estimate is for its new size, from the probe's saved figures (not probed again)
     assert "the estimate again, for the search grown from 4 to 5 trials" in grown.stderr
     assert saved["estimate"]["trials"] == 5 and " configurations: " not in grown.stderr  # no "probed N configurations"
-    from vidseg.train.cost import duration_text
+    from search.results.durations import duration_text
 
     assert f"Estimated before the first trial: {duration_text(saved['estimate']['expected_s'])}" in \
         (experiment / "report.md").read_text()

@@ -1,16 +1,14 @@
 """A trial's cost (``vidseg.train.cost``): torch's FLOP counter as multiply-adds, checked against a
 count by hand; the meta device counting what a real device runs; and ``--budget``'s durations."""
 
-import math
 
 import pytest
 import torch
 from torch import nn
 
-from vidseg.errors import InputError
 from vidseg.task import INPUT_FRAMES
 from vidseg.train.config import TrainConfig
-from vidseg.train.cost import duration_text, inference_cost, model_macs, parse_duration
+from vidseg.train.cost import inference_cost, model_macs
 from vidseg.train.model import build_model
 
 
@@ -56,24 +54,3 @@ def test_inference_cost_counts_parameters_and_times_a_clip():
     assert cost["params"] == 11 * 6 * 9 + 6 + 6 * 4 + 4
     assert cost["macs"] == model_macs(model, 8, 12) and cost["ms_per_clip"] > 0
     assert model.training  # left as it was
-
-
-@pytest.mark.parametrize("text, seconds", [("20h", 72000), ("45m", 2700), ("1h30m", 5400), ("90s", 90),
-                                           ("1.5d", 129600), (" 2H ", 7200), ("1h 30m", 5400), (".5h", 1800)])
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text, says", [("0", "is no time at all"), ("0h", "is no time at all"),
-                                        ("-5m", "is negative"), ("3x", "no unit 'x'"), ("90", "has no unit"),
-                                        ("2h5", "is not a duration"), ("abc", "is not a duration"),
-                                        ("", "is not a duration")])
-def test_bad_durations_are_named_in_one_line(text, says):
-    with pytest.raises(InputError) as err:
-        parse_duration(text)
-    assert says in str(err.value) and str(err.value).startswith("--budget") and "\n" not in str(err.value)
-
-
-def test_durations_read_back():
-    assert duration_text(42) == "42.0s" and duration_text(750) == "12m 30s" and duration_text(3900) == "1h 05m"
-    assert duration_text(math.nan) == "?"

@@ -14,7 +14,7 @@ from search.run.settings import Settings
 from search.space import PROFILES, train_config
 from search.tools.estimate import Estimate, Probed, probe_on_workers, shipped_curves
 from tests.conftest import RAY, SHARD_SIZE
-from vidseg.train.cost import duration_text
+from search.results.durations import duration_text
 from vidseg.train.model import build_model
 
 BASE = {"N_S": 2, "N_T": 2, "hid_T": 16, "epochs": 1, "batch_size": 2, "device": "cpu", "translator": "incep"}
