@@ -10,7 +10,6 @@ from typing import Any
 from vidseg.config import from_dict, validate
 from vidseg.task import NUM_CLASSES
 from vidseg.models.simvp import group_problem
-from vidseg.train.decoding import DECODES
 from vidseg.task import INPUT_FRAMES
 
 __all__ = ["TrainConfig", "LOSSES", "DECODES", "TRAIN_INPUTS", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
@@ -24,6 +23,7 @@ ROLLOUTS = ("direct", "autoregressive")
 SAMPLINGS = ("none", "linear", "exponential")
 TRANSLATORS = ("incep", "gsta", "tau", "convnext", "convmixer")
 MSE_ROUNDINGS = ("floor", "round")
+DECODES = ("plain", "known", "known+regions")  # how the target frame's output becomes a mask: vidseg.train.decoding
 
 
 def _field(default: Any, help: str, choices: tuple = ()) -> Any:

@@ -35,11 +35,11 @@ import torch
 from vidseg.data.classes import BACKGROUND, NUM_CLASSES, attributes
 from vidseg.task import FRAME_SIZE
 from vidseg.train.codec import class_probabilities, predict_masks
+from vidseg.train.config import DECODES
 
 __all__ = ["DECODES", "SMALL_REGION_PIXELS", "ATTRIBUTE_WEIGHTS", "known_classes", "known_masks",
            "known_probabilities", "repair_regions", "decode_frame", "unseen_class_share", "attribute_distance"]
 
-DECODES = ("plain", "known", "known+regions")
 SMALL_REGION_PIXELS = 100  # the entry's threshold, at the competition's frame size
 ATTRIBUTE_WEIGHTS = {"color": 4, "shape": 2, "material": 1}  # what a differing attribute costs (the entry's)
 
