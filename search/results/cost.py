@@ -188,7 +188,7 @@ def cost_section(rows: list[TrialRow], fronts: Path | None, anytime: Path | None
     if budget:
         if budget.get("budget_s"):
             lines.append(f"Budget: {duration_text(budget['budget_s'])}; spent {spent / budget['budget_s']:.0%} of it"
-                         + (f"; {budget['ended']}" if budget.get("ended") else "") + ".")
+                         + (f"; {budget['end_reason']}" if budget.get("end_reason") else "") + ".")
         if budget.get("estimate_s"):
             span = budget.get("estimate_range_s")
             within = "" if not span else (f"; one search: {duration_text(span[0])} to {duration_text(span[1])}, "

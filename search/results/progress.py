@@ -40,7 +40,7 @@ class ProgressTable(Callback):
         """``stopped_by(trial_id)`` names what stopped a trial other than the scheduler (the budget), or None."""
         self.max_epochs, self.num_samples, self.scheduler, self.stream = max_epochs, num_samples, scheduler, stream
         self.stopped_by = stopped_by or (lambda trial_id: None)
-        self.ended = 0
+        self.trials_done = 0
         self.best: float = -math.inf
         self.trial_best: dict[str, float] = {}
         self._rows = 0
@@ -48,10 +48,11 @@ class ProgressTable(Callback):
 
     def get_state(self) -> dict[str, Any]:
         """Saved with Ray Tune's experiment state, so a resumed search counts on from where it stopped."""
-        return {"ended": self.ended, "best": self.best, "trial_best": dict(self.trial_best)}
+        return {"trials_done": self.trials_done, "best": self.best, "trial_best": dict(self.trial_best)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.ended, self.best, self.trial_best = state["ended"], state["best"], dict(state["trial_best"])
+        self.trials_done = state["trials_done"] if "trials_done" in state else state["ended"]  # "ended": saved before the name
+        self.best, self.trial_best = state["best"], dict(state["trial_best"])
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stdout, flush=True)
@@ -89,7 +90,7 @@ class ProgressTable(Callback):
         status = trial_status(trial.last_result, int(trial.config.get("epochs", self.max_epochs)), failed)
         name = self._name(trial)
         epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
-        self.ended += 1
+        self.trials_done += 1
         if status == "stopped early":
             what = (f"stopped early by {self.stopped_by(trial.trial_id) or self.scheduler.upper()} after {epochs} "
                     f"epoch{'s' * (epochs != 1)}")
@@ -100,6 +101,6 @@ class ProgressTable(Callback):
             what = f"{status}{': ' + str(reason)[:100] if reason else ''}"
         best = self.trial_best.get(name)
         self._print(f"  {name}: {what}" + (f", best {best:.4f}" if best is not None else "")
-                    + (f"  [{self.ended}/{self.num_samples} trials done]" if self.num_samples is not None
-                       else f"  [{self.ended} trials done]")
+                    + (f"  [{self.trials_done}/{self.num_samples} trials done]" if self.num_samples is not None
+                       else f"  [{self.trials_done} trials done]")
                     + f"  ({(time.monotonic() - self._started) / 60:.1f} min)")

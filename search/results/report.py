@@ -264,7 +264,7 @@ def write_results(results, settings: dict[str, Any], shards_dir: str, experiment
     rows. ``hidden_answers`` (an .npy) scores the submission where the shard set carries no answers;
     ``study_file`` is the search's Optuna journal (importances come from it; for a cloud storage it
     is uploaded beside the results); ``budget`` what the search's cost section says of its budget and
-    estimate (``budget_s``, ``estimate_s``, ``ended``). A simulated search (``search.run.simulate``) has
+    estimate (``budget_s``, ``estimate_s``, ``end_reason``). A simulated search (``search.run.simulate``) has
     no shards (``shards_dir`` None) and gives its ``baselines``: its trials' checkpoints hold no model,
     so it writes no best checkpoint, pictures of predictions or submission."""
     local = not is_uri(experiment)

@@ -34,6 +34,8 @@ class BudgetLimiter(Searcher):
     """Starts no trial whose expected cost would overrun what is left of ``budget_s`` (None: no
     bound); ``trial_s`` is one trial's expected device seconds."""
 
+    end_reason = ""  # why the budget ended the search, once it has (a class default: a limiter pickled without it)
+
     def __init__(self, searcher: Searcher, budget_s: float | None = None, trial_s: float = 0.0) -> None:
         self.searcher = searcher
         self.budget_s, self.trial_s = budget_s, trial_s
@@ -41,7 +43,6 @@ class BudgetLimiter(Searcher):
         self.epoch_costs: dict[str, float] = {}  # trial id -> what its last epoch cost
         self.running: set[str] = set()
         self.stopped: set[str] = set()  # the running trials the budget stopped (BudgetStop)
-        self.ended = ""  # why the budget ended the search, once it has
         super().__init__(metric=searcher.metric, mode=searcher.mode)
 
     @property
@@ -61,9 +62,9 @@ class BudgetLimiter(Searcher):
             if self.committed() + self.trial_s > left:
                 if self.running:
                     return None  # a running trial may yet end early and leave room
-                self.ended = (f"the budget of {duration_text(self.budget_s)} ended it: {duration_text(max(left, 0))} "
+                self.end_reason = (f"the budget of {duration_text(self.budget_s)} ended it: {duration_text(max(left, 0))} "
                               f"left, one more trial expected to cost {duration_text(self.trial_s)}")
-                log.info("%s", self.ended)
+                log.info("%s", self.end_reason)
                 return Searcher.FINISHED
         suggested = self.searcher.suggest(trial_id)
         if isinstance(suggested, dict):
@@ -98,13 +99,14 @@ class BudgetLimiter(Searcher):
 
     def get_state(self) -> dict[str, Any]:
         return {"budget_s": self.budget_s, "trial_s": self.trial_s, "costs": dict(self.costs),
-                "epoch_costs": dict(self.epoch_costs), "ended": self.ended}
+                "epoch_costs": dict(self.epoch_costs), "end_reason": self.end_reason}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """The costs so far, restored; the budget and the expected cost stay those given now (the
         resumed search's settings), and a budget that changed has not ended the search."""
         self.costs, self.epoch_costs = dict(state.get("costs", {})), dict(state.get("epoch_costs", {}))
-        self.ended = state.get("ended", "") if state.get("budget_s") == self.budget_s else ""
+        said = state.get("end_reason", state.get("ended", ""))  # "ended": a search saved before the name
+        self.end_reason = said if state.get("budget_s") == self.budget_s else ""
         self.trial_s = self.trial_s or state.get("trial_s", 0.0)
 
     def save(self, checkpoint_path: str) -> None:
@@ -124,10 +126,10 @@ class BudgetStop(Stopper):
     def __call__(self, trial_id: str, result: dict) -> bool:
         self.limiter.heard(trial_id, result)
         if self.limiter.over(trial_id):
-            if not self.limiter.ended:
-                self.limiter.ended = (f"the budget of {duration_text(self.limiter.budget_s)} is spent, or would be "
+            if not self.limiter.end_reason:
+                self.limiter.end_reason = (f"the budget of {duration_text(self.limiter.budget_s)} is spent, or would be "
                                       "by one more epoch")
-                log.info("%s: running trials stop at their next report", self.limiter.ended)
+                log.info("%s: running trials stop at their next report", self.limiter.end_reason)
             self.limiter.stopped.add(trial_id)
             return True
         return False

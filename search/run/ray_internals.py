@@ -35,7 +35,7 @@ class OpenOptunaSearch(OptunaSearch):
 
     - ``optuna_study``: the study Ray asks (``_ot_study``), to enqueue references and tell endings;
     - ``optuna_trials``: Ray's trial id to its Optuna trial (``_ot_trials``), to report each epoch;
-    - ``ended``: the Ray trial ids Ray has told the study the end of (``_completed_trials``), which
+    - ``ended_trial_ids``: the Ray trial ids Ray has told the study the end of (``_completed_trials``), which
       ``OptunaSearch`` itself consults before telling;
     - ``ask_in_space``: Ray's define-by-run call (``_suggest_from_define_by_run_func`` over
       ``_space``), to ask a retried trial with the search's own space;
@@ -52,7 +52,7 @@ class OpenOptunaSearch(OptunaSearch):
         return self._ot_trials
 
     @property
-    def ended(self) -> set[str]:
+    def ended_trial_ids(self) -> set[str]:
         return self._completed_trials
 
     def ask_in_space(self, trial: optuna.Trial) -> None:

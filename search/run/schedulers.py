@@ -288,14 +288,14 @@ class TieBreakingASHA(OpenHyperBand):
         self._sign = -1.0 if kwargs.get("mode") == "min" else 1.0
         self._rng = np.random.default_rng(seed)
         self._bracket_of: dict[str, int] = {}  # trial id -> index of its bracket, never forgotten
-        self._ended: set[str] = set()
+        self._ended_trial_ids: set[str] = set()
 
     def on_trial_add(self, tune_controller, trial) -> None:
         if trial.trial_id not in self._bracket_of:
             sizes = np.array(self.bracket_sizes)
             odds = np.e ** (sizes - sizes.max())  # Ray's odds: brackets with more rungs more often
             self._bracket_of[trial.trial_id] = int(self._rng.choice(len(sizes), p=odds / odds.sum()))
-        if trial.trial_id not in self._ended:
+        if trial.trial_id not in self._ended_trial_ids:
             self.place(trial.trial_id, self._bracket_of[trial.trial_id])
 
     def _broken(self, trial, result: dict | None) -> dict | None:
@@ -309,28 +309,28 @@ class TieBreakingASHA(OpenHyperBand):
         return super().on_trial_result(tune_controller, trial, self._broken(trial, result))
 
     def on_trial_complete(self, tune_controller, trial, result: dict):
-        self._ended.add(trial.trial_id)
+        self._ended_trial_ids.add(trial.trial_id)
         if not self.placed(trial.trial_id):  # a restored trial that had ended already
             return None
         return super().on_trial_complete(tune_controller, trial, self._broken(trial, result))
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._ended.add(trial.trial_id)
+        self._ended_trial_ids.add(trial.trial_id)
         self.forget(trial.trial_id)
 
     def get_state(self) -> dict[str, Any]:
         """The brackets' rung records, each trial's bracket, arrival order and the generator's state."""
-        return {"rungs": self.rung_records(), "bracket_of": dict(self._bracket_of), "ended": sorted(self._ended),
+        return {"rungs": self.rung_records(), "bracket_of": dict(self._bracket_of), "ended": sorted(self._ended_trial_ids),
                 "arrival": dict(self._arrival), "num_stopped": self.stopped, "rng": self._rng.bit_generator.state}
 
     def set_state(self, state: dict[str, Any]) -> int:
         """Take back ``get_state``'s data; returns how many rung records it holds."""
         self.set_rung_records(state["rungs"])
-        self._bracket_of, self._ended = dict(state["bracket_of"]), set(state["ended"])
+        self._bracket_of, self._ended_trial_ids = dict(state["bracket_of"]), set(state["ended"])
         self._arrival, self.stopped = dict(state["arrival"]), int(state["num_stopped"])
         self._rng.bit_generator.state = state["rng"]
         for trial_id, index in self._bracket_of.items():
-            if trial_id not in self._ended:
+            if trial_id not in self._ended_trial_ids:
                 self.place(trial_id, index)
         return sum(len(recorded) for rungs in state["rungs"] for _, recorded in rungs)
 

@@ -236,7 +236,7 @@ def stop_meaning(search: Search, results) -> None:
     ``Stopped`` (a signal; Tune stopped by a SIGUSR1 from elsewhere counts as Ctrl-C), saying
     whether Tune's last save completed."""
     why = STOP.why
-    if why is None and (len(results) >= search.settings.num_samples or (search.budget and search.budget.ended)):
+    if why is None and (len(results) >= search.settings.num_samples or (search.budget and search.budget.end_reason)):
         return  # every trial ran, or the budget ended it
     saved, lost = last_save(search)
     if isinstance(why, DiskFull):
@@ -270,11 +270,11 @@ def report(search: Search, results) -> int:
     folder = f"{search.storage}/{search.name}"
     try:
         found, settings = search.estimate, search.settings
-        budget = {"budget_s": settings.budget_s, "ended": search.budget.ended if search.budget else "",
+        budget = {"budget_s": settings.budget_s, "end_reason": search.budget.end_reason if search.budget else "",
                   "estimate_s": None, "estimate_range_s": None}
         if found is not None and found.budgeted_s is not None:  # the search as kept to its budget
             budget.update(estimate_s=found.budgeted_s, estimate_range_s=found.budgeted_range_s)
-        elif found is not None and settings.bounded and not (search.budget and search.budget.ended):
+        elif found is not None and settings.bounded and not (search.budget and search.budget.end_reason):
             budget.update(estimate_s=found.expected_s, estimate_range_s=found.expected_range_s)  # the whole search
         world = search.world
         out, rows = write_results(results, search.settings.to_dict(), search.shards, folder,

@@ -114,9 +114,9 @@ class StudySearch(OpenOptunaSearch):
         """Every epoch's val_iou, as an intermediate value at step ``epoch``. Tune calls this for
         every result but the one its scheduler stops the trial on: ``on_trial_complete`` has that."""
         value, epoch = result.get("val_iou"), result.get("epoch")
-        if trial_id in self.ended and trial_id in self.optuna_trials and value is not None:
+        if trial_id in self.ended_trial_ids and trial_id in self.optuna_trials and value is not None:
             self._retried(trial_id)  # an errored trial that --retry-errored runs again
-        if trial_id in self.ended or trial_id not in self.optuna_trials or value is None or epoch is None:
+        if trial_id in self.ended_trial_ids or trial_id not in self.optuna_trials or value is None or epoch is None:
             return
         if math.isnan(value) or int(epoch) in self._told.setdefault(trial_id, set()):  # a diverged epoch: FAIL
             return
@@ -144,10 +144,10 @@ class StudySearch(OpenOptunaSearch):
         self.optuna_trials[trial_id] = new
         self._told[trial_id] = set(old.intermediate_values)
         self._best[trial_id] = max(old.intermediate_values.values(), default=-math.inf)
-        self.ended.discard(trial_id)
+        self.ended_trial_ids.discard(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.ended or trial_id not in self.optuna_trials:
+        if trial_id in self.ended_trial_ids or trial_id not in self.optuna_trials:
             return
         result = result or {}
         if not error:
@@ -169,7 +169,7 @@ class StudySearch(OpenOptunaSearch):
         else:
             state, value = TrialState.COMPLETE, best
         self._write(trial_id, lambda t: self.optuna_study.tell(t, value, state=state))
-        self.ended.add(trial_id)
+        self.ended_trial_ids.add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore, then: the study reopened where the driver says it is now (a results
