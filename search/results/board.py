@@ -35,6 +35,7 @@ import numpy as np
 from ray.tune.logger import LoggerCallback
 
 from search.results.outcome import Outcome, classify
+from search.space.dimensions import GROUPED
 from vidseg.task import LAST_INPUT, TARGET
 
 __all__ = ["run_name", "TrialBoard", "experiment_config", "write_experiment", "write_baselines", "write_board", "write_report",
@@ -98,7 +99,7 @@ def run_name(config: dict[str, Any], trial_id: str, reference: str = "") -> str:
     parts = [] if not reference else ["top" if reference.startswith("top") else "paper"]
     translator = config.get("translator", "incep")
     parts.append(f"{translator}-{config.get('N_S')}.{config.get('N_T')}.{config.get('hid_S')}.{config.get('hid_T')}")
-    if translator == "incep" and config.get("groups") is not None:
+    if translator in GROUPED and config.get("groups") is not None:
         parts.append(f"g{config['groups']}")
     loss = config.get("loss", "")
     parts.append(LOSS_SHORT.get(loss, str(loss)) + (_number(float(config["last_frame_weight"]))

@@ -15,14 +15,16 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vidseg.models.simvp import valid_groups
+from vidseg.models.simvp import TRANSLATOR_KINDS, valid_groups
 from vidseg.train.config import DECODES, TRANSLATORS, TrainConfig
 
 if TYPE_CHECKING:
     from search.space.profiles import Profile
 
 __all__ = ["Dim", "SPACE", "SEARCHED", "with_choices", "correct_groups", "complete", "SearchSpace", "ENQUEUED",
-           "enqueue", "train_config"]
+           "enqueue", "train_config", "GROUPED"]
+
+GROUPED = tuple(name for name, kind in TRANSLATOR_KINDS.items() if kind.grouped)  # the translators with a group count
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ SPACE: tuple[Dim, ...] = (
     Dim("hid_S", (4, 8, 16, 32, 64)),
     Dim("hid_T", (32, 64, 128, 256, 512)),
     Dim("translator", TRANSLATORS),  # SimVP's, SimVPv2's, and OpenSTL's front of quality against cost
-    Dim("groups", (1, 2, 4, 8), when=("translator", ("incep",))),  # run as the largest valid divisor below
+    Dim("groups", (1, 2, 4, 8), when=("translator", GROUPED)),  # run as the largest valid divisor below
     Dim("last_frame_skip", (False, True)),
     Dim("loss", ("mse", "ce", "weighted_ce")),
     Dim("last_frame_weight", bounds=(1.0, 16.0), log=True, when=("loss", ("weighted_ce",))),
@@ -119,7 +121,7 @@ def complete(config: dict[str, Any]) -> dict[str, Any]:
     valid one below it, and the translators without group convolutions (all but IncepU) run one group."""
     if "groups" in config:
         config["groups"] = correct_groups(config["groups"], config["hid_S"], config["hid_T"])
-    elif config.get("translator", "incep") != "incep":
+    elif config.get("translator", "incep") not in GROUPED:
         config["groups"] = 1
     return config
 

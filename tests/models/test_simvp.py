@@ -107,3 +107,19 @@ def test_unknown_translator_lists_the_valid_names():
 def test_bad_arguments_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         SimVP((11, 1, 16, 24), **{**TINY, **bad})
+
+
+def test_each_translator_is_one_entry_in_the_registry():
+    """A translator is named once (``TRANSLATOR_KINDS``): the trials' configs, the search's space and
+    the memory model read it from there, and each entry builds a SimVP that runs."""
+    from search.space.dimensions import GROUPED, SPACE
+    from vidseg.models.simvp import TRANSLATOR_KINDS, MetaTranslator
+    from vidseg.train.config import TRANSLATORS
+
+    assert TRANSLATORS == tuple(TRANSLATOR_KINDS)
+    assert next(d for d in SPACE if d.name == "translator").choices == TRANSLATORS
+    assert GROUPED == ("incep",)
+    for name, kind in TRANSLATOR_KINDS.items():
+        model = SimVP((11, 3, 16, 16), hid_S=4, hid_T=8, N_S=2, N_T=2, translator=name, groups=2)
+        assert isinstance(model.hid, MetaTranslator) == (kind.block is not None) == (kind.kept is not None)
+        assert model(torch.zeros(1, 11, 3, 16, 16)).shape == (1, 11, 3, 16, 16)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -22,14 +23,15 @@ from torch import nn
 from vidseg.task import INPUT_FRAMES
 
 
-__all__ = ["group_problem", "valid_groups", "encoder_scale", "ConvSC", "Encoder", "Decoder", "Inception", "IncepTranslator", "GSTABlock", "GSTATranslator",
-           "TAUBlock", "ConvNeXtBlock", "ConvMixerBlock", "MetaTranslator", "SimVP"]
+__all__ = ["group_problem", "valid_groups", "encoder_scale", "strides", "ConvSC", "Encoder", "Decoder", "Inception",
+           "IncepTranslator", "GSTABlock", "TAUBlock", "ConvNeXtBlock", "ConvMixerBlock", "MetaTranslator",
+           "TranslatorKind", "TRANSLATOR_KINDS", "SimVP"]
 
 INCEPTION_KERNELS = (3, 5, 7, 11)
 CONVMIXER_KERNEL = 11  # OpenSTL's MetaBlock gives its ConvMixer blocks this depthwise kernel
 
 
-def _strides(num_blocks: int) -> list[int]:
+def strides(num_blocks: int) -> list[int]:
     """Encoder strides 1, 2, 1, 2, ... (the reference's ``stride_generator``)."""
     return [1 + i % 2 for i in range(num_blocks)]
 
@@ -59,7 +61,7 @@ class Encoder(nn.Module):
         super().__init__()
         channels = [in_channels] + [hid_channels] * num_blocks
         self.blocks = nn.ModuleList(
-            ConvSC(channels[i], hid_channels, stride=s) for i, s in enumerate(_strides(num_blocks))
+            ConvSC(channels[i], hid_channels, stride=s) for i, s in enumerate(strides(num_blocks))
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,9 +84,9 @@ class Decoder(nn.Module):
     def __init__(self, hid_channels: int, out_channels: int, num_blocks: int, fp32_readout: bool = False) -> None:
         super().__init__()
         self.fp32_readout = fp32_readout  # regression outputs (mse's class ids) need fp32 precision
-        strides = _strides(num_blocks)[::-1]
-        self.blocks = nn.ModuleList(ConvSC(hid_channels, hid_channels, s, transpose=True) for s in strides[:-1])
-        self.blocks.append(ConvSC(2 * hid_channels, hid_channels, strides[-1], transpose=True))
+        mirrored = strides(num_blocks)[::-1]
+        self.blocks = nn.ModuleList(ConvSC(hid_channels, hid_channels, s, transpose=True) for s in mirrored[:-1])
+        self.blocks.append(ConvSC(2 * hid_channels, hid_channels, mirrored[-1], transpose=True))
         self.readout = nn.Conv2d(hid_channels, out_channels, 1)
 
     def forward(self, latent: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -143,7 +145,7 @@ def valid_groups(hid_S: int, hid_T: int, candidates=(1, 2, 4, 8, 16)) -> list[in
 def encoder_scale(N_S: int) -> int:
     """What the encoder of ``N_S`` blocks divides H and W by (its strides, ``_strides``): H and W
     must be multiples of it."""
-    return math.prod(_strides(N_S))
+    return math.prod(strides(N_S))
 
 
 class IncepTranslator(nn.Module):
@@ -230,22 +232,35 @@ def _openstl_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class GSTABlock(nn.Module):
-    """gSTA block (OpenSTL's GASubBlock): BN => attention and BN => MLP, each a layer-scaled residual."""
+class _AttentionMlpBlock(nn.Module):
+    """OpenSTL's attention-and-MLP sub-block: BN => ``attention`` and BN => MLP, each a layer-scaled
+    residual, OpenSTL's init; ``attention_at_defaults`` builds the attention after that init, at
+    torch's defaults (TAU's)."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-2) -> None:
+    def __init__(self, dim: int, attention: Callable[[int], nn.Module], mlp_ratio: float, layer_scale_init: float,
+                 attention_at_defaults: bool) -> None:
         super().__init__()
         self.norm1 = nn.BatchNorm2d(dim)
-        self.attn = SpatialAttention(dim)
+        if not attention_at_defaults:
+            self.attn = attention(dim)
         self.norm2 = nn.BatchNorm2d(dim)
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
         self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
         self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
         _openstl_init(self)
+        if attention_at_defaults:
+            self.attn = attention(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.layer_scale_1 * self.attn(self.norm1(x))
         return x + self.layer_scale_2 * self.mlp(self.norm2(x))
+
+
+class GSTABlock(_AttentionMlpBlock):
+    """gSTA block (OpenSTL's GASubBlock): its attention is ``SpatialAttention``."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-2) -> None:
+        super().__init__(dim, SpatialAttention, mlp_ratio, layer_scale_init, attention_at_defaults=False)
 
 
 class TemporalAttention(nn.Module):
@@ -271,22 +286,12 @@ class TemporalAttention(nn.Module):
         return x + self.proj_2(dynamical * statical * u)
 
 
-class TAUBlock(nn.Module):
-    """TAU block (OpenSTL's TAUSubBlock): a gSTA block whose attention is ``TemporalAttention``."""
+class TAUBlock(_AttentionMlpBlock):
+    """TAU block (OpenSTL's TAUSubBlock): a gSTA block whose attention is ``TemporalAttention``, left
+    at torch's defaults by TAU's init."""
 
     def __init__(self, dim: int, mlp_ratio: float = 8.0, layer_scale_init: float = 1e-2) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(dim)
-        self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio))
-        self.layer_scale_1 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
-        self.layer_scale_2 = nn.Parameter(torch.full((dim, 1, 1), layer_scale_init))
-        _openstl_init(self)
-        self.attn = TemporalAttention(dim)  # after the init: TAU leaves its attention at torch's defaults
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.layer_scale_1 * self.attn(self.norm1(x))
-        return x + self.layer_scale_2 * self.mlp(self.norm2(x))
+        super().__init__(dim, TemporalAttention, mlp_ratio, layer_scale_init, attention_at_defaults=True)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -352,20 +357,37 @@ class MetaTranslator(nn.Module):
         return self.blocks(z)  # (B, T hid_S, h, w) -> (B, hid_T, h, w) -> ... -> (B, T hid_S, h, w)
 
 
-class GSTATranslator(MetaTranslator):
-    """SimVPv2's ``MidMetaNet`` with gSTA blocks."""
+@dataclass(frozen=True)
+class TranslatorKind:
+    """One kind of translator, named once (``TRANSLATOR_KINDS``): ``block``, a ``MetaTranslator``'s
+    block (None: IncepU, SimVP's own U-Net of Inception modules); whether the search's group count
+    applies to it (``grouped``); and, for the memory model (``vidseg.train.memory``), the bytes a
+    block keeps for the backward pass per channel and pixel given the bytes of a conv's kept input
+    (``kept``), plus per pixel (``kept_per_pixel``), as counted against the traced model."""
 
-    def __init__(self, in_channels: int, hid_channels: int, depth: int, mlp_ratio: float = 8.0) -> None:
-        super().__init__(lambda width: GSTABlock(width, mlp_ratio), in_channels, hid_channels, depth)
+    block: Callable[[int], nn.Module] | None
+    grouped: bool = False
+    kept: Callable[[int], int] | None = None
+    kept_per_pixel: int = 0
+
+    def build(self, in_channels: int, hid_channels: int, depth: int, groups: int) -> nn.Module:
+        """The translator for (B, ``in_channels`` = T hid_S, h, w) codes, ``depth`` blocks wide ``hid_channels``."""
+        if self.block is None:
+            return IncepTranslator(in_channels, hid_channels, depth, groups)
+        return MetaTranslator(self.block, in_channels, hid_channels, depth)
 
 
-# the translator slot: (T hid_S, hid_T, N_T, groups) -> the module; groups apply to IncepU alone
-_TRANSLATORS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
-    "incep": lambda in_ch, hid_ch, depth, groups: IncepTranslator(in_ch, hid_ch, depth, groups),
-    "gsta": lambda in_ch, hid_ch, depth, groups: GSTATranslator(in_ch, hid_ch, depth),
-    "tau": lambda in_ch, hid_ch, depth, groups: MetaTranslator(TAUBlock, in_ch, hid_ch, depth),
-    "convnext": lambda in_ch, hid_ch, depth, groups: MetaTranslator(ConvNeXtBlock, in_ch, hid_ch, depth),
-    "convmixer": lambda in_ch, hid_ch, depth, groups: MetaTranslator(ConvMixerBlock, in_ch, hid_ch, depth),
+# the translator slot's kinds; what the search, the memory model and the trials' configs read
+TRANSLATOR_KINDS: dict[str, TranslatorKind] = {
+    "incep": TranslatorKind(None, grouped=True),  # SimVP's IncepU, the paper's (its U-Net counted apart)
+    # BN, attention, BN, 8x MLP
+    "gsta": TranslatorKind(GSTABlock, kept=lambda a: 12 * a + 4 + 3 * 8 * a),  # SimVPv2's gated spatial attention
+    # the same layout; the excitation keeps one vector a channel
+    "tau": TranslatorKind(TAUBlock, kept=lambda a: 12 * a + 4 + 3 * 8 * a),  # TAU's temporal attention
+    # depthwise conv, LayerNorm (its fp32 mean and reciprocal std a pixel), 1x1 to 8x, GELU, 1x1 back, layer scale
+    "convnext": TranslatorKind(ConvNeXtBlock, kept=lambda a: 20 * a, kept_per_pixel=8),  # OpenSTL's ConvNeXt blocks
+    # depthwise conv, GELU, BN, twice
+    "convmixer": TranslatorKind(ConvMixerBlock, kept=lambda a: 6 * a),  # OpenSTL's ConvMixer blocks
 }
 
 
@@ -388,8 +410,8 @@ class SimVP(nn.Module):
         fp32_readout: bool = False,
     ) -> None:
         super().__init__()
-        if translator not in _TRANSLATORS:
-            raise ValueError(f"unknown translator {translator!r}; valid names are {sorted(_TRANSLATORS)}")
+        if translator not in TRANSLATOR_KINDS:
+            raise ValueError(f"unknown translator {translator!r}; valid names are {sorted(TRANSLATOR_KINDS)}")
         if len(in_shape) != 4 or min(in_shape) < 1:
             raise ValueError(f"in_shape is {tuple(in_shape)}, but must be four positive sizes (T, C, H, W)")
         T, C, H, W = in_shape
@@ -403,14 +425,14 @@ class SimVP(nn.Module):
             raise ValueError(f"hid_T is {hid_T}, but must be >= 2")
         if out_channels is not None and out_channels < 1:
             raise ValueError(f"out_channels is {out_channels}, but must be >= 1 or None")
-        if translator == "incep" and groups < 1:
+        if TRANSLATOR_KINDS[translator].grouped and groups < 1:
             raise ValueError(f"groups is {groups}, but must be >= 1")
         scale = encoder_scale(N_S)
         if H % scale or W % scale:  # otherwise the upsampled latent misses the skip's size
             raise ValueError(f"H x W is {H} x {W}, but N_S={N_S} needs both divisible by {scale}")
         self.in_shape, self.out_channels, self.translator = (T, C, H, W), out_channels or C, translator
         self.enc = Encoder(C, hid_S, N_S)
-        self.hid = _TRANSLATORS[translator](T * hid_S, hid_T, N_T, groups)
+        self.hid = TRANSLATOR_KINDS[translator].build(T * hid_S, hid_T, N_T, groups)
         self.dec = Decoder(hid_S, self.out_channels, N_S, fp32_readout)
 
     def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any
 
 from vidseg.config import from_dict, validate
 from vidseg.task import NUM_CLASSES
-from vidseg.models.simvp import group_problem
+from vidseg.models.simvp import TRANSLATOR_KINDS, group_problem
 from vidseg.task import INPUT_FRAMES
 
 __all__ = ["TrainConfig", "LOSSES", "DECODES", "TRAIN_INPUTS", "ENCODINGS", "ROLLOUTS", "SAMPLINGS"]
@@ -21,7 +21,7 @@ TRAIN_INPUTS = ("true", "unet", "mix")
 ENCODINGS = ("onehot", "embed")
 ROLLOUTS = ("direct", "autoregressive")
 SAMPLINGS = ("none", "linear", "exponential")
-TRANSLATORS = ("incep", "gsta", "tau", "convnext", "convmixer")
+TRANSLATORS = tuple(TRANSLATOR_KINDS)  # vidseg.models.simvp: each translator named once, there
 MSE_ROUNDINGS = ("floor", "round")
 DECODES = ("plain", "known", "known+regions")  # how the target frame's output becomes a mask: vidseg.train.decoding
 
@@ -104,7 +104,8 @@ class TrainConfig:
             (self.hid_S >= 2 and self.hid_S % 2 == 0, f"hid_S is {self.hid_S}, but must be even and >= 2 (GroupNorm(2))"),
             (self.hid_T >= 1, f"hid_T is {self.hid_T}, but must be >= 1"),
             (self.groups >= 1, f"groups is {self.groups}, but must be >= 1"),
-            (self.translator != "incep" or self.groups < 1 or self.hid_S < 2 or self.hid_T < 1
+            (not getattr(TRANSLATOR_KINDS.get(self.translator), "grouped", False) or self.groups < 1
+             or self.hid_S < 2 or self.hid_T < 1
              or not group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T),
              f"{group_problem(self.groups, INPUT_FRAMES * self.hid_S, self.hid_T) if self.groups >= 1 else ''}"),
             (self.translator in TRANSLATORS, f"translator is {self.translator!r}; valid: {', '.join(TRANSLATORS)}"),

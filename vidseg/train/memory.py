@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vidseg.models.simvp import CONVMIXER_KERNEL, INCEPTION_KERNELS
-from vidseg.task import INPUT_FRAMES, NUM_CLASSES, OUTPUT_FRAMES, TOTAL_FRAMES
+from vidseg.models.simvp import TRANSLATOR_KINDS, strides
+from vidseg.task import FRAME_SIZE, INPUT_FRAMES, OUTPUT_FRAMES, TOTAL_FRAMES
 from vidseg.train.config import TrainConfig
 from vidseg.train.counted import Counted
 
@@ -34,59 +34,24 @@ CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # per process, outside the caching allocat
 HEADROOM = 1.43
 
 
-def _conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
-    return cout * (cin // groups) * k * k + cout
-
-
 def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = None) -> int:
-    """Parameters of the trial's model, counted from its layers (equal to building it; tested),
-    so that a whole search space is counted in milliseconds. The resolution does not matter."""
-    hs, ht, c = config.hid_S, config.hid_T, config.channels
-    t_in = INPUT_FRAMES * hs
-    c_in = config.embed_dim if config.input_encoding == "embed" else c  # what SimVP (or the stem) reads
-    total = NUM_CLASSES * c_in if config.input_encoding == "embed" else 0
-    if config.stem_stride == 2:  # strided conv in; transposed conv and 1x1 readout out; SimVP reads and writes hid_S
-        total += _conv(c_in, hs, 3) + 2 * hs + _conv(hs, hs, 3) + 2 * hs + _conv(hs, c, 1)
-        c_in = c = hs
-    total += _conv(c_in, hs, 3) + 2 * hs + (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs)  # encoder
-    total += (config.N_S - 1) * (_conv(hs, hs, 3) + 2 * hs) + _conv(2 * hs, hs, 3) + 2 * hs + _conv(hs, c, 1)  # decoder
-    if config.translator == "incep":
-        mid, g = ht // 2, config.groups
-
-        def inception(cin: int, cout: int) -> int:
-            return _conv(cin, mid, 1) + sum(_conv(mid, cout, k, g) + 2 * cout for k in INCEPTION_KERNELS)
-        depth = config.N_T
-        total += sum(inception(t_in if i == 0 else ht, ht) for i in range(depth))
-        total += sum(inception(ht if i == 0 else 2 * ht, t_in if i == depth - 1 else ht) for i in range(depth))
-    else:
-        widths = [t_in] + [ht] * (config.N_T - 1) + [t_in]
-        for dim, dim_out in zip(widths[:-1], widths[1:]):
-            total += _meta_block_parameters(config.translator, dim)
-            if dim != dim_out:
-                total += _conv(dim, dim_out, 1)
-    return total + (1 if config.last_frame_skip else 0)
+    """Parameters of the trial's model, counted on the model built on the ``meta`` device (no memory,
+    no compute), once a machine per model shape (``vidseg.train.counted``). The resolution does not
+    matter."""
+    shape = traced_shape(config)
+    key = json.dumps([getattr(shape, name) for name in TRACED])
+    return int(_PARAMETERS.get(key, lambda: _count_parameters(shape, resolution or FRAME_SIZE)))
 
 
-def _meta_block_parameters(translator: str, dim: int) -> int:
-    """Parameters of one block of a ``MetaTranslator`` (vidseg.models.simvp) at ``dim`` channels, MLP ratio 8."""
-    mlp = _conv(dim, 8 * dim, 1) + _conv(8 * dim, 8 * dim, 3, 8 * dim) + _conv(8 * dim, dim, 1)  # ConvMlp
-    large_kernel = _conv(dim, dim, 5, dim) + _conv(dim, dim, 7, dim)  # depthwise 5x5, dilated depthwise 7x7
-    if translator == "gsta":
-        attention = 2 * _conv(dim, dim, 1) + large_kernel + _conv(dim, 2 * dim, 1)
-        return 4 * dim + attention + mlp + 2 * dim  # two BatchNorms, two layer scales
-    if translator == "tau":
-        squeezed = dim // max(dim // 16, 4)
-        attention = 3 * _conv(dim, dim, 1) + large_kernel + 2 * dim * squeezed  # and the excitation's two linears
-        return 4 * dim + attention + mlp + 2 * dim
-    if translator == "convnext":  # depthwise 7x7, LayerNorm, 1x1 out to 8x and back, layer scale
-        return _conv(dim, dim, 7, dim) + 2 * dim + _conv(dim, 8 * dim, 1) + _conv(8 * dim, dim, 1) + dim
-    if translator == "convmixer":  # depthwise, BatchNorm, 1x1, BatchNorm
-        return _conv(dim, dim, CONVMIXER_KERNEL, dim) + 2 * dim + _conv(dim, dim, 1) + 2 * dim
-    raise ValueError(f"unknown translator {translator!r}")
+def _count_parameters(config: TrainConfig, resolution: tuple[int, int]) -> int:
+    from vidseg.train.model import build_model
+
+    with torch.device("meta"):
+        model = build_model(config, *resolution)
+    return sum(p.numel() for p in model.parameters())
 
 
-def _strides(num_blocks: int) -> list[int]:
-    return [1 + i % 2 for i in range(num_blocks)]
+_PARAMETERS = Counted("parameters")
 
 
 def plain_simvp(config: TrainConfig) -> bool:
@@ -120,14 +85,14 @@ def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: in
     total = 0
     # encoder: ConvSC blocks, strides 1, 2, 1, 2, ...: the conv's input, the norm's input and output
     pixels, channels_in = h * w, c
-    for i, stride in enumerate(_strides(config.N_S)):
+    for i, stride in enumerate(strides(config.N_S)):
         out_pixels = pixels // (stride * stride)
         total += frames * (channels_in * pixels * a * (1 if i == 0 else chained) + 2 * hid_s * out_pixels * n)
         pixels, channels_in = out_pixels, hid_s
     latent = pixels  # per frame
     # translator, on (batch, T hid_S, h, w)
     t_in = INPUT_FRAMES * hid_s
-    if config.translator == "incep":
+    if TRANSLATOR_KINDS[config.translator].kept is None:  # IncepU: its U-Net of Inception modules
         mid = hid_t // 2
 
         def inception(cin: int, cout: int) -> int:  # 1x1 reduce keeps its input and output, 4 branches
@@ -137,20 +102,16 @@ def activation_bytes(config: TrainConfig, resolution: tuple[int, int], batch: in
             total += inception(t_in if i == 0 else hid_t, hid_t)
         for i in range(depth):
             total += inception(hid_t if i == 0 else 2 * hid_t, t_in if i == depth - 1 else hid_t)
-    else:
-        # what each block keeps per channel and pixel, counted against the traced model (tests/train/test_memory.py)
-        kept = {"gsta": 12 * a + 4 + 3 * 8 * a,  # BN, attention, BN, 8x MLP
-                "tau": 12 * a + 4 + 3 * 8 * a,  # the same layout; the excitation keeps one vector a channel
-                "convnext": 20 * a,  # depthwise conv, LayerNorm, 1x1 to 8x, GELU, 1x1 back, layer scale
-                "convmixer": 6 * a}[config.translator]  # depthwise conv, GELU, BN, twice
-        per_pixel = 8 if config.translator == "convnext" else 0  # the LayerNorm's fp32 mean and reciprocal std
+    else:  # what each block keeps per channel and pixel (the registry's, counted against the traced model)
+        kind = TRANSLATOR_KINDS[config.translator]
+        kept, per_pixel = kind.kept(a), kind.kept_per_pixel
         widths = [t_in] + [hid_t] * (config.N_T - 1) + [t_in]
         for dim, dim_out in zip(widths[:-1], widths[1:]):
             total += batch * latent * (dim * kept + per_pixel)
             if dim != dim_out:
                 total += batch * latent * dim * a  # the 1x1 conv between widths
     # decoder: transposed ConvSC blocks back up, the last one on the skip's concatenation
-    for i, stride in enumerate(_strides(config.N_S)[::-1][:-1]):
+    for i, stride in enumerate(strides(config.N_S)[::-1][:-1]):
         out_pixels = pixels * stride * stride
         total += frames * (hid_s * pixels * a * (1 if i == 0 else chained) + 2 * hid_s * out_pixels * n)
         pixels = out_pixels
