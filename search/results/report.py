@@ -412,10 +412,12 @@ def summary_text(rows, baselines, best_row, settings: dict[str, Any]) -> str:
               f"  {'against':<44} {'val IoU':>8} {'best is':>8}",
               f"  {'copy-last-frame, UNet masks (the baseline)':<44} {baselines['unet']:>8.4f} {against(baselines['unet']):>8}",
               f"  {'copy-last-frame, true masks':<44} {baselines['true']:>8.4f} {against(baselines['true']):>8}"]
+    first_rung = settings.get("grace_period", 1)
     for row in rows:
-        if row.reference:
-            what = f"{row.reference} ({row.epochs} epoch{'s' * (row.epochs != 1)})"
-            lines.append(f"  {what:<44} {row.best_val_iou:>8.4f} {against(row.best_val_iou):>8}")
+        if row.reference:  # a ratio against one stopped at its first rung, before it learned, tells nothing
+            early = row.stopped_early and row.epochs <= first_rung
+            what = f"{row.reference} ({row.epochs} epoch{'s' * (row.epochs != 1)}{', stopped at the first rung' if early else ''})"
+            lines.append(f"  {what:<44} {row.best_val_iou:>8.4f} {'-' if early else against(row.best_val_iou):>8}")
     run, full = sum(r.epochs for r in rows), len(rows) * max_epochs
     if scheduler != "fifo":
         lines.append(f"{SCHEDULER_NAMES[scheduler]} ran {run} of {full} trial-epochs: {1 - run / max(full, 1):.0%} saved")
