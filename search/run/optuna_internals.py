@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import optuna
 
-__all__ = ["reattach"]
+__all__ = ["reattach", "startup_of"]
 
 
 def reattach(study: optuna.Study, trial: optuna.Trial) -> optuna.Trial:
@@ -16,3 +16,12 @@ def reattach(study: optuna.Study, trial: optuna.Trial) -> optuna.Trial:
     trial) and ``get_trials`` (frozen copies). Its constructor takes the storage's trial id, which
     Optuna keeps private (``_trial_id``; ``number`` counts within one study)."""
     return optuna.Trial(study, trial._trial_id)
+
+
+def startup_of(sampler) -> int | None:
+    """The trials a ``TPESampler`` proposes at random before it models any (its start-up), or None
+    for another sampler. Optuna keeps it private (``_n_startup_trials``); TPE proposes at random
+    while fewer trials than that are COMPLETE or PRUNED (without the constant liar, as here)."""
+    if not isinstance(sampler, optuna.samplers.TPESampler):
+        return None
+    return int(sampler._n_startup_trials)

@@ -9,7 +9,8 @@ stopped on, so TPE weighs a 2-epoch score as a final one. ``StudySearch`` tells 
   leaderboard's best, not the last epoch's);
 - an errored, diverged or infeasible trial as FAIL, with the reason in its user attributes.
 
-Each Optuna trial carries its Ray trial id (user attribute ``ray_trial_id``).
+Each Optuna trial carries its Ray trial id (user attribute ``ray_trial_id``) and who proposed it
+(``proposed_by``: ``reference``, ``random`` or ``tpe``, TPE past its start-up).
 
 The study lives in an Optuna journal file (``optuna.journal`` in the experiment folder), named
 after the experiment: ``search.results.journal.load_study(PATH, NAME)`` and
@@ -35,7 +36,7 @@ from search.run.stops import no_space, note_disk_full
 from search.space import enqueue
 from search.results.outcome import Outcome, classify
 
-__all__ = ["StudySearch", "RetryingLimiter", "make_sampler", "startup_trials", "TPE_SETTINGS"]
+__all__ = ["StudySearch", "RetryingLimiter", "make_sampler", "startup_trials", "TPE_SETTINGS", "PROPOSED_BY"]
 
 log = logging.getLogger("vidseg.search")
 
@@ -56,6 +57,8 @@ def make_sampler(searcher: str, seed: int, num_samples: int, max_concurrent: int
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(num_samples, max_concurrent),
                                           **(TPE_SETTINGS if tpe_settings is None else tpe_settings))
 
+
+PROPOSED_BY = "proposed_by"  # a trial's user attribute: reference, random or tpe
 
 _STORAGE_ERRORS = (RuntimeError, ValueError, KeyError, optuna.exceptions.UpdateFinishedTrialError)
 
@@ -92,8 +95,21 @@ class StudySearch(OpenOptunaSearch):
         if isinstance(config, dict):
             self._suggested += 1
         if trial_id in self.optuna_trials:
-            self._write(trial_id, lambda t: t.set_user_attr("ray_trial_id", trial_id))
+            by = self._proposed_by(self.optuna_trials[trial_id])
+            self._write(trial_id, lambda t: (t.set_user_attr("ray_trial_id", trial_id), t.set_user_attr(PROPOSED_BY, by)))
         return config
+
+    def _proposed_by(self, trial: optuna.Trial) -> str:
+        """Who proposed the trial just asked: ``reference`` (an enqueued configuration), ``tpe`` (TPE past
+        its start-up: as many COMPLETE or PRUNED trials as that), else ``random``."""
+        from search.run.optuna_internals import startup_of
+
+        trials = self.optuna_study.get_trials(deepcopy=False)
+        if "fixed_params" in trials[trial.number].system_attrs:
+            return "reference"
+        startup = startup_of(self.optuna_study.sampler)
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        return "tpe" if startup is not None and finished >= startup else "random"
 
     def _disk_full(self, err: OSError) -> None:
         where = os.environ.get(STUDY_FILE_ENV) or "the Optuna journal"

@@ -243,6 +243,10 @@ def test_the_stored_study_tells_optuna_what_happened(smoke):
             assert trial.value == pytest.approx(float(row["best_val_iou"]), abs=1e-4)
             assert trial.value == max(trial.intermediate_values.values())
     assert any(t.state == TrialState.PRUNED for t in study.trials)
+    # who proposed each: the references are enqueued, the rest TPE's random start-up (4 trials, 2 at once)
+    for trial in study.trials:
+        assert trial.user_attrs["proposed_by"] == ("reference" if rows[trial.user_attrs["ray_trial_id"]]["reference"]
+                                                   else "random")
     assert f"optuna-dashboard {experiment / 'optuna.journal'}" in result.stdout
     report = (experiment / "report.md").read_text()  # 4 finished trials: importances from the stored study
     assert "From the stored study" in report and "| Parameter | Importance |" in report
