@@ -7,7 +7,7 @@ stop path it serves (``search.run.stops``).
   disk: a trial's error, or the searcher's, or free space below the reserve of a ``SpaceGuard``
   (local storage), as a ``DiskFull`` naming the path.
 - It keeps a whole copy of Ray Tune's state aside (``keep_tune_state``), for a resume after a full
-  disk cut Tune's last save short, at most a tenth of the driver's time.
+  disk cut Tune's last save short, at most a twentieth of the driver's time.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["DriverCallback", "KEEP_EVERY_S", "KEEP_SHARE"]
 log = logging.getLogger("vidseg.search")
 
 KEEP_EVERY_S = 1.0  # how often the driver looks for a newer whole Ray Tune state to copy aside (it saves every 5 s here)
-KEEP_SHARE = 10  # ... or, where looking takes longer, that many times what it took (at most a tenth of its time)
+KEEP_SHARE = 20  # ... or, where looking takes longer, that many times what it took (at most a twentieth of its time)
 
 
 class DriverCallback(Callback):
@@ -72,8 +72,8 @@ class DriverCallback(Callback):
                 log.warning("could not copy Ray Tune's state aside: %s", err)
             else:
                 STOP.request(DiskFull(self.guard.folder, trials_started=True))
-        # checking a large search's state takes a while (its files grow with the trials): at most a
-        # tenth of the driver's time, so that its loop keeps up with the trials
+        # checking a large search's state takes a while (its files grow with the trials: 17 MB at 512
+        # trials): at most a twentieth of the driver's time, so that its loop keeps up with the trials
         self._every = max(KEEP_EVERY_S, KEEP_SHARE * (time.monotonic() - self._kept))
 
     def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:

@@ -323,11 +323,19 @@ def keep_tune_state(folder, staging=None) -> bool:
             return False
     except (OSError, ValueError):
         pass
-    if not any(f.name.startswith("experiment_state-") for f in files) or not all(_whole(f) for f in files):
-        return False  # nothing to resume from yet, or one of them is being written now
-    if staging is not None and (not any(Path(staging).glob("experiment_state-*.json"))
-                                or unsynced_tune_state(folder, staging)):
-        return False  # Ray has not saved yet, or its syncer has not finished writing its last save to storage
+    if not any(f.name.startswith("experiment_state-") for f in files):
+        return False  # nothing to resume from yet
+    if staging is not None:
+        if not any(Path(staging).glob("experiment_state-*.json")) or unsynced_tune_state(folder, staging):
+            return False  # Ray has not saved yet, or its syncer has not finished writing its last save to storage
+        # Ray writes each file of a save in its staging folder under a temporary name and renames it
+        # into place, so a file here equal to its staging copy byte for byte is whole: only the others
+        # (tuner.pkl) are read opcode by opcode, which takes half a second for a 512-trial searcher state
+        held = {f.name for f in _state_files(staging)}
+        if not all(_whole(f) for f in files if f.name not in held or f.name == "tuner.pkl"):
+            return False
+    elif not all(_whole(f) for f in files):
+        return False  # one of them is being written now
     if not all((folder / name).is_dir() for name in named_checkpoints(folder)):
         return False  # a trial has moved on since (Ray deleted the checkpoint this state names)
     staging_copy = folder / f"{LAST_GOOD}.new"
