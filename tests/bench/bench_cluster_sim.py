@@ -393,6 +393,10 @@ def figures(experiment: Path, run: dict, gpus: int, warmup_s: float) -> dict:
     window = hi - lo
     busy = sum(share * max(0.0, min(end, hi) - max(start, lo)) for start, end, share in spans)
     busy_all = sum(share * (end - start) for start, end, share in spans)
+    # while trials are still being started (to the last start): the search's tail, the last trials of
+    # the costliest configurations run to --max-epochs, leaves the GPUs idle on both sides alike
+    starting = last_start - lo
+    busy_starting = sum(share * max(0.0, min(end, last_start) - max(start, lo)) for start, end, share in spans)
     events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans])
     running = peak = 0
     for _, step in events:
@@ -405,6 +409,8 @@ def figures(experiment: Path, run: dict, gpus: int, warmup_s: float) -> dict:
         "window_s": window if window > 0 else None,
         "gpu_busy_share": busy / (gpus * window) if window > 0 else None,
         "gpu_busy_share_whole_span": busy_all / (gpus * (last - first)) if last > first else None,
+        "gpu_busy_share_while_starting": busy_starting / (gpus * starting) if starting > 0 else None,
+        "tail_s": last - last_start,
         "peak_at_once": peak, "mean_at_once_in_window": at_once,
         "trials_started_per_s": len(found) / (last - first) if last > first else None,
         "starts_per_s_while_starting": (len(found) - 1) / (last_start - first) if last_start > first else None,
@@ -601,6 +607,8 @@ KEYS = [  # (key, label, format)
     ("trials_errored", "errored", "{:d}"),
     ("driver_cpu_s_per_result", "CPU s/result", "{:.3f}"),
     ("gpu_busy_share", "GPU busy", "{:.1%}"),
+    ("gpu_busy_share_while_starting", "GPU busy while starting", "{:.1%}"),
+    ("tail_s", "tail s", "{:.0f}"),
     ("peak_at_once", "peak at once", "{:d}"),
     ("mean_at_once_in_window", "mean at once", "{:.1f}"),
     ("trials_started_per_s", "trials/s", "{:.3f}"),
@@ -610,6 +618,7 @@ KEYS = [  # (key, label, format)
     ("min_available_gib", "least memory free GiB", "{:.1f}"),
 ]
 RATIO_KEYS = ["wall_s", "driver_cpu_s", "results", "trials_started", "driver_cpu_s_per_result", "gpu_busy_share",
+              "gpu_busy_share_while_starting",
               "mean_at_once_in_window", "trials_started_per_s", "exit_after_last_report_s", "driver_peak_rss_mib"]
 
 
