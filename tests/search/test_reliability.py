@@ -210,12 +210,13 @@ def test_a_damaged_saved_state_is_named_on_resume(tmp_path, capsys):
 def test_a_bug_is_not_taken_for_bad_input(tmp_path, monkeypatch, capsys):
     """An internal error leaves main() as itself, so Python prints its traceback and exits 1; it is
     never turned into an 'error:' line."""
+    import search.run.steps as steps
     import search.run_search as r
 
     def broken(args):
         raise ValueError("an internal bug, not bad input")
 
-    monkeypatch.setattr(r.Settings, "from_args", broken)
+    monkeypatch.setattr(steps.Settings, "from_args", broken)
     with pytest.raises(ValueError, match="an internal bug, not bad input"):
         r.main(["--smoke-test", "--storage", str(tmp_path / "results")])
     assert "error:" not in capsys.readouterr().err

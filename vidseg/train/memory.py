@@ -12,6 +12,7 @@ of the GPU in eighths (Ray's fractional ``num_gpus``), the micro-batch that make
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -36,11 +37,18 @@ HEADROOM = 1.43
 
 def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = None) -> int:
     """Parameters of the trial's model, counted on the model built on the ``meta`` device (no memory,
-    no compute), once a machine per model shape (``vidseg.train.counted``). The resolution does not
-    matter."""
+    no compute). Every translator's middle blocks are alike, so the count is linear in ``N_T`` from 2:
+    the models at N_T 2 and 3 are built, each once a machine per model shape (``vidseg.train.counted``;
+    a build takes about 0.05 s), and every depth follows (``tests/search/space/test_space.py`` holds it
+    to the built model). The resolution does not matter."""
     shape = traced_shape(config)
+    at = {depth: _built_parameters(dataclasses.replace(shape, N_T=depth), resolution or FRAME_SIZE) for depth in (2, 3)}
+    return at[2] + (shape.N_T - 2) * (at[3] - at[2])
+
+
+def _built_parameters(shape: TrainConfig, resolution: tuple[int, int]) -> int:
     key = json.dumps([getattr(shape, name) for name in TRACED])
-    return int(_PARAMETERS.get(key, lambda: _count_parameters(shape, resolution or FRAME_SIZE)))
+    return int(_PARAMETERS.get(key, lambda: _count_parameters(shape, resolution)))
 
 
 def _count_parameters(config: TrainConfig, resolution: tuple[int, int]) -> int:
