@@ -4,8 +4,12 @@ learning-curve table and the estimate's configurations and cost model."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from search.run.simulate import World
 
 __all__ = ["build_world"]
 
