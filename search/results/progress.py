@@ -46,11 +46,12 @@ class ProgressTable(Callback):
         self._rows = 0
         self._started = time.monotonic()
 
-    def get_state(self) -> dict[str, Any]:
-        """Saved with Ray Tune's experiment state, so a resumed search counts on from where it stopped."""
+    def saved_state(self) -> dict[str, Any]:
+        """Saved with Ray Tune's experiment state (part "progress" of ``search.run.saved_states.SavedStates``),
+        so a resumed search counts on from where it stopped."""
         return {"trials_done": self.trials_done, "best": self.best, "trial_best": dict(self.trial_best)}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def restore_state(self, state: dict[str, Any]) -> None:
         self.trials_done = state["trials_done"] if "trials_done" in state else state["ended"]  # "ended": saved before the name
         self.best, self.trial_best = state["best"], dict(state["trial_best"])
 

@@ -27,9 +27,9 @@ class and hand it the same results, so they make the same decisions on the same 
 **Across ``--resume``.** Ray Tune never saves a trial scheduler (ray-project/ray#30838): a restored
 Tuner hands back the scheduler as it was pickled before the first trial. So each scheduler here
 gives its decision state (``get_state``: rung records, arrival order, PASHA's budget, Hyperband's
-brackets and its random generator) to ``SchedulerState``, a Tune callback, which Ray saves with
-every experiment checkpoint and gives back (``set_state``) before it re-adds the restored trials:
-a resumed search decides as if it had never stopped.
+brackets and its random generator) to ``SchedulerState``, which the driver's one stateful Tune
+callback (``search.run.saved_states.SavedStates``) saves by name with every experiment checkpoint and
+gives back before Ray re-adds the restored trials: a resumed search decides as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search.run.ray_internals import OpenHyperBand
@@ -335,21 +334,21 @@ class TieBreakingASHA(OpenHyperBand):
         return sum(len(recorded) for rungs in state["rungs"] for _, recorded in rungs)
 
 
-class SchedulerState(Callback):
-    """A Tune callback that carries ``scheduler``'s decision state across ``--resume`` (the module's
-    docstring): Ray saves ``get_state`` with every experiment checkpoint, and on restore calls
-    ``set_state`` before it re-adds the trials. FIFO has no state to carry."""
+class SchedulerState:
+    """``scheduler``'s decision state, carried across ``--resume`` (the module's docstring) as the part
+    "scheduler" of ``search.run.saved_states.SavedStates``: Ray saves it with every experiment
+    checkpoint, and on restore gives it back before it re-adds the trials. FIFO has no state to carry."""
 
     def __init__(self, scheduler, quiet: bool = False) -> None:
         self.scheduler, self.quiet = scheduler, quiet
         self.restored: int | None = None  # rung records brought back by the last set_state
 
-    def get_state(self) -> dict[str, Any] | None:
+    def saved_state(self) -> dict[str, Any] | None:
         if not hasattr(self.scheduler, "get_state"):
             return None
         return {"scheduler": type(self.scheduler).__name__, "state": self.scheduler.get_state()}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def restore_state(self, state: dict[str, Any]) -> None:
         kind = type(self.scheduler).__name__
         if state.get("scheduler") != kind:
             raise ValueError(f"the saved scheduler state is {state.get('scheduler')}'s, not {kind}'s")

@@ -177,7 +177,7 @@ def build_tuner(settings: Settings, profile: Profile, shards: str, storage: str,
 def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, profile: Profile, shards: str,
                      storage: str, name: str, study_file: Path, trial_s: float = 0.0, world=None):
     """A new tuner, or the saved search restored (its searcher, and so its study, included, and its
-    scheduler's state: ``search.run.schedulers.SchedulerState``; grown to ``settings.num_samples``
+    scheduler's state: ``search.run.saved_states.SavedStates``; grown to ``settings.num_samples``
     where that is more than it had), with ``max_failures`` applied to every trial and the driver's
     callbacks (``search.run.driver.DriverCallback`` first).
     Ray's TensorBoard logger is replaced by ``search.results.board.TrialBoard``, and its output by
@@ -188,11 +188,13 @@ def restore_or_build(resume: bool, retry_errored: bool, settings: Settings, prof
     from ray import tune
 
     from search.run.ray_internals import run_config as run_config_of, tune_config as tune_config_of
+    from search.run.saved_states import name_callback_states
 
     experiment = f"{storage}/{name}"
     _tune_environment(study_file)
     baselines = _baselines(settings, profile, shards, storage, name, world)
     if resume and tune.Tuner.can_restore(experiment):  # its scheduler, with the floor it was given, is restored
+        name_callback_states(experiment)  # a folder saved before states were kept by name
         tuner = tune.Tuner.restore(experiment, trainable=make_trainable(settings, profile, shards, world),
                                    resume_unfinished=True, resume_errored=retry_errored)
     else:  # a new search, or one stopped before Tune saved anything: it starts as saved
@@ -254,20 +256,23 @@ def _apply_budget(tune_config, run_config, settings: Settings, trial_s: float, e
 
 
 def _callbacks(settings: Settings, profile: Profile, storage: str, name: str, scheduler, limiter) -> list:
-    """The driver's callbacks. Their order is part of Ray Tune's saved state: Ray saves and restores
-    callbacks' states by their place in this list (the scheduler's state second, the progress
-    table's third), so a callback is only ever added at the end."""
+    """The driver's callbacks, ``SavedStates`` first: the one whose state Ray Tune saves (by its place
+    in this list), holding the scheduler's and the progress table's states by name. The others may
+    be added, removed or reordered freely."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from search.results.board import TrialBoard
     from search.results.progress import ProgressTable
     from search.run.driver import DriverCallback
+    from search.run.saved_states import PLACE, SavedStates
     from search.run.schedulers import SchedulerState
     from search.run.stops import SpaceGuard, begin_search
 
     guard = None if is_uri(storage) else SpaceGuard(Path(storage) / name, settings.max_concurrent)
     begin_search()  # this process's stop path, clean for this search
-    return [DriverCallback(settings.max_failures, f"{storage}/{name}", guard), SchedulerState(scheduler),
-            ProgressTable(settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,
-                          stopped_by=limiter.stopped_by if limiter is not None else None),
-            CSVLoggerCallback(), JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs)]
+    progress = ProgressTable(settings.max_epochs, settings.num_samples if settings.bounded else None, settings.scheduler,
+                             stopped_by=limiter.stopped_by if limiter is not None else None)
+    callbacks = [DriverCallback(settings.max_failures, f"{storage}/{name}", guard), progress, CSVLoggerCallback(),
+                 JsonLoggerCallback(), TrialBoard(profile, settings.max_epochs)]
+    callbacks.insert(PLACE, SavedStates(scheduler=SchedulerState(scheduler), progress=progress))
+    return callbacks

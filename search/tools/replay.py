@@ -210,10 +210,10 @@ class _Run:
 
         from search.run.schedulers import SchedulerState
 
-        saved = pickle.dumps(SchedulerState(self.scheduler).get_state())
+        saved = pickle.dumps(SchedulerState(self.scheduler).saved_state())
         self.scheduler = self.new_scheduler()
         if pickle.loads(saved) is not None and not forget:
-            SchedulerState(self.scheduler, quiet=True).set_state(pickle.loads(saved))
+            SchedulerState(self.scheduler, quiet=True).restore_state(pickle.loads(saved))
         for trial in self.trials.values():
             self.scheduler.on_trial_add(None, trial)
 
