@@ -33,8 +33,8 @@ OPTIONAL = {
         "and says why (torch's CUDA build brings nvidia-ml-py on the GPU machine)",
     ("tests/bench/device_suite.py", "timm"):
         "OpenSTL's SimVP calls timm's DropPath and trunc_normal_; without timm the suite lends stand-ins",
-    ("tests/bench/openstl_counts.py", "timm"):
-        "OpenSTL's ConvNeXt block is timm's: without timm the count of OpenSTL's translators says so and stops",
+    ("tests/bench/openstl_check.py", "timm"):
+        "OpenSTL's ConvNeXt block is timm's: without timm the check against OpenSTL's translators says so and stops",
 }
 # (file, module): modules that are no installed package, but loaded from a folder the user names
 FROM_A_FOLDER = {

@@ -22,7 +22,7 @@ REFERENCE_COUNTS = [
 TINY = dict(hid_S=4, hid_T=16, N_T=2, groups=2)
 
 # Measured by instantiating OpenSTL's SimVP_Model (commit c74deb5, timm 1.0.31) and counting its
-# translator, ``model.hid`` (tests/bench/openstl_counts.py): (T, hid_S, hid_T, N_T) -> count per model_type
+# translator, ``model.hid`` (tests/bench/openstl_check.py): (T, hid_S, hid_T, N_T) -> count per model_type
 OPENSTL_TRANSLATOR_COUNTS = [
     ((11, 16, 32, 4), {"gsta": 740_032, "tau": 712_880, "convnext": 573_104, "convmixer": 80_064}),
     ((10, 64, 512, 8), {"gsta": 46_287_872, "tau": 44_174_208, "convnext": 36_832_128, "convmixer": 3_437_568}),

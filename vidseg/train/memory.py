@@ -194,13 +194,10 @@ def _trace(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
         model = build_model(config, h, w)
     with FakeTensorMode():
         for module in model.modules():  # the weights as fake CPU tensors, so that CPU autocast applies
-            for name, param in module._parameters.items():
-                if param is not None:
-                    module._parameters[name] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype),
-                                                                  param.requires_grad)
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    module._buffers[name] = torch.empty(buffer.shape, dtype=buffer.dtype)
+            for name, param in list(module.named_parameters(recurse=False)):
+                setattr(module, name, torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), param.requires_grad))
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                setattr(module, name, torch.empty(buffer.shape, dtype=buffer.dtype))
         masks = torch.zeros((batch, TOTAL_FRAMES, h, w), dtype=torch.uint8)
         inputs, target = masks[:, :INPUT_FRAMES], masks[:, INPUT_FRAMES:]
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
