@@ -18,7 +18,7 @@ Exit 0 when every count is equal and every output within ``TOLERANCE``; else 1, 
 OpenSTL is never part of this repository: the path is a checkout of chengtan9907/OpenSTL in the
 git-ignored ``third_party/``. Its ConvNeXt block is timm's, so timm must be importable (``pip
 install --no-deps --target DIR timm``, then ``PYTHONPATH=DIR``); without it the script says so.
-Last run: docs/testing.md.
+Last run: all 16 equal (docs/trials.md).
 """
 
 from __future__ import annotations
