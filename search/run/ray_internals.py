@@ -252,37 +252,34 @@ def _whole(path) -> bool:
 _NAMED = re.compile(rb"/([^/\x00-\x1f]+)/(checkpoint_\d+)")
 
 
-def _hex_pickles(value):
-    """The pickles Ray's JSON of a trial embeds as hex (``CLOUDPICKLE_FALLBACK``), as bytes."""
-    if isinstance(value, dict):
-        if value.get("_type") == "CLOUDPICKLE_FALLBACK" and isinstance(value.get("value"), str):
-            try:
-                yield bytes.fromhex(value["value"])
-            except ValueError:
-                pass
-        for inner in value.values():
-            yield from _hex_pickles(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _hex_pickles(inner)
-    elif isinstance(value, str) and value.startswith("{"):
-        try:
-            yield from _hex_pickles(json.loads(value))
-        except ValueError:
-            pass
+_CHECKPOINT_HEX = b"checkpoint_".hex().encode()
 
 
 def named_checkpoints(folder) -> set[str]:
     """The trial checkpoints (``TRIAL/checkpoint_N``, relative to the experiment folder) that the
     newest experiment state in ``folder`` names: what a resume from it restores trials from. They
-    are paths inside the pickles Ray embeds in its JSON, found in the pickles' bytes (a pickled
-    string is its UTF-8 bytes): nothing is unpickled."""
+    are paths inside the pickles Ray embeds in its JSON as hex strings (``CLOUDPICKLE_FALLBACK``; a
+    pickled string is its UTF-8 bytes), found in the file's bytes: each JSON string whose hex spells
+    ``checkpoint_`` is decoded, and nothing is parsed or unpickled (the JSON of 512 trials is 16 MB)."""
     states = sorted(Path(folder).glob("experiment_state-*.json"))
     if not states:
         return set()
-    trials = json.loads(states[-1].read_bytes()).get("trial_data", [])
-    return {f"{m.group(1).decode(errors='replace')}/{m.group(2).decode()}"
-            for data in _hex_pickles(trials) for m in _NAMED.finditer(data)}
+    data = states[-1].read_bytes()
+    names: set[str] = set()
+    at, done = data.find(_CHECKPOINT_HEX), -1
+    while at >= 0:
+        begin = data.rfind(b'"', 0, at) + 1  # the string's quote (escaped where Ray's JSON nests a trial's)
+        if begin > done:
+            ends = [i for i in (data.find(b'"', at), data.find(b"\\", at)) if i >= 0]
+            done = min(ends) if ends else len(data)
+            hexed = data[begin:done].decode(errors="replace")
+            try:
+                decoded = bytes.fromhex(hexed)
+            except ValueError:  # not a hex string after all
+                decoded = b""
+            names.update(f"{m.group(1).decode(errors='replace')}/{m.group(2).decode()}" for m in _NAMED.finditer(decoded))
+        at = data.find(_CHECKPOINT_HEX, max(at + 1, done))
+    return names
 
 
 def _state_files(folder) -> list[Path]:

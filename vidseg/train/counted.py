@@ -62,13 +62,18 @@ class Counted:
             return {}
         return {k: v for k, v in found.items() if isinstance(v, (int, float))} if isinstance(found, dict) else {}
 
+    def known(self, key: str) -> float | None:
+        """The number kept for ``key``, or None where none is."""
+        path = self.path()
+        if self.read_from != path:
+            self.seen, self.read_from = self._read(path), path
+        return self.seen.get(key)
+
     def get(self, key: str, count: Callable[[], float]) -> float:
         """The number kept for ``key``, or ``count()``'s, kept. A file that cannot be read counts as
         empty and one that cannot be written (a read-only home) is left: the count is made again."""
         path = self.path()
-        if self.read_from != path:  # first use, or $VIDSEG_CACHE changed
-            self.seen, self.read_from = self._read(path), path
-        if key not in self.seen:
+        if self.known(key) is None:  # not in this process, nor in the file (read on first use, or a new $VIDSEG_CACHE)
             self.seen[key] = count()
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,13 +42,19 @@ def parameter_count(config: TrainConfig, resolution: tuple[int, int] | None = No
     a build takes about 0.05 s), and every depth follows (``tests/search/space/test_space.py`` holds it
     to the built model). The resolution does not matter."""
     shape = traced_shape(config)
+    known = _PARAMETERS.known(_parameters_key(shape))  # counted on the model a memory trace built
+    if known is not None:
+        return int(known)
     at = {depth: _built_parameters(dataclasses.replace(shape, N_T=depth), resolution or FRAME_SIZE) for depth in (2, 3)}
     return at[2] + (shape.N_T - 2) * (at[3] - at[2])
 
 
+def _parameters_key(shape: TrainConfig) -> str:
+    return json.dumps([getattr(shape, name) for name in TRACED])
+
+
 def _built_parameters(shape: TrainConfig, resolution: tuple[int, int]) -> int:
-    key = json.dumps([getattr(shape, name) for name in TRACED])
-    return int(_PARAMETERS.get(key, lambda: _count_parameters(shape, resolution)))
+    return int(_PARAMETERS.get(_parameters_key(shape), lambda: _count_parameters(shape, resolution)))
 
 
 def _count_parameters(config: TrainConfig, resolution: tuple[int, int]) -> int:
@@ -141,11 +147,12 @@ def estimate_peak_bytes(config: TrainConfig, resolution: tuple[int, int], batch:
     included (``CUDA_CONTEXT_BYTES``)."""
     batch = batch or config.micro_batch_size or config.batch_size
     h, w = resolution
+    activations = activation_bytes(config, resolution, batch)  # first: a trace counts the parameters too
     states = 16 * parameter_count(config, resolution)
     frames_out = 1 if config.rollout == "autoregressive" else OUTPUT_FRAMES  # a training step's outputs
     logits_grad = frames_out * batch * config.channels * h * w * (4 + (2 if config.amp else 0))
     workspace = 64 * 1024 ** 2
-    return int(states + activation_bytes(config, resolution, batch) + logits_grad + workspace)
+    return int(states + activations + logits_grad + workspace)
 
 
 # What a traced step's saved tensors depend on, beside the clips and the frame size: the model's
@@ -209,6 +216,7 @@ def _trace(config: TrainConfig, resolution: tuple[int, int], batch: int) -> int:
                 compute_loss(output, target, config.loss, config.last_frame_weight, config.iou_loss_weight,
                              config.divergence_weight)
     params = {id(p) for p in model.parameters()}
+    _PARAMETERS.get(_parameters_key(config), lambda: sum(p.numel() for p in model.parameters()))  # counted here too
     return sum(b for i, b in seen.items() if i not in params)
 
 
