@@ -8,6 +8,7 @@ stop path it serves (``search.run.stops``).
   (local storage), as a ``DiskFull`` naming the path.
 - It keeps a whole copy of Ray Tune's state aside (``keep_tune_state``), for a resume after a full
   disk cut Tune's last save short, at most a twentieth of the driver's time.
+- It stamps each result with when the search decided on it (``decided_at``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ class DriverCallback(Callback):
         # checking a large search's state takes a while (its files grow with the trials: 17 MB at 512
         # trials): at most a twentieth of the driver's time, so that its loop keeps up with the trials
         self._every = max(KEEP_EVERY_S, KEEP_SHARE * (time.monotonic() - self._kept))
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        """Each result gets ``decided_at``, the driver's wall clock once Tune's stopper and scheduler
+        have decided on it (Tune lets callbacks add to a result before its loggers write it): the
+        order the search decided in, which a trial's own timestamps do not give where two report
+        at once (the rehearsal's tests replay the decisions in it)."""
+        result["decided_at"] = time.time()
 
     def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
         if self.guard is not None and getattr(checkpoint, "path", None):

@@ -99,7 +99,8 @@ def _peak_at_once(reports: dict[str, list[dict]]) -> int:
 
 
 def _replayed(reports: dict[str, list[dict]], settings: dict) -> dict[str, int]:
-    """The epochs each trial runs when every result, in the order it was reported, reaches a new
+    """The epochs each trial runs when every result, in the order the search decided on it (its
+    ``decided_at``: two trials' reports can reach the driver in either order), reaches a new
     scheduler of the search's settings: the search as if never stopped."""
     from search.run.settings import Settings
     from search.space import PROFILES
@@ -107,7 +108,7 @@ def _replayed(reports: dict[str, list[dict]], settings: dict) -> dict[str, int]:
     from tests.search.test_faults import _replayed as replayed
 
     floor = build_world(PROFILES["full"], Settings.from_dict(settings), dict(PROFILES["full"].counts)).floor
-    ordered = sorted((line["reported_at"], line["trial_id"], line) for lines in reports.values() for line in lines)
+    ordered = sorted((line["decided_at"], line["trial_id"], line) for lines in reports.values() for line in lines)
     return replayed([(trial_id, line) for _, trial_id, line in ordered], settings, floor)
 
 
@@ -129,6 +130,7 @@ def test_a_stopped_and_resumed_simulated_search_packs_ends_every_trial_as_if_nev
     before = _reports(experiment)
     resumed = subprocess.run([sys.executable, SCRIPT, "--resume", "--storage", str(tmp_path), "--name", "term",
                               "--address", address], capture_output=True, text=True, timeout=300, env=env)
+    open("/tmp/resumed.txt", "w").write(resumed.stderr + "\n=====\n" + stderr)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = read_leaderboard(experiment)
     assert len(rows) == TRIALS and all(r["status"] == "TERMINATED" for r in rows) and len(before) < TRIALS
@@ -147,7 +149,7 @@ def test_a_stopped_and_resumed_simulated_search_packs_ends_every_trial_as_if_nev
 
 def test_the_budget_ends_a_simulated_search_at_its_budget(cluster, tmp_path):
     address, env = cluster
-    budget = 400.0  # device seconds: about half of what the 32 trials spend
+    budget = 250.0  # device seconds: about 60% of what the 32 trials spent in a search kept to 400 s (25-28 ran)
     with driver_process(_search(address, tmp_path, "budget", "--budget", f"{budget:.0f}s"), env=env) as driver:
         stdout, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr[-3000:]
@@ -160,4 +162,4 @@ def test_the_budget_ends_a_simulated_search_at_its_budget(cluster, tmp_path):
     in_flight = _in_flight_when_spent(reports, budget)
     assert budget - 1.5 * trial_s <= spent <= budget + in_flight + 0.01 * budget, (spent, trial_s, in_flight)
     said = stderr + stdout  # the limiter ended it (none fits), or the stopper (spent, or one more epoch would be)
-    assert "the budget of 6m 40s ended it" in said or "the budget of 6m 40s is spent" in said
+    assert "the budget of 4m 10s ended it" in said or "the budget of 4m 10s is spent" in said
